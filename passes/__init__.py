@@ -1,0 +1,13 @@
+"""The IR rewrite: a batching engine over StableHLO and per-op batching rules.
+
+``batch_function_in_module`` is the entry point; ``rules.RULES`` maps op names
+to batching rules.
+"""
+from passes.errors import (AxisSpecError, BatchingError, UnsupportedOpError,
+                           VerificationError)
+from passes.engine import ModuleBatcher, batch_function_in_module
+from passes.rules import RULES
+
+__all__ = ["AxisSpecError", "BatchingError", "UnsupportedOpError",
+           "VerificationError", "ModuleBatcher", "batch_function_in_module",
+           "RULES"]

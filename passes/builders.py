@@ -1,0 +1,130 @@
+"""Small helpers that build StableHLO ops and types with the MLIR bindings.
+
+All builders use the insertion point and location of the enclosing
+``with ir.InsertionPoint(...), loc:`` block that the engine sets up around a
+rule, so a rule never has to thread them through.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from jaxlib.mlir import ir
+
+
+def _down(t: ir.Type) -> ir.Type:
+    """The most specific Python class of ``t`` (TupleType, RankedTensorType, ...)."""
+    return t.maybe_downcast() if hasattr(t, "maybe_downcast") else t
+
+
+def is_tuple(t: ir.Type) -> bool:
+    return isinstance(_down(t), ir.TupleType)
+
+
+def i64_array(values: Sequence[int]) -> ir.Attribute:
+    return ir.DenseI64ArrayAttr.get([int(v) for v in values])
+
+
+def i64_attr(value: int) -> ir.Attribute:
+    return ir.IntegerAttr.get(ir.IntegerType.get_signless(64), int(value))
+
+
+def ranked(t: ir.Type) -> ir.RankedTensorType | None:
+    return ir.RankedTensorType(t) if isinstance(_down(t), ir.RankedTensorType) else None
+
+
+def shape_of(v: ir.Value | ir.Type) -> list[int]:
+    t = v if isinstance(v, ir.Type) else v.type
+    return list(ir.RankedTensorType(t).shape)
+
+
+def rank_of(v: ir.Value | ir.Type) -> int:
+    return len(shape_of(v))
+
+
+def element_type(v: ir.Value | ir.Type) -> ir.Type:
+    t = v if isinstance(v, ir.Type) else v.type
+    return ir.RankedTensorType(t).element_type
+
+
+def tensor_type(shape: Sequence[int], elem: ir.Type,
+                like: ir.Type | None = None) -> ir.Type:
+    """A ranked tensor type; keeps the encoding of ``like`` when it has one."""
+    encoding = None
+    if like is not None and isinstance(_down(like), ir.RankedTensorType):
+        encoding = ir.RankedTensorType(like).encoding
+    if encoding is not None:
+        return ir.RankedTensorType.get(list(shape), elem, encoding)
+    return ir.RankedTensorType.get(list(shape), elem)
+
+
+def insert_dim(t: ir.Type, size: int, axis: int = 0) -> ir.Type:
+    """``t`` with a new dimension of ``size`` at ``axis`` (tuples elementwise)."""
+    if is_tuple(t):
+        tt = ir.TupleType(t)
+        return ir.TupleType.get_tuple(
+            [insert_dim(tt.get_type(i), size, axis) for i in range(tt.num_types)])
+    rt = ir.RankedTensorType(t)
+    shape = list(rt.shape)
+    shape.insert(axis, size)
+    return tensor_type(shape, rt.element_type, like=t)
+
+
+def create(name: str, results: Sequence[ir.Type], operands: Sequence[ir.Value],
+           attributes: dict | None = None, regions: int = 0) -> ir.Operation:
+    return ir.Operation.create(name, results=list(results), operands=list(operands),
+                               attributes=attributes or {}, regions=regions)
+
+
+def attributes_of(op: ir.Operation) -> dict[str, ir.Attribute]:
+    return {name: op.attributes[name] for name in op.attributes}
+
+
+def transpose(v: ir.Value, perm: Sequence[int]) -> ir.Value:
+    perm = list(perm)
+    if perm == list(range(len(perm))):
+        return v
+    shape = shape_of(v)
+    out = tensor_type([shape[p] for p in perm], element_type(v))
+    return create("stablehlo.transpose", [out], [v],
+                  {"permutation": i64_array(perm)}).result
+
+
+def move_axis(v: ir.Value, src: int, dst: int) -> ir.Value:
+    """Moves dimension ``src`` of ``v`` to position ``dst`` with one transpose."""
+    r = rank_of(v)
+    perm = [d for d in range(r) if d != src]
+    perm.insert(dst, src)
+    return transpose(v, perm)
+
+
+def broadcast_in_dim(v: ir.Value, shape: Sequence[int],
+                     dims: Sequence[int]) -> ir.Value:
+    out = tensor_type(shape, element_type(v))
+    return create("stablehlo.broadcast_in_dim", [out], [v],
+                  {"broadcast_dimensions": i64_array(dims)}).result
+
+
+def reshape(v: ir.Value, shape: Sequence[int]) -> ir.Value:
+    if list(shape) == shape_of(v):
+        return v
+    return create("stablehlo.reshape", [tensor_type(shape, element_type(v))],
+                  [v]).result
+
+
+def constant(value: ir.Attribute) -> ir.Value:
+    return create("stablehlo.constant", [value.type], [], {"value": value}).result
+
+
+def splat(elem: ir.Type, shape: Sequence[int], scalar) -> ir.Value:
+    """A constant tensor filled with ``scalar`` (a Python bool/int/float)."""
+    t = tensor_type(shape, elem)
+    if isinstance(_down(elem), ir.IntegerType):
+        width = ir.IntegerType(elem).width
+        attr = ir.IntegerAttr.get(elem, int(scalar) if width > 1 else int(bool(scalar)))
+    else:
+        attr = ir.FloatAttr.get(elem, float(scalar))
+    return constant(ir.DenseElementsAttr.get_splat(t, attr))
+
+
+def select(pred: ir.Value, on_true: ir.Value, on_false: ir.Value) -> ir.Value:
+    return create("stablehlo.select", [on_true.type], [pred, on_true, on_false]).result

@@ -1,0 +1,252 @@
+"""The batching engine: walks functions in order and applies the rule table.
+
+The rewrite works in place on a module that the caller owns. For each value
+the engine knows whether it is batched (it then carries the batch dimension
+first). An op none of whose operands, nor the values its regions capture, is
+batched is left exactly as it was: unbatched work stays unbatched. Any other
+op goes to the rule registered for its name; the rule builds new ops before
+the old one (or retypes it in place) and returns the new results.
+
+Entry arguments are moved to batch-first once on entry and results are moved
+to their ``out_axes`` once at exit. Callees of ``func.call`` are batched once
+per pattern of batched arguments into a private clone (``@f_b01``).
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from jaxlib.mlir import ir
+
+from passes import builders as bld
+from passes.errors import (AxisSpecError, UnsupportedOpError, VerificationError,
+                           format_location)
+
+# A rule result: one (new value, is batched) pair per result of the op.
+Results = list[tuple[ir.Value, bool]]
+Rule = Callable[["FunctionBatcher", ir.Operation, tuple[bool, ...]], Results]
+
+
+class FunctionBatcher:
+    """Batches one ``func.func`` in place; rules receive it as their context."""
+
+    def __init__(self, program: "ModuleBatcher", func_op: ir.Operation):
+        self.program = program
+        self.func_op = func_op.operation
+        self.func_name = ir.StringAttr(func_op.attributes["sym_name"]).value
+        self.axis_size = program.axis_size
+        self._batched: set[ir.Value] = set()
+
+    # ---- helpers for rules -------------------------------------------------
+    def is_batched(self, v: ir.Value) -> bool:
+        return v in self._batched
+
+    def batched_type(self, t: ir.Type) -> ir.Type:
+        return bld.insert_dim(t, self.axis_size, 0)
+
+    def materialize(self, v: ir.Value) -> ir.Value:
+        """``v`` as a batched value: broadcast along a new leading dim if needed."""
+        if self.is_batched(v):
+            return v
+        if bld.is_tuple(v.type):
+            tt = ir.TupleType(v.type)
+            parts = [bld.create("stablehlo.get_tuple_element", [tt.get_type(i)], [v],
+                                {"index": ir.IntegerAttr.get(
+                                    ir.IntegerType.get_signless(32), i)}).result
+                     for i in range(tt.num_types)]
+            parts = [self.materialize(p) for p in parts]
+            return bld.create("stablehlo.tuple", [self.batched_type(v.type)],
+                              parts).result
+        shape = bld.shape_of(v)
+        return bld.broadcast_in_dim(v, [self.axis_size] + shape,
+                                    list(range(1, len(shape) + 1)))
+
+    def unsupported(self, op: ir.Operation, reason: str | None = None) -> UnsupportedOpError:
+        return UnsupportedOpError(op.name, self.func_name,
+                                  format_location(op.location), reason)
+
+    def region_captures_batched(self, op: ir.Operation) -> bool:
+        """True when an op nested in ``op``'s regions uses a batched outer value."""
+        found = False
+
+        def visit(inner):
+            nonlocal found
+            if inner is not op and any(v in self._batched for v in inner.operands):
+                found = True
+                return ir.WalkResult.INTERRUPT
+            return ir.WalkResult.ADVANCE
+
+        op.walk(visit)
+        return found
+
+    # ---- the walk ----------------------------------------------------------
+    def run(self, arg_axes: Sequence[int | None]) -> list[ir.Value]:
+        """Batches the body; ``arg_axes[i]`` is where argument i carries the batch
+        (None: unbatched). Returns the operands of the function's return op."""
+        block = self.func_op.regions[0].blocks[0]
+        self._batch_arguments(block, arg_axes)
+        ops = [o.operation for o in block.operations]
+        for op in ops[:-1]:
+            self._batch_op(op)
+        ret = ops[-1]
+        return ret
+
+    def _batch_arguments(self, block: ir.Block, arg_axes: Sequence[int | None]):
+        for arg, axis in zip(block.arguments, arg_axes):
+            if axis is None:
+                continue
+            arg.set_type(bld.insert_dim(arg.type, self.axis_size, axis))
+            if axis == 0:
+                self._batched.add(arg)
+                continue
+            with ir.InsertionPoint.at_block_begin(block), self.func_op.location:
+                moved = bld.move_axis(arg, axis, 0)
+            arg.replace_all_uses_except(moved, moved.owner)
+            self._batched.add(moved)
+
+    def _batch_op(self, op: ir.Operation):
+        flags = tuple(v in self._batched for v in op.operands)
+        if not any(flags) and not (len(op.regions) and self.region_captures_batched(op)):
+            return
+        rule = self.program.rules.get(op.name)
+        if rule is None:
+            raise self.unsupported(op)
+        with ir.InsertionPoint(op), op.location:
+            results = rule(self, op, flags)
+        replaced = False
+        for old, (new, batched) in zip(op.results, results):
+            if new != old:
+                old.replace_all_uses_with(new)
+                replaced = True
+            if batched:
+                self._batched.add(new)
+        if replaced:
+            op.erase()
+
+
+class ModuleBatcher:
+    """Batches functions of one module; memoizes callees per batching pattern."""
+
+    def __init__(self, module: ir.Module, axis_size: int,
+                 rules: dict[str, Rule] | None = None):
+        from passes.rules import RULES
+        self.module = module
+        self.axis_size = int(axis_size)
+        self.rules = RULES if rules is None else rules
+        self.symbols = ir.SymbolTable(module.operation)
+        self._callees: dict[tuple[str, tuple[bool, ...]], tuple[str, tuple[bool, ...]]] = {}
+        self._in_progress: set[str] = set()
+
+    def lookup_func(self, name: str) -> ir.Operation:
+        try:
+            return self.symbols[name].operation
+        except KeyError:
+            raise AxisSpecError(f"function @{name} not found in the module") from None
+
+    def batch_callee(self, name: str, pattern: tuple[bool, ...]) -> tuple[str, tuple[bool, ...]]:
+        """Returns the name of a clone of @name batched for ``pattern`` and which
+        of its results are batched."""
+        key = (name, pattern)
+        if key in self._callees:
+            return self._callees[key]
+        if name in self._in_progress:
+            raise UnsupportedOpError("func.call", name, "unknown",
+                                     "recursive calls cannot be batched")
+        original = self.lookup_func(name)
+        clone = original.clone(ip=False)
+        new_name = self._fresh_name(f"{name}_b" + "".join("1" if p else "0" for p in pattern))
+        clone.attributes["sym_name"] = ir.StringAttr.get(new_name)
+        clone.attributes["sym_visibility"] = ir.StringAttr.get("private")
+        self.symbols.insert(clone)
+        self._in_progress.add(name)
+        try:
+            fb = FunctionBatcher(self, clone)
+            ret = fb.run([0 if p else None for p in pattern])
+            flags = tuple(fb.is_batched(v) for v in ret.operands)
+            _set_function_type(clone, ret)
+        finally:
+            self._in_progress.discard(name)
+        self._callees[key] = (new_name, flags)
+        return new_name, flags
+
+    def _fresh_name(self, base: str) -> str:
+        name, i = base, 0
+        while True:
+            try:
+                self.symbols[name]
+            except KeyError:
+                return name
+            i += 1
+            name = f"{base}_{i}"
+
+    def batch_entry(self, func_name: str, in_axes: Sequence[int | None],
+                    out_axes: Sequence[int | None]) -> list[bool]:
+        """Batches @func_name in place: argument i carries the batch at
+        ``in_axes[i]``, result j at ``out_axes[j]``. Returns which results
+        were batched before out_axes were applied."""
+        func_op = self.lookup_func(func_name)
+        block = func_op.regions[0].blocks[0]
+        n_args, n_res = len(block.arguments), None
+        if len(in_axes) != n_args:
+            raise AxisSpecError(f"in_axes has {len(in_axes)} entries but @{func_name} "
+                                f"takes {n_args} arguments")
+        for i, (arg, ax) in enumerate(zip(block.arguments, in_axes)):
+            if ax is None:
+                continue
+            rank = bld.rank_of(arg)
+            if not -rank - 1 <= ax <= rank:
+                raise AxisSpecError(f"in_axes[{i}]={ax} is out of range for argument "
+                                    f"{i} of rank {rank}")
+        in_axes = [None if ax is None else ax % (bld.rank_of(a) + 1)
+                   for a, ax in zip(block.arguments, in_axes)]
+        fb = FunctionBatcher(self, func_op)
+        ret = fb.run(in_axes)
+        n_res = len(ret.operands)
+        if len(out_axes) != n_res:
+            raise AxisSpecError(f"out_axes has {len(out_axes)} entries but @{func_name} "
+                                f"returns {n_res} results")
+        flags = [fb.is_batched(v) for v in ret.operands]
+        with ir.InsertionPoint(ret), ret.location:
+            for j, (v, b, ax) in enumerate(zip(list(ret.operands), flags, out_axes)):
+                if ax is None:
+                    if b:
+                        raise AxisSpecError(
+                            f"result {j} of @{func_name} is batched but its out_axes is None")
+                    continue
+                rank = bld.rank_of(v) + (0 if b else 1)
+                if not -rank <= ax < rank:
+                    raise AxisSpecError(f"out_axes[{j}]={ax} is out of range for result "
+                                        f"{j} of rank {rank - 1}")
+                ret.operands[j] = bld.move_axis(fb.materialize(v), 0, ax % rank)
+        _set_function_type(func_op, ret)
+        return flags
+
+
+def _set_function_type(func_op: ir.Operation, ret: ir.Operation):
+    block = func_op.regions[0].blocks[0]
+    ftype = ir.FunctionType.get([a.type for a in block.arguments],
+                                [v.type for v in ret.operands])
+    func_op.attributes["function_type"] = ir.TypeAttr.get(ftype)
+
+
+def verify(module: ir.Module, stage: str):
+    """Raises VerificationError (with the MLIR diagnostics) if ``module`` is invalid."""
+    try:
+        ok = module.operation.verify()
+    except ir.MLIRError as e:
+        diags = "; ".join(f"{d.message} at {format_location(d.location)}"
+                          for d in e.error_diagnostics) or str(e)
+        raise VerificationError(stage, diags) from None
+    if not ok:
+        raise VerificationError(stage, "verification failed")
+
+
+def batch_function_in_module(module: ir.Module, func_name: str,
+                             in_axes: Sequence[int | None],
+                             out_axes: Sequence[int | None],
+                             axis_size: int) -> list[bool]:
+    """Batches @func_name of ``module`` in place and verifies the result."""
+    verify(module, "input")
+    with module.context, ir.Location.unknown(module.context):
+        flags = ModuleBatcher(module, axis_size).batch_entry(func_name, in_axes, out_axes)
+    verify(module, "batched")
+    return flags

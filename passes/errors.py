@@ -1,0 +1,43 @@
+"""Exceptions raised by the batching rewrite.
+
+Every error carries the op name, the function and the source location taken
+from the module's ``loc`` so a user can find the line that produced the op.
+"""
+from __future__ import annotations
+
+
+class BatchingError(Exception):
+    """Base class of every error raised while batching a module."""
+
+
+class UnsupportedOpError(BatchingError, NotImplementedError):
+    """An op has no batching rule (or a rule cannot handle this use of it)."""
+
+    def __init__(self, op_name: str, func_name: str | None, location: str,
+                 reason: str | None = None):
+        self.op_name = op_name
+        self.func_name = func_name
+        self.location = location
+        self.reason = reason
+        where = f" in function @{func_name}" if func_name else ""
+        what = reason or "no batching rule"
+        super().__init__(f"cannot batch '{op_name}'{where}: {what} at {location}")
+
+
+class VerificationError(BatchingError):
+    """A module failed MLIR verification (input or produced by the rewrite)."""
+
+    def __init__(self, stage: str, diagnostics: str):
+        self.stage = stage
+        self.diagnostics = diagnostics
+        super().__init__(f"{stage} module failed verification: {diagnostics}")
+
+
+class AxisSpecError(BatchingError, ValueError):
+    """in_axes / out_axes / axis_size do not fit the function or its values."""
+
+
+def format_location(loc) -> str:
+    """A one-line rendering of an MLIR location, e.g. 'loc("f.py":3:7)'."""
+    text = str(loc)
+    return " ".join(text.split())
