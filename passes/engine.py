@@ -100,7 +100,7 @@ class FunctionBatcher:
                 continue
             with ir.InsertionPoint.at_block_begin(block), self.func_op.location:
                 moved = bld.move_axis(arg, axis, 0)
-            arg.replace_all_uses_except(moved, moved.owner)
+            arg.replace_all_uses_except(moved, moved.owner.operation)
             self._batched.add(moved)
 
     def _batch_op(self, op: ir.Operation):
@@ -210,12 +210,13 @@ class ModuleBatcher:
                 if ax is None:
                     if b:
                         raise AxisSpecError(
-                            f"result {j} of @{func_name} is batched but its out_axes is None")
+                            f"result {j} of @{func_name} is batched but its out_axes "
+                            f"is None", result_index=j)
                     continue
                 rank = bld.rank_of(v) + (0 if b else 1)
                 if not -rank <= ax < rank:
                     raise AxisSpecError(f"out_axes[{j}]={ax} is out of range for result "
-                                        f"{j} of rank {rank - 1}")
+                                        f"{j} of rank {rank - 1}", result_index=j)
                 ret.operands[j] = bld.move_axis(fb.materialize(v), 0, ax % rank)
         _set_function_type(func_op, ret)
         return flags

@@ -5,6 +5,8 @@ from the module's ``loc`` so a user can find the line that produced the op.
 """
 from __future__ import annotations
 
+import re
+
 
 class BatchingError(Exception):
     """Base class of every error raised while batching a module."""
@@ -34,10 +36,27 @@ class VerificationError(BatchingError):
 
 
 class AxisSpecError(BatchingError, ValueError):
-    """in_axes / out_axes / axis_size do not fit the function or its values."""
+    """in_axes / out_axes / axis_size do not fit the function or its values.
+
+    ``result_index`` is set when the problem is the out_axes of one result."""
+
+    def __init__(self, message: str, result_index: int | None = None):
+        self.result_index = result_index
+        super().__init__(message)
+
+
+_FILE_LINE_COL = re.compile(r'"([^"]+)":(\d+):(\d+)')
+_NAME = re.compile(r'loc\("([^"]*)"')
 
 
 def format_location(loc) -> str:
-    """A one-line rendering of an MLIR location, e.g. 'loc("f.py":3:7)'."""
-    text = str(loc)
-    return " ".join(text.split())
+    """A short rendering of an MLIR location: the innermost source position
+    (``file:line:col``) and the name jax gives the op, e.g.
+    ``model.py:12:8 (jit(f)/dot_general)``; the raw location otherwise."""
+    text = " ".join(str(loc).split())
+    pos = _FILE_LINE_COL.search(text)
+    name = _NAME.match(text)
+    if pos is None:
+        return text
+    where = f"{pos.group(1)}:{pos.group(2)}:{pos.group(3)}"
+    return f"{where} ({name.group(1)})" if name and name.group(1) != pos.group(1) else where

@@ -1,0 +1,247 @@
+"""The Python API: ``batch_lower`` (a jax.vmap that batches the lowered IR)
+and ``batch_module`` (batch a StableHLO module given as text, bytecode or an
+``ir.Module``).
+
+``batch_lower`` exports the function for one example with ``jax.export``,
+batches the module with the ``passes`` rewrite and wraps the result back into
+a ``jax.export.Exported``, whose ``call`` compiles with XLA, runs directly and
+composes with ``jax.jit``. Everything is cached per argument signature.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import threading
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+from jax import tree_util
+from jaxlib.mlir import ir
+
+from passes import AxisSpecError, batch_function_in_module
+from stablehlo_batch import axes as ax
+from stablehlo_batch import module_io
+
+
+def _platform(backend: str | None) -> str:
+    """The jax.export platform name for a backend name (None: the default)."""
+    name = (backend or jax.default_backend()).lower()
+    if name == "gpu":
+        try:
+            version = jax.devices("gpu")[0].client.platform_version.lower()
+        except RuntimeError:
+            version = ""
+        return "rocm" if "rocm" in version else "cuda"
+    return name
+
+
+@dataclasses.dataclass
+class _Plan:
+    """Everything built for one argument signature."""
+    exported: jax.export.Exported
+    module: ir.Module
+    result_batched: list[bool]
+    rewrite_seconds: float
+    call: Callable
+
+
+class Compiled:
+    """An XLA executable of the batched function (mirrors jax.stages.Compiled)."""
+
+    def __init__(self, compiled: jax.stages.Compiled):
+        self._compiled = compiled
+
+    def __call__(self, *args, **kwargs):
+        return self._compiled(*args, **kwargs)
+
+    def as_text(self) -> str:
+        """XLA's optimized HLO."""
+        return self._compiled.as_text()
+
+    def cost_analysis(self):
+        return self._compiled.cost_analysis()
+
+    def memory_analysis(self):
+        return self._compiled.memory_analysis()
+
+    @property
+    def in_tree(self):
+        return self._compiled.in_tree
+
+    @property
+    def out_tree(self):
+        return self._compiled.out_tree
+
+
+class Lowered:
+    """The batched StableHLO for one argument signature (mirrors jax.stages.Lowered)."""
+
+    def __init__(self, plan: _Plan, args, kwargs):
+        self._plan = plan
+        self._args = args
+        self._kwargs = kwargs
+
+    @property
+    def module(self) -> ir.Module:
+        return self._plan.module
+
+    @property
+    def exported(self) -> jax.export.Exported:
+        """The batched function as a ``jax.export.Exported``."""
+        return self._plan.exported
+
+    @property
+    def rewrite_seconds(self) -> float:
+        return self._plan.rewrite_seconds
+
+    def as_text(self, debug_info: bool = False) -> str:
+        return module_io.module_to_text(self._plan.module, debug_info=debug_info)
+
+    def compile(self) -> Compiled:
+        specs = tree_util.tree_map(
+            lambda x: jax.ShapeDtypeStruct(jax.typeof(x).shape, jax.typeof(x).dtype,
+                                           weak_type=jax.typeof(x).weak_type),
+            (self._args, self._kwargs))
+        args, kwargs = specs
+        return Compiled(jax.jit(self._plan.exported.call).lower(*args, **kwargs).compile())
+
+
+class BatchedFunction:
+    """What ``batch_lower`` returns: call it like ``jax.vmap(fn, ...)``."""
+
+    def __init__(self, fn: Callable, in_axes, out_axes, axis_size: int | None,
+                 backend: str | None):
+        if not callable(fn):
+            raise TypeError(f"batch_lower requires a callable, got {fn!r}")
+        self.fn = fn
+        self.in_axes = ax.canonicalize_in_axes(in_axes)
+        ax.check_out_axes(out_axes)
+        self.out_axes = out_axes
+        self.axis_size = None if axis_size is None else int(axis_size)
+        self.backend = backend
+        self._plans: dict[Any, _Plan] = {}
+        self._lock = threading.Lock()
+        functools.update_wrapper(self, fn, updated=())
+
+    def __call__(self, *args, **kwargs):
+        return self._plan_for(args, kwargs).call(*args, **kwargs)
+
+    def lower(self, *args, **kwargs) -> Lowered:
+        return Lowered(self._plan_for(args, kwargs), args, kwargs)
+
+    # ---- building ----------------------------------------------------------
+    def _plan_for(self, args, kwargs) -> _Plan:
+        if isinstance(self.in_axes, tuple) and len(self.in_axes) != len(args):
+            raise ValueError(
+                "batch_lower in_axes must be an int, None, or a tuple of entries "
+                "corresponding to the positional arguments passed to the function, "
+                f"but got len(in_axes)={len(self.in_axes)}, len(args)={len(args)}")
+        leaves, in_tree = tree_util.tree_flatten((args, kwargs))
+        avals = [ax.aval_of(x) for x in leaves]
+        dims = ax.flatten_axes("batch_lower in_axes", in_tree, (self.in_axes, 0))
+        dims, size = ax.normalize_in_axes(self.fn, in_tree, [a.shape for a in avals],
+                                          avals, dims, self.axis_size)
+        platform = _platform(self.backend)
+        key = (in_tree, tuple(avals), tuple(dims), size, platform)
+        plan = self._plans.get(key)
+        if plan is None:
+            with self._lock:
+                plan = self._plans.get(key)
+                if plan is None:
+                    plan = self._build(in_tree, avals, dims, size, platform)
+                    self._plans[key] = plan
+        return plan
+
+    def _build(self, in_tree, avals, dims, size, platform) -> _Plan:
+        def unbatched(a, d):
+            shape = a.shape if d is None else a.shape[:d] + a.shape[d + 1:]
+            return jax.ShapeDtypeStruct(shape, a.dtype, weak_type=a.weak_type)
+
+        ex_args, ex_kwargs = tree_util.tree_unflatten(
+            in_tree, [unbatched(a, d) for a, d in zip(avals, dims)])
+        exp = jax.export.export(jax.jit(self.fn), platforms=(platform,))(
+            *ex_args, **ex_kwargs)
+        out_dims = ax.flatten_axes("batch_lower out_axes", exp.out_tree, self.out_axes)
+
+        start = time.perf_counter()
+        module = module_io.parse_module(exp.mlir_module_serialized)
+        kept = exp.module_kept_var_idx
+        try:
+            result_batched = batch_function_in_module(
+                module, "main", [dims[i] for i in kept], out_dims, size)
+        except AxisSpecError as e:
+            if e.result_index is None:
+                raise
+            path = ax.leaf_path(exp.out_tree, e.result_index, "out_axes")
+            if out_dims[e.result_index] is None:
+                raise ValueError(f"batch_lower has mapped output ({path}) but out_axes "
+                                 "is None") from None
+            raise ValueError(f"at batch_lower {path}: {e}") from None
+        rewrite_seconds = time.perf_counter() - start
+
+        def with_axis(a, d):
+            if d is None:
+                return a
+            shape = list(a.shape)
+            shape.insert(d % (len(shape) + 1), size)
+            return a.update(shape=tuple(shape))
+
+        batched = dataclasses.replace(
+            exp,
+            in_avals=tuple(with_axis(a, d) for a, d in zip(exp.in_avals, dims)),
+            out_avals=tuple(with_axis(a, d) for a, d in zip(exp.out_avals, out_dims)),
+            mlir_module_serialized=module_io.module_to_portable_artifact(module),
+            _get_vjp=None)
+        return _Plan(batched, module, result_batched, rewrite_seconds,
+                     jax.jit(batched.call))
+
+
+def batch_lower(fn: Callable, in_axes=0, out_axes=0, *, axis_size: int | None = None,
+                backend: str | None = None) -> BatchedFunction:
+    """Batches ``fn`` like ``jax.vmap(fn, in_axes, out_axes, axis_size=axis_size)``,
+    by rewriting its lowered StableHLO instead of re-tracing it.
+
+    ``backend`` picks the platform the module is lowered and compiled for
+    (``"cpu"``, ``"cuda"``, ``"tpu"``, ...; default: jax's default backend).
+    """
+    return BatchedFunction(fn, in_axes, out_axes, axis_size, backend)
+
+
+def batch_module(module: module_io.ModuleSource, in_axes: Sequence[int | None],
+                 out_axes: Sequence[int | None], axis_size: int, *,
+                 func: str = "main") -> str:
+    """Batches @``func`` of a StableHLO module and returns the new module as text.
+
+    ``in_axes`` / ``out_axes`` have one entry per argument / result of the
+    function (an int, possibly negative, or None for unbatched). A single
+    int or None is applied to every argument / result.
+    """
+    m = module_io.parse_module(module)
+    fn_block = _func_block(m, func)
+    n_args = len(fn_block.arguments)
+    n_res = len(list(fn_block.operations)[-1].operands)
+    in_axes = _flat_axes(in_axes, n_args)
+    out_axes = _flat_axes(out_axes, n_res)
+    batch_function_in_module(m, func, in_axes, out_axes, axis_size)
+    return module_io.module_to_text(m, debug_info=True)
+
+
+def _func_block(module: ir.Module, func: str) -> ir.Block:
+    try:
+        op = ir.SymbolTable(module.operation)[func]
+    except KeyError:
+        raise AxisSpecError(f"function @{func} not found in the module") from None
+    if op.operation.name != "func.func" or not len(op.operation.regions[0].blocks):
+        raise AxisSpecError(f"@{func} is not a function with a body")
+    return op.operation.regions[0].blocks[0]
+
+
+def _flat_axes(spec, n: int) -> list[int | None]:
+    if spec is None or isinstance(spec, int):
+        return [spec] * n
+    spec = list(spec)
+    for a in spec:
+        if a is not None and type(a) is not int:
+            raise AxisSpecError(f"axes must be ints or None, got {a!r}")
+    return spec

@@ -1,0 +1,140 @@
+"""in_axes / out_axes handling with jax.vmap's semantics and error kinds.
+
+Axis specs are pytree prefixes of the arguments or outputs; here they are
+checked, broadcast to one entry per leaf, and the batch size is inferred
+(with vmap's message listing each argument's size when they disagree).
+"""
+from __future__ import annotations
+
+import collections
+import inspect
+from typing import Any, Sequence
+
+import jax
+from jax import tree_util
+
+NAME = "batch_lower"
+
+
+def canonicalize_in_axes(in_axes):
+    """Checks an in_axes spec the way vmap does; lists become tuples."""
+    if isinstance(in_axes, list):
+        in_axes = tuple(in_axes)
+    if not (in_axes is None or type(in_axes) in (int, tuple)):
+        raise TypeError(f"{NAME} in_axes must be an int, None, or a tuple of entries "
+                        "corresponding to the positional arguments passed to the "
+                        f"function, but got {in_axes}.")
+    if not all(type(leaf) is int for leaf in tree_util.tree_leaves(in_axes)):
+        raise TypeError(f"{NAME} in_axes must be an int, None, or (nested) container "
+                        f"with those types as leaves, but got {in_axes}.")
+    return in_axes
+
+
+def check_out_axes(out_axes):
+    if not all(type(leaf) is int for leaf in tree_util.tree_leaves(out_axes)):
+        raise TypeError(f"{NAME} out_axes must be an int, None, or (nested) container "
+                        f"with those types as leaves, but got {out_axes}.")
+
+
+class _Marker:
+    __slots__ = ("index",)
+
+    def __init__(self, index: int):
+        self.index = index
+
+
+def flatten_axes(what: str, treedef, axes) -> list[int | None]:
+    """One axis entry per leaf of ``treedef``, broadcasting the prefix ``axes``."""
+    markers = tree_util.tree_unflatten(
+        treedef, [_Marker(i) for i in range(treedef.num_leaves)])
+    flat: list[Any] = [None] * treedef.num_leaves
+
+    def assign(axis, subtree):
+        for m in tree_util.tree_leaves(subtree):
+            flat[m.index] = axis
+
+    try:
+        tree_util.tree_map(assign, axes, markers, is_leaf=lambda x: x is None)
+    except (ValueError, TypeError):
+        raise ValueError(
+            f"{what} specification must be a tree prefix of the corresponding "
+            f"value, got specification {axes} for value tree {treedef}.") from None
+    return flat
+
+
+def _arg_names(fn, in_tree, leaves) -> list[str]:
+    args, kwargs = tree_util.tree_unflatten(in_tree, leaves)
+    try:
+        params = list(inspect.signature(fn).bind(*args, **kwargs).signature.parameters)
+    except (TypeError, ValueError):
+        params = None
+
+    def name(path):
+        if path[0].idx == 0:  # positional arguments
+            i = path[1].idx
+            if params is None or i >= len(params):
+                return f"args{tree_util.keystr(path[1:])}"
+            rest = tree_util.keystr(path[2:])
+            return f"argument {params[i]}{rest}"
+        return f"kwargs{tree_util.keystr(path[1:])}"
+
+    paths = [p for p, _ in tree_util.tree_flatten_with_path((args, kwargs))[0]]
+    return [name(p) for p in paths]
+
+
+def leaf_path(treedef, index: int, root: str) -> str:
+    """``root`` followed by the key path of leaf ``index`` of ``treedef``."""
+    dummy = tree_util.tree_unflatten(treedef, list(range(treedef.num_leaves)))
+    path = tree_util.tree_flatten_with_path(dummy)[0][index][0]
+    return f"{root}{tree_util.keystr(path)}"
+
+
+def normalize_in_axes(fn, in_tree, shapes: Sequence[tuple], avals, dims,
+                      axis_size: int | None) -> tuple[list[int | None], int]:
+    """Resolves negative axes, checks ranks and returns (axes, batch size)."""
+    resolved = []
+    for shape, d in zip(shapes, dims):
+        if d is None:
+            resolved.append(None)
+            continue
+        if not -len(shape) <= d < len(shape):
+            min_rank = d + 1 if d >= 0 else -d
+            raise ValueError(
+                f"{NAME} was requested to map its argument along axis {d}, which "
+                f"implies that its rank should be at least {min_rank}, but is only "
+                f"{len(shape)} (its shape is {tuple(shape)})")
+        resolved.append(d % len(shape))
+    sizes = [None if d is None else shape[d] for shape, d in zip(shapes, resolved)]
+    distinct = {s for s in sizes if s is not None}
+    if axis_size is not None:
+        distinct.add(int(axis_size))
+    if len(distinct) == 1:
+        return resolved, distinct.pop()
+    if not distinct:
+        if not shapes:
+            raise ValueError(f"{NAME} wrapped function must be passed at least one "
+                             "argument containing an array or axis_size must be specified")
+        raise ValueError(f"{NAME} must have at least one non-None value in in_axes "
+                         "or axis_size must be specified")
+    names = _arg_names(fn, in_tree, list(range(len(shapes))))
+    described = [f"{n} of type {a.str_short()}" for n, a in zip(names, avals)]
+    counts = collections.Counter(s for s in sizes if s is not None).most_common()
+    msg = [f"{NAME} got inconsistent sizes for array axes to be mapped:\n"]
+    if axis_size is not None:
+        msg.append(f"  * the `axis_size` argument was {axis_size};\n")
+    for k, (sz, ct) in enumerate(counts):
+        i = sizes.index(sz)
+        if ct == 1:
+            msg.append(f"  * one axis had size {sz}: axis {dims[i]} of {described[i]};\n")
+        else:
+            lead = "most axes" if k == 0 else "some axes"
+            msg.append(f"  * {lead} ({ct} of them) had size {sz}, e.g. axis {dims[i]} "
+                       f"of {described[i]};\n")
+    raise ValueError("".join(msg)[:-2])
+
+
+def aval_of(x) -> jax.core.ShapedArray:
+    try:
+        return jax.typeof(x)
+    except TypeError:
+        raise TypeError(f"Argument '{x}' of type {type(x)} is not a valid JAX type") from None
