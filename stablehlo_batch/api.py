@@ -210,12 +210,13 @@ def batch_lower(fn: Callable, in_axes=0, out_axes=0, *, axis_size: int | None = 
 
 def batch_module(module: module_io.ModuleSource, in_axes: Sequence[int | None],
                  out_axes: Sequence[int | None], axis_size: int, *,
-                 func: str = "main") -> str:
+                 func: str = "main", debug_info: bool = False) -> str:
     """Batches @``func`` of a StableHLO module and returns the new module as text.
 
     ``in_axes`` / ``out_axes`` have one entry per argument / result of the
     function (an int, possibly negative, or None for unbatched). A single
-    int or None is applied to every argument / result.
+    int or None is applied to every argument / result. ``debug_info`` keeps
+    the locations in the printed module.
     """
     m = module_io.parse_module(module)
     fn_block = _func_block(m, func)
@@ -224,7 +225,7 @@ def batch_module(module: module_io.ModuleSource, in_axes: Sequence[int | None],
     in_axes = _flat_axes(in_axes, n_args)
     out_axes = _flat_axes(out_axes, n_res)
     batch_function_in_module(m, func, in_axes, out_axes, axis_size)
-    return module_io.module_to_text(m, debug_info=True)
+    return module_io.module_to_text(m, debug_info=debug_info)
 
 
 def _func_block(module: ir.Module, func: str) -> ir.Block:

@@ -1,0 +1,104 @@
+"""``stablehlo-batch-opt``: batch a StableHLO module from the command line.
+
+    stablehlo-batch-opt model.mlir --axis-size=8 --in-axes=0,none --out-axes=0 > out.mlir
+
+Reads MLIR text, MLIR bytecode or a StableHLO portable artifact (``-`` for
+stdin) and prints the batched module as text. On failure it prints one line,
+``error: <what> at <loc>``, and exits 1 (``--debug`` adds the traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+
+from passes.errors import BatchingError
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit 1, like every other failure
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(1)
+
+
+def parse_axes(text: str) -> list[int | None] | int | None:
+    """'0,none,-1' -> [0, None, -1]; a single entry applies to every value."""
+    items = [t.strip().lower() for t in text.split(",")]
+    out: list[int | None] = []
+    for t in items:
+        if t in ("none", "n", "_"):
+            out.append(None)
+            continue
+        try:
+            out.append(int(t))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"invalid axis '{t}' (expected an integer or 'none')") from None
+    return out[0] if len(out) == 1 else out
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid axis size '{text}'") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"axis size must be >= 0, got {n}")
+    return n
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _ArgumentParser(
+        prog="stablehlo-batch-opt",
+        description="Batch a StableHLO function along a new axis (jax.vmap on IR).")
+    p.add_argument("input", help="input module: .mlir text, bytecode, or '-' for stdin")
+    p.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
+    p.add_argument("--axis-size", type=_positive, required=True,
+                   help="size of the batch axis")
+    p.add_argument("--in-axes", type=parse_axes, default=0,
+                   help="batch axis of each argument, e.g. 0,none,1 (default 0)")
+    p.add_argument("--out-axes", type=parse_axes, default=0,
+                   help="batch axis of each result (default 0)")
+    p.add_argument("--func", default="main", help="function to batch (default main)")
+    p.add_argument("--mlir-print-debuginfo", dest="debug_info", action="store_true",
+                   help="print locations in the output module")
+    p.add_argument("--debug", action="store_true", help="print tracebacks on errors")
+    return p
+
+
+def _read(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        from stablehlo_batch.api import batch_module
+        text = batch_module(_read(args.input), args.in_axes, args.out_axes,
+                            args.axis_size, func=args.func,
+                            debug_info=args.debug_info)
+        if args.output == "-":
+            sys.stdout.write(text)
+        else:
+            with open(args.output, "w") as f:
+                f.write(text)
+        return 0
+    except (BatchingError, OSError) as e:
+        if args.debug:
+            traceback.print_exc()
+        message = " ".join(str(e).split())
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+    except Exception as e:  # an internal bug: still one line unless --debug
+        if args.debug:
+            traceback.print_exc()
+        message = " ".join(str(e).split())
+        print(f"error: internal error ({type(e).__name__}): {message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

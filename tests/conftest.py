@@ -1,0 +1,63 @@
+"""Shared test helpers: the differential oracle against jax.vmap."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import jax
+import jax.numpy as jnp
+from jax import tree_util
+
+import stablehlo_batch as sb
+
+
+def assert_same_tree(got, want, *, rtol=1e-6, atol=1e-6):
+    """Same pytree structure, shapes, dtypes and (numerically) values."""
+    got_leaves, got_tree = tree_util.tree_flatten(got)
+    want_leaves, want_tree = tree_util.tree_flatten(want)
+    assert got_tree == want_tree, f"tree {got_tree} != {want_tree}"
+    for g, w in zip(got_leaves, want_leaves):
+        g, w = jnp.asarray(g), jnp.asarray(w)
+        assert g.shape == w.shape, f"shape {g.shape} != {w.shape}"
+        assert g.dtype == w.dtype, f"dtype {g.dtype} != {w.dtype}"
+        if jnp.issubdtype(w.dtype, jnp.inexact):
+            tol = dict(rtol=rtol, atol=atol)
+            if w.dtype in (jnp.bfloat16, jnp.float16):
+                tol = dict(rtol=2e-2, atol=2e-2)
+            np.testing.assert_allclose(np.asarray(g, np.complex128 if jnp.iscomplexobj(w) else np.float64),
+                                       np.asarray(w, np.complex128 if jnp.iscomplexobj(w) else np.float64),
+                                       equal_nan=True, **tol)
+        else:
+            np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
+
+
+def check_vmap(fn, *args, in_axes=0, out_axes=0, axis_size=None, rtol=1e-6, atol=1e-6,
+               jit=False, **kwargs):
+    """batch_lower(fn) agrees with jax.vmap(fn) on ``args``; returns the result."""
+    want = jax.vmap(fn, in_axes=in_axes, out_axes=out_axes, axis_size=axis_size)(*args, **kwargs)
+    batched = sb.batch_lower(fn, in_axes=in_axes, out_axes=out_axes, axis_size=axis_size)
+    got = batched(*args, **kwargs)
+    assert_same_tree(got, want, rtol=rtol, atol=atol)
+    if jit:
+        got_jit = jax.jit(lambda *a, **k: batched(*a, **k))(*args, **kwargs)
+        assert_same_tree(got_jit, want, rtol=rtol, atol=atol)
+    return got
+
+
+def random_array(rng: np.random.Generator, shape, dtype):
+    """Random values that suit ``dtype`` (small ints, unit-range floats)."""
+    dtype = jnp.dtype(dtype)
+    if dtype == jnp.bool_:
+        return jnp.asarray(rng.random(shape) > 0.5)
+    if jnp.issubdtype(dtype, jnp.unsignedinteger):
+        return jnp.asarray(rng.integers(0, 10, shape), dtype)
+    if jnp.issubdtype(dtype, jnp.integer):
+        return jnp.asarray(rng.integers(-10, 10, shape), dtype)
+    if jnp.issubdtype(dtype, jnp.complexfloating):
+        return jnp.asarray(rng.standard_normal(shape) + 1j * rng.standard_normal(shape), dtype)
+    return jnp.asarray(rng.standard_normal(shape), dtype)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
