@@ -70,7 +70,7 @@ class FunctionBatcher:
 
         def visit(inner):
             nonlocal found
-            if inner is not op and any(v in self._batched for v in inner.operands):
+            if inner.operation != op and any(v in self._batched for v in inner.operands):
                 found = True
                 return ir.WalkResult.INTERRUPT
             return ir.WalkResult.ADVANCE
@@ -133,6 +133,8 @@ class ModuleBatcher:
         self.axis_size = int(axis_size)
         self.rules = RULES if rules is None else rules
         self.symbols = ir.SymbolTable(module.operation)
+        self._names = {ir.StringAttr(op.attributes["sym_name"]).value
+                       for op in module.body.operations if "sym_name" in op.attributes}
         self._callees: dict[tuple[str, tuple[bool, ...]], tuple[str, tuple[bool, ...]]] = {}
         self._in_progress: set[str] = set()
 
@@ -152,11 +154,11 @@ class ModuleBatcher:
             raise UnsupportedOpError("func.call", name, "unknown",
                                      "recursive calls cannot be batched")
         original = self.lookup_func(name)
-        clone = original.clone(ip=False)
+        clone = original.clone(ip=ir.InsertionPoint(self.module.body))
         new_name = self._fresh_name(f"{name}_b" + "".join("1" if p else "0" for p in pattern))
         clone.attributes["sym_name"] = ir.StringAttr.get(new_name)
         clone.attributes["sym_visibility"] = ir.StringAttr.get("private")
-        self.symbols.insert(clone)
+        self._names.add(new_name)
         self._in_progress.add(name)
         try:
             fb = FunctionBatcher(self, clone)
@@ -170,13 +172,10 @@ class ModuleBatcher:
 
     def _fresh_name(self, base: str) -> str:
         name, i = base, 0
-        while True:
-            try:
-                self.symbols[name]
-            except KeyError:
-                return name
+        while name in self._names:
             i += 1
             name = f"{base}_{i}"
+        return name
 
     def batch_entry(self, func_name: str, in_axes: Sequence[int | None],
                     out_axes: Sequence[int | None]) -> list[bool]:

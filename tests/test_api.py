@@ -1,0 +1,270 @@
+"""The Python API: pytrees, axis handling, kwargs, caching, jit composition,
+stages (lower / compile) and the errors vmap raises."""
+import collections
+
+import numpy as np
+import pytest
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+import stablehlo_batch as sb
+from conftest import assert_same_tree, check_vmap
+
+Params = collections.namedtuple("Params", "w b")
+
+
+@jax.tree_util.register_pytree_node_class
+class Pair:
+    def __init__(self, a, b):
+        self.a, self.b = a, b
+
+    def tree_flatten(self):
+        return (self.a, self.b), None
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        return cls(*children)
+
+
+def affine(p, x):
+    return {"y": p.w @ x + p.b, "stats": [x.sum(), jnp.float32(1.0)]}
+
+
+P = Params(jnp.arange(6.).reshape(2, 3), jnp.ones(2))
+XS = jnp.arange(12.).reshape(4, 3)
+
+
+def test_namedtuple_prefix_and_dict_out_axes():
+    pb = Params(P.w, jnp.arange(8.).reshape(4, 2))
+    check_vmap(affine, pb, XS, in_axes=(Params(None, 0), 0),
+               out_axes={"y": 1, "stats": [0, None]})
+
+
+def test_whole_tree_unbatched_params():
+    check_vmap(affine, P, XS, in_axes=(None, 0), out_axes={"y": 0, "stats": 0})
+
+
+def test_registered_pytree_argument_and_result():
+    f = lambda pr: Pair(pr.a * 2, pr.a + pr.b)
+    check_vmap(f, Pair(jnp.ones((3, 2)), jnp.arange(2.)), in_axes=(Pair(0, None),))
+
+
+def test_list_and_nested_tuple_arguments():
+    f = lambda xs, t: xs[0] * t[1][0] + xs[1]
+    args = ([jnp.ones((3, 4)), jnp.arange(4.)], (jnp.ones(()), (jnp.arange(12.).reshape(3, 4),)))
+    check_vmap(f, *args, in_axes=([0, None], (None, (0,))))
+
+
+def test_kwargs_are_batched_along_axis_0():
+    f = lambda x, *, y: x * y
+    check_vmap(f, jnp.arange(3.), y=jnp.arange(3.) + 1, in_axes=0)
+    check_vmap(f, jnp.arange(3.), y=jnp.arange(6.).reshape(3, 2)[:, 0], in_axes=None)
+
+
+def test_axis_size_without_batched_arguments():
+    check_vmap(lambda: jnp.arange(3.), axis_size=2)
+    check_vmap(lambda x: x * 2, jnp.arange(3.), in_axes=None, axis_size=5)
+
+
+def test_unbatched_output_is_broadcast_to_out_axis():
+    f = lambda x, w: (x * 2, w + 1)
+    check_vmap(f, jnp.ones((3, 2)), jnp.arange(4.), in_axes=(0, None), out_axes=(0, 1))
+    check_vmap(f, jnp.ones((3, 2)), jnp.arange(4.), in_axes=(0, None), out_axes=(0, None))
+
+
+def test_unused_arguments_keep_the_mapping():
+    f = lambda a, b, c: a * 2 + c
+    check_vmap(f, jnp.ones(3), jnp.ones((3, 2)), jnp.float32(5.0), in_axes=(0, 0, None))
+    check_vmap(f, jnp.ones(3), jnp.ones((2, 3)), jnp.arange(3.), in_axes=(0, 1, 0))
+
+
+def test_python_scalars_and_weak_types():
+    f = lambda x, s: x * s
+    check_vmap(f, jnp.arange(3.), 2.0, in_axes=(0, None))
+    check_vmap(f, jnp.arange(3), 2, in_axes=(0, None))
+
+
+def test_negative_axes():
+    x = jnp.arange(24.).reshape(2, 3, 4)
+    check_vmap(lambda a: a.sum(0), x, in_axes=-1, out_axes=-1)
+    check_vmap(lambda a: a.sum(0), x, in_axes=-2, out_axes=0)
+
+
+def test_composes_with_jit_and_inside_jit():
+    f = lambda x, w: jnp.tanh(x @ w)
+    b = sb.batch_lower(f, in_axes=(0, None))
+    x, w = jnp.ones((5, 3)), jnp.arange(6.).reshape(3, 2)
+    want = jax.vmap(f, in_axes=(0, None))(x, w)
+    assert_same_tree(jax.jit(b)(x, w), want)
+    assert_same_tree(jax.jit(lambda a, c: b(a, c) * 2)(x, w), want * 2)
+
+
+def test_nested_batch_lower_matches_nested_vmap():
+    f = lambda x, w: jnp.sin(x) @ w
+    inner = sb.batch_lower(f, in_axes=(0, None))
+    outer = sb.batch_lower(inner, in_axes=(0, None))
+    x, w = jnp.arange(24.).reshape(2, 3, 4), jnp.ones((4, 5))
+    assert_same_tree(outer(x, w), jax.vmap(jax.vmap(f, (0, None)), (0, None))(x, w))
+    inner2 = sb.batch_lower(f, in_axes=(None, 0))
+    outer2 = sb.batch_lower(inner2, in_axes=(0, None))
+    ws = jnp.ones((3, 4, 5))
+    assert_same_tree(outer2(x[:, 0], ws),
+                     jax.vmap(jax.vmap(f, (None, 0)), (0, None))(x[:, 0], ws))
+
+
+def test_vmap_of_jit_inside_function_is_func_call():
+    inner = jax.jit(lambda a: jnp.exp(a) * 2)
+    check_vmap(lambda x, y: inner(x) + inner(y), jnp.ones((3, 2)), jnp.arange(2.),
+               in_axes=(0, None))
+
+
+def test_cache_reuses_plans():
+    b = sb.batch_lower(lambda x: x + 1)
+    b(jnp.ones((3, 2)))
+    b(jnp.zeros((3, 2)))
+    assert len(b._plans) == 1
+    b(jnp.zeros((4, 2)))
+    b(jnp.zeros((3, 2), jnp.int32))
+    assert len(b._plans) == 3
+
+
+def test_lower_and_compile_stages():
+    f = lambda x, w: jnp.dot(x, w)
+    b = sb.batch_lower(f, in_axes=(0, None))
+    x, w = jnp.ones((8, 3)), jnp.arange(3.)
+    lowered = b.lower(x, w)
+    text = lowered.as_text()
+    assert "tensor<8x3xf32>" in text and "stablehlo.dot_general" in text
+    assert lowered.module.operation.verify()
+    compiled = lowered.compile()
+    assert_same_tree(compiled(x, w), jax.vmap(f, (0, None))(x, w))
+    assert "dot" in compiled.as_text()
+    assert compiled.cost_analysis() is not None
+    assert compiled.memory_analysis().output_size_in_bytes == 8 * 4
+    exp = lowered.exported
+    assert exp.in_avals[0].shape == (8, 3) and exp.out_avals[0].shape == (8,)
+
+
+def test_lower_for_other_platforms_without_the_device():
+    b = sb.batch_lower(lambda x: jnp.sin(x) * 2, backend="cuda")
+    text = b.lower(jnp.ones((4, 3))).as_text()
+    assert "tensor<4x3xf32>" in text and "stablehlo.sine" in text
+    assert b.lower(jnp.ones((4, 3))).exported.platforms == ("cuda",)
+
+
+# ---- errors: the same kinds as jax.vmap -----------------------------------
+
+def _both_raise(exc, fn, args, match=None, **kw):
+    with pytest.raises(exc):
+        jax.vmap(fn, **kw)(*args)
+    with pytest.raises(exc, match=match) as info:
+        sb.batch_lower(fn, **kw)(*args)
+    return str(info.value)
+
+
+def test_error_inconsistent_sizes_lists_each_argument():
+    def f(x, y, z):
+        return x + y + z
+    msg = _both_raise(ValueError, f, (jnp.ones(2), jnp.ones(3), jnp.ones(3)),
+                      match="inconsistent sizes")
+    assert "argument x" in msg and "size 2" in msg and "size 3" in msg
+
+
+def test_error_axis_out_of_range():
+    _both_raise(ValueError, jnp.sin, (jnp.ones((2, 2)),), match="axis 2", in_axes=2)
+    _both_raise(ValueError, jnp.sin, (jnp.ones(()),), match="rank", in_axes=0)
+
+
+def test_error_out_axes_none_for_batched_output():
+    _both_raise(ValueError, jnp.sin, (jnp.ones((2, 2)),), match="out_axes", out_axes=None)
+
+
+def test_error_out_axes_out_of_range():
+    with pytest.raises(ValueError):
+        sb.batch_lower(jnp.sin, out_axes=3)(jnp.ones((2, 2)))
+
+
+def test_error_in_axes_not_a_prefix():
+    f = lambda x, y: x + y
+    _both_raise(ValueError, f, (jnp.ones(2), jnp.ones(2)), match="tree prefix",
+                in_axes=(0, [0, 0]))
+
+
+def test_error_in_axes_tuple_length():
+    _both_raise(ValueError, lambda x, y: x, (jnp.ones(2), jnp.ones(2)),
+                match="len\\(in_axes\\)=1", in_axes=(0,))
+
+
+def test_error_in_axes_types():
+    for bad in ("0", 1.5, {0: 0}.keys()):
+        with pytest.raises(TypeError):
+            jax.vmap(jnp.sin, in_axes=bad)
+        with pytest.raises(TypeError):
+            sb.batch_lower(jnp.sin, in_axes=bad)
+
+
+def test_error_nothing_batched_without_axis_size():
+    _both_raise(ValueError, lambda x: x, (jnp.ones(2),), match="non-None", in_axes=None)
+
+
+def test_error_unsupported_op_names_op_and_location():
+    def f(x):
+        return lax.while_loop(lambda c: c[0] < 3, lambda c: (c[0] + 1, c[1] * 2), (0, x))[1]
+    with pytest.raises(sb.UnsupportedOpError) as info:
+        sb.batch_lower(f)(jnp.ones((3, 2)))
+    msg = str(info.value)
+    assert "cannot batch 'stablehlo.while'" in msg
+    assert "test_api.py" in msg  # the source line the op came from
+    assert isinstance(info.value, NotImplementedError)
+
+
+def test_batch_module_from_text_and_bytecode():
+    text = """
+    func.func @main(%x: tensor<3xf32>, %w: tensor<3xf32>) -> tensor<f32> {
+      %0 = stablehlo.multiply %x, %w : tensor<3xf32>
+      %c = stablehlo.constant dense<0.0> : tensor<f32>
+      %1 = stablehlo.reduce(%0 init: %c) applies stablehlo.add across dimensions = [0] : (tensor<3xf32>, tensor<f32>) -> tensor<f32>
+      return %1 : tensor<f32>
+    }"""
+    out = sb.batch_module(text, [0, None], [0], 5)
+    assert "tensor<5x3xf32>" in out and "-> tensor<5xf32>" in out
+    from stablehlo_batch import module_io
+    m = module_io.parse_module(text)
+    out_bc = sb.batch_module(module_io.module_to_bytecode(m), [0, None], [0], 5)
+    assert out_bc == out
+    out_art = sb.batch_module(module_io.module_to_portable_artifact(m), [0, None], [0], 5)
+    assert "tensor<5x3xf32>" in out_art
+    assert sb.batch_module(m, [0, None], [0], 5) == out
+
+
+def test_batch_module_output_runs_like_vmap():
+    f = lambda x, w: jnp.tanh(x * w).sum()
+    x, w = jnp.arange(12.).reshape(4, 3) / 10, jnp.arange(3.)
+    exp = jax.export.export(jax.jit(f))(x[0], w)
+    text = sb.batch_module(exp.mlir_module(), [0, None], [0], 4)
+    from jax.extend import backend as jeb
+    from stablehlo_batch import module_io
+    # Run the text through the public jax.export route as batch_lower does.
+    import dataclasses
+    m = module_io.parse_module(text)
+    batched = dataclasses.replace(
+        exp, in_avals=(jax.core.ShapedArray((4, 3), jnp.float32), exp.in_avals[1]),
+        out_avals=(jax.core.ShapedArray((4,), jnp.float32),),
+        mlir_module_serialized=module_io.module_to_portable_artifact(m), _get_vjp=None)
+    assert_same_tree(batched.call(x, w), jax.vmap(f, (0, None))(x, w))
+
+
+def test_batch_module_errors():
+    text = "func.func @main(%x: tensor<3xf32>) -> tensor<3xf32> { return %x : tensor<3xf32> }"
+    with pytest.raises(sb.AxisSpecError):
+        sb.batch_module(text, [0, 0], [0], 2)
+    with pytest.raises(sb.AxisSpecError):
+        sb.batch_module(text, [0], [None], 2)
+    with pytest.raises(sb.AxisSpecError):
+        sb.batch_module(text, [2], [0], 2)
+    with pytest.raises(sb.AxisSpecError):
+        sb.batch_module(text, [0], [0], 2, func="nope")
+    with pytest.raises(sb.ModuleParseError):
+        sb.batch_module("func.func @main(", [0], [0], 2)
