@@ -121,6 +121,7 @@ class BatchedFunction:
         self.axis_size = None if axis_size is None else int(axis_size)
         self.backend = backend
         self._plans: dict[Any, _Plan] = {}
+        self._by_signature: dict[Any, _Plan] = {}
         self._lock = threading.Lock()
         functools.update_wrapper(self, fn, updated=())
 
@@ -138,12 +139,15 @@ class BatchedFunction:
                 "corresponding to the positional arguments passed to the function, "
                 f"but got len(in_axes)={len(self.in_axes)}, len(args)={len(args)}")
         leaves, in_tree = tree_util.tree_flatten((args, kwargs))
-        avals = [ax.aval_of(x) for x in leaves]
+        avals = tuple(ax.aval_of(x) for x in leaves)
+        plan = self._by_signature.get((in_tree, avals))
+        if plan is not None:  # the hot path: one dict lookup per call
+            return plan
         dims = ax.flatten_axes("batch_lower in_axes", in_tree, (self.in_axes, 0))
         dims, size = ax.normalize_in_axes(self.fn, in_tree, [a.shape for a in avals],
                                           avals, dims, self.axis_size)
         platform = _platform(self.backend)
-        key = (in_tree, tuple(avals), tuple(dims), size, platform)
+        key = (in_tree, avals, tuple(dims), size, platform)
         plan = self._plans.get(key)
         if plan is None:
             with self._lock:
@@ -151,6 +155,7 @@ class BatchedFunction:
                 if plan is None:
                     plan = self._build(in_tree, avals, dims, size, platform)
                     self._plans[key] = plan
+        self._by_signature[(in_tree, avals)] = plan
         return plan
 
     def _build(self, in_tree, avals, dims, size, platform) -> _Plan:
