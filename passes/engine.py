@@ -191,6 +191,9 @@ class ModuleBatcher:
         for i, (arg, ax) in enumerate(zip(block.arguments, in_axes)):
             if ax is None:
                 continue
+            if bld.ranked(arg.type) is None:
+                raise AxisSpecError(f"argument {i} of @{func_name} has type {arg.type}, "
+                                    "which cannot be batched (use in_axes none)")
             rank = bld.rank_of(arg)
             if not -rank - 1 <= ax <= rank:
                 raise AxisSpecError(f"in_axes[{i}]={ax} is out of range for argument "
@@ -218,7 +221,14 @@ class ModuleBatcher:
                                         f"{j} of rank {rank - 1}", result_index=j)
                 ret.operands[j] = bld.move_axis(fb.materialize(v), 0, ax % rank)
         _set_function_type(func_op, ret)
+        if self._callees:
+            self._drop_unused_private_functions()
         return flags
+
+    def _drop_unused_private_functions(self):
+        """Removes private functions that only the pre-batching calls used."""
+        from jaxlib.mlir import passmanager
+        passmanager.PassManager.parse("builtin.module(symbol-dce)").run(self.module.operation)
 
 
 def _set_function_type(func_op: ir.Operation, ret: ir.Operation):

@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         text = batch_module(_read(args.input), args.in_axes, args.out_axes,
                             args.axis_size, func=args.func,
                             debug_info=args.debug_info)
+        if not text.endswith("\n"):
+            text += "\n"
         if args.output == "-":
             sys.stdout.write(text)
         else:
