@@ -128,3 +128,50 @@ def splat(elem: ir.Type, shape: Sequence[int], scalar) -> ir.Value:
 
 def select(pred: ir.Value, on_true: ir.Value, on_false: ir.Value) -> ir.Value:
     return create("stablehlo.select", [on_true.type], [pred, on_true, on_false]).result
+
+
+def reduce_all(v: ir.Value, combiner: str) -> ir.Value:
+    """Reduces every dim of ``v`` with the binary op ``combiner`` (e.g.
+    "stablehlo.or"); the init is that op's identity for booleans/integers."""
+    elem = element_type(v)
+    scalar = tensor_type([], elem)
+    identity = {"stablehlo.or": 0, "stablehlo.and": 1, "stablehlo.add": 0}[combiner]
+    op = create("stablehlo.reduce", [scalar], [v, splat(elem, [], identity)],
+                {"dimensions": i64_array(range(rank_of(v)))}, regions=1)
+    block = op.regions[0].blocks.append(scalar, scalar)
+    with ir.InsertionPoint(block):
+        combined = create(combiner, [scalar], list(block.arguments)).result
+        create("stablehlo.return", [], [combined])
+    return op.result
+
+
+def compare(lhs: ir.Value, rhs: ir.Value, direction: str) -> ir.Value:
+    """Elementwise comparison ("EQ", "LT", ...) giving an i1 tensor."""
+    from jaxlib.mlir.dialects import stablehlo
+    shape = shape_of(lhs)
+    return create("stablehlo.compare", [tensor_type(shape, ir.IntegerType.get_signless(1))],
+                  [lhs, rhs],
+                  {"comparison_direction": stablehlo.ComparisonDirectionAttr.get(direction)}
+                  ).result
+
+
+def clone_block_ops(block: ir.Block, mapping: dict) -> list[ir.Value]:
+    """Clones the ops of ``block`` (all but its terminator) at the current
+    insertion point. Uses of keys of ``mapping`` (the block's arguments, say)
+    become uses of their values. Returns the terminator's operands as they
+    are in the copy."""
+    ip = ir.InsertionPoint.current
+    ops = [o.operation for o in block.operations]
+
+    def remap(inner):
+        for i, v in enumerate(inner.operands):
+            if v in mapping:
+                inner.operands[i] = mapping[v]
+        return ir.WalkResult.ADVANCE
+
+    for op in ops[:-1]:
+        new = op.clone(ip=ip)
+        new.walk(remap)
+        for old_r, new_r in zip(op.results, new.results):
+            mapping[old_r] = new_r
+    return [mapping.get(v, v) for v in ops[-1].operands]

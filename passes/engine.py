@@ -13,6 +13,7 @@ per pattern of batched arguments into a private clone (``@f_b01``).
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, Sequence
 
 from jaxlib.mlir import ir
@@ -26,6 +27,10 @@ Results = list[tuple[ir.Value, bool]]
 Rule = Callable[["FunctionBatcher", ir.Operation, tuple[bool, ...]], Results]
 
 
+# Ops through which an error inside another function is reached.
+_CALL_OPS = ("func.call", "stablehlo.composite")
+
+
 class FunctionBatcher:
     """Batches one ``func.func`` in place; rules receive it as their context."""
 
@@ -35,10 +40,32 @@ class FunctionBatcher:
         self.func_name = ir.StringAttr(func_op.attributes["sym_name"]).value
         self.axis_size = program.axis_size
         self._batched: set[ir.Value] = set()
+        self._journal: list[ir.Value] | None = None
 
     # ---- helpers for rules -------------------------------------------------
     def is_batched(self, v: ir.Value) -> bool:
         return v in self._batched
+
+    def mark(self, v: ir.Value):
+        """Records that ``v`` carries the batch dimension first."""
+        if self._journal is not None and v not in self._batched:
+            self._journal.append(v)
+        self._batched.add(v)
+
+    @contextlib.contextmanager
+    def trial(self):
+        """Marks made inside are forgotten on exit: for rewriting a throw-away
+        clone to learn which of its values come out batched. The clone must be
+        erased by the caller before anything else is created."""
+        outer, self._journal = self._journal, []
+        try:
+            yield
+        finally:
+            for v in self._journal:
+                self._batched.discard(v)
+            if outer is not None:
+                outer.extend(v for v in self._journal if v in self._batched)
+            self._journal = outer
 
     def batched_type(self, t: ir.Type) -> ir.Type:
         return bld.insert_dim(t, self.axis_size, 0)
@@ -79,16 +106,28 @@ class FunctionBatcher:
         return found
 
     # ---- the walk ----------------------------------------------------------
-    def run(self, arg_axes: Sequence[int | None]) -> list[ir.Value]:
+    def run(self, arg_axes: Sequence[int | None]) -> ir.Operation:
         """Batches the body; ``arg_axes[i]`` is where argument i carries the batch
-        (None: unbatched). Returns the operands of the function's return op."""
+        (None: unbatched). Returns the function's return op."""
         block = self.func_op.regions[0].blocks[0]
         self._batch_arguments(block, arg_axes)
+        return self.batch_block(block, [False] * len(block.arguments))
+
+    def batch_block(self, block: ir.Block, arg_flags: Sequence[bool]) -> ir.Operation:
+        """Batches a block in place: arguments flagged True get the batch dim
+        first. Returns its terminator, whose operands are left for the caller."""
+        for arg, batched in zip(block.arguments, arg_flags):
+            if batched and not self.is_batched(arg):
+                arg.set_type(self.batched_type(arg.type))
+                self.mark(arg)
         ops = [o.operation for o in block.operations]
-        for op in ops[:-1]:
+        self.batch_ops(ops[:-1])
+        return ops[-1]
+
+    def batch_ops(self, ops: Sequence[ir.Operation]):
+        """Batches ops in order (ops already in place, e.g. inlined from a region)."""
+        for op in ops:
             self._batch_op(op)
-        ret = ops[-1]
-        return ret
 
     def _batch_arguments(self, block: ir.Block, arg_axes: Sequence[int | None]):
         for arg, axis in zip(block.arguments, arg_axes):
@@ -96,12 +135,12 @@ class FunctionBatcher:
                 continue
             arg.set_type(bld.insert_dim(arg.type, self.axis_size, axis))
             if axis == 0:
-                self._batched.add(arg)
+                self.mark(arg)
                 continue
             with ir.InsertionPoint.at_block_begin(block), self.func_op.location:
                 moved = bld.move_axis(arg, axis, 0)
             arg.replace_all_uses_except(moved, moved.owner.operation)
-            self._batched.add(moved)
+            self.mark(moved)
 
     def _batch_op(self, op: ir.Operation):
         flags = tuple(v in self._batched for v in op.operands)
@@ -110,15 +149,20 @@ class FunctionBatcher:
         rule = self.program.rules.get(op.name)
         if rule is None:
             raise self.unsupported(op)
-        with ir.InsertionPoint(op), op.location:
-            results = rule(self, op, flags)
+        try:
+            with ir.InsertionPoint(op), op.location:
+                results = rule(self, op, flags)
+        except UnsupportedOpError as e:
+            if op.name in _CALL_OPS:
+                e.add_call_site(format_location(op.location))
+            raise
         replaced = False
         for old, (new, batched) in zip(op.results, results):
             if new != old:
                 old.replace_all_uses_with(new)
                 replaced = True
             if batched:
-                self._batched.add(new)
+                self.mark(new)
         if replaced:
             op.erase()
 

@@ -21,9 +21,20 @@ class UnsupportedOpError(BatchingError, NotImplementedError):
         self.func_name = func_name
         self.location = location
         self.reason = reason
-        where = f" in function @{func_name}" if func_name else ""
-        what = reason or "no batching rule"
-        super().__init__(f"cannot batch '{op_name}'{where}: {what} at {location}")
+        self.call_sites: list[str] = []
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        where = f" in function @{self.func_name}" if self.func_name else ""
+        what = self.reason or "no batching rule"
+        calls = "".join(f", called from {c}" for c in self.call_sites)
+        return f"cannot batch '{self.op_name}'{where}: {what} at {self.location}{calls}"
+
+    def add_call_site(self, location: str):
+        """Records the call (outermost last) through which the op was reached,
+        so the message leads back to the user's source line."""
+        self.call_sites.append(location)
+        self.args = (self._message(),)
 
 
 class VerificationError(BatchingError):

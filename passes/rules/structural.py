@@ -40,3 +40,39 @@ def tuple_(fb, op, flags):
 @register("stablehlo.get_tuple_element")
 def get_tuple_element(fb, op, flags):
     return retype_batched(fb, op)
+
+
+def _keeps_meaning_with_leading_dims(name: str) -> bool:
+    """Composites whose named op means the same on tensors with extra leading
+    dims (elementwise ops, top_k over the last dim): a backend that matches
+    the name may still use its own kernel after batching."""
+    from passes.rules.elementwise import CHLO_ELEMENTWISE
+    return name == "chlo.top_k" or name.removeprefix("chlo.") in CHLO_ELEMENTWISE
+
+
+@register("stablehlo.composite")
+def composite(fb, op, flags):
+    decomposition = ir.FlatSymbolRefAttr(op.attributes["decomposition"]).value
+    name = ir.StringAttr(op.attributes["name"]).value
+    keeps_name = _keeps_meaning_with_leading_dims(name)
+    if keeps_name:
+        # A backend may expand the name instead of the decomposition, and the
+        # named op needs same-shape operands: broadcast the unbatched ones.
+        for i, (v, batched) in enumerate(zip(list(op.operands), flags)):
+            if not batched:
+                op.operands[i] = fb.materialize(v)
+        flags = (True,) * len(flags)
+    new_name, result_flags = fb.program.batch_callee(decomposition, tuple(flags))
+    if keeps_name:
+        op.attributes["decomposition"] = ir.FlatSymbolRefAttr.get(new_name)
+        for r, batched in zip(op.results, result_flags):
+            if batched:
+                r.set_type(fb.batched_type(r.type))
+        return list(zip(op.results, result_flags))
+    # Any other composite becomes a call of its batched decomposition, which
+    # is what it means; a backend must not match its name on batched shapes.
+    types = [fb.batched_type(r.type) if b else r.type
+             for r, b in zip(op.results, result_flags)]
+    call_op = ir.Operation.create("func.call", results=types, operands=list(op.operands),
+                                  attributes={"callee": ir.FlatSymbolRefAttr.get(new_name)})
+    return list(zip(call_op.results, result_flags))

@@ -1,0 +1,238 @@
+"""Control flow and sorting: while, if, case, sort and chlo.top_k.
+
+``while``: a carry is batched when its update depends on anything batched.
+The rule finds that fixed point first, by rewriting throw-away clones of the
+loop, so loop counters and loop-invariant values stay unbatched (and slices
+indexed by a counter stay plain dynamic slices). When the predicate itself is
+batched, the loop runs while any lane runs and a finished lane's carries are
+frozen with a per-lane select.
+
+``if`` / ``case``: with an unbatched predicate the op stays and its branches
+are batched. With a batched one, the branches are inlined and a per-lane
+select picks each lane's result (what vmap does) -- but first a run-time test
+checks whether all lanes agree; if so only that one branch runs. That saves
+the wasted branch in the common case and avoids running a branch (a
+data-dependent while, say) on data it was never meant to see.
+"""
+from __future__ import annotations
+
+from jaxlib.mlir import ir
+
+from passes import builders as bld
+from passes.rules import register, retype_batched
+
+def _block(op, region: int) -> ir.Block:
+    return op.regions[region].blocks[0]
+
+
+def _terminator(block: ir.Block) -> ir.Operation:
+    ops = [o.operation for o in block.operations]
+    return ops[-1]
+
+
+def _materialize_yields(fb, term, want):
+    """Makes terminator operand i batched wherever ``want[i]`` is set."""
+    with ir.InsertionPoint(term), term.location:
+        for i, (v, batched) in enumerate(zip(list(term.operands), want)):
+            if batched and not fb.is_batched(v):
+                term.operands[i] = fb.materialize(v)
+
+
+# ---- while ------------------------------------------------------------------
+
+def _while_flags(fb, op, carry):
+    """Rewrites a clone of the loop with ``carry`` flags; returns which body
+    yields and whether the predicate come out batched."""
+    clone = op.clone(ip=ir.InsertionPoint(op))
+    try:
+        with fb.trial():
+            cond = fb.batch_block(_block(clone, 0), carry)
+            pred = fb.is_batched(cond.operands[0])
+            body = fb.batch_block(_block(clone, 1), carry)
+            yields = [fb.is_batched(v) for v in body.operands]
+    finally:
+        clone.erase()
+    return yields, pred
+
+
+@register("stablehlo.while")
+def while_(fb, op, flags):
+    body_block = _block(op, 1)
+    passthrough = [v == a for v, a in zip(_terminator(body_block).operands,
+                                          body_block.arguments)]
+    carry = list(flags)
+    while True:
+        yields, pred = _while_flags(fb, op, carry)
+        new = [c or y or (pred and not p)
+               for c, y, p in zip(carry, yields, passthrough)]
+        if new == carry:
+            break
+        carry = new
+
+    for i, (v, batched) in enumerate(zip(list(op.operands), flags)):
+        if carry[i] and not batched:
+            op.operands[i] = fb.materialize(v)
+    cond_term = fb.batch_block(_block(op, 0), carry)
+    pred_batched = fb.is_batched(cond_term.operands[0])
+    body_term = fb.batch_block(body_block, carry)
+    _materialize_yields(fb, body_term, carry)
+    for r, batched in zip(op.results, carry):
+        if batched:
+            r.set_type(fb.batched_type(r.type))
+    if pred_batched:
+        _freeze_finished_lanes(fb, op, passthrough)
+    return list(zip(op.results, carry))
+
+
+def _freeze_finished_lanes(fb, op, passthrough):
+    cond_block, body_block = _block(op, 0), _block(op, 1)
+    cond_term, body_term = _terminator(cond_block), _terminator(body_block)
+    # The body recomputes each lane's predicate from the carries it receives.
+    first = [o.operation for o in body_block.operations][0]
+    with ir.InsertionPoint(first), cond_term.location:
+        mapping = dict(zip(cond_block.arguments, body_block.arguments))
+        lane_running = bld.clone_block_ops(cond_block, mapping)[0]
+    with ir.InsertionPoint(body_term), body_term.location:
+        for i, (new, old) in enumerate(zip(list(body_term.operands), body_block.arguments)):
+            if passthrough[i]:
+                continue
+            body_term.operands[i] = bld.select(_lane_mask(lane_running, new), new, old)
+    with ir.InsertionPoint(cond_term), cond_term.location:
+        cond_term.operands[0] = bld.reduce_all(cond_term.operands[0], "stablehlo.or")
+
+
+# ---- if / case ----------------------------------------------------------------
+
+def _batch_branches(fb, op):
+    """Batches every branch of an if/case whose selector is unbatched; results
+    are batched where any branch yields a batched value."""
+    terms = [fb.batch_block(_block(op, k), []) for k in range(len(op.regions))]
+    want = [any(fb.is_batched(t.operands[i]) for t in terms)
+            for i in range(len(op.results))]
+    for t in terms:
+        _materialize_yields(fb, t, want)
+    for r, batched in zip(op.results, want):
+        if batched:
+            r.set_type(fb.batched_type(r.type))
+    return list(zip(op.results, want))
+
+
+_SIDE_EFFECTING = {"stablehlo.outfeed", "stablehlo.send", "stablehlo.recv",
+                   "stablehlo.infeed"}
+
+
+def _has_side_effects(op) -> bool:
+    found = False
+
+    def visit(inner):
+        nonlocal found
+        name = inner.name
+        if name in _SIDE_EFFECTING or (
+                "has_side_effect" in inner.attributes
+                and ir.BoolAttr(inner.attributes["has_side_effect"]).value):
+            found = True
+            return ir.WalkResult.INTERRUPT
+        return ir.WalkResult.ADVANCE
+
+    op.walk(visit)
+    return found
+
+
+@register("stablehlo.if", "stablehlo.case")
+def branch(fb, op, flags):
+    if not flags[0]:
+        return _batch_branches(fb, op)
+    if _has_side_effects(op):
+        raise fb.unsupported(op, "a branch with side effects cannot run for lanes "
+                                 "that did not take it")
+    selector = op.operands[0]
+    is_if = op.name == "stablehlo.if"
+    size = fb.axis_size
+    result_types = [fb.batched_type(r.type) for r in op.results]
+    if size == 0:
+        return [(v, True) for v in _select_lanes(fb, op, selector, is_if)]
+
+    # Do all lanes agree? Then run that one branch, batched, and nothing else.
+    if is_if:
+        all_true = bld.reduce_all(selector, "stablehlo.and")
+        any_true = bld.reduce_all(selector, "stablehlo.or")
+        uniform = bld.create("stablehlo.or", [all_true.type],
+                             [all_true, bld.create("stablehlo.not", [any_true.type],
+                                                   [any_true]).result]).result
+        common = all_true
+    else:
+        first = bld.reshape(bld.create(
+            "stablehlo.slice", [bld.tensor_type([1], bld.element_type(selector))],
+            [selector], {"start_indices": bld.i64_array([0]),
+                         "limit_indices": bld.i64_array([1]),
+                         "strides": bld.i64_array([1])}).result, [])
+        same = bld.compare(selector, bld.broadcast_in_dim(first, [size], []), "EQ")
+        uniform = bld.reduce_all(same, "stablehlo.and")
+        common = first
+
+    outer = bld.create("stablehlo.if", result_types, [uniform], regions=2)
+    with ir.InsertionPoint(outer.regions[0].blocks.append()):
+        inner = op.clone()
+        inner.operands[0] = common
+        with ir.InsertionPoint(inner), inner.location:
+            results = _batch_branches(fb, inner)
+        for v, batched in results:
+            if batched:
+                fb.mark(v)
+        bld.create("stablehlo.return", [], [fb.materialize(v) for v, _ in results])
+    with ir.InsertionPoint(outer.regions[1].blocks.append()):
+        bld.create("stablehlo.return", [], _select_lanes(fb, op, selector, is_if))
+    return [(r, True) for r in outer.results]
+
+
+def _select_lanes(fb, op, selector, is_if):
+    """Runs every branch (inlined at the insertion point) and picks each
+    lane's result with selects; returns the batched results."""
+    clone = op.clone()
+    branch_results = []
+    for k in range(len(clone.regions)):
+        block = _block(clone, k)
+        ops = [o.operation for o in block.operations]
+        for inner in ops[:-1]:
+            inner.move_before(clone)
+        fb.batch_ops(ops[:-1])
+        branch_results.append([fb.materialize(v) for v in ops[-1].operands])
+    clone.erase()
+    size = fb.axis_size
+    results = branch_results[-1]
+    for k in range(len(branch_results) - 2, -1, -1):
+        if is_if:
+            lane_mask = selector
+        else:
+            index = bld.splat(bld.element_type(selector), [size], k)
+            lane_mask = bld.compare(selector, index, "EQ")
+        results = [bld.select(_lane_mask(lane_mask, v), t, v)
+                   for t, v in zip(branch_results[k], results)]
+    return results
+
+
+def _lane_mask(mask, like):
+    shape = bld.shape_of(like)
+    if len(shape) == 1:
+        return mask
+    return bld.broadcast_in_dim(mask, shape, [0])
+
+
+# ---- sort / top_k ---------------------------------------------------------------
+
+@register("stablehlo.sort")
+def sort(fb, op, flags):
+    if fb.region_captures_batched(op):
+        raise fb.unsupported(op, "the comparator uses a batched value from outside the op")
+    for i, (v, batched) in enumerate(zip(list(op.operands), flags)):
+        if not batched:
+            op.operands[i] = fb.materialize(v)
+    dim = ir.IntegerAttr(op.attributes["dimension"]).value
+    op.attributes["dimension"] = bld.i64_attr(dim + 1)
+    return retype_batched(fb, op)
+
+
+@register("chlo.top_k")
+def top_k(fb, op, flags):
+    # top_k works on the last dimension, which the batch dim never is.
+    return retype_batched(fb, op)

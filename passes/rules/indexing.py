@@ -1,0 +1,105 @@
+"""Indexing by computed positions: dynamic_slice and dynamic_update_slice.
+
+Unbatched start indices keep the op a plain dynamic slice (start 0 on the
+batch dim) -- the shape of a scan's per-step slice. Per-lane start indices
+become a gather / scatter that uses StableHLO's batching dimensions, with the
+same clamping as the original op.
+"""
+from __future__ import annotations
+
+from jaxlib.mlir import ir
+from jaxlib.mlir.dialects import stablehlo
+
+from passes import builders as bld
+from passes.rules import register, retype_batched
+
+
+def _sizes(op) -> list[int]:
+    return list(ir.DenseI64ArrayAttr(op.attributes["slice_sizes"]))
+
+
+def _index_vectors(fb, indices, flags, limits=None):
+    """Per-lane start indices as one [B, n] tensor. ``limits[d]`` (if given)
+    clamps index d to [0, limits[d]] as dynamic_update_slice does."""
+    size = fb.axis_size
+    elem = bld.element_type(indices[0])
+    columns = []
+    for d, (v, batched) in enumerate(zip(indices, flags)):
+        if bld.element_type(v) != elem:
+            v = bld.create("stablehlo.convert", [bld.tensor_type(bld.shape_of(v), elem)],
+                           [v]).result
+        if limits is not None:
+            v = bld.create("stablehlo.clamp", [v.type],
+                           [bld.splat(elem, [], 0), v, bld.splat(elem, [], limits[d])]).result
+        column = v if batched else bld.broadcast_in_dim(v, [size], [])
+        columns.append(bld.reshape(column, [size, 1]))
+    if len(columns) == 1:
+        return columns[0]
+    return bld.create("stablehlo.concatenate", [bld.tensor_type([size, len(columns)], elem)],
+                      columns, {"dimension": bld.i64_attr(1)}).result
+
+
+@register("stablehlo.dynamic_slice")
+def dynamic_slice(fb, op, flags):
+    operand, *indices = op.operands
+    operand_b, index_flags = flags[0], flags[1:]
+    sizes = _sizes(op)
+    if not any(index_flags):
+        zero = bld.splat(bld.element_type(indices[0]), [], 0)
+        new = bld.create("stablehlo.dynamic_slice",
+                         [fb.batched_type(op.results[0].type)],
+                         [operand, zero, *indices],
+                         {"slice_sizes": bld.i64_array([fb.axis_size] + sizes)}).result
+        return [(new, True)]
+    n = len(sizes)
+    starts = _index_vectors(fb, indices, index_flags)
+    if operand_b:
+        numbers = stablehlo.GatherDimensionNumbers.get(
+            offset_dims=list(range(1, n + 1)), collapsed_slice_dims=[],
+            operand_batching_dims=[0], start_indices_batching_dims=[0],
+            start_index_map=list(range(1, n + 1)), index_vector_dim=1)
+        slice_sizes = [1] + sizes
+    else:  # gather straight from the unbatched operand: it is never copied per lane
+        numbers = stablehlo.GatherDimensionNumbers.get(
+            offset_dims=list(range(1, n + 1)), collapsed_slice_dims=[],
+            operand_batching_dims=[], start_indices_batching_dims=[],
+            start_index_map=list(range(n)), index_vector_dim=1)
+        slice_sizes = sizes
+    new = bld.create("stablehlo.gather", [fb.batched_type(op.results[0].type)],
+                     [operand, starts],
+                     {"dimension_numbers": numbers,
+                      "slice_sizes": bld.i64_array(slice_sizes),
+                      "indices_are_sorted": ir.BoolAttr.get(False)}).result
+    return [(new, True)]
+
+
+@register("stablehlo.dynamic_update_slice")
+def dynamic_update_slice(fb, op, flags):
+    operand, update, *indices = op.operands
+    index_flags = flags[2:]
+    operand = fb.materialize(operand)
+    update = fb.materialize(update)
+    if not any(index_flags):
+        zero = bld.splat(bld.element_type(indices[0]), [], 0)
+        new = bld.create("stablehlo.dynamic_update_slice", [operand.type],
+                         [operand, update, zero, *indices]).result
+        return [(new, True)]
+    operand_shape = bld.shape_of(operand)[1:]
+    update_shape = bld.shape_of(update)[1:]
+    n = len(operand_shape)
+    # scatter skips out-of-bounds windows where dynamic_update_slice clamps.
+    limits = [o - u for o, u in zip(operand_shape, update_shape)]
+    starts = _index_vectors(fb, indices, index_flags, limits)
+    numbers = stablehlo.ScatterDimensionNumbers.get(
+        update_window_dims=list(range(1, n + 1)), inserted_window_dims=[],
+        input_batching_dims=[0], scatter_indices_batching_dims=[0],
+        scattered_dims_to_operand_dims=list(range(1, n + 1)), index_vector_dim=1)
+    scatter = bld.create("stablehlo.scatter", [operand.type], [operand, starts, update],
+                         {"scatter_dimension_numbers": numbers,
+                          "indices_are_sorted": ir.BoolAttr.get(True),
+                          "unique_indices": ir.BoolAttr.get(True)}, regions=1)
+    scalar = bld.tensor_type([], bld.element_type(operand))
+    block = scatter.regions[0].blocks.append(scalar, scalar)
+    with ir.InsertionPoint(block):
+        bld.create("stablehlo.return", [], [block.arguments[1]])
+    return [(scatter.result, True)]
