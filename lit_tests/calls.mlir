@@ -29,12 +29,14 @@
 // CHECK-LABEL: func.func private @f_b10
 // CHECK-SAME: (%[[FA:[^:]+]]: tensor<4x3xf32>, %[[FW:[^:]+]]: tensor<3xf32>) -> tensor<4x3xf32>
 // CHECK-NEXT: %[[FWB:[^ ]+]] = stablehlo.broadcast_in_dim %[[FW]], dims = [1] : (tensor<3xf32>) -> tensor<4x3xf32>
-// CHECK-NEXT: stablehlo.multiply %[[FA]], %[[FWB]] : tensor<4x3xf32>
+// CHECK-NEXT: %[[FR:[^ ]+]] = stablehlo.multiply %[[FA]], %[[FWB]] : tensor<4x3xf32>
+// CHECK-NEXT: return %[[FR]] : tensor<4x3xf32>
 // CHECK-NOT: func.func
 // CHECK-LABEL: func.func private @f_b01
 // CHECK-SAME: (%[[GW:[^:]+]]: tensor<3xf32>, %[[GA:[^:]+]]: tensor<4x3xf32>) -> tensor<4x3xf32>
 // CHECK-NEXT: %[[GWB:[^ ]+]] = stablehlo.broadcast_in_dim %[[GW]], dims = [1] : (tensor<3xf32>) -> tensor<4x3xf32>
-// CHECK-NEXT: stablehlo.multiply %[[GWB]], %[[GA]] : tensor<4x3xf32>
+// CHECK-NEXT: %[[GR:[^ ]+]] = stablehlo.multiply %[[GWB]], %[[GA]] : tensor<4x3xf32>
+// CHECK-NEXT: return %[[GR]] : tensor<4x3xf32>
 // CHECK-NOT: func.func
 func.func private @f(%a: tensor<3xf32>, %w: tensor<3xf32>) -> tensor<3xf32> {
   %0 = stablehlo.multiply %a, %w : tensor<3xf32>
@@ -67,7 +69,8 @@ func.func @main(%x: tensor<3xf32>, %y: tensor<3xf32>, %w: tensor<3xf32>)
 // NESTED-NEXT: return %{{.*}} : tensor<4x3xf32>, tensor<3xf32>
 // NESTED-LABEL: func.func private @inner_b1
 // NESTED-SAME: (%{{[^:]+}}: tensor<4x3xf32>) -> tensor<4x3xf32>
-// NESTED-NEXT: stablehlo.exponential %{{.*}} : tensor<4x3xf32>
+// NESTED-NEXT: %[[E:[^ ]+]] = stablehlo.exponential %{{.*}} : tensor<4x3xf32>
+// NESTED-NEXT: return %[[E]] : tensor<4x3xf32>
 func.func private @inner(%a: tensor<3xf32>) -> tensor<3xf32> {
   %0 = stablehlo.exponential %a : tensor<3xf32>
   return %0 : tensor<3xf32>
@@ -86,10 +89,12 @@ func.func @nested(%x: tensor<3xf32>) -> (tensor<3xf32>, tensor<3xf32>) {
 // CLASH: func.func @h_b1(%{{[^:]+}}: tensor<3xf32>) -> tensor<3xf32>
 // CLASH-NEXT: stablehlo.cosine %{{.*}} : tensor<3xf32>
 // CLASH-LABEL: func.func @clash
-// CLASH-NEXT: call @h_b1_1(%{{[^)]+}}) : (tensor<4x3xf32>) -> tensor<4x3xf32>
+// CLASH-NEXT: %[[C:[^ ]+]] = call @h_b1_1(%{{[^)]+}}) : (tensor<4x3xf32>) -> tensor<4x3xf32>
+// CLASH-NEXT: return %[[C]] : tensor<4x3xf32>
 // CLASH-LABEL: func.func private @h_b1_1
 // CLASH-SAME: (%{{[^:]+}}: tensor<4x3xf32>) -> tensor<4x3xf32>
-// CLASH-NEXT: stablehlo.sine %{{.*}} : tensor<4x3xf32>
+// CLASH-NEXT: %[[S:[^ ]+]] = stablehlo.sine %{{.*}} : tensor<4x3xf32>
+// CLASH-NEXT: return %[[S]] : tensor<4x3xf32>
 func.func @h_b1(%a: tensor<3xf32>) -> tensor<3xf32> {
   %0 = stablehlo.cosine %a : tensor<3xf32>
   return %0 : tensor<3xf32>

@@ -10,20 +10,19 @@
 // LHS-NOT: broadcast_in_dim
 // LHS: stablehlo.dot_general %{{.*}}, %{{.*}}, contracting_dims = [2] x [0]
 // LHS-SAME: (tensor<4x2x3xf32>, tensor<3xf32>) -> tensor<4x2xf32>
-// LHS-NOT: transpose
-// LHS: return
+// LHS-NEXT: return %{{.*}} : tensor<4x2xf32>
 
 // RHS-LABEL: func.func @main
 // RHS-SAME: (%{{.*}}: tensor<2x3xf32>, %{{.*}}: tensor<4x3xf32>)
 // RHS-NOT: broadcast_in_dim
 // RHS: stablehlo.dot_general %{{.*}}, %{{.*}}, contracting_dims = [1] x [1]
 // RHS-SAME: (tensor<4x3xf32>, tensor<2x3xf32>) -> tensor<4x2xf32>
-// RHS-NOT: transpose
-// RHS: return
+// RHS-NEXT: return %{{.*}} : tensor<4x2xf32>
 
 // BOTH-LABEL: func.func @main
 // BOTH: stablehlo.dot_general %{{.*}}, %{{.*}}, batching_dims = [0] x [0], contracting_dims = [2] x [1]
 // BOTH-SAME: -> tensor<4x2xf32>
+// BOTH-NEXT: return %{{.*}} : tensor<4x2xf32>
 func.func @main(%x: tensor<2x3xf32>, %w: tensor<3xf32>) -> tensor<2xf32> {
   %0 = stablehlo.dot_general %x, %w, contracting_dims = [1] x [0] : (tensor<2x3xf32>, tensor<3xf32>) -> tensor<2xf32>
   return %0 : tensor<2xf32>

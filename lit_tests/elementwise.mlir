@@ -26,25 +26,24 @@ func.func @unary(%x: tensor<2x3xf32>) -> tensor<2x3xf32> {
 }
 
 // A same-shape binary op broadcasts its unbatched side, and only that side,
-// exactly once; the batched side is used as is.
+// exactly once; the batched side is used as is. (The -NEXT chains below also
+// rule out any other broadcast.)
 // BINL-LABEL: func.func @binary
 // BINL-SAME: (%[[X:[^:]+]]: tensor<4x2x3xf32>, %[[W:[^:]+]]: tensor<2x3xf32>) -> tensor<4x2x3xf32>
 // BINL-NEXT: %[[WB:[^ ]+]] = stablehlo.broadcast_in_dim %[[W]], dims = [1, 2] : (tensor<2x3xf32>) -> tensor<4x2x3xf32>
-// BINL-NEXT: stablehlo.subtract %[[X]], %[[WB]] : tensor<4x2x3xf32>
-// BINL-NOT: broadcast_in_dim
-// BINL: return
+// BINL-NEXT: %[[R:[^ ]+]] = stablehlo.subtract %[[X]], %[[WB]] : tensor<4x2x3xf32>
+// BINL-NEXT: return %[[R]] : tensor<4x2x3xf32>
 //
 // BINR-LABEL: func.func @binary
 // BINR-SAME: (%[[X:[^:]+]]: tensor<2x3xf32>, %[[W:[^:]+]]: tensor<4x2x3xf32>) -> tensor<4x2x3xf32>
 // BINR-NEXT: %[[XB:[^ ]+]] = stablehlo.broadcast_in_dim %[[X]], dims = [1, 2] : (tensor<2x3xf32>) -> tensor<4x2x3xf32>
-// BINR-NEXT: stablehlo.subtract %[[XB]], %[[W]] : tensor<4x2x3xf32>
-// BINR-NOT: broadcast_in_dim
-// BINR: return
+// BINR-NEXT: %[[R:[^ ]+]] = stablehlo.subtract %[[XB]], %[[W]] : tensor<4x2x3xf32>
+// BINR-NEXT: return %[[R]] : tensor<4x2x3xf32>
 //
 // BINB-LABEL: func.func @binary
 // BINB-SAME: (%[[X:[^:]+]]: tensor<4x2x3xf32>, %[[W:[^:]+]]: tensor<4x2x3xf32>) -> tensor<4x2x3xf32>
-// BINB-NOT: broadcast_in_dim
-// BINB: stablehlo.subtract %[[X]], %[[W]] : tensor<4x2x3xf32>
+// BINB-NEXT: %[[R:[^ ]+]] = stablehlo.subtract %[[X]], %[[W]] : tensor<4x2x3xf32>
+// BINB-NEXT: return %[[R]] : tensor<4x2x3xf32>
 func.func @binary(%x: tensor<2x3xf32>, %w: tensor<2x3xf32>) -> tensor<2x3xf32> {
   %0 = stablehlo.subtract %x, %w : tensor<2x3xf32>
   return %0 : tensor<2x3xf32>
@@ -53,16 +52,17 @@ func.func @binary(%x: tensor<2x3xf32>, %w: tensor<2x3xf32>) -> tensor<2x3xf32> {
 // An unbatched scalar predicate stays a scalar: nothing is broadcast.
 // SELU-LABEL: func.func @select
 // SELU-SAME: (%[[P:[^:]+]]: tensor<i1>, %[[A:[^:]+]]: tensor<4x2x3xf32>, %[[B:[^:]+]]: tensor<4x2x3xf32>)
-// SELU-NOT: broadcast_in_dim
-// SELU: stablehlo.select %[[P]], %[[A]], %[[B]] : tensor<i1>, tensor<4x2x3xf32>
+// SELU-NEXT: %[[R:[^ ]+]] = stablehlo.select %[[P]], %[[A]], %[[B]] : tensor<i1>, tensor<4x2x3xf32>
+// SELU-NEXT: return %[[R]] : tensor<4x2x3xf32>
 //
 // A batched scalar predicate (one per example) must cover its example's
 // whole tensor: it is broadcast along the batch dim only (dims = [0]).
 // SELB-LABEL: func.func @select
 // SELB-SAME: (%[[P:[^:]+]]: tensor<4xi1>, %[[A:[^:]+]]: tensor<4x2x3xf32>, %[[B:[^:]+]]: tensor<2x3xf32>)
-// SELB-DAG: %[[PB:[^ ]+]] = stablehlo.broadcast_in_dim %[[P]], dims = [0] : (tensor<4xi1>) -> tensor<4x2x3xi1>
-// SELB-DAG: %[[BB:[^ ]+]] = stablehlo.broadcast_in_dim %[[B]], dims = [1, 2] : (tensor<2x3xf32>) -> tensor<4x2x3xf32>
-// SELB: stablehlo.select %[[PB]], %[[A]], %[[BB]] : tensor<4x2x3xi1>, tensor<4x2x3xf32>
+// SELB-NEXT: %[[PB:[^ ]+]] = stablehlo.broadcast_in_dim %[[P]], dims = [0] : (tensor<4xi1>) -> tensor<4x2x3xi1>
+// SELB-NEXT: %[[BB:[^ ]+]] = stablehlo.broadcast_in_dim %[[B]], dims = [1, 2] : (tensor<2x3xf32>) -> tensor<4x2x3xf32>
+// SELB-NEXT: %[[R:[^ ]+]] = stablehlo.select %[[PB]], %[[A]], %[[BB]] : tensor<4x2x3xi1>, tensor<4x2x3xf32>
+// SELB-NEXT: return %[[R]] : tensor<4x2x3xf32>
 func.func @select(%p: tensor<i1>, %a: tensor<2x3xf32>, %b: tensor<2x3xf32>) -> tensor<2x3xf32> {
   %0 = stablehlo.select %p, %a, %b : tensor<i1>, tensor<2x3xf32>
   return %0 : tensor<2x3xf32>
@@ -71,15 +71,15 @@ func.func @select(%p: tensor<i1>, %a: tensor<2x3xf32>, %b: tensor<2x3xf32>) -> t
 // Unbatched scalar bounds stay scalars.
 // CLAMP-LABEL: func.func @clamp
 // CLAMP-SAME: (%[[LO:[^:]+]]: tensor<f32>, %[[X:[^:]+]]: tensor<4x2x3xf32>, %[[HI:[^:]+]]: tensor<f32>)
-// CLAMP-NOT: broadcast_in_dim
-// CLAMP: stablehlo.clamp %[[LO]], %[[X]], %[[HI]] : (tensor<f32>, tensor<4x2x3xf32>, tensor<f32>) -> tensor<4x2x3xf32>
+// CLAMP-NEXT: %[[R:[^ ]+]] = stablehlo.clamp %[[LO]], %[[X]], %[[HI]] : (tensor<f32>, tensor<4x2x3xf32>, tensor<f32>) -> tensor<4x2x3xf32>
+// CLAMP-NEXT: return %[[R]] : tensor<4x2x3xf32>
 //
 // A batched scalar bound is broadcast with dims = [0]; the unbatched one stays a scalar.
 // CLAMPB-LABEL: func.func @clamp
 // CLAMPB-SAME: (%[[LO:[^:]+]]: tensor<4xf32>, %[[X:[^:]+]]: tensor<4x2x3xf32>, %[[HI:[^:]+]]: tensor<f32>)
 // CLAMPB-NEXT: %[[LOB:[^ ]+]] = stablehlo.broadcast_in_dim %[[LO]], dims = [0] : (tensor<4xf32>) -> tensor<4x2x3xf32>
-// CLAMPB-NOT: broadcast_in_dim
-// CLAMPB: stablehlo.clamp %[[LOB]], %[[X]], %[[HI]] : (tensor<4x2x3xf32>, tensor<4x2x3xf32>, tensor<f32>) -> tensor<4x2x3xf32>
+// CLAMPB-NEXT: %[[R:[^ ]+]] = stablehlo.clamp %[[LOB]], %[[X]], %[[HI]] : (tensor<4x2x3xf32>, tensor<4x2x3xf32>, tensor<f32>) -> tensor<4x2x3xf32>
+// CLAMPB-NEXT: return %[[R]] : tensor<4x2x3xf32>
 func.func @clamp(%lo: tensor<f32>, %x: tensor<2x3xf32>, %hi: tensor<f32>) -> tensor<2x3xf32> {
   %0 = stablehlo.clamp %lo, %x, %hi : (tensor<f32>, tensor<2x3xf32>, tensor<f32>) -> tensor<2x3xf32>
   return %0 : tensor<2x3xf32>
@@ -88,7 +88,8 @@ func.func @clamp(%lo: tensor<f32>, %x: tensor<2x3xf32>, %hi: tensor<f32>) -> ten
 // CMP-LABEL: func.func @compare
 // CMP-SAME: (%[[X:[^:]+]]: tensor<3xf32>, %[[Y:[^:]+]]: tensor<4x3xf32>) -> tensor<4x3xi1>
 // CMP-NEXT: %[[XB:[^ ]+]] = stablehlo.broadcast_in_dim %[[X]], dims = [1] : (tensor<3xf32>) -> tensor<4x3xf32>
-// CMP-NEXT: stablehlo.compare LT, %[[XB]], %[[Y]], FLOAT : (tensor<4x3xf32>, tensor<4x3xf32>) -> tensor<4x3xi1>
+// CMP-NEXT: %[[R:[^ ]+]] = stablehlo.compare LT, %[[XB]], %[[Y]], FLOAT : (tensor<4x3xf32>, tensor<4x3xf32>) -> tensor<4x3xi1>
+// CMP-NEXT: return %[[R]] : tensor<4x3xi1>
 func.func @compare(%x: tensor<3xf32>, %y: tensor<3xf32>) -> tensor<3xi1> {
   %0 = stablehlo.compare LT, %x, %y, FLOAT : (tensor<3xf32>, tensor<3xf32>) -> tensor<3xi1>
   return %0 : tensor<3xi1>
@@ -99,10 +100,11 @@ func.func @compare(%x: tensor<3xf32>, %y: tensor<3xf32>) -> tensor<3xi1> {
 // CONV-LABEL: func.func @convert
 // CONV-SAME: (%{{[^:]+}}: tensor<4x3xf32>, %{{[^:]+}}: tensor<4x3x2xi16>)
 // CONV-SAME: -> (tensor<4x3xi32>, tensor<4x3xi32>, tensor<4x3x2xi16>, tensor<4x3xf32>)
-// CONV: stablehlo.convert %{{.*}} : (tensor<4x3xf32>) -> tensor<4x3xi32>
-// CONV: stablehlo.bitcast_convert %{{.*}} : (tensor<4x3xf32>) -> tensor<4x3xi32>
-// CONV: stablehlo.bitcast_convert %{{.*}} : (tensor<4x3xf32>) -> tensor<4x3x2xi16>
-// CONV: stablehlo.bitcast_convert %{{.*}} : (tensor<4x3x2xi16>) -> tensor<4x3xf32>
+// CONV-NEXT: %[[A:[^ ]+]] = stablehlo.convert %{{.*}} : (tensor<4x3xf32>) -> tensor<4x3xi32>
+// CONV-NEXT: %[[B:[^ ]+]] = stablehlo.bitcast_convert %{{.*}} : (tensor<4x3xf32>) -> tensor<4x3xi32>
+// CONV-NEXT: %[[C:[^ ]+]] = stablehlo.bitcast_convert %{{.*}} : (tensor<4x3xf32>) -> tensor<4x3x2xi16>
+// CONV-NEXT: %[[D:[^ ]+]] = stablehlo.bitcast_convert %{{.*}} : (tensor<4x3x2xi16>) -> tensor<4x3xf32>
+// CONV-NEXT: return %[[A]], %[[B]], %[[C]], %[[D]] :
 func.func @convert(%x: tensor<3xf32>, %h: tensor<3x2xi16>)
     -> (tensor<3xi32>, tensor<3xi32>, tensor<3x2xi16>, tensor<3xf32>) {
   %0 = stablehlo.convert %x : (tensor<3xf32>) -> tensor<3xi32>
@@ -115,7 +117,8 @@ func.func @convert(%x: tensor<3xf32>, %h: tensor<3x2xi16>)
 // CHLO-LABEL: func.func @chlo_unary
 // CHLO-SAME: (%{{[^:]+}}: tensor<4x3xf32>) -> tensor<4x3xf32>
 // CHLO-NEXT: chlo.erf %{{.*}} : tensor<4x3xf32> -> tensor<4x3xf32>
-// CHLO-NEXT: chlo.lgamma %{{.*}} : tensor<4x3xf32> -> tensor<4x3xf32>
+// CHLO-NEXT: %[[R:[^ ]+]] = chlo.lgamma %{{.*}} : tensor<4x3xf32> -> tensor<4x3xf32>
+// CHLO-NEXT: return %[[R]] : tensor<4x3xf32>
 func.func @chlo_unary(%x: tensor<3xf32>) -> tensor<3xf32> {
   %0 = chlo.erf %x : tensor<3xf32> -> tensor<3xf32>
   %1 = chlo.lgamma %0 : tensor<3xf32> -> tensor<3xf32>
@@ -127,16 +130,14 @@ func.func @chlo_unary(%x: tensor<3xf32>) -> tensor<3xf32> {
 // batch dim. The unbatched operand is never broadcast.
 // CBL-LABEL: func.func @chlo_broadcast_add
 // CBL-SAME: (%[[X:[^:]+]]: tensor<4x2x3xf32>, %[[Y:[^:]+]]: tensor<3xf32>) -> tensor<4x2x3xf32>
-// CBL-NOT: broadcast_in_dim
-// CBL-NOT: reshape
-// CBL: chlo.broadcast_add %[[X]], %[[Y]] : (tensor<4x2x3xf32>, tensor<3xf32>) -> tensor<4x2x3xf32>
+// CBL-NEXT: %[[R:[^ ]+]] = chlo.broadcast_add %[[X]], %[[Y]] : (tensor<4x2x3xf32>, tensor<3xf32>) -> tensor<4x2x3xf32>
+// CBL-NEXT: return %[[R]] : tensor<4x2x3xf32>
 //
 // CBR-LABEL: func.func @chlo_broadcast_add
 // CBR-SAME: (%[[X:[^:]+]]: tensor<2x3xf32>, %[[Y:[^:]+]]: tensor<4x3xf32>) -> tensor<4x2x3xf32>
-// CBR-NOT: broadcast_in_dim
-// CBR: %[[YR:[^ ]+]] = stablehlo.reshape %[[Y]] : (tensor<4x3xf32>) -> tensor<4x1x3xf32>
-// CBR-NOT: broadcast_in_dim
-// CBR: chlo.broadcast_add %[[X]], %[[YR]] : (tensor<2x3xf32>, tensor<4x1x3xf32>) -> tensor<4x2x3xf32>
+// CBR-NEXT: %[[YR:[^ ]+]] = stablehlo.reshape %[[Y]] : (tensor<4x3xf32>) -> tensor<4x1x3xf32>
+// CBR-NEXT: %[[R:[^ ]+]] = chlo.broadcast_add %[[X]], %[[YR]] : (tensor<2x3xf32>, tensor<4x1x3xf32>) -> tensor<4x2x3xf32>
+// CBR-NEXT: return %[[R]] : tensor<4x2x3xf32>
 func.func @chlo_broadcast_add(%x: tensor<2x3xf32>, %y: tensor<3xf32>) -> tensor<2x3xf32> {
   %0 = chlo.broadcast_add %x, %y : (tensor<2x3xf32>, tensor<3xf32>) -> tensor<2x3xf32>
   return %0 : tensor<2x3xf32>

@@ -6,8 +6,9 @@
 // An op with no batching rule, on a batched operand.
 // RUN: not stablehlo-batch-opt %s --func=custom_call --axis-size=4 2>&1 | filecheck %s --check-prefix=CUSTOM
 // RUN: not stablehlo-batch-opt %s --func=cholesky --axis-size=4 2>&1 | filecheck %s --check-prefix=CHOL
-// RUN: not stablehlo-batch-opt %s --func=rng --axis-size=4 2>&1 | filecheck %s --check-prefix=RNG
-// The same inside a callee: the location is the op's, in the callee's body.
+// RUN: not stablehlo-batch-opt %s --func=outfeed --axis-size=4 --in-axes=0,none --out-axes=none 2>&1 | filecheck %s --check-prefix=OUTFEED
+// The same inside a callee: the op's location in the callee's body, then
+// the call site that led there.
 // RUN: not stablehlo-batch-opt %s --func=calls_cholesky --axis-size=4 2>&1 | filecheck %s --check-prefix=CALLEE
 // A rule that rejects one use of its op.
 // RUN: not stablehlo-batch-opt %s --func=reduce_batched_init --axis-size=4 2>&1 | filecheck %s --check-prefix=INIT
@@ -49,18 +50,18 @@ func.func @cholesky(%a: tensor<3x3xf32>) -> tensor<3x3xf32> {
   return %0 : tensor<3x3xf32>
 }
 
-// RNG-NOT: {{.}}
-// RNG-LABEL: {{^}}error: cannot batch 'stablehlo.rng_bit_generator' in function @rng: no batching rule at
-// RNG-SAME: {{.*}}:[[# @LINE + 3]]:{{[0-9]+}}{{$}}
-// RNG-NOT: {{.}}
-func.func @rng(%s: tensor<2xui64>) -> (tensor<2xui64>, tensor<3xui32>) {
-  %0:2 = stablehlo.rng_bit_generator %s, algorithm = DEFAULT : (tensor<2xui64>) -> (tensor<2xui64>, tensor<3xui32>)
-  return %0#0, %0#1 : tensor<2xui64>, tensor<3xui32>
+// OUTFEED-NOT: {{.}}
+// OUTFEED-LABEL: {{^}}error: cannot batch 'stablehlo.outfeed' in function @outfeed: no batching rule at
+// OUTFEED-SAME: {{.*}}:[[# @LINE + 3]]:{{[0-9]+}}{{$}}
+// OUTFEED-NOT: {{.}}
+func.func @outfeed(%x: tensor<3xf32>, %t: !stablehlo.token) -> !stablehlo.token {
+  %0 = "stablehlo.outfeed"(%x, %t) {outfeed_config = ""} : (tensor<3xf32>, !stablehlo.token) -> !stablehlo.token
+  return %0 : !stablehlo.token
 }
 
 // CALLEE-NOT: {{.}}
 // CALLEE-LABEL: {{^}}error: cannot batch 'stablehlo.cholesky' in function {{.+}}: no batching rule at
-// CALLEE-SAME: {{.*}}:[[# @LINE + 3]]:{{[0-9]+}}{{$}}
+// CALLEE-SAME: {{.*}}:[[# @LINE + 3]]:{{[0-9]+}}, called from {{.*}}:[[# @LINE + 7]]:{{[0-9]+}}{{$}}
 // CALLEE-NOT: {{.}}
 func.func private @factor(%a: tensor<3x3xf32>) -> tensor<3x3xf32> {
   %0 = stablehlo.cholesky %a, lower = true : tensor<3x3xf32>

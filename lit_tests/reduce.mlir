@@ -61,8 +61,9 @@ func.func @max_const_init(%x: tensor<3x5xf32>) -> tensor<3xf32> {
 // ARGMAX-IOTA-DAG: %[[II:[^ ]+]] = stablehlo.constant dense<0> : tensor<i32>
 // ARGMAX-IOTA-DAG: %[[IB:[^ ]+]] = stablehlo.broadcast_in_dim %[[I]], dims = [1, 2] : (tensor<3x5xi32>) -> tensor<4x3x5xi32>
 // ARGMAX-IOTA-NOT: broadcast_in_dim
-// ARGMAX-IOTA: stablehlo.reduce(%[[X]] init: %[[XI]]), (%[[IB]] init: %[[II]]) across dimensions = [2]
+// ARGMAX-IOTA: %[[R:[^ ]+]]:2 = stablehlo.reduce(%[[X]] init: %[[XI]]), (%[[IB]] init: %[[II]]) across dimensions = [2]
 // ARGMAX-IOTA-SAME: (tensor<4x3x5xf32>, tensor<4x3x5xi32>, tensor<f32>, tensor<i32>) -> (tensor<4x3xf32>, tensor<4x3xi32>)
+// ARGMAX-IOTA: return %[[R]]#0, %[[R]]#1 : tensor<4x3xf32>, tensor<4x3xi32>
 func.func @argmax(%x: tensor<3x5xf32>, %i: tensor<3x5xi32>) -> (tensor<3xf32>, tensor<3xi32>) {
   %c = stablehlo.constant dense<0xFF800000> : tensor<f32>
   %c0 = stablehlo.constant dense<0> : tensor<i32>

@@ -73,7 +73,8 @@ func.func @concatenate(%x: tensor<2x3xf32>, %y: tensor<1x3xf32>) -> tensor<3x3xf
 // each example's padding value where the mask is false.
 // PADV-LABEL: func.func @pad
 // PADV-SAME: (%[[X:[^:]+]]: tensor<4x2x3xf32>, %[[V:[^:]+]]: tensor<4xf32>) -> tensor<4x5x9xf32>
-// PADV-DAG: %[[DATA:[^ ]+]] = stablehlo.pad %[[X]], %{{[^,]+}}, low = [0, 1, 0], high = [0, 1, 2], interior = [0, 1, 2] : (tensor<4x2x3xf32>, tensor<f32>) -> tensor<4x5x9xf32>
+// PADV-DAG: %[[ZERO:[^ ]+]] = stablehlo.constant dense<0.000000e+00> : tensor<f32>
+// PADV-DAG: %[[DATA:[^ ]+]] = stablehlo.pad %[[X]], %[[ZERO]], low = [0, 1, 0], high = [0, 1, 2], interior = [0, 1, 2] : (tensor<4x2x3xf32>, tensor<f32>) -> tensor<4x5x9xf32>
 // PADV-DAG: %[[TRUE:[^ ]+]] = stablehlo.constant dense<true> : tensor<2x3xi1>
 // PADV-DAG: %[[FALSE:[^ ]+]] = stablehlo.constant dense<false> : tensor<i1>
 // PADV-DAG: %[[MASK:[^ ]+]] = stablehlo.pad %[[TRUE]], %[[FALSE]], low = [1, 0], high = [1, 2], interior = [1, 2] : (tensor<2x3xi1>, tensor<i1>) -> tensor<5x9xi1>
@@ -91,7 +92,8 @@ func.func @concatenate(%x: tensor<2x3xf32>, %y: tensor<1x3xf32>) -> tensor<3x3xf
 // PADVU-DAG: %[[MASK:[^ ]+]] = stablehlo.pad %{{[^,]+}}, %{{[^,]+}}, low = [1, 0], high = [1, 2], interior = [1, 2] : (tensor<2x3xi1>, tensor<i1>) -> tensor<5x9xi1>
 // PADVU-DAG: %[[MASKB:[^ ]+]] = stablehlo.broadcast_in_dim %[[MASK]], dims = [1, 2] : (tensor<5x9xi1>) -> tensor<4x5x9xi1>
 // PADVU-DAG: %[[VB:[^ ]+]] = stablehlo.broadcast_in_dim %[[V]], dims = [0] : (tensor<4xf32>) -> tensor<4x5x9xf32>
-// PADVU: stablehlo.select %[[MASKB]], %[[DATAB]], %[[VB]] : tensor<4x5x9xi1>, tensor<4x5x9xf32>
+// PADVU: %[[R:[^ ]+]] = stablehlo.select %[[MASKB]], %[[DATAB]], %[[VB]] : tensor<4x5x9xi1>, tensor<4x5x9xf32>
+// PADVU-NEXT: return %[[R]] : tensor<4x5x9xf32>
 func.func @pad(%x: tensor<2x3xf32>, %v: tensor<f32>) -> tensor<5x9xf32> {
   %0 = stablehlo.pad %x, %v, low = [1, 0], high = [1, 2], interior = [1, 2] : (tensor<2x3xf32>, tensor<f32>) -> tensor<5x9xf32>
   return %0 : tensor<5x9xf32>

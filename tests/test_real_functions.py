@@ -317,6 +317,14 @@ case("jnp.corrcoef", jnp.corrcoef, F(3, 8))
 case("jnp.unwrap", jnp.unwrap, F(8))
 case("jnp.gradient", jnp.gradient, F(8))
 case("jnp.trapezoid", jnp.trapezoid, F(8))
+case("jnp.isin", lambda x, t: jnp.isin(x, t), I(6, lo=0, hi=5), I(3, lo=0, hi=5),
+     in_axes=((0, 0), (0, None), (None, 0)))
+case("jnp.unique_sized", lambda x: jnp.unique(x, size=4, fill_value=-1), I(6, lo=0, hi=4))
+case("jnp.einsum_3_operands", lambda a, b, c: jnp.einsum("ij,jk,k->i", a, b, c), F(2, 3),
+     F(3, 4), F(4), in_axes=((0, 0, 0), (None, 0, None), (None, None, 0)))
+case("jnp.fft.rfft", lambda x: jnp.abs(jnp.fft.rfft(x)), F(8))
+case("jax.image.resize", lambda x: jax.image.resize(x, (6, 4), "linear"), F(3, 2))
+case("jax.hessian", jax.hessian(lambda x: jnp.sum(jnp.sin(x) * x[::-1])), F(3))
 
 # Linear algebra.
 case("jnp.linalg.solve", jnp.linalg.solve, WELL(4), F(4), in_axes=((0, 0), (None, 0), (0, None)))
@@ -326,6 +334,7 @@ case("jnp.linalg.slogdet", jnp.linalg.slogdet, WELL(3))
 case("jnp.linalg.cholesky", jnp.linalg.cholesky, SPD(4))
 case("jnp.linalg.qr", jnp.linalg.qr, F(4, 3))
 case("jnp.linalg.eigh", jnp.linalg.eigh, SPD(3))
+case("jnp.linalg.eigvalsh", jnp.linalg.eigvalsh, SPD(3))
 case("jnp.linalg.svd", lambda a: jnp.linalg.svd(a, compute_uv=False), F(4, 3))
 case("jnp.linalg.pinv", jnp.linalg.pinv, F(4, 3), rtol=1e-4, atol=1e-4)
 case("jnp.linalg.matrix_power", lambda a: jnp.linalg.matrix_power(a, 3), F(3, 3))
@@ -360,6 +369,12 @@ NN = {
 for _k, (_name, _fn) in enumerate(NN.items()):
     case(f"nn.{_name}", _fn, F(4, 6), in_axes=_alternate(_k))
 case("nn.one_hot", lambda i: jax.nn.one_hot(i, 5), I(4, lo=0, hi=5))
+case("nn.dot_product_attention_bias_mask", lambda q, k, v, b, m: jax.nn.dot_product_attention(
+    q, k, v, bias=b, mask=m), F(4, 2, 8), F(6, 2, 8), F(6, 2, 8), F(2, 4, 6), B(2, 4, 6),
+     in_axes=((0, 0, 0, None, None), (None, None, None, 0, 0)))
+case("nn.dot_product_attention_causal", functools.partial(jax.nn.dot_product_attention,
+                                                          is_causal=True),
+     F(5, 2, 4), F(5, 2, 4), F(5, 2, 4))
 case("nn.dot_product_attention", jax.nn.dot_product_attention, F(4, 2, 8), F(6, 2, 8),
      F(6, 2, 8), in_axes=((0, 0, 0), (0, None, None)))
 
@@ -511,7 +526,7 @@ def _gather_in_loop(x, w):
 
 def _update_in_loop(x):
     def body(i, out):
-        return lax.dynamic_update_index_in_dim(out, jnp.sum(x[: i + 1] * 0 + x[i]), i, 0)
+        return lax.dynamic_update_index_in_dim(out, x[i] * 2.0 + out[i - 1], i, 0)
     return lax.fori_loop(0, x.shape[0], body, jnp.zeros_like(x))
 
 

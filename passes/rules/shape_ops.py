@@ -98,7 +98,12 @@ def pad(fb, op, flags):
                         ("edge_padding_low", "edge_padding_high", "interior_padding"))
     elem = bld.element_type(padding_value)
     pv_shape = bld.shape_of(op.results[0])
-    zero = bld.splat(elem, [], 0)
+    if isinstance(elem, ir.ComplexType):
+        # splat makes no complex constants; the placeholder's value is unused.
+        zero = bld.create("stablehlo.convert", [bld.tensor_type([], elem)],
+                          [bld.splat(ir.ComplexType(elem).element_type, [], 0)]).result
+    else:
+        zero = bld.splat(elem, [], 0)
     data = _pad(x, zero, lo, hi, interior, x_batched)
     in_shape = bld.shape_of(x)[1 if x_batched else 0:]
     mask = _pad(bld.splat(ir.IntegerType.get_signless(1), in_shape, 1),

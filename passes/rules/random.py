@@ -1,0 +1,18 @@
+"""Random bit generators whose state is a value: rng_bit_generator and rng.
+
+jax's threefry keys lower to plain integer ops and need no rule here. A
+batched ``rng_bit_generator`` state (the ``rbg`` / ``unsafe_rbg`` key
+implementations) is run once per lane, so every lane gets exactly the bits
+and the next state it would get alone. (``jax.vmap`` instead draws all lanes'
+bits from the first lane's state and gives the other lanes that state's
+successor -- fast, but a lane's bits then depend on its neighbours.)
+"""
+from __future__ import annotations
+
+from passes.lane_loop import lane_loop
+from passes.rules import register
+
+
+@register("stablehlo.rng_bit_generator", "stablehlo.rng")
+def per_lane_generator(fb, op, flags):
+    return [(v, True) for v in lane_loop(fb, op, flags)]
