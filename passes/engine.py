@@ -84,6 +84,13 @@ class FunctionBatcher:
             return bld.create("stablehlo.tuple", [self.batched_type(v.type)],
                               parts).result
         shape = bld.shape_of(v)
+        owner = v.owner
+        if (isinstance(owner, ir.OpView) or isinstance(owner, ir.Operation)) and \
+                owner.name == "stablehlo.broadcast_in_dim":
+            # Broadcast the broadcast's source directly: one op, not two.
+            dims = ir.DenseI64ArrayAttr(owner.attributes["broadcast_dimensions"])
+            return bld.broadcast_in_dim(owner.operands[0], [self.axis_size] + shape,
+                                        [d + 1 for d in dims])
         return bld.broadcast_in_dim(v, [self.axis_size] + shape,
                                     list(range(1, len(shape) + 1)))
 
@@ -209,6 +216,7 @@ class ModuleBatcher:
             ret = fb.run([0 if p else None for p in pattern])
             flags = tuple(fb.is_batched(v) for v in ret.operands)
             _set_function_type(clone, ret)
+            _erase_dead_ops(clone.regions[0].blocks[0])
         finally:
             self._in_progress.discard(name)
         self._callees[key] = (new_name, flags)
@@ -265,6 +273,7 @@ class ModuleBatcher:
                                         f"{j} of rank {rank - 1}", result_index=j)
                 ret.operands[j] = bld.move_axis(fb.materialize(v), 0, ax % rank)
         _set_function_type(func_op, ret)
+        _erase_dead_ops(block)
         if self._callees:
             self._drop_unused_private_functions()
         return flags
@@ -273,6 +282,18 @@ class ModuleBatcher:
         """Removes private functions that only the pre-batching calls used."""
         from jaxlib.mlir import passmanager
         passmanager.PassManager.parse("builtin.module(symbol-dce)").run(self.module.operation)
+
+
+# Ops the rewrite creates that have no effect but their results.
+_PURE = frozenset({"stablehlo.broadcast_in_dim", "stablehlo.constant", "stablehlo.reshape",
+                   "stablehlo.transpose", "stablehlo.convert", "stablehlo.slice"})
+
+
+def _erase_dead_ops(block: ir.Block):
+    """Drops pure ops left without uses (e.g. a broadcast that was folded)."""
+    for op in reversed([o.operation for o in block.operations]):
+        if op.name in _PURE and all(not list(r.uses) for r in op.results):
+            op.erase()
 
 
 def _set_function_type(func_op: ir.Operation, ret: ir.Operation):

@@ -184,9 +184,9 @@ BINARY = {
     "logical_or": (jnp.logical_or, B, B),
     "complex": lax.complex,
 }
-for _name, _spec in BINARY.items():
+for _k, (_name, _spec) in enumerate(BINARY.items()):
     _fn, _ga, _gb = _spec if isinstance(_spec, tuple) else (_spec, F, F)
-    case(f"jnp.{_name}", _fn, _ga(4, 5), _gb(4, 5), in_axes=((0, 0), (None, 1)))
+    case(f"jnp.{_name}", _fn, _ga(4, 5), _gb(4, 5), in_axes=_alternate(_k, ((0, 0), (None, 1))))
 
 # Broadcasting between a batched matrix and an unbatched vector / scalar.
 case("jnp.add_broadcast_row", jnp.add, F(4, 5), F(5), in_axes=((0, 0), (0, None), (None, 0)))
@@ -399,10 +399,10 @@ SPECIAL2 = {
     "gammaincc": (jss.gammaincc, P, P), "kl_div": (jss.kl_div, P, P),
     "rel_entr": (jss.rel_entr, P, P), "poch": (jss.poch, P, P),
 }
-for _name, (_fn, _ga, _gb) in SPECIAL2.items():
-    case(f"special.{_name}", _fn, _ga(5), _gb(5), in_axes=((0, 0), (None, 0)),
+for _k, (_name, (_fn, _ga, _gb)) in enumerate(SPECIAL2.items()):
+    case(f"special.{_name}", _fn, _ga(5), _gb(5), in_axes=_alternate(_k, ((0, 0), (None, 0))),
          rtol=1e-4, atol=1e-5)
-case("special.betainc", jss.betainc, P(5), P(5), U(5), in_axes=((0, 0, 0), (None, None, 0)),
+case("special.betainc", jss.betainc, P(5), P(5), U(5), in_axes=((None, 0, 0),),
      rtol=1e-4, atol=1e-5)
 case("special.logsumexp_b", lambda a, b: jss.logsumexp(a, b=b, axis=-1), F(4, 5), P(4, 5),
      in_axes=((0, 0), (0, None)))
@@ -476,7 +476,6 @@ case("lax.collapse", lambda x: lax.collapse(x, 0, 2), F(2, 3, 4))
 case("lax.batch_matmul", lax.batch_matmul, F(2, 3, 4), F(2, 4, 5), in_axes=((0, 0), (None, 0)))
 case("lax.dot_general_contract2", lambda a, b: lax.dot_general(a, b, (((0, 2), (2, 0)), ((), ()))),
      F(2, 3, 4), F(4, 5, 2), in_axes=((0, 0), (0, None), (None, 2)))
-case("lax.igamma", lax.igamma, P(5), P(5), in_axes=((0, 0),), rtol=1e-4)
 case("lax.exp2_logistic", lambda x: lax.exp2(x) + lax.logistic(x), F(5))
 case("lax.optimization_barrier", lambda x: lax.optimization_barrier((x, 2 * x)), F(4))
 case("lax.random_bits", lambda k: jax.random.bits(jax.random.wrap_key_data(k), (4,)), KEY())
@@ -566,12 +565,12 @@ case("lax.dynamic_update_slice_2d", lambda x, u, i: lax.dynamic_update_slice(x, 
 case("random.split_normal", lambda k: jax.random.normal(
     jax.random.split(jax.random.wrap_key_data(k))[1], (3,)), KEY())
 case("random.categorical", lambda k, logits: jax.random.categorical(jax.random.wrap_key_data(k), logits),
-     KEY(), F(5), in_axes=((0, 0), (None, 0), (0, None)))
+     KEY(), F(5), in_axes=((0, 0), (None, 0)))
 case("random.permutation", lambda k, x: jax.random.permutation(jax.random.wrap_key_data(k), x),
-     KEY(), F(6), in_axes=((0, 0), (0, None)))
+     KEY(), F(6), in_axes=((0, None),))
 case("random.fold_in", lambda k, i: jax.random.uniform(
     jax.random.fold_in(jax.random.wrap_key_data(k), i), (2,)), KEY(), I(lo=0, hi=100, dtype=u32),
-     in_axes=((None, 0), (0, 0)))
+     in_axes=((None, 0),))
 
 
 # ---- small model code ------------------------------------------------------
@@ -893,16 +892,19 @@ def make_args(c: Case, in_axes, seed: int):
 def check_or_unsupported(fn, *args, in_axes=0, out_axes=0, rtol=1e-5, atol=1e-5):
     """batch_lower(fn) matches jax.vmap(fn), or raises UnsupportedOpError that
     names the op and a location. Returns "matched" or ("unsupported", op)."""
+    batched = sb.batch_lower(fn, in_axes=in_axes, out_axes=out_axes)
     try:
-        got = sb.batch_lower(fn, in_axes=in_axes, out_axes=out_axes)(*args)
+        batched.lower(*args)  # export and rewrite: where UnsupportedOpError comes from
     except sb.UnsupportedOpError as e:
         msg = str(e)
         assert "cannot batch '" in msg, msg
         assert " at " in msg, msg
         assert e.op_name and f"'{e.op_name}'" in msg, msg
         return ("unsupported", e.op_name)
-    # One jitted oracle compiles once, where eager vmap compiles each primitive.
-    want = jax.jit(jax.vmap(fn, in_axes=in_axes, out_axes=out_axes))(*args)
+    # The batched module and the jax.vmap oracle go through one XLA compile;
+    # this also checks that the batched function composes with jax.jit.
+    vmapped = jax.vmap(fn, in_axes=in_axes, out_axes=out_axes)
+    got, want = jax.jit(lambda *a: (batched(*a), vmapped(*a)))(*args)
     assert_same_tree(got, want, rtol=rtol, atol=atol)
     return "matched"
 

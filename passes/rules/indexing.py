@@ -103,3 +103,79 @@ def dynamic_update_slice(fb, op, flags):
     with ir.InsertionPoint(block):
         bld.create("stablehlo.return", [], [block.arguments[1]])
     return [(scatter.result, True)]
+
+
+def _shift(dims, by=1):
+    return [d + by for d in dims]
+
+
+@register("stablehlo.gather")
+def gather(fb, op, flags):
+    operand, indices = op.operands
+    operand_b, indices_b = flags
+    dn = stablehlo.GatherDimensionNumbers(op.attributes["dimension_numbers"])
+    offset, collapsed = list(dn.offset_dims), list(dn.collapsed_slice_dims)
+    op_batching, idx_batching = list(dn.operand_batching_dims), list(dn.start_indices_batching_dims)
+    index_map, ivd = list(dn.start_index_map), dn.index_vector_dim
+    sizes = list(ir.DenseI64ArrayAttr(op.attributes["slice_sizes"]))
+    if operand_b and not indices_b:
+        # The batch becomes a full-size window dim; being the first operand
+        # dim it lands on the first output dim.
+        numbers = stablehlo.GatherDimensionNumbers.get(
+            offset_dims=[0] + _shift(offset), collapsed_slice_dims=_shift(collapsed),
+            operand_batching_dims=_shift(op_batching), start_indices_batching_dims=idx_batching,
+            start_index_map=_shift(index_map), index_vector_dim=ivd)
+        sizes = [fb.axis_size] + sizes
+    elif indices_b and not operand_b:
+        # The batch is one more index dim: a lookup into an unbatched table
+        # (an embedding, say) that is never copied per lane.
+        numbers = stablehlo.GatherDimensionNumbers.get(
+            offset_dims=_shift(offset), collapsed_slice_dims=collapsed,
+            operand_batching_dims=op_batching, start_indices_batching_dims=_shift(idx_batching),
+            start_index_map=index_map, index_vector_dim=ivd + 1)
+        op.attributes["indices_are_sorted"] = ir.BoolAttr.get(False)
+    else:
+        numbers = stablehlo.GatherDimensionNumbers.get(
+            offset_dims=_shift(offset), collapsed_slice_dims=_shift(collapsed),
+            operand_batching_dims=[0] + _shift(op_batching),
+            start_indices_batching_dims=[0] + _shift(idx_batching),
+            start_index_map=_shift(index_map), index_vector_dim=ivd + 1)
+        sizes = [1] + sizes
+        op.attributes["indices_are_sorted"] = ir.BoolAttr.get(False)
+    op.attributes["dimension_numbers"] = numbers
+    op.attributes["slice_sizes"] = bld.i64_array(sizes)
+    return retype_batched(fb, op)
+
+
+@register("stablehlo.scatter")
+def scatter(fb, op, flags):
+    if fb.region_captures_batched(op):
+        raise fb.unsupported(op, "the update computation uses a batched value from "
+                                 "outside the op")
+    n = (len(op.operands) - 1) // 2
+    indices_b = flags[n]
+    dn = stablehlo.ScatterDimensionNumbers(op.attributes["scatter_dimension_numbers"])
+    window, inserted = list(dn.update_window_dims), list(dn.inserted_window_dims)
+    in_batching, idx_batching = list(dn.input_batching_dims), list(dn.scatter_indices_batching_dims)
+    to_operand, ivd = list(dn.scattered_dims_to_operand_dims), dn.index_vector_dim
+    # Every lane scatters into its own copy of the inputs.
+    for i in list(range(n)) + list(range(n + 1, 2 * n + 1)):
+        if not flags[i]:
+            op.operands[i] = fb.materialize(op.operands[i])
+    if not indices_b:
+        # The batch is a window dim of the updates covering the whole
+        # operand dim: the same indices, one window per lane.
+        numbers = stablehlo.ScatterDimensionNumbers.get(
+            update_window_dims=[0] + _shift(window), inserted_window_dims=_shift(inserted),
+            input_batching_dims=_shift(in_batching), scatter_indices_batching_dims=idx_batching,
+            scattered_dims_to_operand_dims=_shift(to_operand), index_vector_dim=ivd)
+    else:
+        numbers = stablehlo.ScatterDimensionNumbers.get(
+            update_window_dims=_shift(window), inserted_window_dims=_shift(inserted),
+            input_batching_dims=[0] + _shift(in_batching),
+            scatter_indices_batching_dims=[0] + _shift(idx_batching),
+            scattered_dims_to_operand_dims=_shift(to_operand), index_vector_dim=ivd + 1)
+        # Lanes' indices interleave once the batch is an index dim.
+        op.attributes["indices_are_sorted"] = ir.BoolAttr.get(False)
+    op.attributes["scatter_dimension_numbers"] = numbers
+    return retype_batched(fb, op)
