@@ -67,24 +67,24 @@ def _domain(x, domain):
 
 # name -> (fn, dtypes, domain)
 UNARY = {
-    "abs": (lax.abs, FC + [i32], None),
+    "abs": (lax.abs, [f32, c64, i32, f64, bf16, f16], None),
     "cbrt": (lax.cbrt, F, None),
     "ceil": (lax.ceil, F, None),
     "floor": (lax.floor, F, None),
     "cosine": (lax.cos, FC, None),
     "sine": (lax.sin, FC, None),
-    "exponential": (lax.exp, FC, None),
+    "exponential": (lax.exp, [f32, c64, f64, bf16, f16], None),
     "exponential_minus_one": (lax.expm1, FC, None),
-    "log": (lax.log, FC, "pos"),
+    "log": (lax.log, [f32, c64, f64, bf16, f16], "pos"),
     "log_plus_one": (lax.log1p, FC, "pos"),
-    "sqrt": (lax.sqrt, FC, "pos"),
+    "sqrt": (lax.sqrt, [f32, c64, f64, bf16, f16], "pos"),
     "rsqrt": (lax.rsqrt, FC, "pos"),
     "tan": (lax.tan, FC, None),
-    "tanh": (lax.tanh, FC, None),
+    "tanh": (lax.tanh, [f32, c64, f64, bf16, f16], None),
     "logistic": (lax.logistic, FC, None),
     "is_finite": (lax.is_finite, F, "special"),
     "negate": (lax.neg, FC + INT, None),
-    "sign": (lax.sign, FC + [i32], None),
+    "sign": (lax.sign, [f32, c64, i32, f64, bf16, f16], None),
     "round_nearest_afz": (lambda x: lax.round(x, lax.RoundingMethod.AWAY_FROM_ZERO), F, None),
     "round_nearest_even": (lambda x: lax.round(x, lax.RoundingMethod.TO_NEAREST_EVEN), F, None),
     "reduce_precision": (lambda x: lax.reduce_precision(x, exponent_bits=5, mantissa_bits=2), F, None),
@@ -112,9 +112,7 @@ UNARY = {
     "chlo.bessel_i1e": (lax.bessel_i1e, [f32, f64], None),
     "chlo.square": (lax.square, [f32, f64, c64, i32], None),
     "isinf": (jnp.isinf, F, "special"),
-    "isposinf": (jnp.isposinf, [f32, bf16], "special"),
     "isneginf": (jnp.isneginf, [f32, f64], "special"),
-    "gammaln": (jss.gammaln, [f32], "pos"),
     "i1": (jss.i1, [f32, f64], None),
     "ndtri": (jss.ndtri, [f32], "unit"),
 }
@@ -157,17 +155,6 @@ def test_unary(rng, fn, dtypes, domains, k):
               for dt, ax in zip(dtypes, in_axes)]
         check_vmap(lambda *a: tuple(fn(x) for x in a), *xs, in_axes=in_axes,
                    out_axes=out_axes, axis_size=axis_size_for(in_axes, size))
-
-
-@pytest.mark.parametrize("dtype,in_axis,out_axis,size", [(c64, 1, -1, 3)])
-def test_unary_bulk(rng, dtype, in_axis, out_axis, size):
-    """Every unary op that takes ``dtype``, all in one function (the per-op
-    cases above rotate through dtypes, so they meet these only sometimes)."""
-    ops = {n: (fn, dom) for n, (fn, dts, dom) in UNARY.items() if dtype in dts}
-    x = make(rng, SHAPE, dtype, in_axis, size)
-    check_vmap(lambda a: {n: fn(_domain(a, None) if dom != "pos" else a * a + 1)
-                          for n, (fn, dom) in ops.items()},
-               x, in_axes=in_axis, out_axes=out_axis)
 
 
 @pytest.mark.parametrize("dtype,in_axis,out_axis", [

@@ -562,6 +562,14 @@ case("lax.dynamic_slice_batched_operand", lambda x, i, j: lax.dynamic_slice(x, (
      F(4, 5), I(lo=-1, hi=4), I(lo=0, hi=6), in_axes=((0, None, None), (None, 0, None), (0, 0, 0)))
 case("lax.dynamic_update_slice_2d", lambda x, u, i: lax.dynamic_update_slice(x, u, (i, 1)),
      F(4, 5), F(2, 3), I(lo=0, hi=4), in_axes=((0, None, 0), (None, 0, None), (None, None, 0)))
+case("lax.grad_through_scan", jax.grad(lambda x: lax.scan(lambda c, a: (c * a + 1, c), 1.0, x)[0]),
+     F(4))
+case("lax.grad_through_cond", jax.grad(lambda x: lax.cond(x.sum() > 0, jnp.sin, jnp.cos, x).sum()),
+     F(4))
+case("lax.while_in_cond", lambda x: lax.cond(
+    x[0] > 0, lambda v: lax.while_loop(lambda c: c[1] < 3 + 3 * jnp.abs(v[0]),
+                                       lambda c: (c[0] * 1.1, c[1] + 1), (v, 0))[0],
+    lambda v: -v, x), F(4))
 case("random.split_normal", lambda k: jax.random.normal(
     jax.random.split(jax.random.wrap_key_data(k))[1], (3,)), KEY())
 case("random.categorical", lambda k, logits: jax.random.categorical(jax.random.wrap_key_data(k), logits),

@@ -65,13 +65,30 @@ def test_nested_calls(rng, in_axes):
                in_axes=in_axes, out_axes=-1)
 
 
-@pytest.mark.parametrize("dtype", [f64, i32, c64, bf16], ids=lambda d: jnp.dtype(d).name)
-def test_call_dtypes(rng, dtype):
-    g = jax.jit(lambda a, b: (a * b - a, b))
+_matmul = jax.jit(lambda a, b: a @ b)
+_diff = jax.jit(lambda p, q: _matmul(p, q) - _matmul(q, q))
+
+
+@pytest.mark.parametrize("in_axes", [(0, None), (None, -1)], ids=str)
+def test_callee_patterns_inside_callees(rng, in_axes):
+    """_diff is called as (b, u), (u, b) and (u, u): the last call stays
+    unbatched, and each batched clone calls _matmul with its own patterns."""
+    x = make(rng, (2, 2), f32, in_axes[0], 3)
+    y = make(rng, (2, 2), f32, in_axes[1], 3)
+    check_vmap(lambda a, b: _diff(a, b) + _diff(b, a) + _diff(b, b), x, y, in_axes=in_axes,
+               out_axes=-1, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("k,dtype", list(enumerate(
+    [f64, i32, c64, bf16, jnp.bool_, jnp.uint32, jnp.float16])), ids=str)
+def test_call_dtypes(rng, k, dtype):
+    g = jax.jit(lambda a, b: (jnp.where(a != b, a, b), b))
+    in_axes = [(0, None), (None, -1), (1, 0)][k % 3]
     with x64(dtype):
-        x = make(rng, (3,), dtype, 0, 8)
-        y = make(rng, (3,), dtype, None, 8)
-        check_vmap(lambda a, b: g(a, b) + g(b, b), x, y, in_axes=(0, None), out_axes=1)
+        x = make(rng, (2, 3), dtype, in_axes[0], SIZES[k % 3])
+        y = make(rng, (2, 3), dtype, in_axes[1], SIZES[k % 3])
+        check_vmap(lambda a, b: g(a, b) + g(b, b), x, y, in_axes=in_axes,
+                   out_axes=(0, 1, -1)[k % 3])
 
 
 def test_callee_result_unbatched_but_out_axes_set(rng):
