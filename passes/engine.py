@@ -14,6 +14,7 @@ per pattern of batched arguments into a private clone (``@f_b01``).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from typing import Callable, Sequence
 
 from jaxlib.mlir import ir
@@ -29,6 +30,16 @@ Rule = Callable[["FunctionBatcher", ir.Operation, tuple[bool, ...]], Results]
 
 # Ops through which an error inside another function is reached.
 _CALL_OPS = ("func.call", "stablehlo.composite")
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchNote:
+    """One recorded batching decision (see ``FunctionBatcher.note``)."""
+    kind: str
+    op_name: str
+    func_name: str
+    location: str
+    detail: str = ""
 
 
 class FunctionBatcher:
@@ -93,6 +104,13 @@ class FunctionBatcher:
                                         [d + 1 for d in dims])
         return bld.broadcast_in_dim(v, [self.axis_size] + shape,
                                     list(range(1, len(shape) + 1)))
+
+    def note(self, kind: str, op: ir.Operation, detail: str = ""):
+        """Records a batching decision worth reporting to the user (a branch
+        turned into selects, a loop given a batched predicate, a per-lane
+        loop, ...): ``kind`` is a short tag, ``detail`` one line of text."""
+        self.program.notes.append(BatchNote(kind, op.name, self.func_name,
+                                            format_location(op.location), detail))
 
     def unsupported(self, op: ir.Operation, reason: str | None = None) -> UnsupportedOpError:
         return UnsupportedOpError(op.name, self.func_name,
@@ -188,6 +206,7 @@ class ModuleBatcher:
                        for op in module.body.operations if "sym_name" in op.attributes}
         self._callees: dict[tuple[str, tuple[bool, ...]], tuple[str, tuple[bool, ...]]] = {}
         self._in_progress: set[str] = set()
+        self.notes: list[BatchNote] = []
 
     def lookup_func(self, name: str) -> ir.Operation:
         try:

@@ -80,6 +80,9 @@ def while_(fb, op, flags):
         if batched:
             r.set_type(fb.batched_type(r.type))
     if pred_batched:
+        fb.note("batched_predicate_loop", op,
+                "the trip count differs per lane: runs while any lane runs, "
+                "finished lanes frozen with selects")
         _freeze_finished_lanes(fb, op, passthrough)
     return list(zip(op.results, carry))
 
@@ -147,6 +150,9 @@ def branch(fb, op, flags):
                                  "that did not take it")
     selector = op.operands[0]
     is_if = op.name == "stablehlo.if"
+    fb.note("branches_to_selects", op,
+            f"per-lane {'predicate' if is_if else 'index'}: all {len(op.regions)} branches "
+            "run and selects pick each lane's result, unless all lanes agree at run time")
     size = fb.axis_size
     result_types = [fb.batched_type(r.type) for r in op.results]
     if size == 0:

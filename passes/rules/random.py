@@ -15,4 +15,5 @@ from passes.rules import register
 
 @register("stablehlo.rng_bit_generator", "stablehlo.rng")
 def per_lane_generator(fb, op, flags):
+    fb.note("per_lane_loop", op, "a batched generator state runs once per lane")
     return [(v, True) for v in lane_loop(fb, op, flags)]
