@@ -18,11 +18,11 @@ demo: $(STAMP)
 	$(BIN)/python -m stablehlo_batch.demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/lit -q lit_tests
 
 pytest: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 lit: $(STAMP)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/lit -v lit_tests
