@@ -4,8 +4,9 @@ jax's threefry keys lower to plain integer ops and need no rule here. A
 batched ``rng_bit_generator`` state (the ``rbg`` / ``unsafe_rbg`` key
 implementations) is run once per lane, so every lane gets exactly the bits
 and the next state it would get alone. (``jax.vmap`` instead draws all lanes'
-bits from the first lane's state and gives the other lanes that state's
-successor -- fast, but a lane's bits then depend on its neighbours.)
+bits in one call from the first lane's state, ignores the other lanes'
+states and advances only the first lane's -- fast, but a lane's bits then
+depend on its position in the batch.)
 """
 from __future__ import annotations
 
