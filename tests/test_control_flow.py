@@ -826,3 +826,37 @@ def test_choice_with_probabilities(rng):
     p = jax.nn.softmax(random_array(rng, (3, 4), f32))
     check_or_unsupported(lambda k, p: jax.random.choice(k, 4, (3,), p=p), _keys(3), p,
                          ops={"stablehlo.reduce_window", "stablehlo.gather"})
+
+
+# ---- rbg / unsafe_rbg keys: rng_bit_generator with a per-lane state ---------
+def _rbg_keys(size, impl):
+    return jax.random.key_data(jax.random.split(jax.random.key(3, impl=impl), size))
+
+
+@pytest.mark.parametrize("impl,size,name", [("rbg", 3, "normal"), ("unsafe_rbg", 1, "uniform"),
+                                            ("rbg", 8, "bernoulli"), ("unsafe_rbg", 3, "permutation")])
+def test_random_rbg_batched_keys_are_lane_exact(rng, impl, size, name):
+    """Each lane's bits equal that lane run alone (jax.vmap draws every lane
+    from lane 0's state instead, so it is not the oracle here)."""
+    fn, extra = RANDOM_CASES[name]
+    raw = _rbg_keys(size, impl)
+    args = [_random_arg(rng, e, size, batched=True) for e in extra]
+
+    def per_example(k, *a):
+        return fn(jax.random.wrap_key_data(k, impl=impl), *a)
+
+    got = sb.batch_lower(per_example)(raw, *args)
+    alone = jax.jit(per_example)
+    want = jnp.stack([alone(raw[i], *[a[i] for a in args]) for i in range(size)])
+    assert got.shape == want.shape and got.dtype == want.dtype
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    if size > 1:  # and this is where jax.vmap differs: its lanes are not the lanes alone
+        vm = jax.vmap(per_example)(raw, *args)
+        assert not np.array_equal(np.asarray(vm), np.asarray(want))
+
+
+def test_random_rbg_unbatched_key_matches_vmap(rng):
+    key = _rbg_keys(1, "rbg")[0]
+    x = random_array(rng, (3, 4), f32)
+    check_vmap(lambda k, m: m * jax.random.normal(jax.random.wrap_key_data(k, impl="rbg"), (4,)),
+               key, x, in_axes=(None, 0))
