@@ -10,6 +10,8 @@ from typing import Sequence
 
 from jaxlib.mlir import ir
 
+from passes import report as _report
+
 
 def _down(t: ir.Type) -> ir.Type:
     """The most specific Python class of ``t`` (TupleType, RankedTensorType, ...)."""
@@ -71,8 +73,10 @@ def insert_dim(t: ir.Type, size: int, axis: int = 0) -> ir.Type:
 
 def create(name: str, results: Sequence[ir.Type], operands: Sequence[ir.Value],
            attributes: dict | None = None, regions: int = 0) -> ir.Operation:
-    return ir.Operation.create(name, results=list(results), operands=list(operands),
-                               attributes=attributes or {}, regions=regions)
+    op = ir.Operation.create(name, results=list(results), operands=list(operands),
+                             attributes=attributes or {}, regions=regions)
+    _report.created(op)  # the batching report counts what rules insert
+    return op
 
 
 def attributes_of(op: ir.Operation) -> dict[str, ir.Attribute]:
