@@ -94,3 +94,15 @@ def module_to_portable_artifact(module: ir.Module) -> bytes:
         return stablehlo.serialize_portable_artifact(copy, target, True)
     except (ir.MLIRError, RuntimeError, ValueError) as e:
         raise VerificationError("serialized", " ".join(str(e).split())) from None
+
+
+def looks_like_exported(data: bytes) -> bool:
+    """A serialized ``jax.export.Exported`` (a flatbuffer, which has no magic
+    number) rather than MLIR text or bytecode: binary, with a module inside."""
+    if data.startswith(_BYTECODE_MAGIC) or _BYTECODE_MAGIC not in data:
+        return False
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False

@@ -1,0 +1,234 @@
+"""jax.export artifacts in and out.
+
+``batch_exported`` turns a ``jax.export.Exported`` (or its serialized bytes)
+into a new ``Exported`` of the batched function: it serializes, and a process
+with only jax installed can deserialize and call it. ``batch_flat`` is the
+shared core (``batch_lower`` builds its batched function with it too); it
+also gives the result a VJP that is itself a batched module, so ``jax.grad``
+through the batched call works. ``vmappable`` wraps an ``Exported`` so that
+its call works under ``jax.vmap`` (jax has no batching rule for
+``call_exported``): the batching rule batches the module with our rewrite.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import tree_util
+from jaxlib.mlir import ir
+
+from passes import AxisSpecError
+from passes.engine import batch_function_with_report
+from stablehlo_batch import axes as ax
+from stablehlo_batch import module_io
+
+
+@dataclasses.dataclass
+class BatchedExport:
+    """The batched function as an ``Exported`` plus what building it learnt."""
+    exported: jax.export.Exported
+    module: ir.Module
+    result_batched: list[bool]
+    rewrite_seconds: float
+    report: Any = None  # passes.report.BatchingReport
+
+
+def symbolic_size(size):
+    """``size`` as jax.export's symbolic dimension when it is a name ("b")."""
+    if isinstance(size, str):
+        return jax.export.symbolic_shape(size)[0]
+    return size
+
+
+def is_symbolic(size) -> bool:
+    return not isinstance(size, (int, np.integer))
+
+
+def _insert(a, d, size):
+    if d is None:
+        return a
+    shape = list(a.shape)
+    shape.insert(d, size)
+    return a.update(shape=tuple(shape))
+
+
+def _normalize(what: str, avals, dims) -> list[int | None]:
+    out = []
+    for i, (a, d) in enumerate(zip(avals, dims)):
+        if d is None:
+            out.append(None)
+            continue
+        r = len(a.shape)
+        if type(d) is not int or not -r - 1 <= d <= r:
+            raise ValueError(f"{what}[{i}]={d!r} is out of range for a value of rank {r}")
+        out.append(d % (r + 1))
+    return out
+
+
+def batch_flat(exp: jax.export.Exported, dims: Sequence[int | None],
+               out_dims: Sequence[int | None], size, *, what: str = "batch_lower",
+               rewrite_hook=None) -> BatchedExport:
+    """Batches ``exp`` with one axis entry per flat argument (``dims``, the
+    position of the batch axis in the batched argument) and per flat result.
+
+    ``size`` is an int or a symbolic dimension (``symbolic_size("b")``).
+    ``rewrite_hook(module)`` may change the batched module before it is
+    serialized (sharding annotations use it)."""
+    if exp.uses_global_constants or any(
+            not all(isinstance(s, int) for s in a.shape) for a in exp.in_avals):
+        raise ValueError(f"{what}: the exported function is already shape-polymorphic; "
+                         "export it with static shapes")
+    dims = _normalize(f"{what} in_axes", exp.in_avals, dims)
+    out_dims = list(out_dims)  # the engine checks these against the batched ranks
+    # The module's main takes a platform index when lowered for several
+    # platforms, and tokens first for ordered effects: never batched.
+    n_extra_in = (1 if len(exp.platforms) > 1 else 0) + len(exp.ordered_effects)
+    n_extra_out = len(exp.ordered_effects)
+    start = time.perf_counter()
+    module = module_io.parse_module(exp.mlir_module_serialized)
+    symbolic = is_symbolic(size)
+    try:
+        result_batched, report = batch_function_with_report(
+            module, "main",
+            [None] * n_extra_in + [dims[i] for i in exp.module_kept_var_idx],
+            [None] * n_extra_out + list(out_dims),
+            "?" if symbolic else int(size))
+    except AxisSpecError as e:
+        if e.result_index is None:
+            raise
+        j = e.result_index - n_extra_out
+        path = ax.leaf_path(exp.out_tree, j, "out_axes")
+        if out_dims[j] is None:
+            raise ValueError(f"{what} has mapped output ({path}) but out_axes "
+                             "is None") from None
+        raise ValueError(f"at {what} {path}: {e}") from None
+    result_batched = result_batched[n_extra_out:]
+    if rewrite_hook is not None:
+        rewrite_hook(module)
+    if symbolic:
+        with module.context:
+            module.operation.attributes["jax.uses_shape_polymorphism"] = ir.BoolAttr.get(True)
+    rewrite_seconds = time.perf_counter() - start
+    report.rewrite_seconds = rewrite_seconds
+    batched = dataclasses.replace(
+        exp,
+        in_avals=tuple(_insert(a, d, size) for a, d in zip(exp.in_avals, dims)),
+        out_avals=tuple(_insert(a, None if d is None else d % (len(a.shape) + 1), size)
+                        for a, d in zip(exp.out_avals, out_dims)),
+        mlir_module_serialized=module_io.module_to_portable_artifact(module),
+        uses_global_constants=exp.uses_global_constants or symbolic,
+        _get_vjp=None)
+    if exp.has_vjp():
+        batched = dataclasses.replace(
+            batched, _get_vjp=functools.partial(_batched_vjp, exp, dims, out_dims, size))
+    return BatchedExport(batched, module, result_batched, rewrite_seconds, report)
+
+
+def _batched_vjp(exp, dims, out_dims, size, batched: jax.export.Exported):
+    """The VJP of the batched function, as an Exported: the per-example VJP
+    module of ``exp`` batched by our rewrite; cotangents of unbatched
+    arguments are summed over the batch, as jax.vmap's transpose does."""
+    vjp = exp.vjp()  # (primals..., output cotangents...) -> input cotangents
+    out_dims = [None if d is None else d % (len(a.shape) + 1)
+                for a, d in zip(exp.out_avals, out_dims)]
+    inner = batch_flat(vjp, list(dims) + out_dims,
+                       [0 if d is None else d for d in dims], size,
+                       what="gradient of the batched function").exported
+    float0 = jax.dtypes.float0
+
+    def bwd(*flat):
+        cts = inner.call(*flat)
+        out = []
+        for ct, d, a in zip(cts, dims, exp.in_avals):
+            if d is None and ct.dtype != float0:
+                ct = jnp.sum(ct, axis=0)
+            elif d is None:
+                ct = np.zeros(a.shape, float0)
+            out.append(ct)
+        return out
+
+    vjp_avals = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in batched.in_avals] + \
+        [jax.ShapeDtypeStruct(a.shape, a.to_tangent_aval().dtype) for a in batched.out_avals]
+    return jax.export.export(jax.jit(bwd), platforms=batched.platforms,
+                             disabled_checks=batched.disabled_safety_checks)(*vjp_avals)
+
+
+def load(exp) -> jax.export.Exported:
+    """An ``Exported`` from itself or its serialized bytes."""
+    if isinstance(exp, jax.export.Exported):
+        return exp
+    if isinstance(exp, (bytes, bytearray, memoryview)):
+        return jax.export.deserialize(bytearray(exp))
+    raise TypeError(f"expected a jax.export.Exported or its serialized bytes, got "
+                    f"{type(exp).__name__}")
+
+
+def batch_exported(exp, in_axes=0, out_axes=0, *, axis_size) -> jax.export.Exported:
+    """The batched function of ``exp`` (an ``Exported`` or serialized bytes) as a
+    new ``Exported``, like ``jax.export.export(jax.jit(jax.vmap(f, in_axes,
+    out_axes)))`` of the original ``f``.
+
+    ``in_axes`` is a vmap-style prefix of the positional arguments (keyword
+    arguments are batched along 0), ``out_axes`` a prefix of the results.
+    ``axis_size`` is the batch size, or a name such as ``"b"`` for one
+    artifact that runs at every batch size (shape polymorphism)."""
+    exp = load(exp)
+    in_axes = ax.canonicalize_in_axes(in_axes)
+    ax.check_out_axes(out_axes)
+    if axis_size is None:
+        raise ValueError("batch_exported needs axis_size (an int or a name like 'b')")
+    args_tree = exp.in_tree.children()[0]
+    if isinstance(in_axes, tuple) and len(in_axes) != args_tree.num_leaves and \
+            len(in_axes) != len(args_tree.children()):
+        raise ValueError(f"batch_exported in_axes has {len(in_axes)} entries but the "
+                         f"function takes {len(args_tree.children())} positional arguments")
+    dims = ax.flatten_axes("batch_exported in_axes", exp.in_tree, (in_axes, 0))
+    out_dims = ax.flatten_axes("batch_exported out_axes", exp.out_tree, out_axes)
+    size = symbolic_size(axis_size)
+    if not is_symbolic(size) and int(size) < 0:
+        raise ValueError(f"axis_size must be >= 0, got {size}")
+    return batch_flat(exp, dims, out_dims, size, what="batch_exported").exported
+
+
+# ---- jax.vmap of an Exported ---------------------------------------------------
+
+@functools.lru_cache(maxsize=256)
+def _batched_for(exp: jax.export.Exported, pattern: tuple[bool, ...],
+                 size: int) -> jax.export.Exported:
+    dims = [0 if b else None for b in pattern]
+    return batch_flat(exp, dims, [0] * len(exp.out_avals), size,
+                      what="vmappable").exported
+
+
+def vmappable(exp) -> Any:
+    """A function calling ``exp`` (an ``Exported`` or its bytes) that also works
+    under ``jax.vmap`` (nested too), ``jax.jit`` and ``lax.map``: vmap's
+    batching rule batches the module with our rewrite, keeping arguments that
+    vmap does not batch unbatched."""
+    exp = load(exp)
+
+    @jax.custom_batching.custom_vmap
+    def call_flat(*flat):
+        args, kwargs = tree_util.tree_unflatten(exp.in_tree, flat)
+        return tuple(tree_util.tree_flatten(exp.call(*args, **kwargs))[0])
+
+    @call_flat.def_vmap
+    def rule(axis_size, in_batched, *flat):
+        bexp = _batched_for(exp, tuple(bool(b) for b in in_batched), int(axis_size))
+        # Under an outer vmap the batched call is batched again the same way.
+        return vmappable(bexp).flat(*flat), (True,) * len(bexp.out_avals)
+
+    def call(*args, **kwargs):
+        flat, tree = tree_util.tree_flatten((args, kwargs))
+        if tree != exp.in_tree:
+            return exp.call(*args, **kwargs)  # jax's own error message
+        return tree_util.tree_unflatten(exp.out_tree, list(call_flat(*flat)))
+
+    call.flat = call_flat
+    call.exported = exp
+    return call
