@@ -134,17 +134,28 @@ def _batched_vjp(exp, dims, out_dims, size, batched: jax.export.Exported):
     module of ``exp`` batched by our rewrite; cotangents of unbatched
     arguments are summed over the batch, as jax.vmap's transpose does."""
     vjp = exp.vjp()  # (primals..., output cotangents...) -> input cotangents
+    float0 = jax.dtypes.float0
     out_dims = [None if d is None else d % (len(a.shape) + 1)
                 for a, d in zip(exp.out_avals, out_dims)]
-    inner = batch_flat(vjp, list(dims) + out_dims,
+    # An unbatched output's cotangent must count once, not once per lane:
+    # it goes to lane 0 only (the other lanes get zeros).
+    to_lane0 = [d is None and a.to_tangent_aval().dtype != float0
+                for a, d in zip(exp.out_avals, out_dims)]
+    ct_dims = [0 if z else d for z, d in zip(to_lane0, out_dims)]
+    inner = batch_flat(vjp, list(dims) + ct_dims,
                        [0 if d is None else d for d in dims], size,
                        what="gradient of the batched function").exported
-    float0 = jax.dtypes.float0
+    n_in = len(exp.in_avals)
 
     def bwd(*flat):
-        cts = inner.call(*flat)
+        primals, cts = list(flat[:n_in]), list(flat[n_in:])
+        for j, z in enumerate(to_lane0):
+            if z:
+                ct = cts[j]
+                cts[j] = jnp.zeros((size,) + ct.shape, ct.dtype).at[0].set(ct)
+        in_cts = inner.call(*primals, *cts)
         out = []
-        for ct, d, a in zip(cts, dims, exp.in_avals):
+        for ct, d, a in zip(in_cts, dims, exp.in_avals):
             if d is None and ct.dtype != float0:
                 ct = jnp.sum(ct, axis=0)
             elif d is None:
