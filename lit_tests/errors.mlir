@@ -3,13 +3,14 @@
 // batches its own function of this module with --func; inputs that cannot be
 // read at all live under Inputs/.
 //
-// An op with no batching rule, on a batched operand.
-// RUN: not stablehlo-batch-opt %s --func=custom_call --axis-size=4 2>&1 | filecheck %s --check-prefix=CUSTOM
-// RUN: not stablehlo-batch-opt %s --func=cholesky --axis-size=4 2>&1 | filecheck %s --check-prefix=CHOL
-// RUN: not stablehlo-batch-opt %s --func=outfeed --axis-size=4 --in-axes=0,none --out-axes=none 2>&1 | filecheck %s --check-prefix=OUTFEED
+// An op with no batching rule, on a batched operand, with --strict (without
+// it the op runs once per lane: lit_tests/fallback.mlir).
+// RUN: not stablehlo-batch-opt %s --func=custom_call --axis-size=4 --strict 2>&1 | filecheck %s --check-prefix=CUSTOM
+// RUN: not stablehlo-batch-opt %s --func=dynamic_reshape --axis-size=4 --in-axes=0,none --strict 2>&1 | filecheck %s --check-prefix=NORULE
+// RUN: not stablehlo-batch-opt %s --func=outfeed --axis-size=4 --in-axes=0,none --out-axes=none --strict 2>&1 | filecheck %s --check-prefix=OUTFEED
 // The same inside a callee: the op's location in the callee's body, then
 // the call site that led there.
-// RUN: not stablehlo-batch-opt %s --func=calls_cholesky --axis-size=4 2>&1 | filecheck %s --check-prefix=CALLEE
+// RUN: not stablehlo-batch-opt %s --func=calls_no_rule --axis-size=4 --in-axes=0,none --strict 2>&1 | filecheck %s --check-prefix=CALLEE
 // A rule that rejects one use of its op.
 // RUN: not stablehlo-batch-opt %s --func=reduce_batched_init --axis-size=4 2>&1 | filecheck %s --check-prefix=INIT
 // RUN: not stablehlo-batch-opt %s --func=reduce_body_capture --axis-size=4 --in-axes=none,0 2>&1 | filecheck %s --check-prefix=CAPTURE
@@ -41,17 +42,17 @@ func.func @custom_call(%x: tensor<3xf32>) -> tensor<3xf32> {
   return %0 : tensor<3xf32>
 }
 
-// CHOL-NOT: {{.}}
-// CHOL-LABEL: {{^}}error: cannot batch 'stablehlo.cholesky' in function @cholesky: no batching rule at
-// CHOL-SAME: {{.*}}:[[# @LINE + 3]]:{{[0-9]+}}{{$}}
-// CHOL-NOT: {{.}}
-func.func @cholesky(%a: tensor<3x3xf32>) -> tensor<3x3xf32> {
-  %0 = stablehlo.cholesky %a, lower = true : tensor<3x3xf32>
-  return %0 : tensor<3x3xf32>
+// NORULE-NOT: {{.}}
+// NORULE-LABEL: {{^}}error: cannot batch 'stablehlo.dynamic_reshape' in function @dynamic_reshape: no batching rule (strict mode: no per-lane fallback) at
+// NORULE-SAME: {{.*}}:[[# @LINE + 3]]:{{[0-9]+}}{{$}}
+// NORULE-NOT: {{.}}
+func.func @dynamic_reshape(%a: tensor<3x2xf32>, %shape: tensor<1xi64>) -> tensor<6xf32> {
+  %0 = stablehlo.dynamic_reshape %a, %shape : (tensor<3x2xf32>, tensor<1xi64>) -> tensor<6xf32>
+  return %0 : tensor<6xf32>
 }
 
 // OUTFEED-NOT: {{.}}
-// OUTFEED-LABEL: {{^}}error: cannot batch 'stablehlo.outfeed' in function @outfeed: no batching rule at
+// OUTFEED-LABEL: {{^}}error: cannot batch 'stablehlo.outfeed' in function @outfeed: no batching rule (strict mode: no per-lane fallback) at
 // OUTFEED-SAME: {{.*}}:[[# @LINE + 3]]:{{[0-9]+}}{{$}}
 // OUTFEED-NOT: {{.}}
 func.func @outfeed(%x: tensor<3xf32>, %t: !stablehlo.token) -> !stablehlo.token {
@@ -60,16 +61,16 @@ func.func @outfeed(%x: tensor<3xf32>, %t: !stablehlo.token) -> !stablehlo.token 
 }
 
 // CALLEE-NOT: {{.}}
-// CALLEE-LABEL: {{^}}error: cannot batch 'stablehlo.cholesky' in function {{.+}}: no batching rule at
+// CALLEE-LABEL: {{^}}error: cannot batch 'stablehlo.dynamic_reshape' in function {{.+}}: no batching rule (strict mode: no per-lane fallback) at
 // CALLEE-SAME: {{.*}}:[[# @LINE + 3]]:{{[0-9]+}}, called from {{.*}}:[[# @LINE + 7]]:{{[0-9]+}}{{$}}
 // CALLEE-NOT: {{.}}
-func.func private @factor(%a: tensor<3x3xf32>) -> tensor<3x3xf32> {
-  %0 = stablehlo.cholesky %a, lower = true : tensor<3x3xf32>
-  return %0 : tensor<3x3xf32>
+func.func private @flatten(%a: tensor<3x2xf32>, %shape: tensor<1xi64>) -> tensor<6xf32> {
+  %0 = stablehlo.dynamic_reshape %a, %shape : (tensor<3x2xf32>, tensor<1xi64>) -> tensor<6xf32>
+  return %0 : tensor<6xf32>
 }
-func.func @calls_cholesky(%a: tensor<3x3xf32>) -> tensor<3x3xf32> {
-  %0 = func.call @factor(%a) : (tensor<3x3xf32>) -> tensor<3x3xf32>
-  return %0 : tensor<3x3xf32>
+func.func @calls_no_rule(%a: tensor<3x2xf32>, %shape: tensor<1xi64>) -> tensor<6xf32> {
+  %0 = func.call @flatten(%a, %shape) : (tensor<3x2xf32>, tensor<1xi64>) -> tensor<6xf32>
+  return %0 : tensor<6xf32>
 }
 
 // INIT-NOT: {{.}}

@@ -6,8 +6,10 @@ to batching rules.
 from passes.errors import (AxisSpecError, BatchingError, UnsupportedOpError,
                            VerificationError)
 from passes.engine import ModuleBatcher, batch_function_in_module
-from passes.rules import RULES
+from passes.rules import RULES, register_rule, unregister_rule
+from passes.fallback import FallbackWarning, per_lane, strict_mode
 
 __all__ = ["AxisSpecError", "BatchingError", "UnsupportedOpError",
            "VerificationError", "ModuleBatcher", "batch_function_in_module",
-           "RULES"]
+           "RULES", "register_rule", "unregister_rule", "FallbackWarning", "per_lane",
+           "strict_mode"]

@@ -20,8 +20,9 @@ from jax import tree_util
 from jaxlib.mlir import ir
 
 from passes import AxisSpecError, batch_function_in_module
+from passes.fallback import strict_mode
 from stablehlo_batch import axes as ax
-from stablehlo_batch import module_io
+from stablehlo_batch import callbacks, module_io
 
 
 def _platform(backend: str | None) -> str:
@@ -44,6 +45,7 @@ class _Plan:
     result_batched: list[bool]
     rewrite_seconds: float
     call: Callable
+    compiled: Any = None  # the executable, for host callbacks (no Exported then)
 
 
 class Compiled:
@@ -104,6 +106,8 @@ class Lowered:
                                            weak_type=jax.typeof(x).weak_type),
             (self._args, self._kwargs))
         args, kwargs = specs
+        if self._plan.compiled is not None:  # host callbacks: already compiled
+            return Compiled(self._plan.compiled)
         return Compiled(jax.jit(self._plan.exported.call).lower(*args, **kwargs).compile())
 
 
@@ -111,7 +115,7 @@ class BatchedFunction:
     """What ``batch_lower`` returns: call it like ``jax.vmap(fn, ...)``."""
 
     def __init__(self, fn: Callable, in_axes, out_axes, axis_size: int | None,
-                 backend: str | None):
+                 backend: str | None, strict: bool = False):
         if not callable(fn):
             raise TypeError(f"batch_lower requires a callable, got {fn!r}")
         self.fn = fn
@@ -120,6 +124,7 @@ class BatchedFunction:
         self.out_axes = out_axes
         self.axis_size = None if axis_size is None else int(axis_size)
         self.backend = backend
+        self.strict = bool(strict)
         self._plans: dict[Any, _Plan] = {}
         self._by_signature: dict[Any, _Plan] = {}
         self._lock = threading.Lock()
@@ -153,7 +158,8 @@ class BatchedFunction:
             with self._lock:
                 plan = self._plans.get(key)
                 if plan is None:
-                    plan = self._build(in_tree, avals, dims, size, platform)
+                    with strict_mode(self.strict):
+                        plan = self._build(in_tree, avals, dims, size, platform)
                     self._plans[key] = plan
         self._by_signature[(in_tree, avals)] = plan
         return plan
@@ -165,8 +171,16 @@ class BatchedFunction:
 
         ex_args, ex_kwargs = tree_util.tree_unflatten(
             in_tree, [unbatched(a, d) for a, d in zip(avals, dims)])
-        exp = jax.export.export(jax.jit(self.fn), platforms=(platform,))(
-            *ex_args, **ex_kwargs)
+        try:
+            exp = jax.export.export(jax.jit(self.fn), platforms=(platform,))(
+                *ex_args, **ex_kwargs)
+        except NotImplementedError as e:
+            if not callbacks.needs_callback_route(e):
+                raise
+            cb = callbacks.build(self.fn, in_tree, avals, dims, size, platform,
+                                 self.out_axes)
+            return _Plan(None, cb.module, cb.result_batched, cb.rewrite_seconds,
+                         cb.call, compiled=cb.compiled)
         out_dims = ax.flatten_axes("batch_lower out_axes", exp.out_tree, self.out_axes)
 
         start = time.perf_counter()
@@ -203,25 +217,32 @@ class BatchedFunction:
 
 
 def batch_lower(fn: Callable, in_axes=0, out_axes=0, *, axis_size: int | None = None,
-                backend: str | None = None) -> BatchedFunction:
+                backend: str | None = None, strict: bool = False) -> BatchedFunction:
     """Batches ``fn`` like ``jax.vmap(fn, in_axes, out_axes, axis_size=axis_size)``,
     by rewriting its lowered StableHLO instead of re-tracing it.
 
     ``backend`` picks the platform the module is lowered and compiled for
     (``"cpu"``, ``"cuda"``, ``"tpu"``, ...; default: jax's default backend).
+    An op without a batching rule runs once per lane (a ``FallbackWarning``
+    names it); ``strict=True`` raises ``UnsupportedOpError`` instead. A
+    function with host callbacks (``jax.pure_callback``, ...) is compiled
+    in-process (stablehlo_batch/callbacks.py) and cannot be called inside
+    ``jax.jit``.
     """
-    return BatchedFunction(fn, in_axes, out_axes, axis_size, backend)
+    return BatchedFunction(fn, in_axes, out_axes, axis_size, backend, strict)
 
 
 def batch_module(module: module_io.ModuleSource, in_axes: Sequence[int | None],
                  out_axes: Sequence[int | None], axis_size: int, *,
-                 func: str = "main", debug_info: bool = False) -> str:
+                 func: str = "main", debug_info: bool = False,
+                 strict: bool | None = None) -> str:
     """Batches @``func`` of a StableHLO module and returns the new module as text.
 
     ``in_axes`` / ``out_axes`` have one entry per argument / result of the
     function (an int, possibly negative, or None for unbatched). A single
     int or None is applied to every argument / result. ``debug_info`` keeps
-    the locations in the printed module.
+    the locations in the printed module. ``strict=True``: an op without a
+    batching rule raises instead of running once per lane.
     """
     m = module_io.parse_module(module)
     fn_block = _func_block(m, func)
@@ -229,7 +250,7 @@ def batch_module(module: module_io.ModuleSource, in_axes: Sequence[int | None],
     n_res = len(list(fn_block.operations)[-1].operands)
     in_axes = _flat_axes(in_axes, n_args)
     out_axes = _flat_axes(out_axes, n_res)
-    batch_function_in_module(m, func, in_axes, out_axes, axis_size)
+    batch_function_in_module(m, func, in_axes, out_axes, axis_size, strict=strict)
     return module_io.module_to_text(m, debug_info=debug_info)
 
 

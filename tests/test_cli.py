@@ -69,10 +69,15 @@ def test_unsupported_op_reports_op_and_location():
   %0 = stablehlo.custom_call @foo(%x) : (tensor<3xf32>) -> tensor<3xf32>
   return %0 : tensor<3xf32>
 }"""
-    rc, out, err = run(["-", "--axis-size=2"], text.encode())
+    rc, out, err = run(["-", "--axis-size=2", "--strict"], text.encode())
     assert rc == 1
     assert "error: cannot batch 'stablehlo.custom_call'" in err
     assert "-:2:8" in err
+    # without --strict it runs once per lane and warns in one line
+    rc, out, err = run(["-", "--axis-size=2"], text.encode())
+    assert rc == 0 and "stablehlo.while" in out
+    assert err.startswith("warning: 'stablehlo.custom_call @foo'") and "-:2:8" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_debug_prints_traceback():

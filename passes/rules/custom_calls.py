@@ -25,7 +25,8 @@ def custom_call(fb, op, flags):
     target = ir.StringAttr(op.attributes["call_target_name"]).value
     rule = CUSTOM_CALL_RULES.get(target)
     if rule is None:
-        raise fb.unsupported(op, f"custom call target @{target} has no batching rule")
+        from passes.fallback import fallback
+        return fallback(fb, op, flags, f"custom call target @{target} has no batching rule")
     return rule(fb, op, flags)
 
 
