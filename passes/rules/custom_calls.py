@@ -1,11 +1,16 @@
-"""Ops that annotate a value without changing it: sharding constraints
-(``sdy.sharding_constraint``, ``custom_call @Sharding``) and the custom-call
-dispatch by target name that later rules (linear algebra) extend.
+"""Custom calls, dispatched by target name (``register_custom_call``), and
+ops that annotate a value without changing it: sharding constraints
+(``sdy.sharding_constraint``, ``custom_call @Sharding``), jax's
+``shape_assertion``, and the linear-algebra kernels jax calls (LAPACK,
+cuSOLVER, hipSOLVER, cuSPARSE FFI targets), which take leading batch dims.
 """
 from __future__ import annotations
 
+import numpy as np
 from jaxlib.mlir import ir
+from jaxlib.mlir.dialects import sdy
 
+from passes import builders as bld
 from passes.rules import register, retype_batched
 
 # custom_call target name -> rule, like RULES but keyed by call_target_name.
@@ -45,3 +50,184 @@ def sharding_marker(fb, op, flags):
             "{replicated}", "{maximal device=0}"):
         return retype_batched(fb, op)  # still true of the batched value
     return [(op.operands[0], True)]
+
+
+# ---- linear algebra kernels ---------------------------------------------------
+#
+# The LAPACK / cuSOLVER / hipSOLVER FFI kernels jax calls take any number of
+# leading batch dims (jax sets ``num_batch_dims``), so a batched call is the
+# same call with one more leading dim on every operand and result. Only the
+# typed-FFI targets qualify: the legacy ones (``lapack_sgetrf``,
+# ``cusolver_getrf``, ...) carry the batch size in an opaque descriptor or in
+# scalar operands, so they get no rule here.
+
+def _lapack_targets() -> list[str]:
+    common = ["trsm", "getrf", "geqrf", "geqp3", "potrf", "gesdd", "gesvd", "geev",
+              "gees", "gehrd", "gtsv"]
+    real = common + ["orgqr", "ormqr", "syevd", "sytrd"]
+    cplx = common + ["ungqr", "unmqr", "heevd", "hetrd"]
+    return ([f"lapack_{p}{k}_ffi" for p in "sd" for k in real]
+            + [f"lapack_{p}{k}_ffi" for p in "cz" for k in cplx]
+            + ["tridiagonal_solve_perturbed_ffi"])
+
+
+def _gpu_targets() -> list[str]:
+    names = []
+    for p in ("cu", "hip"):
+        names += [f"{p}solver_{k}_ffi" for k in
+                  ("getrf", "geqrf", "orgqr", "ormqr", "potrf", "syevd", "sytrd", "gesvd",
+                   "gesvdj", "gesvdp", "gesdd", "geev")]
+        names += [f"{p}_lu_pivots_to_permutation", f"{p}hybrid_eig_real",
+                  f"{p}hybrid_eig_comp", f"{p}hybrid_geqp3", f"{p}sparse_gtsv2_ffi",
+                  f"{p}_tridiagonal_solve_perturbed",
+                  # older jaxlibs: cuBLAS batched kernels for small matrices
+                  f"{p}blas_getrf_batched_ffi", f"{p}blas_geqrf_batched_ffi"]
+    return names
+
+
+LINALG_TARGETS = frozenset(_lapack_targets() + _gpu_targets())
+_TRSM = frozenset(t for t in LINALG_TARGETS if t.endswith("trsm_ffi"))
+
+
+def _index_vector(values) -> ir.Attribute:
+    t = ir.RankedTensorType.get([len(values)], ir.IndexType.get())
+    return ir.DenseIntElementsAttr.get(np.asarray(values, dtype=np.int64), type=t)
+
+
+def _prepend_layouts(op, name):
+    """Minor-to-major layouts with the new batch dim as the most major one."""
+    if name not in op.attributes:
+        return
+    layouts = [[int(d) for d in ir.DenseIntElementsAttr(a)] for a in ir.ArrayAttr(op.attributes[name])]
+    op.attributes[name] = ir.ArrayAttr.get(
+        [_index_vector([d + 1 for d in lay] + [0]) for lay in layouts])
+
+
+def _bump_num_batch_dims(op):
+    if "mhlo.frontend_attributes" not in op.attributes:
+        return
+    attrs = ir.DictAttr(op.attributes["mhlo.frontend_attributes"])
+    entries = {a.name: a.attr for a in attrs}
+    if "num_batch_dims" in entries:
+        n = int(ir.StringAttr(entries["num_batch_dims"]).value)
+        entries["num_batch_dims"] = ir.StringAttr.get(str(n + 1))
+        op.attributes["mhlo.frontend_attributes"] = ir.DictAttr.get(entries)
+
+
+def _refresh_sharding_rule(op, prepend_batch: bool):
+    """Rewrites the op's ``sdy.sharding_rule`` for its new types: a new
+    factor (index 0) shared by all leading batch dims when ``prepend_batch``,
+    and every factor size re-read from the types."""
+    if "sdy.sharding_rule" not in op.attributes:
+        return
+    rule = sdy.OpShardingRuleAttr(op.attributes["sdy.sharding_rule"])
+    shift = 1 if prepend_batch else 0
+
+    def mappings(attrs):
+        out = []
+        for m in attrs:
+            dims = [[f + shift for f in sdy.DimMappingAttr(d).factor_indices]
+                    for d in sdy.TensorMappingAttr(m).dim_mappings]
+            out.append([[0]] + dims if prepend_batch else dims)
+        return out
+
+    ins, outs = mappings(rule.operand_mappings), mappings(rule.result_mappings)
+    sizes = ([0] if prepend_batch else []) + list(rule.factor_sizes)
+    for dims, v in list(zip(ins, op.operands)) + list(zip(outs, op.results)):
+        for factors, extent in zip(dims, bld.shape_of(v)):
+            if len(factors) == 1:
+                sizes[factors[0]] = extent
+
+    def build(dims_list):
+        return [sdy.TensorMappingAttr.get([sdy.DimMappingAttr.get(f) for f in dims])
+                for dims in dims_list]
+
+    op.attributes["sdy.sharding_rule"] = sdy.OpShardingRuleAttr.get(
+        sizes, build(ins), build(outs),
+        reduction_factors=[f + shift for f in rule.reduction_factors],
+        need_replication_factors=[f + shift for f in rule.need_replication_factors],
+        permutation_factors=[f + shift for f in rule.permutation_factors],
+        blocked_propagation_factors=[f + shift for f in rule.blocked_propagation_factors],
+        is_custom=rule.is_custom)
+
+
+def _batch_kernel_call(fb, op, flags):
+    """The same kernel call with one more leading batch dim everywhere."""
+    broadcast = {}
+    for i, (v, batched) in enumerate(zip(list(op.operands), flags)):
+        if not batched:
+            if v not in broadcast:
+                broadcast[v] = fb.materialize(v)
+            op.operands[i] = broadcast[v]
+    retype_batched(fb, op)
+    _prepend_layouts(op, "operand_layouts")
+    _prepend_layouts(op, "result_layouts")
+    _bump_num_batch_dims(op)
+    _refresh_sharding_rule(op, prepend_batch=True)
+    return [(r, True) for r in op.results]
+
+
+@register_custom_call(*sorted(LINALG_TARGETS - _TRSM))
+def linalg_kernel(fb, op, flags):
+    return _batch_kernel_call(fb, op, flags)
+
+
+@register_custom_call(*sorted(_TRSM))
+def trsm(fb, op, flags):
+    """LAPACK triangular solve: with an unbatched matrix the lanes' right-hand
+    sides become more columns / rows of one solve (see linalg.fold_rhs_lanes)."""
+    if flags[0] or len(op.operands) != 2:
+        return _batch_kernel_call(fb, op, flags)
+    from passes.rules.linalg import fold_rhs_lanes
+    config = ir.DictAttr(op.attributes["mhlo.backend_config"])
+    left = ir.IntegerAttr(config["side"]).value == ord("L")
+    a, b = op.operands
+    folded, unfold = fold_rhs_lanes(b, left)
+    new = op.clone()
+    new.operands[1] = folded
+    new.results[0].set_type(folded.type)
+    _refresh_sharding_rule(new, prepend_batch=False)
+    return [(unfold(new.results[0]), True)]
+
+
+# ---- shape assertions (jax shape polymorphism) --------------------------------
+
+@register_custom_call("shape_assertion")
+def shape_assertion(fb, op, flags):
+    """``shape_assertion(pred, *error_message_inputs)`` fails with a message
+    formatted from the inputs when ``pred`` is false. Batched: it must hold in
+    every lane; batched message inputs are reported for the first failing
+    lane (any lane, when the predicate is unbatched: then all of them fail)."""
+    pred, *inputs = op.operands
+    pred_batched, input_flags = flags[0], flags[1:]
+    lane = None
+    if any(input_flags):
+        lane = _first_failing_lane(fb, pred) if pred_batched else bld.splat(
+            ir.IntegerType.get_signless(32), [], 0)
+    if pred_batched:
+        op.operands[0] = bld.reduce_all(pred, "stablehlo.and")
+    for i, (v, batched) in enumerate(zip(inputs, input_flags), start=1):
+        if batched:
+            one = bld.create("stablehlo.dynamic_slice",
+                             [bld.tensor_type([1], bld.element_type(v))], [v, lane],
+                             {"slice_sizes": bld.i64_array([1])}).result
+            op.operands[i] = bld.reshape(one, [])
+    return []
+
+
+def _first_failing_lane(fb, pred):
+    """The index of the first lane where ``pred`` ([B] i1) is false (B - 1
+    when none is, where it does not matter)."""
+    i32 = ir.IntegerType.get_signless(32)
+    size = fb.axis_size
+    iota = bld.create("stablehlo.iota", [bld.tensor_type([size], i32)], [],
+                      {"iota_dimension": bld.i64_attr(0)}).result
+    candidates = bld.select(pred, bld.splat(i32, [size], size - 1), iota)
+    scalar = bld.tensor_type([], i32)
+    red = bld.create("stablehlo.reduce", [scalar], [candidates, bld.splat(i32, [], size - 1)],
+                     {"dimensions": bld.i64_array([0])}, regions=1)
+    block = red.regions[0].blocks.append(scalar, scalar)
+    with ir.InsertionPoint(block):
+        bld.create("stablehlo.return", [],
+                   [bld.create("stablehlo.minimum", [scalar], list(block.arguments)).result])
+    return red.result
