@@ -113,6 +113,8 @@ class Lowered:
 
 class BatchedFunction:
     """What ``batch_lower`` returns: call it like ``jax.vmap(fn, ...)``."""
+    # chunk_size / memory_limit_bytes / mesh / axis_name (export.batch_with_options)
+    _scale_options: dict = {}
 
     def __init__(self, fn: Callable, in_axes, out_axes, axis_size: int | None,
                  backend: str | None, strict: bool = False):
@@ -182,42 +184,20 @@ class BatchedFunction:
             return _Plan(None, cb.module, cb.result_batched, cb.rewrite_seconds,
                          cb.call, compiled=cb.compiled)
         out_dims = ax.flatten_axes("batch_lower out_axes", exp.out_tree, self.out_axes)
-
-        start = time.perf_counter()
-        module = module_io.parse_module(exp.mlir_module_serialized)
-        kept = exp.module_kept_var_idx
-        try:
-            result_batched = batch_function_in_module(
-                module, "main", [dims[i] for i in kept], out_dims, size)
-        except AxisSpecError as e:
-            if e.result_index is None:
-                raise
-            path = ax.leaf_path(exp.out_tree, e.result_index, "out_axes")
-            if out_dims[e.result_index] is None:
-                raise ValueError(f"batch_lower has mapped output ({path}) but out_axes "
-                                 "is None") from None
-            raise ValueError(f"at batch_lower {path}: {e}") from None
-        rewrite_seconds = time.perf_counter() - start
-
-        def with_axis(a, d):
-            if d is None:
-                return a
-            shape = list(a.shape)
-            shape.insert(d % (len(shape) + 1), size)
-            return a.update(shape=tuple(shape))
-
-        batched = dataclasses.replace(
-            exp,
-            in_avals=tuple(with_axis(a, d) for a, d in zip(exp.in_avals, dims)),
-            out_avals=tuple(with_axis(a, d) for a, d in zip(exp.out_avals, out_dims)),
-            mlir_module_serialized=module_io.module_to_portable_artifact(module),
-            _get_vjp=None)
+        from stablehlo_batch.export import batch_with_options
+        built = batch_with_options(exp, dims, out_dims, size, what="batch_lower",
+                                   **self._scale_options)
+        batched, module = built.exported, built.module
+        result_batched, rewrite_seconds = built.result_batched, built.rewrite_seconds
         return _Plan(batched, module, result_batched, rewrite_seconds,
                      jax.jit(batched.call))
 
 
 def batch_lower(fn: Callable, in_axes=0, out_axes=0, *, axis_size: int | None = None,
-                backend: str | None = None, strict: bool = False) -> BatchedFunction:
+                backend: str | None = None, strict: bool = False,
+                chunk_size: int | str | None = None, memory_limit_bytes: int | None = None,
+                mesh: jax.sharding.Mesh | None = None,
+                axis_name: str = "batch") -> BatchedFunction:
     """Batches ``fn`` like ``jax.vmap(fn, in_axes, out_axes, axis_size=axis_size)``,
     by rewriting its lowered StableHLO instead of re-tracing it.
 
@@ -228,8 +208,16 @@ def batch_lower(fn: Callable, in_axes=0, out_axes=0, *, axis_size: int | None = 
     function with host callbacks (``jax.pure_callback``, ...) is compiled
     in-process (stablehlo_batch/callbacks.py) and cannot be called inside
     ``jax.jit``.
+    ``chunk_size=K`` computes the batch K lanes at a time inside the module
+    (a loop over chunks; ``"auto"`` picks K from XLA's memory analysis under
+    ``memory_limit_bytes``). ``mesh`` (a ``jax.sharding.Mesh``) splits the
+    batch axis over the mesh axis ``axis_name`` with XLA's SPMD partitioner.
     """
-    return BatchedFunction(fn, in_axes, out_axes, axis_size, backend, strict)
+    batched = BatchedFunction(fn, in_axes, out_axes, axis_size, backend, strict)
+    options = dict(chunk_size=chunk_size, memory_limit_bytes=memory_limit_bytes,
+                   mesh=mesh, axis_name=axis_name)
+    batched._scale_options = {k: v for k, v in options.items() if v is not None}
+    return batched
 
 
 def batch_module(module: module_io.ModuleSource, in_axes: Sequence[int | None],

@@ -36,6 +36,7 @@ class BatchedExport:
     result_batched: list[bool]
     rewrite_seconds: float
     report: Any = None  # passes.report.BatchingReport
+    chunk_size: int | None = None  # lanes per chunk when computed in chunks
 
 
 def symbolic_size(size):
@@ -243,3 +244,30 @@ def vmappable(exp) -> Any:
     call.flat = call_flat
     call.exported = exp
     return call
+
+
+def batch_with_options(exp, dims, out_dims, size, *, what: str = "batch_lower",
+                       chunk_size=None, memory_limit_bytes=None, mesh=None,
+                       axis_name: str = "batch") -> BatchedExport:
+    """``batch_flat`` plus the scaling options of ``batch_lower``: computing in
+    chunks (stablehlo_batch/chunking.py) and splitting the batch axis over a
+    device mesh (stablehlo_batch/sharding.py)."""
+    if chunk_size is None and memory_limit_bytes is not None:
+        raise ValueError('memory_limit_bytes needs chunk_size="auto"')
+    if chunk_size is not None and mesh is not None:
+        raise ValueError("chunk_size and mesh cannot be combined yet")
+    if chunk_size is not None and is_symbolic(size):
+        raise ValueError("chunk_size needs a static axis_size")
+    dims = _normalize(f"{what} in_axes", exp.in_avals, dims)
+    if chunk_size == "auto":
+        from stablehlo_batch.chunking import auto_chunk
+        return auto_chunk(exp, dims, out_dims, size, memory_limit_bytes, what=what)
+    if chunk_size is not None:
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
+            raise TypeError(f'chunk_size must be an int or "auto", got {chunk_size!r}')
+        from stablehlo_batch.chunking import chunk_flat
+        return chunk_flat(exp, dims, out_dims, size, chunk_size, what=what)
+    if mesh is not None:
+        from stablehlo_batch.sharding import shard_flat
+        return shard_flat(exp, dims, out_dims, size, mesh, axis_name, what=what)
+    return batch_flat(exp, dims, out_dims, size, what=what)

@@ -1,0 +1,119 @@
+"""Chunking: compute a batch K lanes at a time to bound memory.
+
+The chunked module is a ``stablehlo.while`` over ``B // K`` chunks, each a call
+of the K-batched function (our rewrite at batch size K), plus one call of the
+function batched at ``B % K`` for the remainder — like ``jax.lax.map`` with
+``batch_size=``. Unbatched arguments are passed to every chunk as they are.
+The loop is built by exporting a small jax wrapper around the two batched
+``Exported``s, so it needs no text templates and gets jax's VJP (each chunk's
+backward pass is the batched VJP) for free.
+
+``chunk_size="auto"`` picks the largest K whose chunked module XLA says needs
+at most ``memory_limit_bytes`` of temporary memory (``memory_analysis()``).
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+from jax import tree_util
+
+from stablehlo_batch.export import BatchedExport, batch_flat
+
+
+def _move(x, src, dst):
+    return x if src == dst else jnp.moveaxis(x, src, dst)
+
+
+def chunk_flat(exp: jax.export.Exported, dims: Sequence[int | None],
+               out_dims: Sequence[int | None], size: int, chunk: int, *,
+               what: str = "batch_lower") -> BatchedExport:
+    """Like ``export.batch_flat`` at batch ``size``, computed ``chunk`` lanes at
+    a time. ``dims`` are positions in the batched arguments (non-negative)."""
+    size, chunk = int(size), int(chunk)
+    if chunk <= 0:
+        raise ValueError(f"chunk_size must be a positive int, got {chunk}")
+    # The full-size batch gives the avals, the checks and the report; it is
+    # also what runs when one chunk covers the batch.
+    full = batch_flat(exp, dims, out_dims, size, what=what)
+    if chunk >= size:
+        return full
+    n_out = len(exp.out_avals)
+    lane_dims = [None if d is None else 0 for d in dims]
+    out0 = [None if d is None else 0 for d in out_dims]
+    per_chunk = batch_flat(exp, lane_dims, out0, chunk, what=what).exported
+    rem = size % chunk
+    remainder = batch_flat(exp, lane_dims, out0, rem, what=what).exported if rem else None
+    n_chunks = size // chunk
+
+    def chunked(*flat):
+        flat = [x if d is None else _move(x, d, 0) for x, d in zip(flat, dims)]
+        batched = [i for i, d in enumerate(dims) if d is not None]
+
+        def one_chunk(xs):
+            args = list(flat)
+            for i, x in zip(batched, xs):
+                args[i] = x
+            a, k = tree_util.tree_unflatten(exp.in_tree, args)
+            return tuple(tree_util.tree_leaves(per_chunk.call(*a, **k)))
+
+        head = [flat[i][:n_chunks * chunk].reshape((n_chunks, chunk) + flat[i].shape[1:])
+                for i in batched]
+        outs = jax.lax.map(one_chunk, tuple(head))
+        outs = [o[0] if d is None else o.reshape((n_chunks * chunk,) + o.shape[2:])
+                for o, d in zip(outs, out_dims)]
+        if remainder is not None:
+            args = list(flat)
+            for i in batched:
+                args[i] = flat[i][n_chunks * chunk:]
+            a, k = tree_util.tree_unflatten(exp.in_tree, args)
+            tail = tree_util.tree_leaves(remainder.call(*a, **k))
+            outs = [o if d is None else jnp.concatenate([o, t], axis=0)
+                    for o, t, d in zip(outs, tail, out_dims)]
+        outs = [o if d is None else _move(o, 0, d % o.ndim) for o, d in zip(outs, out_dims)]
+        return tree_util.tree_unflatten(exp.out_tree, outs[:n_out])
+
+    avals = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in full.exported.in_avals]
+    args, kwargs = tree_util.tree_unflatten(exp.in_tree, avals)
+
+    def wrapper(*args, **kwargs):
+        return chunked(*tree_util.tree_leaves((args, kwargs)))
+
+    wrapped = jax.export.export(jax.jit(wrapper), platforms=exp.platforms,
+                                disabled_checks=exp.disabled_safety_checks)(*args, **kwargs)
+    from stablehlo_batch import module_io
+    return BatchedExport(wrapped, module_io.parse_module(wrapped.mlir_module_serialized),
+                         full.result_batched, full.rewrite_seconds,
+                         full.report, chunk)
+
+
+def temp_bytes(exp: jax.export.Exported) -> int:
+    """XLA's temporary-buffer bytes for running ``exp`` (memory_analysis)."""
+    avals = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in exp.in_avals]
+    args, kwargs = tree_util.tree_unflatten(exp.in_tree, avals)
+    stats = jax.jit(exp.call).lower(*args, **kwargs).compile().memory_analysis()
+    return int(stats.temp_size_in_bytes)
+
+
+def auto_chunk(exp, dims, out_dims, size: int, memory_limit_bytes: int, *,
+               what: str = "batch_lower") -> BatchedExport:
+    """The chunked module with the largest chunk size (searched by halving from
+    the whole batch) whose temporary memory fits ``memory_limit_bytes``."""
+    if memory_limit_bytes is None:
+        raise ValueError('chunk_size="auto" needs memory_limit_bytes=')
+    lo, hi, best = 1, int(size), None
+    while lo <= hi:  # temp bytes grow with the chunk size: binary search
+        k = (lo + hi) // 2
+        built = chunk_flat(exp, dims, out_dims, size, k, what=what)
+        if temp_bytes(built.exported) <= memory_limit_bytes:
+            best, lo = built, k + 1
+        else:
+            hi = k - 1
+    if best is None:
+        warnings.warn(f"{what}: even one lane at a time needs more than "
+                      f"memory_limit_bytes={memory_limit_bytes} of temporary memory; "
+                      "using chunk_size=1", stacklevel=3)
+        best = chunk_flat(exp, dims, out_dims, size, 1, what=what)
+    return best
