@@ -4,10 +4,8 @@ The rewrite works in place on a module that the caller owns. For each value
 the engine knows whether it is batched (it then carries the batch dimension
 first). An op none of whose operands, nor the values its regions capture, is
 batched is left exactly as it was: unbatched work stays unbatched. Any other
-op goes to the rule registered for its name (a user's ``register_rule`` rule
-first); the rule builds new ops before the old one (or retypes it in place)
-and returns the new results. An op with no rule goes to the per-lane fallback
-(passes/fallback.py), which ``strict`` turns into UnsupportedOpError.
+op goes to the rule registered for its name; the rule builds new ops before
+the old one (or retypes it in place) and returns the new results.
 
 Entry arguments are moved to batch-first once on entry and results are moved
 to their ``out_axes`` once at exit. Callees of ``func.call`` are batched once
@@ -22,8 +20,7 @@ from typing import Callable, Sequence
 from jaxlib.mlir import ir
 
 from passes import builders as bld
-from passes.fallback import fallback, is_strict
-from passes.rules import find_rule
+from passes import report as _report
 from passes.errors import (AxisSpecError, UnsupportedOpError, VerificationError,
                            format_location)
 
@@ -56,7 +53,6 @@ class FunctionBatcher:
         self.axis_size = program.axis_size
         self._batched: set[ir.Value] = set()
         self._journal: list[ir.Value] | None = None
-        self._dropped: list[ir.Operation] = []
 
     # ---- helpers for rules -------------------------------------------------
     def is_batched(self, v: ir.Value) -> bool:
@@ -74,9 +70,11 @@ class FunctionBatcher:
         clone to learn which of its values come out batched. The clone must be
         erased by the caller before anything else is created."""
         outer, self._journal = self._journal, []
+        report_mark = self.program.collector.mark()
         try:
             yield
         finally:
+            self.program.collector.rollback(report_mark)
             for v in self._journal:
                 self._batched.discard(v)
             if outer is not None:
@@ -109,11 +107,6 @@ class FunctionBatcher:
                                         [d + 1 for d in dims])
         return bld.broadcast_in_dim(v, [self.axis_size] + shape,
                                     list(range(1, len(shape) + 1)))
-
-    def drop(self, op: ir.Operation):
-        """Asks the engine to erase ``op`` after its rule returns: for a rule
-        that replaced an op without results (nothing else tells the engine)."""
-        self._dropped.append(op)
 
     def note(self, kind: str, op: ir.Operation, detail: str = ""):
         """Records a batching decision worth reporting to the user (a branch
@@ -165,6 +158,13 @@ class FunctionBatcher:
             self._batch_op(op)
 
     def _batch_arguments(self, block: ir.Block, arg_axes: Sequence[int | None]):
+        since = len(self.program.collector.pending)
+        try:
+            self._move_arguments(block, arg_axes)
+        finally:
+            self.program.collector.claim(_report.ENTRY, since)
+
+    def _move_arguments(self, block: ir.Block, arg_axes: Sequence[int | None]):
         for arg, axis in zip(block.arguments, arg_axes):
             if axis is None:
                 continue
@@ -179,9 +179,14 @@ class FunctionBatcher:
 
     def _batch_op(self, op: ir.Operation):
         flags = tuple(v in self._batched for v in op.operands)
+        collector = self.program.collector
         if not any(flags) and not (len(op.regions) and self.region_captures_batched(op)):
+            collector.kept += 1
             return
-        rule = find_rule(op, self.program.rules) or fallback
+        rule = self.program.rules.get(op.name)
+        if rule is None:
+            raise self.unsupported(op)
+        since = len(collector.pending)
         try:
             with ir.InsertionPoint(op), op.location:
                 results = rule(self, op, flags)
@@ -189,6 +194,9 @@ class FunctionBatcher:
             if op.name in _CALL_OPS:
                 e.add_call_site(format_location(op.location))
             raise
+        finally:
+            collector.claim(op.name, since)
+        collector.ruled.append(op.name)
         replaced = False
         for old, (new, batched) in zip(op.results, results):
             if new != old:
@@ -196,8 +204,8 @@ class FunctionBatcher:
                 replaced = True
             if batched:
                 self.mark(new)
-        if replaced or any(d == op for d in self._dropped):
-            self._dropped = [d for d in self._dropped if d != op]
+        if replaced:
+            collector.erased(op, replaced=True)
             op.erase()
 
 
@@ -205,21 +213,20 @@ class ModuleBatcher:
     """Batches functions of one module; memoizes callees per batching pattern."""
 
     def __init__(self, module: ir.Module, axis_size: int,
-                 rules: dict[str, Rule] | None = None, *, strict: bool | None = None):
+                 rules: dict[str, Rule] | None = None):
         from passes.rules import RULES
         self.module = module
         self.axis_size = int(axis_size)
         self.rules = RULES if rules is None else rules
-        # strict: an op without a rule raises instead of running per lane
-        # (None: as the enclosing fallback.strict_mode says).
-        self.strict = is_strict() if strict is None else bool(strict)
-        self.fallback_warned: set[tuple[str, str]] = set()
         self.symbols = ir.SymbolTable(module.operation)
         self._names = {ir.StringAttr(op.attributes["sym_name"]).value
                        for op in module.body.operations if "sym_name" in op.attributes}
         self._callees: dict[tuple[str, tuple[bool, ...]], tuple[str, tuple[bool, ...]]] = {}
         self._in_progress: set[str] = set()
         self.notes: list[BatchNote] = []
+        # Counts for the batching report; shares ``notes``.
+        self.collector = _report.Collector()
+        self.collector.notes = self.notes
 
     def lookup_func(self, name: str) -> ir.Operation:
         try:
@@ -243,12 +250,14 @@ class ModuleBatcher:
         clone.attributes["sym_visibility"] = ir.StringAttr.get("private")
         self._names.add(new_name)
         self._in_progress.add(name)
+        report_mark = self.collector.mark()
         try:
             fb = FunctionBatcher(self, clone)
             ret = fb.run([0 if p else None for p in pattern])
             flags = tuple(fb.is_batched(v) for v in ret.operands)
             _set_function_type(clone, ret)
-            _erase_dead_ops(clone.regions[0].blocks[0])
+            _erase_dead_ops(clone.regions[0].blocks[0], self.collector)
+            self.collector.keep(report_mark)
         finally:
             self._in_progress.discard(name)
         self._callees[key] = (new_name, flags)
@@ -291,6 +300,7 @@ class ModuleBatcher:
             raise AxisSpecError(f"out_axes has {len(out_axes)} entries but @{func_name} "
                                 f"returns {n_res} results")
         flags = [fb.is_batched(v) for v in ret.operands]
+        since = len(self.collector.pending)
         with ir.InsertionPoint(ret), ret.location:
             for j, (v, b, ax) in enumerate(zip(list(ret.operands), flags, out_axes)):
                 if ax is None:
@@ -304,8 +314,9 @@ class ModuleBatcher:
                     raise AxisSpecError(f"out_axes[{j}]={ax} is out of range for result "
                                         f"{j} of rank {rank - 1}", result_index=j)
                 ret.operands[j] = bld.move_axis(fb.materialize(v), 0, ax % rank)
+        self.collector.claim(_report.EXIT, since)
         _set_function_type(func_op, ret)
-        _erase_dead_ops(block)
+        _erase_dead_ops(block, self.collector)
         if self._callees:
             self._drop_unused_private_functions()
         return flags
@@ -321,10 +332,12 @@ _PURE = frozenset({"stablehlo.broadcast_in_dim", "stablehlo.constant", "stablehl
                    "stablehlo.transpose", "stablehlo.convert", "stablehlo.slice"})
 
 
-def _erase_dead_ops(block: ir.Block):
+def _erase_dead_ops(block: ir.Block, collector: "_report.Collector | None" = None):
     """Drops pure ops left without uses (e.g. a broadcast that was folded)."""
     for op in reversed([o.operation for o in block.operations]):
         if op.name in _PURE and all(not list(r.uses) for r in op.results):
+            if collector is not None:
+                collector.erased(op)
             op.erase()
 
 
@@ -350,13 +363,23 @@ def verify(module: ir.Module, stage: str):
 def batch_function_in_module(module: ir.Module, func_name: str,
                              in_axes: Sequence[int | None],
                              out_axes: Sequence[int | None],
-                             axis_size: int, *, strict: bool | None = None) -> list[bool]:
-    """Batches @func_name of ``module`` in place and verifies the result.
-    ``strict``: an op without a batching rule raises UnsupportedOpError
-    instead of falling back to a per-lane loop (passes/fallback.py)."""
+                             axis_size: int) -> list[bool]:
+    """Batches @func_name of ``module`` in place and verifies the result."""
+    return batch_function_with_report(module, func_name, in_axes, out_axes,
+                                      axis_size)[0]
+
+
+def batch_function_with_report(module: ir.Module, func_name: str,
+                               in_axes: Sequence[int | None],
+                               out_axes: Sequence[int | None],
+                               axis_size: int) -> tuple[list[bool], _report.BatchingReport]:
+    """``batch_function_in_module`` that also returns the batching report
+    (passes/report.py)."""
     verify(module, "input")
     with module.context, ir.Location.unknown(module.context):
-        flags = ModuleBatcher(module, axis_size, strict=strict).batch_entry(
-            func_name, in_axes, out_axes)
+        batcher = ModuleBatcher(module, axis_size)
+        with batcher.collector:
+            flags = batcher.batch_entry(func_name, in_axes, out_axes)
+        report = batcher.collector.finish(func_name, batcher.axis_size)
     verify(module, "batched")
-    return flags
+    return flags, report

@@ -202,11 +202,13 @@ class Collector:
         self.pending: list[tuple[ir.Operation, str, int]] = []
         # [rule, created op, its name, its bytes, still alive]
         self.claims: list[list] = []
-        self._index: dict[ir.Operation, int] = {}  # created op -> its claim
+        self._index: dict[ir.Operation, list] = {}  # created op -> its claim
         self.ruled: list[str] = []                 # op names handed to a rule
         self.replaced: list[str] = []              # ... whose op the engine erased
         self.kept = 0
         self.notes: list = []
+        # Events ``keep`` moved out of reach of ``rollback``.
+        self._kept_events: list[tuple] = []
 
     # ---- installation on this thread ---------------------------------------
     def __enter__(self):
@@ -229,11 +231,22 @@ class Collector:
         del self.replaced[x:]
         self.kept = k
 
+    def keep(self, mark: tuple[int, ...]):
+        """Makes what was recorded since ``mark`` permanent: a callee is
+        batched once and memoized, possibly while a throw-away clone is
+        rewritten, and its events must survive that clone's rollback."""
+        p, c, r, k, n, x = mark
+        self._kept_events.append((self.claims[c:], self.ruled[r:], self.kept - k,
+                                  self.notes[n:], self.replaced[x:]))
+        del self.claims[c:], self.ruled[r:], self.notes[n:], self.replaced[x:]
+        self.kept = k
+
     def claim(self, rule: str, since: int):
         """Attributes the ops created since ``since`` (pending index) to ``rule``."""
         for op, name, size in self.pending[since:]:
-            self._index[op] = len(self.claims)
-            self.claims.append([rule, op, name, size, True])
+            entry = [rule, op, name, size, True]
+            self._index[op] = entry
+            self.claims.append(entry)
         del self.pending[since:]
 
     def erased(self, op: ir.Operation, replaced: bool = False):
@@ -241,18 +254,27 @@ class Collector:
         ``replaced``: its rule built a replacement, which is no insertion."""
         if replaced:
             self.replaced.append(op.name)
-        i = self._index.pop(op, None)
-        if i is not None and i < len(self.claims) and self.claims[i][1] == op:
-            self.claims[i][4] = False
+        entry = self._index.pop(op, None)
+        if entry is not None and entry[1] == op:
+            entry[4] = False
 
     # ---- the result ------------------------------------------------------------
     def finish(self, func: str, axis_size: int) -> BatchingReport:
+        claims, ruled, kept = list(self.claims), list(self.ruled), self.kept
+        notes, replaced = [], list(self.replaced)
+        for c, r, k, n, x in self._kept_events:
+            claims += c
+            ruled += r
+            kept += k
+            notes += n
+            replaced += x
+        notes += self.notes
         by_rule: dict[str, dict[str, Inserted]] = {}
-        for rule, _, name, size, alive in self.claims:
+        for rule, _, name, size, alive in claims:
             if alive:
                 per = by_rule.setdefault(rule, {})
                 per[name] = per.get(name, Inserted()) + Inserted(1, size)
-        for name, n in Counter(self.replaced).items():
+        for name, n in Counter(replaced).items():
             # An op its rule rebuilt (a new dot_general for the old one) is a
             # replacement: only the extra ops of its name count as inserted.
             per = by_rule.get(name, {})
@@ -263,8 +285,10 @@ class Collector:
                     per[name] = Inserted(left, have.bytes * left // have.count)
                 else:
                     del per[name]
-        return BatchingReport(func, axis_size, dict(Counter(self.ruled)), self.kept,
-                              by_rule, list(self.notes))
+                if not per:
+                    del by_rule[name]
+        return BatchingReport(func, axis_size, dict(Counter(ruled)), kept, by_rule,
+                              notes)
 
 
 def merge_counts(reports: Iterable[BatchingReport]) -> Counter:
