@@ -113,7 +113,7 @@ class Lowered:
                                            weak_type=jax.typeof(x).weak_type),
             (self._args, self._kwargs))
         args, kwargs = specs
-        return Compiled(jax.jit(self._plan.exported.call).lower(*args, **kwargs).compile())
+        return Compiled(self._plan.call.lower(*args, **kwargs).compile())
 
 
 class BatchedFunction:
@@ -209,7 +209,7 @@ class BatchedFunction:
             mlir_module_serialized=module_io.module_to_portable_artifact(module),
             _get_vjp=None)
         return _Plan(batched, module, result_batched, rewrite_seconds,
-                     jax.jit(batched.call), report)
+                     built.call or jax.jit(batched.call), report)
 
 
 def batch_lower(fn: Callable, in_axes=0, out_axes=0, *, axis_size: int | None = None,

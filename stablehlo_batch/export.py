@@ -37,6 +37,7 @@ class BatchedExport:
     rewrite_seconds: float
     report: Any = None  # passes.report.BatchingReport
     chunk_size: int | None = None  # lanes per chunk when computed in chunks
+    call: Any = None  # how to call it when jax.jit(exported.call) is not enough
 
 
 def symbolic_size(size):
