@@ -4,8 +4,10 @@ The rewrite works in place on a module that the caller owns. For each value
 the engine knows whether it is batched (it then carries the batch dimension
 first). An op none of whose operands, nor the values its regions capture, is
 batched is left exactly as it was: unbatched work stays unbatched. Any other
-op goes to the rule registered for its name; the rule builds new ops before
-the old one (or retypes it in place) and returns the new results.
+op goes to the rule registered for its name (a user's ``register_rule`` rule
+first); the rule builds new ops before the old one (or retypes it in place)
+and returns the new results. An op with no rule goes to the per-lane fallback
+(passes/fallback.py), which ``strict`` turns into UnsupportedOpError.
 
 Entry arguments are moved to batch-first once on entry and results are moved
 to their ``out_axes`` once at exit. Callees of ``func.call`` are batched once
@@ -21,6 +23,8 @@ from jaxlib.mlir import ir
 
 from passes import builders as bld
 from passes import report as _report
+from passes.fallback import fallback, is_strict
+from passes.rules import find_rule
 from passes.errors import (AxisSpecError, UnsupportedOpError, VerificationError,
                            format_location)
 
@@ -53,6 +57,7 @@ class FunctionBatcher:
         self.axis_size = program.axis_size
         self._batched: set[ir.Value] = set()
         self._journal: list[ir.Value] | None = None
+        self._dropped: list[ir.Operation] = []
 
     # ---- helpers for rules -------------------------------------------------
     def is_batched(self, v: ir.Value) -> bool:
@@ -107,6 +112,11 @@ class FunctionBatcher:
                                         [d + 1 for d in dims])
         return bld.broadcast_in_dim(v, [self.axis_size] + shape,
                                     list(range(1, len(shape) + 1)))
+
+    def drop(self, op: ir.Operation):
+        """Asks the engine to erase ``op`` after its rule returns: for a rule
+        that replaced an op without results (nothing else tells the engine)."""
+        self._dropped.append(op)
 
     def note(self, kind: str, op: ir.Operation, detail: str = ""):
         """Records a batching decision worth reporting to the user (a branch
@@ -183,9 +193,7 @@ class FunctionBatcher:
         if not any(flags) and not (len(op.regions) and self.region_captures_batched(op)):
             collector.kept += 1
             return
-        rule = self.program.rules.get(op.name)
-        if rule is None:
-            raise self.unsupported(op)
+        rule = find_rule(op, self.program.rules) or fallback
         since = len(collector.pending)
         try:
             with ir.InsertionPoint(op), op.location:
@@ -204,7 +212,8 @@ class FunctionBatcher:
                 replaced = True
             if batched:
                 self.mark(new)
-        if replaced:
+        if replaced or any(d == op for d in self._dropped):
+            self._dropped = [d for d in self._dropped if d != op]
             collector.erased(op, replaced=True)
             op.erase()
 
@@ -213,11 +222,15 @@ class ModuleBatcher:
     """Batches functions of one module; memoizes callees per batching pattern."""
 
     def __init__(self, module: ir.Module, axis_size: int,
-                 rules: dict[str, Rule] | None = None):
+                 rules: dict[str, Rule] | None = None, *, strict: bool | None = None):
         from passes.rules import RULES
         self.module = module
         self.axis_size = int(axis_size)
         self.rules = RULES if rules is None else rules
+        # strict: an op without a rule raises instead of running per lane
+        # (None: as the enclosing fallback.strict_mode says).
+        self.strict = is_strict() if strict is None else bool(strict)
+        self.fallback_warned: set[tuple[str, str]] = set()
         self.symbols = ir.SymbolTable(module.operation)
         self._names = {ir.StringAttr(op.attributes["sym_name"]).value
                        for op in module.body.operations if "sym_name" in op.attributes}
@@ -363,21 +376,24 @@ def verify(module: ir.Module, stage: str):
 def batch_function_in_module(module: ir.Module, func_name: str,
                              in_axes: Sequence[int | None],
                              out_axes: Sequence[int | None],
-                             axis_size: int) -> list[bool]:
-    """Batches @func_name of ``module`` in place and verifies the result."""
+                             axis_size: int, *, strict: bool | None = None) -> list[bool]:
+    """Batches @func_name of ``module`` in place and verifies the result.
+    ``strict``: an op without a batching rule raises UnsupportedOpError
+    instead of falling back to a per-lane loop (passes/fallback.py)."""
     return batch_function_with_report(module, func_name, in_axes, out_axes,
-                                      axis_size)[0]
+                                      axis_size, strict=strict)[0]
 
 
 def batch_function_with_report(module: ir.Module, func_name: str,
                                in_axes: Sequence[int | None],
                                out_axes: Sequence[int | None],
-                               axis_size: int) -> tuple[list[bool], _report.BatchingReport]:
+                               axis_size: int, *, strict: bool | None = None
+                               ) -> tuple[list[bool], _report.BatchingReport]:
     """``batch_function_in_module`` that also returns the batching report
     (passes/report.py)."""
     verify(module, "input")
     with module.context, ir.Location.unknown(module.context):
-        batcher = ModuleBatcher(module, axis_size)
+        batcher = ModuleBatcher(module, axis_size, strict=strict)
         with batcher.collector:
             flags = batcher.batch_entry(func_name, in_axes, out_axes)
         report = batcher.collector.finish(func_name, batcher.axis_size)

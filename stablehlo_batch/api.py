@@ -21,8 +21,9 @@ from jaxlib.mlir import ir
 
 from passes import AxisSpecError, batch_function_in_module
 from passes.engine import batch_function_with_report
+from passes.fallback import strict_mode
 from stablehlo_batch import axes as ax
-from stablehlo_batch import module_io
+from stablehlo_batch import callbacks, module_io
 
 
 def _platform(backend: str | None) -> str:
@@ -46,6 +47,7 @@ class _Plan:
     rewrite_seconds: float
     call: Callable
     report: Any = None  # passes.report.BatchingReport
+    compiled: Any = None  # the executable, for host callbacks (no Exported then)
 
 
 class Compiled:
@@ -113,14 +115,18 @@ class Lowered:
                                            weak_type=jax.typeof(x).weak_type),
             (self._args, self._kwargs))
         args, kwargs = specs
+        if self._plan.compiled is not None:  # host callbacks: already compiled
+            return Compiled(self._plan.compiled)
         return Compiled(self._plan.call.lower(*args, **kwargs).compile())
 
 
 class BatchedFunction:
     """What ``batch_lower`` returns: call it like ``jax.vmap(fn, ...)``."""
+    # chunk_size / memory_limit_bytes / mesh / axis_name (export.batch_with_options)
+    _scale_options: dict = {}
 
     def __init__(self, fn: Callable, in_axes, out_axes, axis_size: int | None,
-                 backend: str | None):
+                 backend: str | None, strict: bool = False):
         if not callable(fn):
             raise TypeError(f"batch_lower requires a callable, got {fn!r}")
         self.fn = fn
@@ -129,6 +135,7 @@ class BatchedFunction:
         self.out_axes = out_axes
         self.axis_size = None if axis_size is None else int(axis_size)
         self.backend = backend
+        self.strict = bool(strict)
         self._plans: dict[Any, _Plan] = {}
         self._by_signature: dict[Any, _Plan] = {}
         self._lock = threading.Lock()
@@ -162,7 +169,8 @@ class BatchedFunction:
             with self._lock:
                 plan = self._plans.get(key)
                 if plan is None:
-                    plan = self._build(in_tree, avals, dims, size, platform)
+                    with strict_mode(self.strict):
+                        plan = self._build(in_tree, avals, dims, size, platform)
                     self._plans[key] = plan
         self._by_signature[(in_tree, avals)] = plan
         return plan
@@ -174,73 +182,74 @@ class BatchedFunction:
 
         ex_args, ex_kwargs = tree_util.tree_unflatten(
             in_tree, [unbatched(a, d) for a, d in zip(avals, dims)])
-        exp = jax.export.export(jax.jit(self.fn), platforms=(platform,))(
-            *ex_args, **ex_kwargs)
-        out_dims = ax.flatten_axes("batch_lower out_axes", exp.out_tree, self.out_axes)
-
-        start = time.perf_counter()
-        module = module_io.parse_module(exp.mlir_module_serialized)
-        kept = exp.module_kept_var_idx
         try:
-            result_batched, report = batch_function_with_report(
-                module, "main", [dims[i] for i in kept], out_dims, size)
-        except AxisSpecError as e:
-            if e.result_index is None:
+            exp = jax.export.export(jax.jit(self.fn), platforms=(platform,))(
+                *ex_args, **ex_kwargs)
+        except NotImplementedError as e:
+            if not callbacks.needs_callback_route(e):
                 raise
-            path = ax.leaf_path(exp.out_tree, e.result_index, "out_axes")
-            if out_dims[e.result_index] is None:
-                raise ValueError(f"batch_lower has mapped output ({path}) but out_axes "
-                                 "is None") from None
-            raise ValueError(f"at batch_lower {path}: {e}") from None
-        rewrite_seconds = time.perf_counter() - start
-        report.rewrite_seconds = rewrite_seconds
-
-        def with_axis(a, d):
-            if d is None:
-                return a
-            shape = list(a.shape)
-            shape.insert(d % (len(shape) + 1), size)
-            return a.update(shape=tuple(shape))
-
-        batched = dataclasses.replace(
-            exp,
-            in_avals=tuple(with_axis(a, d) for a, d in zip(exp.in_avals, dims)),
-            out_avals=tuple(with_axis(a, d) for a, d in zip(exp.out_avals, out_dims)),
-            mlir_module_serialized=module_io.module_to_portable_artifact(module),
-            _get_vjp=None)
+            cb = callbacks.build(self.fn, in_tree, avals, dims, size, platform,
+                                 self.out_axes)
+            return _Plan(None, cb.module, cb.result_batched, cb.rewrite_seconds,
+                         cb.call, compiled=cb.compiled)
+        out_dims = ax.flatten_axes("batch_lower out_axes", exp.out_tree, self.out_axes)
+        from stablehlo_batch.export import batch_with_options
+        built = batch_with_options(exp, dims, out_dims, size, what="batch_lower",
+                                   **self._scale_options)
+        batched, module = built.exported, built.module
+        result_batched, rewrite_seconds = built.result_batched, built.rewrite_seconds
         return _Plan(batched, module, result_batched, rewrite_seconds,
-                     built.call or jax.jit(batched.call), report)
+                     built.call or jax.jit(batched.call), built.report)
 
 
 def batch_lower(fn: Callable, in_axes=0, out_axes=0, *, axis_size: int | None = None,
-                backend: str | None = None) -> BatchedFunction:
+                backend: str | None = None, strict: bool = False,
+                chunk_size: int | str | None = None, memory_limit_bytes: int | None = None,
+                mesh: jax.sharding.Mesh | None = None,
+                axis_name: str = "batch") -> BatchedFunction:
     """Batches ``fn`` like ``jax.vmap(fn, in_axes, out_axes, axis_size=axis_size)``,
     by rewriting its lowered StableHLO instead of re-tracing it.
 
     ``backend`` picks the platform the module is lowered and compiled for
     (``"cpu"``, ``"cuda"``, ``"tpu"``, ...; default: jax's default backend).
+    An op without a batching rule runs once per lane (a ``FallbackWarning``
+    names it); ``strict=True`` raises ``UnsupportedOpError`` instead. A
+    function with host callbacks (``jax.pure_callback``, ...) is compiled
+    in-process (stablehlo_batch/callbacks.py) and cannot be called inside
+    ``jax.jit``.
+    ``chunk_size=K`` computes the batch K lanes at a time inside the module
+    (a loop over chunks; ``"auto"`` picks K from XLA's memory analysis under
+    ``memory_limit_bytes``). ``mesh`` (a ``jax.sharding.Mesh``) splits the
+    batch axis over the mesh axis ``axis_name`` with XLA's SPMD partitioner.
     """
-    return BatchedFunction(fn, in_axes, out_axes, axis_size, backend)
+    batched = BatchedFunction(fn, in_axes, out_axes, axis_size, backend, strict)
+    options = dict(chunk_size=chunk_size, memory_limit_bytes=memory_limit_bytes,
+                   mesh=mesh, axis_name=axis_name)
+    batched._scale_options = {k: v for k, v in options.items() if v is not None}
+    return batched
 
 
 def batch_module(module: module_io.ModuleSource, in_axes: Sequence[int | None],
                  out_axes: Sequence[int | None], axis_size: int, *,
-                 func: str = "main", debug_info: bool = False) -> str:
+                 func: str = "main", debug_info: bool = False,
+                 strict: bool | None = None) -> str:
     """Batches @``func`` of a StableHLO module and returns the new module as text.
 
     ``in_axes`` / ``out_axes`` have one entry per argument / result of the
     function (an int, possibly negative, or None for unbatched). A single
     int or None is applied to every argument / result. ``debug_info`` keeps
-    the locations in the printed module.
+    the locations in the printed module. ``strict=True``: an op without a
+    batching rule raises instead of running once per lane.
     """
     return batch_module_with_report(module, in_axes, out_axes, axis_size, func=func,
-                                    debug_info=debug_info)[0]
+                                    debug_info=debug_info, strict=strict)[0]
 
 
 def batch_module_with_report(module: module_io.ModuleSource,
                              in_axes: Sequence[int | None],
                              out_axes: Sequence[int | None], axis_size: int, *,
-                             func: str = "main", debug_info: bool = False):
+                             func: str = "main", debug_info: bool = False,
+                             strict: bool | None = None):
     """``batch_module`` that also returns the batching report
     (``passes.report.BatchingReport``): ``(text, report)``."""
     m = module_io.parse_module(module)
@@ -250,7 +259,8 @@ def batch_module_with_report(module: module_io.ModuleSource,
     in_axes = _flat_axes(in_axes, n_args)
     out_axes = _flat_axes(out_axes, n_res)
     start = time.perf_counter()
-    _, report = batch_function_with_report(m, func, in_axes, out_axes, axis_size)
+    _, report = batch_function_with_report(m, func, in_axes, out_axes, axis_size,
+                                           strict=strict)
     report.rewrite_seconds = time.perf_counter() - start
     return module_io.module_to_text(m, debug_info=debug_info), report
 
