@@ -5,15 +5,12 @@
 Reads MLIR text, MLIR bytecode or a StableHLO portable artifact (``-`` for
 stdin) and prints the batched module as text. On failure it prints one line,
 ``error: <what> at <loc>``, and exits 1 (``--debug`` adds the traceback).
-An op without a batching rule runs once per lane and prints one
-``warning: ...`` line; ``--strict`` makes it an error instead.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 import traceback
-import warnings
 
 from passes.errors import BatchingError
 
@@ -65,9 +62,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--func", default="main", help="function to batch (default main)")
     p.add_argument("--mlir-print-debuginfo", dest="debug_info", action="store_true",
                    help="print locations in the output module")
-    p.add_argument("--strict", action="store_true",
-                   help="fail on an op without a batching rule instead of running it "
-                        "once per lane (the fallback, which prints a warning)")
     p.add_argument("--debug", action="store_true", help="print tracebacks on errors")
     p.add_argument("--report", action="store_true",
                    help="print what batching did (ops by rule, transposes and "
@@ -77,26 +71,73 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _read(path: str) -> bytes:
     if path == "-":
-        return sys.stdin.buffer.read()
-    with open(path, "rb") as f:
-        return f.read()
+        data = sys.stdin.buffer.read()
+    else:
+        with open(path, "rb") as f:
+            data = f.read()
+    if data.startswith(_BYTECODE_MAGIC):
+        _check_bytecode_in_child(data)
+    return data
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from passes.fallback import FallbackWarning, strict_mode
-    with strict_mode(args.strict), warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", FallbackWarning)
-        rc = _run(args)
-    for w in caught:  # per-lane fallbacks as one line each, like errors
-        if issubclass(w.category, FallbackWarning):
-            print(f"warning: {' '.join(str(w.message).split())}", file=sys.stderr)
+    try:
+        return _main(argv)
+    except SystemExit:
+        raise
+    except BaseException as e:  # whatever escapes: still one line, exit 1
+        if argv is not None and "--debug" in argv or argv is None and "--debug" in sys.argv:
+            traceback.print_exc()
+        print(f"error: internal error ({type(e).__name__}): {' '.join(str(e).split())}",
+              file=sys.stderr)
+        return 1
+
+
+_BYTECODE_MAGIC = b"ML\xefR"
+# Parses (and verifies) bytecode in a child process: MLIR's bytecode reader
+# can crash the process on corrupt input instead of reporting an error.
+_CHILD_PARSE = """
+import sys
+from jaxlib.mlir import ir
+from jaxlib.mlir._mlir_libs import _jax_mlir_ext
+from jaxlib.mlir.dialects import chlo, mhlo, sdy, stablehlo
+data = sys.stdin.buffer.read()
+registry = ir.DialectRegistry()
+_jax_mlir_ext.register_dialects(registry)
+ctx = ir.Context()
+ctx.append_dialect_registry(registry)
+ctx.load_all_available_dialects()
+for register in (sdy.register_dialect, chlo.register_dialect,
+                 stablehlo.register_dialect, mhlo.register_mhlo_dialect):
+    register(ctx)
+try:
+    with ctx:
+        if b"StableHLO_v" in data[:64]:
+            m = stablehlo.deserialize_portable_artifact(ctx, data)
         else:
-            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-    return rc
+            m = ir.Module.parse(data, ctx)
+        m.operation.verify()
+except Exception:
+    pass
+"""
 
 
-def _run(args) -> int:
+def _check_bytecode_in_child(data: bytes, timeout: float = 120):
+    """Raises BatchingError when reading the bytecode crashes or hangs a child."""
+    import subprocess
+    try:
+        proc = subprocess.run([sys.executable, "-c", _CHILD_PARSE], input=data,
+                              capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise BatchingError("cannot parse module: reading the bytecode did not finish "
+                            f"in {timeout:.0f} s") from None
+    if proc.returncode != 0:
+        raise BatchingError("cannot parse module: the bytecode is corrupt (the MLIR "
+                            f"reader crashed on it, exit status {proc.returncode})")
+
+
+def _main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         from stablehlo_batch.api import batch_module_with_report
         text, report = batch_module_with_report(_read(args.input), args.in_axes,
