@@ -5,12 +5,15 @@
 Reads MLIR text, MLIR bytecode or a StableHLO portable artifact (``-`` for
 stdin) and prints the batched module as text. On failure it prints one line,
 ``error: <what> at <loc>``, and exits 1 (``--debug`` adds the traceback).
+An op without a batching rule runs once per lane and prints one
+``warning: ...`` line; ``--strict`` makes it an error instead.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 import traceback
+import warnings
 
 from passes.errors import BatchingError
 
@@ -62,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--func", default="main", help="function to batch (default main)")
     p.add_argument("--mlir-print-debuginfo", dest="debug_info", action="store_true",
                    help="print locations in the output module")
+    p.add_argument("--strict", action="store_true",
+                   help="fail on an op without a batching rule instead of running it "
+                        "once per lane (the fallback, which prints a warning)")
     p.add_argument("--debug", action="store_true", help="print tracebacks on errors")
     p.add_argument("--report", action="store_true",
                    help="print what batching did (ops by rule, transposes and "
@@ -138,6 +144,19 @@ def _check_bytecode_in_child(data: bytes, timeout: float = 120):
 
 def _main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from passes.fallback import FallbackWarning, strict_mode
+    with strict_mode(args.strict), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FallbackWarning)
+        rc = _run(args)
+    for w in caught:  # per-lane fallbacks as one line each, like errors
+        if issubclass(w.category, FallbackWarning):
+            print(f"warning: {' '.join(str(w.message).split())}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return rc
+
+
+def _run(args) -> int:
     try:
         from stablehlo_batch.api import batch_module_with_report
         text, report = batch_module_with_report(_read(args.input), args.in_axes,
