@@ -1,0 +1,213 @@
+"""Measuring one workload: batch_lower vs jax.jit(jax.vmap(f)) vs jax.lax.map.
+
+All contenders run in one process. Run times are taken in alternating
+rounds (bl, vmap, map, bl, vmap, map, ...) so that drift on a shared machine
+hits all of them alike; we report medians and the median of the per-round
+ratios. Time to first result is measured from a fresh function object:
+batch_lower's covers export + rewrite + compile + run; vmap's covers trace +
+lower + compile + run. A workload that fails to batch is reported as
+``unsupported: <error>`` instead of stopping the run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+import statistics
+import time
+from collections import Counter
+from typing import Any
+
+import jax
+import numpy as np
+
+import stablehlo_batch as sb
+from bench.workloads import Workload
+
+_INSTR = re.compile(r"^\s*(ROOT\s+)?%?[\w.\-]+\s*=\s")
+_SHAPE_OP = re.compile(r"=\s*(.*?)\s([\w\-]+)\(")
+
+
+def hlo_instruction_count(hlo_text: str) -> int:
+    """Instructions in every computation of an optimized HLO module."""
+    return sum(1 for line in hlo_text.splitlines() if _INSTR.match(line))
+
+
+def hlo_signature(hlo_text: str) -> Counter:
+    """The multiset of (result type, opcode) of an optimized HLO module: equal
+    for two modules that differ only in names and metadata."""
+    sig: Counter = Counter()
+    for line in hlo_text.splitlines():
+        if _INSTR.match(line):
+            m = _SHAPE_OP.search(line.split(", metadata=")[0])
+            if m:
+                sig[(m.group(1), m.group(2))] += 1
+    return sig
+
+
+@dataclasses.dataclass
+class Measurement:
+    workload: str
+    batch: int
+    status: str = "ok"              # "ok" or "unsupported: ..." / "error: ..."
+    times: dict = dataclasses.field(default_factory=dict)        # median seconds per call
+    ratio_vmap: float | None = None  # median of per-round bl / vmap
+    ratio_map: float | None = None   # median of per-round bl / lax.map
+    first_result: dict = dataclasses.field(default_factory=dict)  # seconds
+    rewrite_seconds: float | None = None
+    hlo_instructions: dict = dataclasses.field(default_factory=dict)
+    same_hlo: bool | None = None     # same optimized HLO as vmap's, up to names
+    memory: dict = dataclasses.field(default_factory=dict)       # name -> {temp, argument, output}
+    rounds: int = 0
+    report: Any = None
+    max_abs_diff: float | None = None
+
+    def as_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["report"] = None if self.report is None else self.report.as_dict()
+        return d
+
+
+def _block(x):
+    return jax.block_until_ready(x)
+
+
+def _timed(fn, args) -> float:
+    start = time.perf_counter()
+    _block(fn(*args))
+    return time.perf_counter() - start
+
+
+def _lax_map_fn(f, in_axes, n_args):
+    """jit(f mapped with lax.map over the batched arguments): a loop baseline."""
+    axes = in_axes if isinstance(in_axes, tuple) else (in_axes,) * n_args
+
+    def looped(*args):
+        batched = [a for a, ax in zip(args, axes) if ax is not None]
+
+        def one(xs):
+            it = iter(xs)
+            full = [next(it) if ax is not None else a for a, ax in zip(args, axes)]
+            return f(*full)
+        return jax.lax.map(one, batched)
+    return jax.jit(looped)
+
+
+def _memory(compiled) -> dict:
+    try:
+        m = compiled.memory_analysis()
+        return {"temp": int(m.temp_size_in_bytes), "argument": int(m.argument_size_in_bytes),
+                "output": int(m.output_size_in_bytes)}
+    except Exception:  # not every backend has it
+        return {}
+
+
+def _max_diff(a, b) -> float:
+    la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
+    return max((float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64))))
+                if np.size(x) else 0.0) for x, y in zip(la, lb))
+
+
+def measure(w: Workload, batch: int, *, budget_s: float = 2.0, min_rounds: int = 5,
+            max_rounds: int = 200, seed: int = 0, with_map: bool = True) -> Measurement:
+    """Measures ``w`` at ``batch``; ``budget_s`` bounds the timed rounds."""
+    m = Measurement(w.name, batch)
+    args = w.make(batch, np.random.default_rng(seed))
+    n = len(args)
+
+    # time to first result, fresh objects so that no cache helps either side
+    try:
+        start = time.perf_counter()
+        bl = sb.batch_lower(w.fn, in_axes=w.in_axes, out_axes=w.out_axes)
+        got = _block(bl(*args))
+        m.first_result["batch_lower"] = time.perf_counter() - start
+    except Exception as e:  # noqa: BLE001 - any failure is reported, not raised
+        kind = "unsupported" if isinstance(e, NotImplementedError) else "error"
+        m.status = f"{kind}: {type(e).__name__}: {' '.join(str(e).split())[:300]}"
+        return m
+    start = time.perf_counter()
+    vm = jax.jit(jax.vmap(w.fn, in_axes=w.in_axes, out_axes=w.out_axes))
+    want = _block(vm(*args))
+    m.first_result["vmap"] = time.perf_counter() - start
+    m.max_abs_diff = _max_diff(got, want)
+    contenders = {"batch_lower": bl, "vmap": vm}
+    if with_map and w.out_axes == 0:
+        lm = _lax_map_fn(w.fn, w.in_axes, n)
+        _block(lm(*args))
+        contenders["lax_map"] = lm
+
+    lowered = bl.lower(*args)
+    m.report = lowered.report()
+    m.rewrite_seconds = lowered.rewrite_seconds
+    bl_c = lowered.compile()
+    vm_c = vm.lower(*args).compile()
+    bl_hlo, vm_hlo = bl_c.as_text(), vm_c.as_text()
+    m.hlo_instructions = {"batch_lower": hlo_instruction_count(bl_hlo),
+                          "vmap": hlo_instruction_count(vm_hlo)}
+    m.same_hlo = hlo_signature(bl_hlo) == hlo_signature(vm_hlo)
+    m.memory = {"batch_lower": _memory(bl_c), "vmap": _memory(vm_c)}
+
+    # alternating rounds
+    for fn in contenders.values():  # warm
+        _block(fn(*args))
+    one_round = sum(_timed(fn, args) for fn in contenders.values())
+    rounds = int(min(max_rounds, max(min_rounds, budget_s / max(one_round, 1e-6))))
+    times = {k: [] for k in contenders}
+    order = list(contenders)
+    for r in range(rounds):
+        # rotate who goes first: a contender must not always run after another
+        for k in order[r % len(order):] + order[:r % len(order)]:
+            times[k].append(_timed(contenders[k], args))
+    m.rounds = rounds
+    m.times = {k: statistics.median(v) for k, v in times.items()}
+    m.ratio_vmap = statistics.median(a / b for a, b in zip(times["batch_lower"], times["vmap"]))
+    if "lax_map" in times:
+        m.ratio_map = statistics.median(a / b for a, b in zip(times["batch_lower"],
+                                                              times["lax_map"]))
+    return m
+
+
+# ---- rewrite cost against module size -------------------------------------------------
+
+def count_ops(module) -> int:
+    n = 0
+
+    def visit(op):
+        nonlocal n
+        n += 1
+        from jaxlib.mlir import ir
+        return ir.WalkResult.ADVANCE
+    module.operation.walk(visit)
+    return n - 1  # not the module itself
+
+
+def rewrite_cost(fn, args, in_axes, batch: int, repeats: int = 3) -> dict:
+    """Rewrite time of ``fn``'s per-example module against jax's trace+lower
+    of ``jax.vmap(fn)``; ``args`` are one example's arguments."""
+    from passes.engine import batch_function_with_report
+    from stablehlo_batch import module_io
+    exp = jax.export.export(jax.jit(fn))(*args)
+    flat_axes = jax.tree_util.tree_leaves(
+        jax.tree_util.tree_map(lambda ax, a: jax.tree_util.tree_map(lambda _: ax, a),
+                               in_axes, args, is_leaf=lambda x: x is None),
+        is_leaf=lambda x: x is None)
+    dims = [flat_axes[i] for i in exp.module_kept_var_idx]
+    ops = count_ops(module_io.parse_module(exp.mlir_module_serialized))
+    rewrites = []
+    for _ in range(repeats):
+        module = module_io.parse_module(exp.mlir_module_serialized)
+        start = time.perf_counter()
+        batch_function_with_report(module, "main", dims, [0] * len(exp.out_avals), batch)
+        rewrites.append(time.perf_counter() - start)
+
+    def batched_arg(a, ax):
+        return a if ax is None else np.broadcast_to(np.asarray(a), (batch,) + np.shape(a))
+    bargs = jax.tree_util.tree_map(
+        lambda ax, a: jax.tree_util.tree_map(lambda leaf: batched_arg(leaf, ax), a),
+        in_axes, args, is_leaf=lambda x: x is None)
+    traces = []
+    for _ in range(repeats):
+        f = lambda *a: fn(*a)  # a fresh function: jax's caches cannot help  # noqa: E731
+        start = time.perf_counter()
+        jax.jit(jax.vmap(f, in_axes=in_axes)).trace(*bargs).lower()
+        traces.append(time.perf_counter() - start)
+    return {"ops": ops, "rewrite_s": min(rewrites), "vmap_trace_lower_s": min(traces)}

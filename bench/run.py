@@ -1,0 +1,298 @@
+"""``make bench`` / ``make bench-quick``: run the benchmark, write the results.
+
+    python -m bench.run            # every workload at 8, 64, 512 + rewrite scaling
+    python -m bench.run --quick    # a subset in about a minute
+
+Writes ``bench/results/latest.md`` (tables, targets, batching reports),
+``latest.json`` and two PNG plots (``ratio.png``: batch_lower / vmap run
+time per workload; ``rewrite_scaling.png``: rewrite time against op count).
+Targets are reported, never asserted.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import sys
+import time
+import warnings
+
+import numpy as np
+
+from bench import harness
+from bench.workloads import BY_NAME, WORKLOADS, scaling_models
+
+QUICK_WORKLOADS = ["ensemble_mlp", "transformer_block", "newton", "embed_scatter",
+                   "host_callback"]
+SCALING = {"mlp": (3, 33, 333, 1700), "transformer": (1, 9, 45)}
+QUICK_SCALING = {"mlp": (3, 33, 333), "transformer": (1, 4)}
+
+
+class Progress:
+    """A one-line progress bar on stderr (no dependency)."""
+
+    def __init__(self, total: int):
+        self.total, self.done, self.start = total, 0, time.perf_counter()
+
+    def step(self, label: str):
+        self.done += 1
+        elapsed = time.perf_counter() - self.start
+        eta = elapsed / self.done * (self.total - self.done)
+        width = 30
+        fill = int(width * self.done / self.total)
+        sys.stderr.write(f"\r[{'#' * fill}{'.' * (width - fill)}] {self.done}/{self.total} "
+                         f"{elapsed:5.0f}s elapsed, ~{eta:4.0f}s left  {label:<34}")
+        sys.stderr.flush()
+        if self.done == self.total:
+            sys.stderr.write("\n")
+
+    def note(self, label: str):
+        sys.stderr.write(f"\r{' ' * 110}\r  ... {label}")
+        sys.stderr.flush()
+
+
+def machine() -> dict:
+    import jax
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [l.split(":", 1)[1].strip() for l in f if l.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "jax": jax.__version__, "device": str(jax.devices()[0].device_kind),
+            "platform": platform.platform(),
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "load_before": round(load[0], 2)}
+
+
+def geomean(xs):
+    xs = [x for x in xs if x and x > 0]
+    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else float("nan")
+
+
+def _ms(s):
+    return "" if s is None else f"{s * 1e3:.3f}"
+
+
+def _mib(b):
+    return "" if b is None else f"{b / 2**20:.2f}"
+
+
+def targets(results) -> dict:
+    big = [m for m in results if m.status == "ok" and m.batch >= 64]
+    ratios = [m.ratio_vmap for m in big]
+    over = sorted({f"{m.workload}@{m.batch} ({m.ratio_vmap:.2f})" for m in big
+                   if m.ratio_vmap > 1.10})
+    more_hlo = sorted({f"{m.workload}@{m.batch} ({m.hlo_instructions['batch_lower']} > "
+                       f"{m.hlo_instructions['vmap']})" for m in results if m.status == "ok"
+                       and m.hlo_instructions["batch_lower"] > m.hlo_instructions["vmap"]})
+    more_temp = sorted({f"{m.workload}@{m.batch} ({_mib(m.memory['batch_lower'].get('temp'))}"
+                        f" > {_mib(m.memory['vmap'].get('temp'))} MiB)" for m in results
+                        if m.status == "ok" and m.memory.get("batch_lower")
+                        and m.memory["batch_lower"]["temp"] > m.memory["vmap"]["temp"]})
+    same = [m for m in results if m.status == "ok" and m.same_hlo]
+    return {"same_hlo": f"{len(same)}/{sum(m.status == 'ok' for m in results)}",
+            "geomean_ratio_batch_ge_64": geomean(ratios), "max_ratio_batch_ge_64":
+            max(ratios) if ratios else float("nan"), "over_1_10": over,
+            "hlo_above_vmap": more_hlo, "temp_above_vmap": more_temp,
+            "unsupported": sorted({f"{m.workload}@{m.batch}: {m.status}" for m in results
+                                   if m.status != "ok"})}
+
+
+def write_markdown(path, info, results, scaling, tg, plots):
+    L = []
+    L.append("# Benchmark: batch_lower vs jax.jit(jax.vmap(f)) vs jax.lax.map\n")
+    L.append(f"Machine: {info['cpu']}, {info['cores']} cores, {info['device']}; "
+             f"Python {info['python']}, jax {info['jax']}; {info['date']}; "
+             f"load average before the run {info['load_before']} "
+             "(other work shares these cores: expect +-10% noise).\n")
+    L.append("Run times are medians of alternating rounds; `bl/vmap` and `bl/map` are "
+             "medians of the per-round ratios (below 1: batch_lower is faster). \"same HLO\" "
+             "means XLA's optimized module for batch_lower has the same instructions (result "
+             "types and opcodes) as vmap's: any run-time difference there is noise or the "
+             "per-call dispatch.\n")
+    L.append("## Targets\n")
+    L.append(f"- geometric mean bl/vmap at batch >= 64: **{tg['geomean_ratio_batch_ge_64']:.3f}** "
+             "(target <= 1.00)")
+    L.append(f"- largest bl/vmap at batch >= 64: **{tg['max_ratio_batch_ge_64']:.3f}** "
+             f"(target <= 1.10); above 1.10: {', '.join(tg['over_1_10']) or 'none'}")
+    L.append(f"- measurements whose optimized HLO is the same as vmap's: {tg['same_hlo']}")
+    L.append(f"- optimized HLO instructions above vmap's: {', '.join(tg['hlo_above_vmap']) or 'none'}")
+    L.append(f"- temp memory above vmap's: {', '.join(tg['temp_above_vmap']) or 'none'}")
+    if scaling:
+        big = max(scaling, key=lambda r: r["ops"])
+        L.append(f"- rewrite of the largest module ({big['ops']} ops, {big['kind']}): "
+                 f"**{big['rewrite_s']:.3f} s** (target < 1 s) vs jax's trace+lower of vmap(f) "
+                 f"{big['vmap_trace_lower_s']:.3f} s")
+    if tg["unsupported"]:
+        L.append(f"- did not batch: {'; '.join(tg['unsupported'])}")
+    L.append("")
+    if plots:
+        L.append(" ".join(f"![{p}]({p})" for p in plots) + "\n")
+    L.append("## Run time per call (ms)\n")
+    L.append("| workload | batch | batch_lower | jit(vmap) | lax.map | bl/vmap | bl/map | rounds |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for m in results:
+        if m.status != "ok":
+            L.append(f"| {m.workload} | {m.batch} | {m.status} | | | | | |")
+            continue
+        t = m.times
+        L.append(f"| {m.workload} | {m.batch} | {_ms(t.get('batch_lower'))} | {_ms(t.get('vmap'))} "
+                 f"| {_ms(t.get('lax_map'))} | {m.ratio_vmap:.3f} | "
+                 f"{'' if m.ratio_map is None else f'{m.ratio_map:.3f}'} | {m.rounds} |")
+    L.append("\n## Compilation, HLO and memory\n")
+    L.append("First result = lowering + rewrite + compile + one run (batch_lower: "
+             "jax.export + rewrite + XLA; vmap: trace + lower + XLA). Memory from "
+             "`memory_analysis()` in MiB.\n")
+    L.append("| workload | batch | first result bl (s) | first result vmap (s) | rewrite (ms) "
+             "| HLO instr bl / vmap | same HLO | temp bl / vmap | args bl / vmap | out bl / vmap "
+             "| max abs diff |")
+    L.append("|---|---:|---:|---:|---:|---:|:---:|---:|---:|---:|---:|")
+    for m in results:
+        if m.status != "ok":
+            continue
+        mb, mv = m.memory.get("batch_lower", {}), m.memory.get("vmap", {})
+        L.append(f"| {m.workload} | {m.batch} | {m.first_result['batch_lower']:.2f} | "
+                 f"{m.first_result['vmap']:.2f} | {m.rewrite_seconds * 1e3:.1f} | "
+                 f"{m.hlo_instructions['batch_lower']} / {m.hlo_instructions['vmap']} | "
+                 f"{'yes' if m.same_hlo else 'no'} | {_mib(mb.get('temp'))} / {_mib(mv.get('temp'))} | "
+                 f"{_mib(mb.get('argument'))} / {_mib(mv.get('argument'))} | "
+                 f"{_mib(mb.get('output'))} / {_mib(mv.get('output'))} | {m.max_abs_diff:.2g} |")
+    if scaling:
+        L.append("\n## Rewrite time against module size\n")
+        L.append("Per-example module of a deep MLP / transformer stack, rewritten for batch 8 "
+                 "(best of 3), against jax's own trace + lower of `jax.jit(jax.vmap(f))`.\n")
+        L.append("| model | depth | ops | rewrite (ms) | us / op | vmap trace+lower (ms) | rewrite / vmap |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|")
+        for r in scaling:
+            L.append(f"| {r['kind']} | {r['depth']} | {r['ops']} | {r['rewrite_s'] * 1e3:.1f} | "
+                     f"{r['rewrite_s'] / r['ops'] * 1e6:.1f} | {r['vmap_trace_lower_s'] * 1e3:.1f} | "
+                     f"{r['rewrite_s'] / r['vmap_trace_lower_s']:.2f} |")
+    L.append("\n## Batching reports\n")
+    seen = set()
+    for m in results:
+        if m.report is None or m.workload in seen:
+            continue
+        seen.add(m.workload)
+        L.append(f"<details><summary>{m.workload}: {m.report.summary()}</summary>\n")
+        L.append("```\n" + str(m.report) + "\n```\n</details>\n")
+    with open(path, "w") as f:
+        f.write("\n".join(L) + "\n")
+
+
+def plot(out_dir, results, scaling, prefix: str = "") -> list[str]:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib missing (pip install -e '.[bench]'): no plots", file=sys.stderr)
+        return []
+    names = []
+    ok = [m for m in results if m.status == "ok"]
+    workloads = list(dict.fromkeys(m.workload for m in ok))
+    sizes = sorted({m.batch for m in ok})
+    if ok:
+        fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(workloads) + 2), 4))
+        width = 0.8 / max(1, len(sizes))
+        for j, b in enumerate(sizes):
+            ys = [next((m.ratio_vmap for m in ok if m.workload == w and m.batch == b), np.nan)
+                  for w in workloads]
+            ax.bar(np.arange(len(workloads)) + j * width, ys, width, label=f"batch {b}")
+        ax.axhline(1.0, color="k", lw=0.8)
+        ax.axhline(1.1, color="r", lw=0.8, ls="--")
+        ax.set_xticks(np.arange(len(workloads)) + width * (len(sizes) - 1) / 2)
+        ax.set_xticklabels(workloads, rotation=30, ha="right")
+        ax.set_ylabel("run time batch_lower / jit(vmap)")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(os.path.join(out_dir, prefix + "ratio.png"), dpi=110)
+        plt.close(fig)
+        names.append(prefix + "ratio.png")
+    if scaling:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for kind, marker in (("mlp", "o"), ("transformer", "s")):
+            rs = [r for r in scaling if r["kind"] == kind]
+            if not rs:
+                continue
+            ax.loglog([r["ops"] for r in rs], [r["rewrite_s"] for r in rs], marker + "-",
+                      label=f"rewrite ({kind})")
+            ax.loglog([r["ops"] for r in rs], [r["vmap_trace_lower_s"] for r in rs],
+                      marker + "--", label=f"jax trace+lower vmap ({kind})")
+        ops = np.array(sorted(r["ops"] for r in scaling), float)
+        ref = scaling[0]["rewrite_s"] / scaling[0]["ops"]
+        ax.loglog(ops, ops * ref, "k:", lw=0.8, label="linear")
+        ax.set_xlabel("ops in the per-example module")
+        ax.set_ylabel("seconds")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(os.path.join(out_dir, prefix + "rewrite_scaling.png"), dpi=110)
+        plt.close(fig)
+        names.append(prefix + "rewrite_scaling.png")
+    return names
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="a subset in about a minute")
+    p.add_argument("--workloads", help="comma-separated names (default: all)")
+    p.add_argument("--sizes", help="comma-separated batch sizes (default 8,64,512)")
+    p.add_argument("--budget", type=float, help="seconds of timed rounds per measurement")
+    p.add_argument("--no-scaling", action="store_true")
+    p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
+    p.add_argument("--name", default="latest", help="base name of the output files")
+    args = p.parse_args(argv)
+    warnings.simplefilter("ignore")  # fallback warnings are in the reports
+
+    names = args.workloads.split(",") if args.workloads else (
+        QUICK_WORKLOADS if args.quick else [w.name for w in WORKLOADS])
+    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else (
+        [64] if args.quick else [8, 64, 512])
+    budget = args.budget if args.budget is not None else (0.4 if args.quick else 2.0)
+    scaling_plan = {} if args.no_scaling else (QUICK_SCALING if args.quick else SCALING)
+    os.makedirs(args.out, exist_ok=True)
+
+    info = machine()
+    steps = [(n, b) for n in names for b in sizes]
+    bar = Progress(len(steps) + sum(len(d) for d in scaling_plan.values()))
+    results = []
+    for n, b in steps:
+        bar.note(f"{n} @ {b}")
+        m = harness.measure(BY_NAME[n], b, budget_s=budget)
+        results.append(m)
+        bar.step(f"{n} @ {b}: " + (f"{m.ratio_vmap:.2f}x vmap" if m.status == "ok"
+                                   else m.status.split(":")[0]))
+    scaling = []
+    rng = np.random.default_rng(0)
+    for kind, depths in scaling_plan.items():
+        for d in depths:
+            bar.note(f"rewrite scaling {kind} depth {d}")
+            fn, ex_args, in_axes = scaling_models(kind, d, rng)
+            r = harness.rewrite_cost(fn, ex_args, in_axes, batch=8)
+            r.update(kind=kind, depth=d)
+            scaling.append(r)
+            bar.step(f"{kind} x{d}: {r['ops']} ops {r['rewrite_s'] * 1e3:.0f} ms")
+
+    tg = targets(results)
+    plots = plot(args.out, results, scaling,
+                 "" if args.name == "latest" else args.name + "_")
+    md = os.path.join(args.out, f"{args.name}.md")
+    write_markdown(md, info, results, scaling, tg, plots)
+    with open(os.path.join(args.out, f"{args.name}.json"), "w") as f:
+        json.dump({"machine": info, "targets": tg, "scaling": scaling,
+                   "results": [m.as_dict() for m in results]}, f, indent=1, default=str)
+    for m in results:
+        if m.report is not None and m.batch == max(sizes):
+            print(f"\n== {m.workload} @ {m.batch} ==\n{m.report}")
+    print(f"\ngeomean bl/vmap (batch >= 64): {tg['geomean_ratio_batch_ge_64']:.3f}; "
+          f"max {tg['max_ratio_batch_ge_64']:.3f}; wrote {md}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""Smoke test of the benchmark harness (bench/): one tiny workload at batch 2
+with one round, the markdown writer and the rewrite-cost probe, so that the
+harness cannot rot silently. It times nothing that it checks."""
+import os
+import sys
+
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench import harness, run  # noqa: E402
+from bench.workloads import BY_NAME, Workload, scaling_models  # noqa: E402
+
+
+def _tiny(w, x):
+    return jnp.tanh(x @ w).sum(-1)
+
+
+TINY = Workload("tiny", _tiny, (None, 0),
+                lambda b, rng: (jnp.ones((4, 3)), jnp.asarray(rng.standard_normal((b, 4)),
+                                                              jnp.float32)))
+
+
+def test_measure_and_write(tmp_path):
+    m = harness.measure(TINY, 2, budget_s=0.0, min_rounds=1, max_rounds=1)
+    assert m.status == "ok", m.status
+    assert m.rounds == 1 and set(m.times) == {"batch_lower", "vmap", "lax_map"}
+    assert m.max_abs_diff < 1e-5 and m.ratio_vmap > 0 and m.rewrite_seconds > 0
+    assert m.hlo_instructions["batch_lower"] > 0 and m.same_hlo is not None
+    assert m.report is not None and m.report.ops_by_rule["stablehlo.dot_general"] == 1
+    # a workload that fails is reported, not raised
+    failed = Workload("raises", lambda x: 1 / 0, 0, lambda b, rng: (jnp.ones((b, 2)),))
+    assert harness.measure(failed, 2, budget_s=0.0, max_rounds=1).status.startswith("error")
+    scaling = [dict(harness.rewrite_cost(*scaling_models("mlp", 2, np.random.default_rng(0)),
+                                         batch=2, repeats=1), kind="mlp", depth=2)]
+    assert scaling[0]["ops"] > 5 and scaling[0]["rewrite_s"] > 0
+    tg = run.targets([m])
+    out = tmp_path / "r.md"
+    run.write_markdown(out, run.machine(), [m], scaling, tg, [])
+    text = out.read_text()
+    assert "| tiny | 2 |" in text and "Rewrite time against module size" in text
+
+
+def test_workloads_are_well_formed():
+    rng = np.random.default_rng(0)
+    for w in BY_NAME.values():
+        args = w.make(2, rng)
+        axes = w.in_axes if isinstance(w.in_axes, tuple) else (w.in_axes,) * len(args)
+        assert len(axes) == len(args), w.name
