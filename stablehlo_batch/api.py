@@ -9,6 +9,7 @@ composes with ``jax.jit``. Everything is cached per argument signature.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import threading
@@ -120,6 +121,37 @@ class Lowered:
         return Compiled(self._plan.call.lower(*args, **kwargs).compile())
 
 
+class _LRU:
+    """A dict of at most ``maxsize`` entries (None: unbounded) that drops the
+    least recently used first; safe to use from several threads."""
+
+    def __init__(self, maxsize: int | None):
+        self.maxsize = maxsize
+        self._d: collections.OrderedDict = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key, default=None):
+        with self._lock:
+            value = self._d.get(key, default)
+            if key in self._d:
+                self._d.move_to_end(key)
+            return value
+
+    def __setitem__(self, key, value):
+        with self._lock:
+            self._d[key] = value
+            self._d.move_to_end(key)
+            while self.maxsize is not None and len(self._d) > max(self.maxsize, 0):
+                self._d.popitem(last=False)
+
+    def __len__(self):
+        return len(self._d)
+
+    def values(self):
+        with self._lock:
+            return list(self._d.values())
+
+
 class BatchedFunction:
     """What ``batch_lower`` returns: call it like ``jax.vmap(fn, ...)``."""
     # chunk_size / memory_limit_bytes / mesh / axis_name (export.batch_with_options)
@@ -136,13 +168,23 @@ class BatchedFunction:
         self.axis_size = None if axis_size is None else int(axis_size)
         self.backend = backend
         self.strict = bool(strict)
-        self._plans: dict[Any, _Plan] = {}
-        self._by_signature: dict[Any, _Plan] = {}
+        self._plans = _LRU(self.cache_size)  # plans per signature, bounded
+        self._by_signature = _LRU(self.cache_size)
         self._lock = threading.Lock()
         functools.update_wrapper(self, fn, updated=())
 
+    # batch_lower(check=True, cache_size=N): see batch_lower
+    check = False
+    cache_size: int | None = 256
+
     def __call__(self, *args, **kwargs):
-        return self._plan_for(args, kwargs).call(*args, **kwargs)
+        plan = self._plan_for(args, kwargs)
+        out = plan.call(*args, **kwargs)
+        if self.check and not getattr(plan, "checked", False):
+            from stablehlo_batch.check import check_call
+            check_call(self, args, kwargs, out)
+            plan.checked = True
+        return out
 
     def lower(self, *args, **kwargs) -> Lowered:
         return Lowered(self._plan_for(args, kwargs), args, kwargs)
@@ -206,7 +248,8 @@ def batch_lower(fn: Callable, in_axes=0, out_axes=0, *, axis_size: int | None = 
                 backend: str | None = None, strict: bool = False,
                 chunk_size: int | str | None = None, memory_limit_bytes: int | None = None,
                 mesh: jax.sharding.Mesh | None = None,
-                axis_name: str = "batch") -> BatchedFunction:
+                axis_name: str = "batch", check: bool = False,
+                cache_size: int | None = 256) -> BatchedFunction:
     """Batches ``fn`` like ``jax.vmap(fn, in_axes, out_axes, axis_size=axis_size)``,
     by rewriting its lowered StableHLO instead of re-tracing it.
 
@@ -221,11 +264,19 @@ def batch_lower(fn: Callable, in_axes=0, out_axes=0, *, axis_size: int | None = 
     (a loop over chunks; ``"auto"`` picks K from XLA's memory analysis under
     ``memory_limit_bytes``). ``mesh`` (a ``jax.sharding.Mesh``) splits the
     batch axis over the mesh axis ``axis_name`` with XLA's SPMD partitioner.
+    ``check=True`` runs the first call of each signature also as a loop of
+    the unbatched function and raises ``BatchMismatchError`` (naming the
+    first op that differs, with a minimal reproducer) when they disagree.
+    ``cache_size`` bounds the signatures kept compiled (least recently used
+    dropped first; None: unbounded).
     """
     batched = BatchedFunction(fn, in_axes, out_axes, axis_size, backend, strict)
     options = dict(chunk_size=chunk_size, memory_limit_bytes=memory_limit_bytes,
                    mesh=mesh, axis_name=axis_name)
     batched._scale_options = {k: v for k, v in options.items() if v is not None}
+    batched.check = bool(check)
+    batched.cache_size = cache_size
+    batched._plans.maxsize = batched._by_signature.maxsize = cache_size
     return batched
 
 

@@ -93,14 +93,15 @@ def normalize_in_axes(fn, in_tree, shapes: Sequence[tuple], avals, dims,
                       axis_size: int | None) -> tuple[list[int | None], int]:
     """Resolves negative axes, checks ranks and returns (axes, batch size)."""
     resolved = []
-    for shape, d in zip(shapes, dims):
+    for i, (shape, d) in enumerate(zip(shapes, dims)):
         if d is None:
             resolved.append(None)
             continue
         if not -len(shape) <= d < len(shape):
             min_rank = d + 1 if d >= 0 else -d
+            name = _arg_names(fn, in_tree, list(range(len(shapes))))[i]
             raise ValueError(
-                f"{NAME} was requested to map its argument along axis {d}, which "
+                f"{NAME} was requested to map its {name} along axis {d}, which "
                 f"implies that its rank should be at least {min_rank}, but is only "
                 f"{len(shape)} (its shape is {tuple(shape)})")
         resolved.append(d % len(shape))

@@ -11,8 +11,12 @@ An op without a batching rule runs once per lane and prints one
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
+
+# XLA's C++ INFO logs (PjRt client start-up for --check) would be extra stderr lines
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 import warnings
 
 from passes.errors import BatchingError
@@ -69,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fail on an op without a batching rule instead of running it "
                         "once per lane (the fallback, which prints a warning)")
     p.add_argument("--debug", action="store_true", help="print tracebacks on errors")
+    p.add_argument("--check", action="store_true",
+                   help="also run the batched module and the input once per lane on the "
+                        "same inputs (--inputs, else random) and compare; on a mismatch "
+                        "write a minimal reproducer and fail")
+    p.add_argument("--inputs", default=None,
+                   help=".npz with the batched inputs for --check (arr_0, arr_1, ...)")
     p.add_argument("--report", action="store_true",
                    help="print what batching did (ops by rule, transposes and "
                         "broadcasts inserted, per-lane loops, ...) to stderr")
@@ -159,10 +169,15 @@ def _main(argv: list[str] | None = None) -> int:
 def _run(args) -> int:
     try:
         from stablehlo_batch.api import batch_module_with_report
-        text, report = batch_module_with_report(_read(args.input), args.in_axes,
+        text, report = batch_module_with_report(data := _read(args.input), args.in_axes,
                                                 args.out_axes, args.axis_size,
                                                 func=args.func,
                                                 debug_info=args.debug_info)
+        if args.check:
+            from stablehlo_batch.check import check_module, load_inputs
+            check_module(data, args.in_axes, args.out_axes, args.axis_size,
+                         load_inputs(args.inputs) if args.inputs else None,
+                         func=args.func, batched_text=text)
         if args.report:
             print(report, file=sys.stderr)
         if not text.endswith("\n"):
