@@ -1,0 +1,13 @@
+"""fft (FFT, IFFT, RFFT, IRFFT).
+
+An fft transforms the trailing ``len(fft_length)`` dims and treats every
+leading dim as a batch, so a leading batch dim only changes the types.
+"""
+from __future__ import annotations
+
+from passes.rules import register, retype_batched
+
+
+@register("stablehlo.fft")
+def fft(fb, op, flags):
+    return retype_batched(fb, op)
