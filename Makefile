@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test pytest lit bench bench-quick clean
+.PHONY: demo test pytest lit bench bench-quick fuzz clean
 BENCH_STAMP := $(VENV)/.installed-bench
 
 $(BIN)/python:
@@ -38,6 +38,14 @@ bench: $(BENCH_STAMP)
 
 bench-quick: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run --quick --name quick
+
+# Thousands of generated programs against jax.vmap, then thousands of mutated
+# CLI inputs; each prints how many ran, failed and how long it took.
+GEN_EXAMPLES ?= 3000
+CLI_INPUTS ?= 3000
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz GEN_EXAMPLES=$(GEN_EXAMPLES) $(BIN)/python -m pytest -p no:xdist -q -s tests/test_generated.py
+	$(BIN)/python tests/fuzz_cli.py $(CLI_INPUTS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info lit_tests/Output
