@@ -52,6 +52,8 @@ class Measurement:
     times: dict = dataclasses.field(default_factory=dict)        # median seconds per call
     ratio_vmap: float | None = None  # median of per-round bl / vmap
     ratio_map: float | None = None   # median of per-round bl / lax.map
+    times_cpu: dict = dataclasses.field(default_factory=dict)    # median CPU seconds per call
+    ratio_vmap_cpu: float | None = None  # median of per-round bl / vmap in CPU time
     first_result: dict = dataclasses.field(default_factory=dict)  # seconds
     rewrite_seconds: float | None = None
     hlo_instructions: dict = dataclasses.field(default_factory=dict)
@@ -71,10 +73,13 @@ def _block(x):
     return jax.block_until_ready(x)
 
 
-def _timed(fn, args) -> float:
-    start = time.perf_counter()
+def _timed(fn, args) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) of one call. CPU time does
+    not count the time other processes take the cores from us: on a shared
+    machine it is the steadier measure of the same executable."""
+    start, cpu = time.perf_counter(), time.process_time()
     _block(fn(*args))
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def _lax_map_fn(f, in_axes, n_args):
@@ -149,16 +154,22 @@ def measure(w: Workload, batch: int, *, budget_s: float = 2.0, min_rounds: int =
     # alternating rounds
     for fn in contenders.values():  # warm
         _block(fn(*args))
-    one_round = sum(_timed(fn, args) for fn in contenders.values())
+    one_round = sum(_timed(fn, args)[0] for fn in contenders.values())
     rounds = int(min(max_rounds, max(min_rounds, budget_s / max(one_round, 1e-6))))
     times = {k: [] for k in contenders}
+    cpu = {k: [] for k in contenders}
     order = list(contenders)
     for r in range(rounds):
         # rotate who goes first: a contender must not always run after another
         for k in order[r % len(order):] + order[:r % len(order)]:
-            times[k].append(_timed(contenders[k], args))
+            wall_s, cpu_s = _timed(contenders[k], args)
+            times[k].append(wall_s)
+            cpu[k].append(cpu_s)
     m.rounds = rounds
     m.times = {k: statistics.median(v) for k, v in times.items()}
+    m.times_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+    m.ratio_vmap_cpu = statistics.median(a / b if b > 0 else 1.0
+                                         for a, b in zip(cpu["batch_lower"], cpu["vmap"]))
     m.ratio_vmap = statistics.median(a / b for a, b in zip(times["batch_lower"], times["vmap"]))
     if "lax_map" in times:
         m.ratio_map = statistics.median(a / b for a, b in zip(times["batch_lower"],
