@@ -6,11 +6,105 @@ rule, so a rule never has to thread them through.
 """
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+from typing import Callable, Sequence
 
+import numpy as np
 from jaxlib.mlir import ir
 
 from passes import report as _report
+
+
+# ---- the symbolic batch size -------------------------------------------------
+# With a symbolic batch size (``axis_size="b"``) the batch dim of every type
+# is DYN (``?``). Shapes given to the builders below may contain DYN, which
+# always means "the batch size"; the builders then emit the dynamic op
+# (dynamic_broadcast_in_dim, dynamic_reshape, dynamic_iota,
+# real_dynamic_slice) with a shape operand that reads the batch size at run
+# time, which jax's shape refinement turns back into static ops per call.
+DYN = ir.ShapedType.get_dynamic_size()
+
+_size_sources: list[Callable[[], ir.Value]] = []
+
+
+class SymbolicShapeError(Exception):
+    """A rule built a shape that a symbolic batch size cannot express (the
+    engine turns it into UnsupportedOpError naming the op)."""
+
+
+@contextlib.contextmanager
+def batch_size_source(fn: Callable[[], ir.Value]):
+    """Within: ``batch_size_1d()`` calls ``fn`` (which builds a tensor<1xi32>
+    holding the batch size at the current insertion point)."""
+    _size_sources.append(fn)
+    try:
+        yield
+    finally:
+        _size_sources.pop()
+
+
+def batch_size_1d() -> ir.Value:
+    if not _size_sources:
+        raise SymbolicShapeError("no batched value to read the batch size from")
+    return _size_sources[-1]()
+
+
+def is_dynamic(shape: Sequence[int]) -> bool:
+    return any(s == DYN for s in shape)
+
+
+def _check_shape(shape: Sequence[int]):
+    for s in shape:
+        if s < 0 and s != DYN:  # arithmetic on DYN (DYN * 3, DYN // 2, ...)
+            raise SymbolicShapeError(
+                "a shape depends on the batch size in a way that needs its value")
+
+
+def shape_tensor(shape: Sequence[int]) -> ir.Value:
+    """A tensor<Nxi32> holding ``shape``, DYN entries being the batch size."""
+    i32 = ir.IntegerType.get_signless(32)
+    parts, run = [], []
+
+    def flush():
+        if run:
+            t = ir.RankedTensorType.get([len(run)], i32)
+            parts.append(constant(ir.DenseElementsAttr.get(np.asarray(run, "int32"),
+                                                           type=t)))
+            run.clear()
+
+    for s in shape:
+        if s == DYN:
+            flush()
+            parts.append(batch_size_1d())
+        else:
+            run.append(int(s))
+    flush()
+    if len(parts) == 1:
+        return parts[0]
+    return create("stablehlo.concatenate", [ir.RankedTensorType.get([len(shape)], i32)],
+                  parts, {"dimension": i64_attr(0)}).result
+
+
+def iota(shape: Sequence[int], dim: int, elem: ir.Type) -> ir.Value:
+    attrs = {"iota_dimension": i64_attr(dim)}
+    if is_dynamic(shape):
+        return create("stablehlo.dynamic_iota", [tensor_type(shape, elem)],
+                      [shape_tensor(shape)], attrs).result
+    return create("stablehlo.iota", [tensor_type(shape, elem)], [], attrs).result
+
+
+def slice_(v: ir.Value, start: Sequence[int], limit: Sequence[int],
+           strides: Sequence[int]) -> ir.Value:
+    """stablehlo.slice; real_dynamic_slice when a limit is the symbolic batch size."""
+    shape = [DYN if l == DYN else -(-(l - s) // st) for s, l, st in zip(start, limit, strides)]
+    out = tensor_type(shape, element_type(v))
+    if is_dynamic(limit):
+        return create("stablehlo.real_dynamic_slice", [out],
+                      [v, shape_tensor(start), shape_tensor(limit),
+                       shape_tensor(strides)]).result
+    return create("stablehlo.slice", [out], [v],
+                  {"start_indices": i64_array(start), "limit_indices": i64_array(limit),
+                   "strides": i64_array(strides)}).result
 
 
 def _down(t: ir.Type) -> ir.Type:
@@ -51,6 +145,7 @@ def element_type(v: ir.Value | ir.Type) -> ir.Type:
 def tensor_type(shape: Sequence[int], elem: ir.Type,
                 like: ir.Type | None = None) -> ir.Type:
     """A ranked tensor type; keeps the encoding of ``like`` when it has one."""
+    _check_shape(shape)
     encoding = None
     if like is not None and isinstance(_down(like), ir.RankedTensorType):
         encoding = ir.RankedTensorType(like).encoding
@@ -104,6 +199,9 @@ def move_axis(v: ir.Value, src: int, dst: int) -> ir.Value:
 def broadcast_in_dim(v: ir.Value, shape: Sequence[int],
                      dims: Sequence[int]) -> ir.Value:
     out = tensor_type(shape, element_type(v))
+    if is_dynamic(shape):
+        return create("stablehlo.dynamic_broadcast_in_dim", [out], [v, shape_tensor(shape)],
+                      {"broadcast_dimensions": i64_array(dims)}).result
     return create("stablehlo.broadcast_in_dim", [out], [v],
                   {"broadcast_dimensions": i64_array(dims)}).result
 
@@ -111,6 +209,9 @@ def broadcast_in_dim(v: ir.Value, shape: Sequence[int],
 def reshape(v: ir.Value, shape: Sequence[int]) -> ir.Value:
     if list(shape) == shape_of(v):
         return v
+    if is_dynamic(shape):
+        return create("stablehlo.dynamic_reshape", [tensor_type(shape, element_type(v))],
+                      [v, shape_tensor(shape)]).result
     return create("stablehlo.reshape", [tensor_type(shape, element_type(v))],
                   [v]).result
 
@@ -121,6 +222,8 @@ def constant(value: ir.Attribute) -> ir.Value:
 
 def splat(elem: ir.Type, shape: Sequence[int], scalar) -> ir.Value:
     """A constant tensor filled with ``scalar`` (a Python bool/int/float)."""
+    if is_dynamic(shape):
+        return broadcast_in_dim(splat(elem, [], scalar), shape, [])
     t = tensor_type(shape, elem)
     if isinstance(_down(elem), ir.IntegerType):
         width = ir.IntegerType(elem).width

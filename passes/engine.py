@@ -54,12 +54,36 @@ class FunctionBatcher:
         self.program = program
         self.func_op = func_op.operation
         self.func_name = ir.StringAttr(func_op.attributes["sym_name"]).value
-        self.axis_size = program.axis_size
+        # The batch dim of types: the size, or bld.DYN for a symbolic size.
+        self.batch_dim = program.batch_dim
+        self.symbolic = program.symbolic
+        self._size_source: tuple[ir.Value, int] | None = None
         self._batched: set[ir.Value] = set()
         self._journal: list[ir.Value] | None = None
         self._dropped: list[ir.Operation] = []
 
     # ---- helpers for rules -------------------------------------------------
+    @property
+    def axis_size(self) -> int:
+        """The batch size as an int. With a symbolic batch size a rule that
+        reads it cannot build its ops: it fails with UnsupportedOpError naming
+        the op (rules that work symbolically use ``batch_dim`` and builders)."""
+        if self.symbolic:
+            raise bld.SymbolicShapeError("this rule needs a static batch size")
+        return self.batch_dim
+
+    def batch_size_1d(self) -> ir.Value:
+        """A tensor<1xi32> holding the batch size, read at the current
+        insertion point from a batched argument of the function."""
+        if self._size_source is None:
+            raise bld.SymbolicShapeError("the function has no batched argument to read "
+                                         "the batch size from")
+        arg, axis = self._size_source
+        i32 = ir.IntegerType.get_signless(32)
+        size = bld.create("stablehlo.get_dimension_size", [bld.tensor_type([], i32)], [arg],
+                          {"dimension": bld.i64_attr(axis)}).result
+        return bld.reshape(size, [1])
+
     def is_batched(self, v: ir.Value) -> bool:
         return v in self._batched
 
@@ -87,7 +111,7 @@ class FunctionBatcher:
             self._journal = outer
 
     def batched_type(self, t: ir.Type) -> ir.Type:
-        return bld.insert_dim(t, self.axis_size, 0)
+        return bld.insert_dim(t, self.batch_dim, 0)
 
     def materialize(self, v: ir.Value) -> ir.Value:
         """``v`` as a batched value: broadcast along a new leading dim if needed."""
@@ -108,9 +132,9 @@ class FunctionBatcher:
                 owner.name == "stablehlo.broadcast_in_dim":
             # Broadcast the broadcast's source directly: one op, not two.
             dims = ir.DenseI64ArrayAttr(owner.attributes["broadcast_dimensions"])
-            return bld.broadcast_in_dim(owner.operands[0], [self.axis_size] + shape,
+            return bld.broadcast_in_dim(owner.operands[0], [self.batch_dim] + shape,
                                         [d + 1 for d in dims])
-        return bld.broadcast_in_dim(v, [self.axis_size] + shape,
+        return bld.broadcast_in_dim(v, [self.batch_dim] + shape,
                                     list(range(1, len(shape) + 1)))
 
     def drop(self, op: ir.Operation):
@@ -178,7 +202,9 @@ class FunctionBatcher:
         for arg, axis in zip(block.arguments, arg_axes):
             if axis is None:
                 continue
-            arg.set_type(bld.insert_dim(arg.type, self.axis_size, axis))
+            arg.set_type(bld.insert_dim(arg.type, self.batch_dim, axis))
+            if self._size_source is None:
+                self._size_source = (arg, axis)
             if axis == 0:
                 self.mark(arg)
                 continue
@@ -196,8 +222,11 @@ class FunctionBatcher:
         rule = find_rule(op, self.program.rules) or fallback
         since = len(collector.pending)
         try:
-            with ir.InsertionPoint(op), op.location:
+            with ir.InsertionPoint(op), op.location, bld.batch_size_source(self.batch_size_1d):
                 results = rule(self, op, flags)
+        except bld.SymbolicShapeError as e:
+            raise self.unsupported(op, f"not supported with a symbolic batch size: {e}") \
+                from None
         except UnsupportedOpError as e:
             if op.name in _CALL_OPS:
                 e.add_call_site(format_location(op.location))
@@ -225,7 +254,11 @@ class ModuleBatcher:
                  rules: dict[str, Rule] | None = None, *, strict: bool | None = None):
         from passes.rules import RULES
         self.module = module
-        self.axis_size = int(axis_size)
+        # axis_size "?" (or any name) asks for a symbolic batch size: the batch
+        # dim of every type is then ``?`` (bld.DYN).
+        self.symbolic = isinstance(axis_size, str)
+        self.batch_dim = bld.DYN if self.symbolic else int(axis_size)
+        self.axis_size = "?" if self.symbolic else self.batch_dim
         self.rules = RULES if rules is None else rules
         # strict: an op without a rule raises instead of running per lane
         # (None: as the enclosing fallback.strict_mode says).
@@ -306,6 +339,8 @@ class ModuleBatcher:
                                     f"{i} of rank {rank}")
         in_axes = [None if ax is None else ax % (bld.rank_of(a) + 1)
                    for a, ax in zip(block.arguments, in_axes)]
+        if self.symbolic and all(ax is None for ax in in_axes):
+            raise AxisSpecError("a symbolic batch size needs at least one batched argument")
         fb = FunctionBatcher(self, func_op)
         ret = fb.run(in_axes)
         n_res = len(ret.operands)
@@ -314,7 +349,7 @@ class ModuleBatcher:
                                 f"returns {n_res} results")
         flags = [fb.is_batched(v) for v in ret.operands]
         since = len(self.collector.pending)
-        with ir.InsertionPoint(ret), ret.location:
+        with ir.InsertionPoint(ret), ret.location, bld.batch_size_source(fb.batch_size_1d):
             for j, (v, b, ax) in enumerate(zip(list(ret.operands), flags, out_axes)):
                 if ax is None:
                     if b:
@@ -397,5 +432,7 @@ def batch_function_with_report(module: ir.Module, func_name: str,
         with batcher.collector:
             flags = batcher.batch_entry(func_name, in_axes, out_axes)
         report = batcher.collector.finish(func_name, batcher.axis_size)
+        if batcher.symbolic:  # how jax.export marks a batch-size-free module
+            module.operation.attributes["jax.uses_shape_polymorphism"] = ir.BoolAttr.get(True)
     verify(module, "batched")
     return flags, report

@@ -165,7 +165,9 @@ class BatchedFunction:
         self.in_axes = ax.canonicalize_in_axes(in_axes)
         ax.check_out_axes(out_axes)
         self.out_axes = out_axes
-        self.axis_size = None if axis_size is None else int(axis_size)
+        # A name ("b") asks for one module for every batch size (symbolic).
+        self.symbolic = axis_size if isinstance(axis_size, str) else None
+        self.axis_size = None if axis_size is None or self.symbolic else int(axis_size)
         self.backend = backend
         self.strict = bool(strict)
         self._plans = _LRU(self.cache_size)  # plans per signature, bounded
@@ -206,6 +208,9 @@ class BatchedFunction:
                                           avals, dims, self.axis_size)
         platform = _platform(self.backend)
         key = (in_tree, avals, tuple(dims), size, platform)
+        if self.symbolic:  # one plan, whatever the batch size
+            key = (in_tree, tuple(a if d is None else a.update(shape=a.shape[:d] + a.shape[d + 1:])
+                                  for a, d in zip(avals, dims)), tuple(dims), None, platform)
         plan = self._plans.get(key)
         if plan is None:
             with self._lock:
@@ -236,6 +241,9 @@ class BatchedFunction:
                          cb.call, compiled=cb.compiled)
         out_dims = ax.flatten_axes("batch_lower out_axes", exp.out_tree, self.out_axes)
         from stablehlo_batch.export import batch_with_options
+        from stablehlo_batch.export import symbolic_size
+        if self.symbolic:
+            size = symbolic_size(self.symbolic)
         built = batch_with_options(exp, dims, out_dims, size, what="batch_lower",
                                    **self._scale_options)
         batched, module = built.exported, built.module

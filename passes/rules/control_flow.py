@@ -153,7 +153,7 @@ def branch(fb, op, flags):
     fb.note("branches_to_selects", op,
             f"per-lane {'predicate' if is_if else 'index'}: all {len(op.regions)} branches "
             "run and selects pick each lane's result, unless all lanes agree at run time")
-    size = fb.axis_size
+    size = fb.batch_dim
     result_types = [fb.batched_type(r.type) for r in op.results]
     if size == 0:
         return [(v, True) for v in _select_lanes(fb, op, selector, is_if)]
@@ -204,7 +204,7 @@ def _select_lanes(fb, op, selector, is_if):
         fb.batch_ops(ops[:-1])
         branch_results.append([fb.materialize(v) for v in ops[-1].operands])
     clone.erase()
-    size = fb.axis_size
+    size = fb.batch_dim
     results = branch_results[-1]
     for k in range(len(branch_results) - 2, -1, -1):
         if is_if:

@@ -33,7 +33,7 @@ def dot_general(fb, op, flags):
     lbd, rbd, lcd, rcd = _numbers(op)
     out = bld.shape_of(op.results[0])
     elem = bld.element_type(op.results[0])
-    size = fb.axis_size
+    size = fb.batch_dim
     if lhs_b and rhs_b:
         op.attributes[_DN] = stablehlo.DotDimensionNumbers.get(
             [0] + _plus1(lbd), [0] + _plus1(rbd), _plus1(lcd), _plus1(rcd))

@@ -42,7 +42,7 @@ _SCALAR_OPERANDS = {"stablehlo.select": (0,), "stablehlo.clamp": (0, 2)}
 @register(*[f"stablehlo.{n}" for n in STABLEHLO_ELEMENTWISE],
           *[f"chlo.{n}" for n in CHLO_ELEMENTWISE])
 def elementwise(fb, op, flags):
-    out_shape = [fb.axis_size] + bld.shape_of(op.results[0])
+    out_shape = [fb.batch_dim] + bld.shape_of(op.results[0])
     scalar_ok = _SCALAR_OPERANDS.get(op.name, ())
     for i, (v, batched) in enumerate(zip(list(op.operands), flags)):
         per_example_rank = bld.rank_of(v) - batched

@@ -21,7 +21,7 @@ def _sizes(op) -> list[int]:
 def _index_vectors(fb, indices, flags, limits=None):
     """Per-lane start indices as one [B, n] tensor. ``limits[d]`` (if given)
     clamps index d to [0, limits[d]] as dynamic_update_slice does."""
-    size = fb.axis_size
+    size = fb.batch_dim
     elem = bld.element_type(indices[0])
     columns = []
     for d, (v, batched) in enumerate(zip(indices, flags)):

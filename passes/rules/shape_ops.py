@@ -28,13 +28,20 @@ def _shift(op, name, head: int | None = None):
 
 @register("stablehlo.reshape")
 def reshape(fb, op, flags):
+    if fb.symbolic:  # reshape needs a static result: dynamic_reshape instead
+        return [(bld.reshape(op.operands[0], [fb.batch_dim] + bld.shape_of(op.results[0])),
+                 True)]
     return retype_batched(fb, op)
 
 
 @register("stablehlo.broadcast_in_dim")
 def broadcast_in_dim(fb, op, flags):
-    op.attributes["broadcast_dimensions"] = bld.i64_array(
-        [0] + [d + 1 for d in _dims(op, "broadcast_dimensions")])
+    dims = [0] + [d + 1 for d in _dims(op, "broadcast_dimensions")]
+    if fb.symbolic:  # a static result type is required: the dynamic op instead
+        return [(bld.broadcast_in_dim(op.operands[0],
+                                      [fb.batch_dim] + bld.shape_of(op.results[0]), dims),
+                 True)]
+    op.attributes["broadcast_dimensions"] = bld.i64_array(dims)
     return retype_batched(fb, op)
 
 
@@ -42,7 +49,7 @@ def broadcast_in_dim(fb, op, flags):
 def broadcast(fb, op, flags):
     # broadcast prepends its new dims, which would land before the batch dim.
     x = op.operands[0]
-    out_shape = [fb.axis_size] + bld.shape_of(op.results[0])
+    out_shape = [fb.batch_dim] + bld.shape_of(op.results[0])
     n_new = len(_dims(op, "broadcast_sizes"))
     dims = [0] + list(range(1 + n_new, len(out_shape)))
     return [(bld.broadcast_in_dim(x, out_shape, dims), True)]
@@ -57,6 +64,10 @@ def transpose(fb, op, flags):
 
 @register("stablehlo.slice")
 def slice_(fb, op, flags):
+    if fb.symbolic:  # the batch dim's limit is only known at run time
+        return [(bld.slice_(op.operands[0], [0] + _dims(op, "start_indices"),
+                            [fb.batch_dim] + _dims(op, "limit_indices"),
+                            [1] + _dims(op, "strides")), True)]
     _shift_slice(fb, op)
     return retype_batched(fb, op)
 
@@ -108,7 +119,7 @@ def pad(fb, op, flags):
     in_shape = bld.shape_of(x)[1 if x_batched else 0:]
     mask = _pad(bld.splat(ir.IntegerType.get_signless(1), in_shape, 1),
                 bld.splat(ir.IntegerType.get_signless(1), [], 0), lo, hi, interior, False)
-    full = [fb.axis_size] + pv_shape
+    full = [fb.batch_dim] + pv_shape
     pv = bld.broadcast_in_dim(padding_value, full, [0])
     mask = bld.broadcast_in_dim(mask, full, list(range(1, len(full))))
     return [(bld.select(mask, fb.materialize(data) if not x_batched else data, pv), True)]

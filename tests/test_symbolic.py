@@ -1,0 +1,129 @@
+"""A symbolic batch size (axis_size="b"): one artifact, in jax.export's
+shape-polymorphic form, that runs at every batch size with no re-export;
+each call compared with jax.vmap."""
+import io
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import stablehlo_batch as sb
+from batch_cases import make
+from conftest import assert_same_tree
+from stablehlo_batch.export import batch_exported
+
+TOL = dict(rtol=1e-5, atol=1e-5)
+
+
+def mlp(params, x):
+    for w, b in params:
+        x = jnp.tanh(x @ w + b)
+    return x
+
+
+def newton_sqrt(x, tol):
+    def cond(c):
+        y, i = c
+        return (jnp.max(jnp.abs(y * y - x)) > tol) & (i < 50)
+
+    def body(c):
+        y, i = c
+        return 0.5 * (y + x / y), i + 1
+    return jax.lax.while_loop(cond, body, (x + 1.0, 0))
+
+
+def branches(x, k):
+    y = jax.lax.cond(jnp.sum(x) > 0, lambda v: jnp.sin(v) * 2, lambda v: jnp.cos(v) - 1, x)
+    return jax.lax.switch(k, [lambda v: v + 1, lambda v: v * 3, lambda v: -v], y), \
+        jnp.arange(3) * k
+
+
+def shapes(x, w):
+    y = jnp.concatenate([x, x[::-1]]) @ w
+    y = jnp.pad(y, (1, 2)).reshape(3, 3)[:, 1:]
+    return jnp.sort(y, axis=1), jnp.cumsum(x), x[1:3], jnp.broadcast_to(x, (2, 3))
+
+
+def _params(rng):
+    return [(make(rng, (a, b), jnp.float32, None, 0), make(rng, (b,), jnp.float32, None, 0))
+            for a, b in ((4, 5), (5, 3))]
+
+
+def _lanes(rng, per_example, axes, size):
+    out = []
+    for a, d in zip(per_example, axes):
+        if d is None:
+            out.append(a)
+        elif a.dtype == jnp.int32:
+            out.append(jnp.asarray(rng.integers(0, 3, (size,) + a.shape), jnp.int32))
+        else:
+            out.append(jnp.abs(make(rng, a.shape, a.dtype, d, size)) + 0.5)
+    return out
+
+
+@pytest.mark.parametrize("name", ["mlp", "while", "cond"])
+def test_one_artifact_every_batch_size(rng, name):
+    params = _params(rng)
+    fn, example, axes = {
+        "mlp": (lambda x, p: mlp(p, x), (jnp.zeros(4), params), (0, None)),
+        "while": (newton_sqrt, (jnp.ones(3), jnp.float32(1e-4)), (0, None)),
+        "cond": (branches, (jnp.ones(3), jnp.int32(0)), (0, 0)),
+    }[name]
+    exp = jax.export.export(jax.jit(fn))(*example)
+    artifact = batch_exported(exp, axes, axis_size="b").serialize()
+    loaded = jax.export.deserialize(artifact)
+    assert "b" in str(loaded.in_avals[0].shape[0])
+    assert loaded.mlir_module().count("tensor<?x") > 0
+    for size in (1, 7, 512):
+        args = _lanes(rng, example, axes, size)
+        assert_same_tree(jax.jit(loaded.call)(*args), jax.vmap(fn, in_axes=axes)(*args), **TOL)
+
+
+def test_batch_lower_symbolic_one_plan(rng):
+    """batch_lower(axis_size="b") builds one module for every batch size; axes,
+    ints, shape ops and gradients."""
+    w = make(rng, (6, 6), jnp.float32, None, 0)
+    bl = sb.batch_lower(shapes, in_axes=(1, None), out_axes=(0, -1, 1, 0), axis_size="b")
+    for size in (1, 5):
+        x = make(rng, (3,), jnp.float32, 1, size)
+        assert_same_tree(bl(x, w), jax.vmap(shapes, (1, None), (0, -1, 1, 0))(x, w), **TOL)
+    assert len(bl._plans) == 1
+    assert "?" in bl.lower(x, w).as_text()
+    ints = sb.batch_lower(lambda a, b: (a * b) % 7 + jnp.arange(3), in_axes=(0, None),
+                          axis_size="b")
+    a, b = make(rng, (3,), jnp.int32, 0, 4), make(rng, (3,), jnp.int32, None, 0)
+    assert_same_tree(ints(a, b), jax.vmap(lambda a, b: (a * b) % 7 + jnp.arange(3),
+                                          (0, None))(a, b))
+    params = _params(rng)
+    xs = make(rng, (4,), jnp.float32, 0, 3)
+    loss = lambda p, f: jnp.sum(f(mlp, in_axes=(None, 0))(p, xs))
+    got = jax.grad(loss)(params, lambda *a, **k: sb.batch_lower(*a, **k, axis_size="b"))
+    assert_same_tree(got, jax.grad(loss)(params, jax.vmap), rtol=1e-4, atol=1e-4)
+
+
+def test_cli_symbolic_exported(rng, tmp_path, monkeypatch, capsysbinary):
+    from stablehlo_batch import cli
+    src = tmp_path / "f.jax_exported"
+    src.write_bytes(jax.export.export(jax.jit(newton_sqrt))(
+        jnp.ones(3), jnp.float32(1e-4)).serialize())
+    dst = tmp_path / "f_b.jax_exported"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))
+    assert cli.main([str(src), "--axis-size=b", "--in-axes=0,none", "-o", str(dst)]) == 0
+    loaded = jax.export.deserialize(bytearray(dst.read_bytes()))
+    for size in (2, 9):
+        x = jnp.abs(make(rng, (3,), jnp.float32, 0, size)) + 0.5
+        assert_same_tree(loaded.call(x, jnp.float32(1e-4)),
+                         jax.vmap(newton_sqrt, (0, None))(x, jnp.float32(1e-4)), **TOL)
+
+
+def test_symbolic_errors(rng):
+    take = lambda t, i: jax.lax.dynamic_slice(t, (i,), (2,))
+    with pytest.raises(sb.UnsupportedOpError, match="symbolic batch size"):
+        sb.batch_lower(take, in_axes=(0, None), axis_size="b")(jnp.ones((3, 4)), 1)
+    with pytest.raises(ValueError, match="static axis_size"):
+        sb.batch_lower(jnp.sin, axis_size="b", chunk_size=2)(jnp.ones((3, 4)))
+    exp = jax.export.export(jax.jit(jnp.sin))(jnp.ones(3))
+    with pytest.raises(sb.AxisSpecError, match="at least one batched argument"):
+        batch_exported(exp, None, axis_size="b")
