@@ -6,13 +6,25 @@ nowhere (axis_size), out_axes 0/1/-1, batch sizes 1, 3 and 8.
 """
 from __future__ import annotations
 
+import warnings
+
 import jax.numpy as jnp
 import pytest
+
+import stablehlo_batch as sb
 
 from batch_cases import axis_size_for, make, x64
 from conftest import check_vmap
 
 f32, f64, c64, c128 = jnp.float32, jnp.float64, jnp.complex64, jnp.complex128
+
+
+@pytest.fixture(autouse=True)
+def vectorized_only():
+    """A rule that silently ran per lane would still agree with vmap."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", sb.FallbackWarning)
+        yield
 
 # (name, fn, per-example shape, dtype, in_axis, out_axis, size)
 CASES = [

@@ -7,12 +7,16 @@ feature groups (grouped, depthwise), batch groups (explicit, and the kernel
 gradient of a depthwise convolution), 1-D/2-D/3-D, f32/f64/i32; per-example
 gradients of a small CNN. Windows: pooling, the cumulative reductions, a
 variadic reduce_window, max-pool gradients (select_and_scatter) with a
-batched operand or a batched cotangent. A per-lane init value, which
-jax.vmap refuses, is checked against a per-example loop; ``map``, which jax
-never emits, against the unbatched module run per example.
+batched operand or a batched cotangent. Nothing here may take the per-lane fallback, except a
+per-lane init value (jax.vmap refuses it): checked against a per-example
+loop, with the fallback warning, and as the typed error under strict.
+``map``, which jax never emits, is checked against the unbatched module run
+per example.
 """
 from __future__ import annotations
 
+
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +30,14 @@ from conftest import assert_same_tree, check_vmap
 
 f32, f64, i32 = jnp.float32, jnp.float64, jnp.int32
 TOL = dict(rtol=1e-4, atol=1e-4)
+
+
+@pytest.fixture(autouse=True)
+def vectorized_only():
+    """A rule that silently ran per lane would still agree with vmap."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", sb.FallbackWarning)
+        yield
 
 
 def conv(dn, strides=None, padding="SAME", lhs_dilation=None, rhs_dilation=None,
@@ -88,8 +100,7 @@ CONV_PARAMS = [
     ("batch_groups", (1, 1), 0, 8),
     ("depthwise_kernel_grad", (0, None), 0, 3), ("depthwise_kernel_grad", (None, 0), 1, 3),
     ("depthwise_kernel_grad", (-1, 0), 0, 8),
-    ("grouped_grads", (0, None), 0, 3), ("grouped_grads", (None, 1), (1, 0), 3),
-    ("grouped_grads", (0, 0), 0, 1),
+    ("grouped_grads", (0, None), 0, 3), ("grouped_grads", (None, 1), (1, 0), 1),
     ("conv1d", (0, 0), 0, 3), ("conv1d", (None, 1), -1, 8), ("conv1d", (-1, None), 1, 3),
     ("conv3d", (0, None), 0, 3), ("conv3d", (0, 0), 1, 3), ("conv3d", (None, 0), 0, 1),
     ("odd_layout_grouped", (0, 0), 0, 3), ("odd_layout_grouped", (1, None), 2, 3),
@@ -145,14 +156,19 @@ def _cnn_loss(params, image, label):
     return -jax.nn.log_softmax(logits)[label]
 
 
-@pytest.mark.parametrize("image_axis,size", [(0, 8), (2, 1)])
-def test_cnn_per_example_gradients(rng, image_axis, size):
+def test_cnn_per_example_gradients(rng):
+    image_axis, size = 2, 8
     params = _cnn_params(rng)
     images = make(rng, (12, 12), f32, image_axis, size)
     labels = jnp.asarray(rng.integers(0, 5, size), jnp.int32)
-    grads = check_vmap(jax.grad(_cnn_loss), params, images, labels,
-                       in_axes=(None, image_axis, 0), **TOL)
+    grad = jax.grad(_cnn_loss)
+    grads = check_vmap(grad, params, images, labels, in_axes=(None, image_axis, 0), **TOL)
     assert grads["c1"].shape == (size, 3, 3, 1, 4)
+    # Every convolution of the per-example gradient stays one convolution.
+    one = jax.jit(grad).lower(params, images[:, :, 0], labels[0]).as_text()
+    batched = sb.batch_lower(grad, in_axes=(None, image_axis, 0)).lower(
+        params, images, labels).as_text()
+    assert batched.count("stablehlo.convolution") == one.count("stablehlo.convolution") >= 5
 
 
 # ---- reduce_window ----------------------------------------------------------------
@@ -212,20 +228,29 @@ def _per_example_loop(fn, args, in_axes, size):
     return jax.tree_util.tree_map(lambda *o: jnp.stack(o), *outs)
 
 
-@pytest.mark.parametrize("in_axes,size", [((0,), 3), ((None, 1), 1)])
-def test_reduce_window_per_lane_init(rng, in_axes, size):
-    """An init value computed from batched data (jax.vmap refuses it) runs
-    once per lane: compared with a per-example loop."""
-    if len(in_axes) == 1:
-        def fn(x):
-            return lax.reduce_window(x, jnp.min(x), lax.max, (2, 2), (1, 2), "SAME")
-    else:
-        def fn(x, y):
-            return lax.reduce_window(x, jnp.sum(y), lax.add, (3,), (1,), ((2, 0),))
-    shapes = [(4, 5)] if len(in_axes) == 1 else [(6,), (2,)]
+def _min_init_max_pool(x):
+    return lax.reduce_window(x, jnp.min(x), lax.max, (2, 2), (1, 2), "SAME")
+
+
+def _sum_init_sum(x, y):
+    return lax.reduce_window(x, jnp.sum(y), lax.add, (3,), (1,), ((2, 0),))
+
+
+@pytest.mark.parametrize("fn,shapes,in_axes,size", [
+    (_min_init_max_pool, [(4, 5)], (0,), 3), (_sum_init_sum, [(6,), (2,)], (None, 1), 1)])
+def test_reduce_window_per_lane_init(rng, fn, shapes, in_axes, size):
+    """An init value computed from batched data runs once per lane (with the
+    fallback warning): compared with a per-example loop."""
     args = [make(rng, s, f32, ax, size) for s, ax in zip(shapes, in_axes)]
-    got = sb.batch_lower(fn, in_axes=in_axes)(*args)
+    with pytest.warns(sb.FallbackWarning, match="init value differs per batch element"):
+        got = sb.batch_lower(fn, in_axes=in_axes)(*args)
     assert_same_tree(got, _per_example_loop(fn, args, in_axes, size), **TOL)
+
+
+def test_reduce_window_per_lane_init_strict(rng):
+    x = make(rng, (4, 5), f32, 0, 3)
+    with pytest.raises(sb.UnsupportedOpError, match="reduce_window.*init value differs"):
+        sb.batch_lower(_min_init_max_pool, strict=True)(x)
 
 
 # ---- select_and_scatter: the gradient of max pooling --------------------------------
@@ -270,7 +295,8 @@ func.func @main(%x: tensor<4x6xf32>, %src: tensor<2x3xf32>, %init: tensor<f32>) 
 def test_select_and_scatter_per_lane_init(rng, in_axes):
     size = 3
     args = [make(rng, s, f32, ax, size) for s, ax in zip([(4, 6), (2, 3), ()], in_axes)]
-    check_module(SELECT_AND_SCATTER, args, in_axes, [0], size)
+    with pytest.warns(sb.FallbackWarning, match="select_and_scatter"):
+        check_module(SELECT_AND_SCATTER, args, in_axes, [0], size)
 
 
 # ---- map --------------------------------------------------------------------------

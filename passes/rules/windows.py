@@ -14,7 +14,8 @@ window of 1 (stride 1, no padding, no dilation); ``map`` applies its body
 per element, so only its dimensions shift. An init value is folded in an
 implementation-defined number of times, so a per-lane one (which jax.vmap
 refuses) has no one-op equivalent: such an op, like one whose body uses a
-batched outer value, runs once per lane (passes/lane_loop.py), with a note.
+batched outer value, takes the per-lane fallback (passes/fallback.py: a
+warning, or the typed error under ``strict``).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from jaxlib.mlir import ir
 from jaxlib.mlir.dialects import stablehlo
 
 from passes import builders as bld
-from passes.lane_loop import lane_loop
+from passes.fallback import fallback
 from passes.rules import register, retype_batched
 
 
@@ -127,25 +128,24 @@ def _lead_window_dim(op, names_one=(), padding="padding"):
             np.concatenate([np.zeros((1, 2), np.int64), pads]))
 
 
-def _per_lane(fb, op, flags) -> bool:
-    """True when ``op`` has a per-lane init value or its body captures a
-    batched value: neither fits one batched op (an init value is folded in an
-    implementation-defined number of times, a body sees scalars only)."""
+def _per_lane_reason(fb, op, flags) -> str | None:
+    """Why ``op`` cannot be one batched op, or None: a per-lane init value (it
+    is folded in an implementation-defined number of times) or a body that
+    uses a batched outer value (a body sees scalars only)."""
     n_inputs = {"stablehlo.reduce_window": len(op.operands) // 2,
                 "stablehlo.select_and_scatter": 2}.get(op.name, len(op.operands))
-    return any(flags[n_inputs:]) or fb.region_captures_batched(op)
-
-
-def _lane_loop(fb, op, flags):
-    fb.note("per_lane_loop", op, "a per-lane init value or a body that uses a "
-                                 "batched value: the op runs once per lane")
-    return [(v, True) for v in lane_loop(fb, op, flags)]
+    if any(flags[n_inputs:]):
+        return "an init value differs per batch element"
+    if fb.region_captures_batched(op):
+        return "the body uses a batched value from outside the op"
+    return None
 
 
 @register("stablehlo.reduce_window")
 def reduce_window(fb, op, flags):
-    if _per_lane(fb, op, flags):
-        return _lane_loop(fb, op, flags)
+    why = _per_lane_reason(fb, op, flags)
+    if why:
+        return fallback(fb, op, flags, why)
     # Inputs reduced together share a shape: an unbatched one is broadcast.
     for i in range(len(op.operands) // 2):
         if not flags[i]:
@@ -157,8 +157,9 @@ def reduce_window(fb, op, flags):
 
 @register("stablehlo.select_and_scatter")
 def select_and_scatter(fb, op, flags):
-    if _per_lane(fb, op, flags):
-        return _lane_loop(fb, op, flags)
+    why = _per_lane_reason(fb, op, flags)
+    if why:
+        return fallback(fb, op, flags, why)
     # The source is one value per window of the operand: both need the batch.
     for i in range(2):
         if not flags[i]:
@@ -171,8 +172,9 @@ def select_and_scatter(fb, op, flags):
 
 @register("stablehlo.map")
 def map_(fb, op, flags):
-    if _per_lane(fb, op, flags):
-        return _lane_loop(fb, op, flags)
+    why = _per_lane_reason(fb, op, flags)
+    if why:
+        return fallback(fb, op, flags, why)
     for i, batched in enumerate(flags):
         if not batched:
             op.operands[i] = fb.materialize(op.operands[i])
