@@ -35,10 +35,16 @@ def current() -> "Collector | None":
 
 def created(op: ir.Operation):
     """Called by ``builders.create`` for every op it builds. Name and bytes
-    are read now, while the op surely exists."""
+    are read now, while the op surely exists; bytes only for data movement
+    (the report shows no others, and this runs for every op a rule builds)."""
     c = getattr(_local, "collector", None)
-    if c is not None and not op.name.endswith("return"):
-        c.pending.append((op, op.name, sum(type_bytes(r.type) for r in op.results)))
+    if c is None:
+        return
+    name = op.name
+    if name.endswith("return"):
+        return
+    size = sum(type_bytes(r.type) for r in op.results) if name in _MOVES else 0
+    c.pending.append((op, name, size))
 
 
 def type_bytes(t: ir.Type) -> int:
