@@ -44,10 +44,12 @@ def parse_axes(text: str) -> list[int | None] | int | None:
     return out[0] if len(out) == 1 else out
 
 
-def _positive(text: str) -> int:
+def _positive(text: str) -> int | str:
     try:
         n = int(text)
     except ValueError:
+        if text.isidentifier():  # a symbolic batch size, e.g. 'b'
+            return text
         raise argparse.ArgumentTypeError(f"invalid axis size '{text}'") from None
     if n < 0:
         raise argparse.ArgumentTypeError(f"axis size must be >= 0, got {n}")
@@ -67,6 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-axes", type=parse_axes, default=0,
                    help="batch axis of each result (default 0)")
     p.add_argument("--func", default="main", help="function to batch (default main)")
+    formats = ("auto",) + FORMATS
+    p.add_argument("--input-format", choices=formats, default="auto",
+                   help="mlir (text), mlirbc (bytecode; also portable artifacts) or "
+                        "exported (a serialized jax.export.Exported); default: by "
+                        "extension, else detected")
+    p.add_argument("--output-format", choices=formats, default="auto",
+                   help="as --input-format; default: by the output's extension, else "
+                        "exported for an exported input and mlir otherwise")
     p.add_argument("--mlir-print-debuginfo", dest="debug_info", action="store_true",
                    help="print locations in the output module")
     p.add_argument("--strict", action="store_true",
@@ -94,6 +104,54 @@ def _read(path: str) -> bytes:
     if data.startswith(_BYTECODE_MAGIC):
         _check_bytecode_in_child(data)
     return data
+
+
+FORMATS = ("mlir", "mlirbc", "exported")
+_EXTENSIONS = {".mlir": "mlir", ".mlirbc": "mlirbc", ".bc": "mlirbc",
+               ".exported": "exported", ".jax_exported": "exported"}
+
+
+def _format_of(path: str, given: str) -> str | None:
+    if given != "auto":
+        return given
+    for ext, fmt in _EXTENSIONS.items():
+        if path.endswith(ext):
+            return fmt
+    return None
+
+
+def _write(path: str, data: str | bytes):
+    if isinstance(data, str) and not data.endswith("\n"):
+        data += "\n"
+    if path == "-":
+        if isinstance(data, str):
+            sys.stdout.write(data)
+        else:
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        return
+    with open(path, "w" if isinstance(data, str) else "wb") as f:
+        f.write(data)
+
+
+def _batch_exported_file(args, data: bytes, out_format: str) -> str | bytes:
+    """Batches a serialized jax.export.Exported; axes are per flat leaf."""
+    from stablehlo_batch.api import _flat_axes
+    from stablehlo_batch.export import batch_flat, load, symbolic_size
+    from stablehlo_batch.module_io import module_to_bytecode, module_to_text
+    if args.func != "main":
+        raise BatchingError("--func applies to modules, not to exported functions")
+    exp = load(data)
+    built = batch_flat(exp, _flat_axes(args.in_axes, len(exp.in_avals)),
+                       _flat_axes(args.out_axes, len(exp.out_avals)),
+                       symbolic_size(args.axis_size), what="stablehlo-batch-opt")
+    if args.report:
+        print(built.report, file=sys.stderr)
+    if out_format == "exported":
+        return bytes(built.exported.serialize())
+    if out_format == "mlirbc":
+        return module_to_bytecode(built.module)
+    return module_to_text(built.module, debug_info=args.debug_info)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,9 +227,21 @@ def _main(argv: list[str] | None = None) -> int:
 def _run(args) -> int:
     try:
         from stablehlo_batch.api import batch_module_with_report
-        text, report = batch_module_with_report(data := _read(args.input), args.in_axes,
-                                                args.out_axes, args.axis_size,
-                                                func=args.func,
+        data = _read(args.input)
+        in_format = _format_of(args.input, args.input_format)
+        if in_format is None:  # stdin or an unknown extension: look at the bytes
+            from stablehlo_batch.module_io import looks_like_exported
+            in_format = "exported" if looks_like_exported(data) else "mlir"
+        out_format = _format_of(args.output, args.output_format) or (
+            "exported" if in_format == "exported" else "mlir")
+        if in_format == "exported":
+            _write(args.output, _batch_exported_file(args, data, out_format))
+            return 0
+        if out_format == "exported":
+            raise BatchingError("writing an exported function needs an exported input "
+                                "(a module alone has no jax calling convention)")
+        text, report = batch_module_with_report(data, args.in_axes, args.out_axes,
+                                                args.axis_size, func=args.func,
                                                 debug_info=args.debug_info)
         if args.check:
             from stablehlo_batch.check import check_module, load_inputs
@@ -180,14 +250,17 @@ def _run(args) -> int:
                          func=args.func, batched_text=text)
         if args.report:
             print(report, file=sys.stderr)
-        if not text.endswith("\n"):
-            text += "\n"
-        if args.output == "-":
-            sys.stdout.write(text)
+        if out_format == "mlirbc":
+            from stablehlo_batch.module_io import module_to_bytecode, parse_module
+            _write(args.output, module_to_bytecode(parse_module(text)))
         else:
-            with open(args.output, "w") as f:
-                f.write(text)
+            _write(args.output, text)
         return 0
+    except ValueError as e:  # axis errors from the exported path, vmap's kind
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
     except (BatchingError, OSError) as e:
         if args.debug:
             traceback.print_exc()
