@@ -368,3 +368,15 @@ def test_per_lane_rule_runs_without_warning(rng, no_fallback_warnings):
         batched = sb.batch_lower(jnp.sin)
         assert_same_tree(batched(x), jax.vmap(jnp.sin)(x))
         assert "stablehlo.while" in batched.lower(x).as_text()
+
+
+def test_symbolic_batch_size_refuses_fallback_without_warning():
+    text = """
+    func.func @main(%x: tensor<3xf32>) -> tensor<3xf32> {
+      %0 = stablehlo.custom_call @opaque(%x) : (tensor<3xf32>) -> tensor<3xf32>
+      return %0 : tensor<3xf32>
+    }"""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", sb.FallbackWarning)
+        with pytest.raises(sb.UnsupportedOpError, match="symbolic batch size"):
+            sb.batch_module(text, 0, 0, "b")
