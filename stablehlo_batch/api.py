@@ -255,7 +255,7 @@ class BatchedFunction:
             cb = callbacks.build(self.fn, in_tree, avals, dims, size, platform,
                                  self.out_axes)
             return _Plan(None, cb.module, cb.result_batched, cb.rewrite_seconds,
-                         cb.call, compiled=cb.compiled)
+                         cb.call, cb.report, compiled=cb.compiled)
         out_dims = ax.flatten_axes("batch_lower out_axes", exp.out_tree, self.out_axes)
         from stablehlo_batch.export import batch_with_options
         from stablehlo_batch.export import symbolic_size

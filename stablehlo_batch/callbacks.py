@@ -25,7 +25,8 @@ import jax
 import jax.numpy as jnp
 from jax import tree_util
 
-from passes import AxisSpecError, UnsupportedOpError, batch_function_in_module
+from passes import AxisSpecError, UnsupportedOpError
+from passes.engine import batch_function_with_report
 from stablehlo_batch import axes as ax
 from stablehlo_batch import module_io
 
@@ -42,6 +43,7 @@ class CallbackBuild:
     rewrite_seconds: float
     compiled: Any
     call: Any
+    report: Any = None  # passes.report.BatchingReport
 
 
 def _insert(shape, d, size):
@@ -79,8 +81,8 @@ def build(fn, in_tree, avals, dims, size, platform, out_axes, what="batch_lower"
     module = module_io.parse_module(
         lowered.compiler_ir("stablehlo").operation.get_asm(enable_debug_info=True))
     try:
-        result_batched = batch_function_in_module(module, "main", list(dims), out_dims,
-                                                  size)
+        result_batched, report = batch_function_with_report(module, "main", list(dims),
+                                                             out_dims, size)
     except AxisSpecError as e:
         if e.result_index is None:
             raise
@@ -90,6 +92,7 @@ def build(fn, in_tree, avals, dims, size, platform, out_axes, what="batch_lower"
                              "is None") from None
         raise ValueError(f"at {what} {path}: {e}") from None
     rewrite_seconds = time.perf_counter() - start
+    report.rewrite_seconds = rewrite_seconds
 
     out_avals = cargs["global_out_avals"]
     out_specs = [jax.ShapeDtypeStruct(_insert(a.shape, d, size), a.dtype)
@@ -116,4 +119,4 @@ def build(fn, in_tree, avals, dims, size, platform, out_axes, what="batch_lower"
                             "outside jax.jit / jax.vmap)")
         return tree_util.tree_unflatten(out_tree, list(compiled(*leaves)))
 
-    return CallbackBuild(module, result_batched, rewrite_seconds, compiled, call)
+    return CallbackBuild(module, result_batched, rewrite_seconds, compiled, call, report)

@@ -142,6 +142,7 @@ def test_callback_lower_and_compile(rng):
     with pytest.warns(sb.FallbackWarning):
         lowered = sb.batch_lower(f).lower(x)
     assert "stablehlo.while" in lowered.as_text()
+    assert "fallback" in str(lowered.report())
     assert_same_tree(lowered.compile()(x)[0], jax.vmap(f)(x))
 
 
