@@ -75,6 +75,9 @@ class FunctionBatcher:
     def batch_size_1d(self) -> ir.Value:
         """A tensor<1xi32> holding the batch size, read at the current
         insertion point from a batched argument of the function."""
+        if not self.symbolic:  # a `?` that is not the batch: the input's own
+            raise bld.SymbolicShapeError("dynamic dimensions in the input module are "
+                                         "not supported")
         if self._size_source is None:
             raise bld.SymbolicShapeError("the function has no batched argument to read "
                                          "the batch size from")
@@ -225,8 +228,8 @@ class FunctionBatcher:
             with ir.InsertionPoint(op), op.location, bld.batch_size_source(self.batch_size_1d):
                 results = rule(self, op, flags)
         except bld.SymbolicShapeError as e:
-            raise self.unsupported(op, f"not supported with a symbolic batch size: {e}") \
-                from None
+            why = f"not supported with a symbolic batch size: {e}" if self.symbolic else str(e)
+            raise self.unsupported(op, why) from None
         except UnsupportedOpError as e:
             if op.name in _CALL_OPS:
                 e.add_call_site(format_location(op.location))
@@ -341,6 +344,10 @@ class ModuleBatcher:
                    for a, ax in zip(block.arguments, in_axes)]
         if self.symbolic and all(ax is None for ax in in_axes):
             raise AxisSpecError("a symbolic batch size needs at least one batched argument")
+        if self.symbolic and any(bld.ranked(a.type) is not None and
+                                 bld.is_dynamic(bld.shape_of(a.type))
+                                 for a in block.arguments):
+            raise AxisSpecError("a symbolic batch size needs a function with static shapes")
         fb = FunctionBatcher(self, func_op)
         ret = fb.run(in_axes)
         n_res = len(ret.operands)
