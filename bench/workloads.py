@@ -61,7 +61,7 @@ per_example_grad = jax.grad(_loss)
 
 
 def _grad_make(batch, rng):
-    return (_mlp_params(rng, [256, 256, 256, 10]), _normal(rng, batch, 256),
+    return (_mlp_params(rng, [128, 128, 128, 10]), _normal(rng, batch, 128),
             jnp.asarray(rng.integers(0, 10, batch), jnp.int32))
 
 
@@ -175,11 +175,11 @@ def _embed_make(batch, rng):
 def sort_topk(x):
     s = jnp.sort(x)
     vals, idx = jax.lax.top_k(x, 16)
-    return s[::64], vals, idx
+    return s[::16], vals, idx
 
 
 def _sort_make(batch, rng):
-    return (_normal(rng, batch, 4096),)
+    return (_normal(rng, batch, 1024),)
 
 
 # ---- 9. batched linear solves ------------------------------------------------------------------
@@ -213,7 +213,7 @@ WORKLOADS: list[Workload] = [
     Workload("ensemble_mlp", mlp, (0, None), _ensemble_make,
              "ensemble of 3-layer MLPs: params batched, a shared 64x32 data batch"),
     Workload("per_example_grad", per_example_grad, (None, 0, 0), _grad_make,
-             "jax.grad of an MLP's loss per example, params shared"),
+             "jax.grad of a 128-128-128-10 MLP's loss per example, params shared"),
     Workload("cnn", cnn, (None, 0), _cnn_make,
              "2 conv + max-pool + dense on a 28x28 image per example"),
     Workload("transformer_block", transformer_block, (None, 0), _transformer_make,
@@ -224,7 +224,7 @@ WORKLOADS: list[Workload] = [
              "lax.scan tanh RNN, 40 steps, shared weights"),
     Workload("embed_scatter", embed_scatter, (None, 0, 0), _embed_make,
              "gather 128 rows of a shared 2000x64 table, scatter-add a histogram"),
-    Workload("sort_topk", sort_topk, 0, _sort_make, "jnp.sort and lax.top_k(16) of 4096"),
+    Workload("sort_topk", sort_topk, 0, _sort_make, "jnp.sort and lax.top_k(16) of 1024"),
     Workload("linalg_solve", solve, 0, _solve_make, "jnp.linalg.solve of a 48x48 system"),
     Workload("host_callback", host_callback, 0, _host_make,
              "jax.pure_callback: the per-lane fallback loop"),
