@@ -24,6 +24,8 @@ EXIT = "<exit: out_axes moves>"
 
 # Ops whose bytes say what batching cost in data movement.
 _MOVES = {"stablehlo.transpose": "transposes", "stablehlo.broadcast_in_dim": "broadcasts"}
+# A broadcast of a constant: XLA fuses it into its users, it moves no data.
+CONST_BROADCAST = "broadcast_in_dim of a constant"
 
 _local = threading.local()
 
@@ -43,8 +45,20 @@ def created(op: ir.Operation):
     name = op.name
     if name.endswith("return"):
         return
-    size = sum(type_bytes(r.type) for r in op.results) if name in _MOVES else 0
+    size = 0
+    if name in _MOVES:
+        size = sum(type_bytes(r.type) for r in op.results)
+        if name == "stablehlo.broadcast_in_dim" and _of_constant(op):
+            name = CONST_BROADCAST
     c.pending.append((op, name, size))
+
+
+def _of_constant(op: ir.Operation) -> bool:
+    try:
+        owner = op.operands[0].owner
+        return getattr(owner, "name", None) == "stablehlo.constant"
+    except Exception:  # a block argument has no owning op
+        return False
 
 
 def type_bytes(t: ir.Type) -> int:
@@ -113,7 +127,13 @@ class BatchingReport:
 
     @property
     def broadcasts(self) -> Inserted:
+        """Broadcasts of values (arguments, computed values); see
+        ``constant_broadcasts`` for those of constants."""
         return self.inserted("stablehlo.broadcast_in_dim")
+
+    @property
+    def constant_broadcasts(self) -> Inserted:
+        return self.inserted(CONST_BROADCAST)
 
     def notes_of(self, kind: str) -> list:
         return [n for n in self.notes if n.kind == kind]
@@ -143,6 +163,7 @@ class BatchingReport:
                                  for r, d in self.inserted_by_rule.items()},
             "transposes": dataclasses.asdict(self.transposes),
             "broadcasts": dataclasses.asdict(self.broadcasts),
+            "constant_broadcasts": dataclasses.asdict(self.constant_broadcasts),
             "notes": [dataclasses.asdict(n) for n in self.notes],
             "rewrite_seconds": self.rewrite_seconds,
         }
@@ -155,6 +176,9 @@ class BatchingReport:
                  f"{self.ops_kept_unbatched} kept unbatched",
                  f"{t.count} transposes ({_fmt_bytes(t.bytes)})",
                  f"{b.count} broadcasts ({_fmt_bytes(b.bytes)})"]
+        cb = self.constant_broadcasts
+        if cb.count:
+            parts.append(f"{cb.count} broadcasts of constants")
         for kind, n in Counter(n.kind for n in self.notes).items():
             parts.append(f"{n} {kind}")
         return ", ".join(parts)

@@ -151,3 +151,13 @@ def test_report_does_not_change_results(size):
     from conftest import check_vmap
     x = jnp.arange(size * 4.0).reshape(size, 4)
     check_vmap(_mlp, x, jnp.ones((4, 6)), jnp.ones((6, 2)), in_axes=(0, None, None))
+
+
+def test_broadcast_of_a_constant_is_counted_apart():
+    # x * 2: the 2 is broadcast to the batched shape, which XLA fuses away;
+    # the weight w is a value: its broadcast moves data
+    rep = report_of(lambda x, w: x * 2.0 + w, jnp.ones((4, 3)), jnp.ones(3),
+                    in_axes=(0, None))
+    assert rep.constant_broadcasts.count == 1
+    assert rep.broadcasts.count == 1 and rep.broadcasts.bytes == 4 * 3 * 4
+    assert "1 broadcasts of constants" in rep.summary()
