@@ -185,6 +185,20 @@ def test_variadic_sort_through_fallback(monkeypatch, rng, in_axes, size):
         check_vmap(f, k, v, in_axes=in_axes, axis_size=size if in_axes == (None, None) else None)
 
 
+@pytest.mark.parametrize("in_axes,out_axes,size", [(0, 0, 3), (1, -1, 1)])
+def test_custom_call_target_without_rule_runs_per_lane(monkeypatch, rng, in_axes,
+                                                       out_axes, size):
+    """A real LAPACK kernel whose target rule is taken away: the custom-call
+    rule's no-rule branch sends it to the fallback, and XLA runs the copy."""
+    from passes.rules.custom_calls import CUSTOM_CALL_RULES
+    monkeypatch.delitem(CUSTOM_CALL_RULES, "lapack_spotrf_ffi")
+    a = np.stack([np.eye(3) * 3 + m @ m.T for m in rng.standard_normal((size, 3, 3))])
+    a = jnp.asarray(np.moveaxis(a, 0, in_axes), jnp.float32)
+    with pytest.warns(sb.FallbackWarning, match="lapack_spotrf_ffi"):
+        check_vmap(jnp.linalg.cholesky, a, in_axes=in_axes, out_axes=out_axes,
+                   rtol=1e-5, atol=1e-5)
+
+
 def test_strict_refuses_forced_fallback(monkeypatch):
     _without_rule(monkeypatch, "stablehlo.sort")
     with pytest.raises(sb.UnsupportedOpError, match="stablehlo.sort.*no batching rule"):
