@@ -7,9 +7,10 @@ differentially against jax.vmap.
   callable called with per-example shapes; an unbatched callback operand
   keeps the op as it is);
 * ops forced through the fallback by taking their rule out of the table
-  (dot_general, variadic sort, a reduce whose body captures a batched value,
-  tuple and token values), compared with jax.vmap or with the module run per
-  example; collectives refused with or without strict;
+  (dot_general, variadic sort, cond branches that capture batched values,
+  tuple and token values, a LAPACK custom call whose target rule is removed),
+  compared with jax.vmap or with the module run per example; collectives
+  refused with or without strict; a symbolic batch size refused;
 * register_rule: a user rule overrides the built-in rule and the fallback,
   for an op name and for a custom call target; context-manager and
   unregister forms.
