@@ -33,6 +33,10 @@ Results = list[tuple[ir.Value, bool]]
 Rule = Callable[["FunctionBatcher", ir.Operation, tuple[bool, ...]], Results]
 
 
+# Ops whose batched form must have static shapes (custom calls: LAPACK,
+# cuSOLVER and host callbacks check them when compiled).
+_STATIC_SHAPES_ONLY = frozenset({"stablehlo.custom_call"})
+
 # Ops through which an error inside another function is reached.
 _CALL_OPS = ("func.call", "stablehlo.composite")
 
@@ -223,6 +227,9 @@ class FunctionBatcher:
             collector.kept += 1
             return
         rule = find_rule(op, self.program.rules) or fallback
+        if self.symbolic and op.name in _STATIC_SHAPES_ONLY:
+            raise self.unsupported(op, "not supported with a symbolic batch size: "
+                                       "its operands must have static shapes")
         since = len(collector.pending)
         try:
             with ir.InsertionPoint(op), op.location, bld.batch_size_source(self.batch_size_1d):

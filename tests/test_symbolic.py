@@ -118,7 +118,20 @@ def test_cli_symbolic_exported(rng, tmp_path, monkeypatch, capsysbinary):
                          jax.vmap(newton_sqrt, (0, None))(x, jnp.float32(1e-4)), **TOL)
 
 
+def test_indexing_and_sort_symbolic(rng):
+    def f(v, i):
+        return (jnp.sort(v), jax.lax.top_k(v, 2)[0], v.at[i].set(1.0),
+                jax.lax.dynamic_update_slice(v, jnp.ones(2), (i,)), jnp.cumsum(v), v[i])
+    bl = sb.batch_lower(f, in_axes=(0, 0), axis_size="b")
+    for size in (1, 6):
+        v = make(rng, (8,), jnp.float32, 0, size)
+        i = jnp.asarray(rng.integers(0, 8, (size,)), jnp.int32)
+        assert_same_tree(bl(v, i), jax.vmap(f)(v, i), **TOL)
+
+
 def test_symbolic_errors(rng):
+    with pytest.raises(sb.UnsupportedOpError, match="custom_call.*symbolic batch size"):
+        sb.batch_lower(jnp.linalg.cholesky, axis_size="b")(jnp.ones((2, 3, 3)))
     take = lambda t, i: jax.lax.dynamic_slice(t, (i,), (2,))
     with pytest.raises(sb.UnsupportedOpError, match="symbolic batch size"):
         sb.batch_lower(take, in_axes=(0, None), axis_size="b")(jnp.ones((3, 4)), 1)
