@@ -6,7 +6,11 @@ loop over the examples (alternating runs, medians).
 """
 from __future__ import annotations
 
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
 import numpy as np
@@ -36,6 +40,47 @@ def _median_times(fns: dict, args, repeats: int) -> dict[str, float]:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+# Run by a fresh interpreter that cannot import stablehlo_batch: only jax.
+_JAX_ONLY = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("stablehlo_batch", "passes"):
+            raise ImportError(name)
+sys.meta_path.insert(0, Block())
+import jax, jax.numpy as jnp
+exp = jax.export.deserialize(bytearray(open(sys.argv[1], "rb").read()))
+w = jnp.array([2., 3., 4.])
+for batch in (2, 5):
+    xs = jnp.arange(batch * 5.).reshape(batch, 5)
+    print(f"  batch {batch}:", exp.call(xs, w).tolist())
+"""
+
+
+def export_round_trip() -> None:
+    """Export one example, batch the artifact for every batch size, serialize
+    it, and run it in a process that has only jax."""
+    from stablehlo_batch.export import batch_exported
+    print("== export round trip: jax.export -> batch_exported(axis_size='b') -> "
+          "a process with only jax ==")
+    exp = jax.export.export(jax.jit(convolve))(jnp.zeros(5), jnp.zeros(3))
+    batched = batch_exported(exp, in_axes=(0, None), axis_size="b")
+    print("batched in_avals:", batched.in_avals)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "convolve_b.jax_exported")
+        with open(path, "wb") as f:
+            f.write(batched.serialize())
+        out = subprocess.run([sys.executable, "-I", "-c", _JAX_ONLY, path],
+                             capture_output=True, text=True, check=True).stdout
+    print(out, end="")
+    w = jnp.array([2., 3., 4.])
+    for batch in (2, 5):
+        xs = jnp.arange(batch * 5.).reshape(batch, 5)
+        want = jax.vmap(convolve, in_axes=(0, None))(xs, w).tolist()
+        assert f"  batch {batch}: {want}" in out, (out, want)
+    print("OK: the same as jax.vmap at both batch sizes, one artifact\n")
+
+
 def main() -> None:
     x = jnp.arange(5.)
     w = jnp.array([2., 3., 4.])
@@ -55,6 +100,8 @@ def main() -> None:
     jitted = jax.jit(lambda a, b: bconv(a, b) * 2)(xs, w)
     np.testing.assert_array_equal(np.asarray(jitted), np.asarray(want) * 2)
     print("OK: identical to jax.vmap (also inside jax.jit)\n")
+
+    export_round_trip()
 
     vmapped = jax.jit(jax.vmap(convolve, in_axes=(0, None)))
     single = jax.jit(convolve)
