@@ -54,6 +54,7 @@ class Measurement:
     ratio_map: float | None = None   # median of per-round bl / lax.map
     times_cpu: dict = dataclasses.field(default_factory=dict)    # median CPU seconds per call
     ratio_vmap_cpu: float | None = None  # median of per-round bl / vmap in CPU time
+    ratio_vmap_best: float | None = None  # fastest bl / fastest vmap call (load adds, never subtracts)
     first_result: dict = dataclasses.field(default_factory=dict)  # seconds
     rewrite_seconds: float | None = None
     hlo_instructions: dict = dataclasses.field(default_factory=dict)
@@ -168,6 +169,7 @@ def measure(w: Workload, batch: int, *, budget_s: float = 2.0, min_rounds: int =
     m.rounds = rounds
     m.times = {k: statistics.median(v) for k, v in times.items()}
     m.times_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+    m.ratio_vmap_best = min(times["batch_lower"]) / min(times["vmap"])
     m.ratio_vmap_cpu = statistics.median(a / b if b > 0 else 1.0
                                          for a, b in zip(cpu["batch_lower"], cpu["vmap"]))
     m.ratio_vmap = statistics.median(a / b for a, b in zip(times["batch_lower"], times["vmap"]))

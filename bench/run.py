@@ -88,6 +88,7 @@ def targets(results) -> dict:
     big = [m for m in results if m.status == "ok" and m.batch >= 64]
     ratios = [m.ratio_vmap for m in big]
     cpu_ratios = [m.ratio_vmap_cpu for m in big]
+    best_ratios = [m.ratio_vmap_best for m in big]
     over = sorted({f"{m.workload}@{m.batch} ({m.ratio_vmap:.2f})" for m in big
                    if m.ratio_vmap > 1.10})
     more_hlo = sorted({f"{m.workload}@{m.batch} ({m.hlo_instructions['batch_lower']} > "
@@ -102,6 +103,8 @@ def targets(results) -> dict:
             "geomean_ratio_batch_ge_64": geomean(ratios), "max_ratio_batch_ge_64":
             max(ratios) if ratios else float("nan"), "over_1_10": over,
             "geomean_cpu_ratio_batch_ge_64": geomean(cpu_ratios),
+            "geomean_best_ratio_batch_ge_64": geomean(best_ratios),
+            "max_best_ratio_batch_ge_64": max(best_ratios) if best_ratios else float("nan"),
             "max_cpu_ratio_batch_ge_64": max(cpu_ratios) if cpu_ratios else float("nan"),
             "hlo_above_vmap": more_hlo, "temp_above_vmap": more_temp,
             "unsupported": sorted({f"{m.workload}@{m.batch}: {m.status}" for m in results
@@ -119,7 +122,8 @@ def write_markdown(path, info, results, scaling, tg, plots):
              "medians of the per-round ratios (below 1: batch_lower is faster). \"same HLO\" "
              "means XLA's optimized module for batch_lower has the same instructions (result "
              "types and opcodes) as vmap's: any run-time difference there is noise or the "
-             "per-call dispatch.\n")
+             "per-call dispatch. `bl/vmap best` compares the fastest call of each (other "
+             "load only ever adds time).\n")
     L.append("## Targets\n")
     L.append(f"- geometric mean bl/vmap at batch >= 64: **{tg['geomean_ratio_batch_ge_64']:.3f}** "
              "(target <= 1.00)")
@@ -127,7 +131,9 @@ def write_markdown(path, info, results, scaling, tg, plots):
              f"(target <= 1.10); above 1.10: {', '.join(tg['over_1_10']) or 'none'}")
     L.append(f"- the same in CPU time of the process (not counting time other processes "
              f"took): geometric mean **{tg['geomean_cpu_ratio_batch_ge_64']:.3f}**, largest "
-             f"**{tg['max_cpu_ratio_batch_ge_64']:.3f}**")
+             f"**{tg['max_cpu_ratio_batch_ge_64']:.3f}**; fastest call against fastest call: "
+             f"geometric mean **{tg['geomean_best_ratio_batch_ge_64']:.3f}**, largest "
+             f"**{tg['max_best_ratio_batch_ge_64']:.3f}**")
     L.append(f"- measurements whose optimized HLO is the same as vmap's: {tg['same_hlo']}")
     L.append(f"- optimized HLO instructions above vmap's: {', '.join(tg['hlo_above_vmap']) or 'none'}")
     L.append(f"- temp memory above vmap's: {', '.join(tg['temp_above_vmap']) or 'none'}")
@@ -143,17 +149,17 @@ def write_markdown(path, info, results, scaling, tg, plots):
         L.append(" ".join(f"![{p}]({p})" for p in plots) + "\n")
     L.append("## Run time per call (ms)\n")
     L.append("| workload | batch | batch_lower | jit(vmap) | lax.map | bl/vmap | bl/map "
-             "| bl/vmap CPU time | rounds |")
-    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+             "| bl/vmap CPU time | bl/vmap best | rounds |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for m in results:
         if m.status != "ok":
-            L.append(f"| {m.workload} | {m.batch} | {m.status} | | | | | | |")
+            L.append(f"| {m.workload} | {m.batch} | {m.status} | | | | | | | |")
             continue
         t = m.times
         L.append(f"| {m.workload} | {m.batch} | {_ms(t.get('batch_lower'))} | {_ms(t.get('vmap'))} "
                  f"| {_ms(t.get('lax_map'))} | {m.ratio_vmap:.3f} | "
                  f"{'' if m.ratio_map is None else f'{m.ratio_map:.3f}'} | "
-                 f"{m.ratio_vmap_cpu:.3f} | {m.rounds} |")
+                 f"{m.ratio_vmap_cpu:.3f} | {m.ratio_vmap_best:.3f} | {m.rounds} |")
     L.append("\n## Compilation, HLO and memory\n")
     L.append("First result = lowering + rewrite + compile + one run (batch_lower: "
              "jax.export + rewrite + XLA; vmap: trace + lower + XLA). Memory from "

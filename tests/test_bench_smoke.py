@@ -27,6 +27,7 @@ def test_measure_and_write(tmp_path):
     assert m.status == "ok", m.status
     assert m.rounds == 1 and set(m.times) == {"batch_lower", "vmap", "lax_map"}
     assert m.max_abs_diff < 1e-5 and m.ratio_vmap > 0 and m.rewrite_seconds > 0
+    assert m.ratio_vmap_best > 0 and m.ratio_vmap_cpu > 0
     assert m.hlo_instructions["batch_lower"] > 0 and m.same_hlo is not None
     assert m.report is not None and m.report.ops_by_rule["stablehlo.dot_general"] == 1
     # a workload that fails is reported, not raised
