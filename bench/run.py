@@ -111,6 +111,33 @@ def targets(results) -> dict:
                                    if m.status != "ok"})}
 
 
+def summary_table(results) -> list[str]:
+    """One row per workload: bl/vmap (median of pairs; fastest against fastest)
+    per batch size, and whether XLA's optimized HLO is vmap's."""
+    sizes = sorted({m.batch for m in results})
+    rows = ["## Summary: batch_lower / jit(vmap) run time\n",
+            "Median of per-round ratios (fastest call / fastest call); below 1: "
+            "batch_lower is faster.\n",
+            "| workload | " + " | ".join(f"batch {b}" for b in sizes) + " | same optimized HLO |",
+            "|---|" + "---:|" * len(sizes) + ":---:|"]
+    for name in dict.fromkeys(m.workload for m in results):
+        ms = {m.batch: m for m in results if m.workload == name}
+        cells = []
+        for b in sizes:
+            m = ms.get(b)
+            if m is None:
+                cells.append("")
+            elif m.status != "ok":
+                cells.append(m.status.split(":")[0])
+            else:
+                cells.append(f"{m.ratio_vmap:.2f} ({m.ratio_vmap_best:.2f})")
+        ok = [m for m in ms.values() if m.status == "ok"]
+        same = "yes" if ok and all(m.same_hlo for m in ok) else (
+            "no" if ok else "")
+        rows.append(f"| {name} | " + " | ".join(cells) + f" | {same} |")
+    return rows + [""]
+
+
 def write_markdown(path, info, results, scaling, tg, plots):
     L = []
     L.append("# Benchmark: batch_lower vs jax.jit(jax.vmap(f)) vs jax.lax.map\n")
@@ -147,6 +174,7 @@ def write_markdown(path, info, results, scaling, tg, plots):
     L.append("")
     if plots:
         L.append(" ".join(f"![{p}]({p})" for p in plots) + "\n")
+    L.extend(summary_table(results))
     L.append("## Run time per call (ms)\n")
     L.append("| workload | batch | batch_lower | jit(vmap) | lax.map | bl/vmap | bl/map "
              "| bl/vmap CPU time | bl/vmap best | rounds |")
