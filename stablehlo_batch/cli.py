@@ -196,9 +196,12 @@ except Exception:
 """
 
 
-def _check_bytecode_in_child(data: bytes, timeout: float = 120):
-    """Raises BatchingError when reading the bytecode crashes or hangs a child."""
+def _check_bytecode_in_child(data: bytes, timeout: float | None = None):
+    """Raises BatchingError when reading the bytecode crashes or hangs a child
+    (corrupt bytecode can send the reader into an endless loop)."""
     import subprocess
+    if timeout is None:  # generous for real modules: 30 s + 10 s per MiB
+        timeout = 30 + 10 * len(data) / 2**20
     try:
         proc = subprocess.run([sys.executable, "-c", _CHILD_PARSE], input=data,
                               capture_output=True, timeout=timeout)
