@@ -1,11 +1,12 @@
 // reduce_window, select_and_scatter and map (passes/rules/windows.py): the
 // batch dim gets a window of 1, stride 1, no padding and no dilation (map:
 // its dimensions shift by one). A per-lane init value runs the op once per
-// lane.
+// lane (the fallback: a warning, or an error under --strict).
 //
 // RUN: stablehlo-batch-opt %s --func=max_pool --axis-size=4 | filecheck %s --check-prefix=POOL
 // RUN: stablehlo-batch-opt %s --func=argmax_window --axis-size=4 --in-axes=0,none,none,none --out-axes=0,0 | filecheck %s --check-prefix=VARIADIC
 // RUN: stablehlo-batch-opt %s --func=argmax_window --axis-size=4 --in-axes=0,none,0,none --out-axes=0,0 | filecheck %s --check-prefix=PERLANE
+// RUN: not stablehlo-batch-opt %s --func=argmax_window --axis-size=4 --in-axes=0,none,0,none --out-axes=0,0 --strict 2>&1 | filecheck %s --check-prefix=STRICT
 // RUN: stablehlo-batch-opt %s --func=pool_grad --axis-size=4 --in-axes=none,0 | filecheck %s --check-prefix=SAS
 // RUN: stablehlo-batch-opt %s --func=map --axis-size=4 --in-axes=0,none | filecheck %s --check-prefix=MAP
 
@@ -42,6 +43,9 @@ func.func @max_pool(%x: tensor<4x6xf32>) -> tensor<2x5xf32> {
 // PERLANE-SAME: <{window_dimensions = array<i64: 4>, window_strides = array<i64: 2>}>
 // PERLANE: (tensor<8xf32>, tensor<8xi32>, tensor<f32>, tensor<i32>) -> (tensor<3xf32>, tensor<3xi32>)
 // PERLANE: stablehlo.dynamic_update_slice
+//
+// Under --strict the per-lane loop is refused with the typed error.
+// STRICT: error: cannot batch 'stablehlo.reduce_window' in function @argmax_window: an init value differs per batch element (strict mode: no per-lane fallback)
 func.func @argmax_window(%x: tensor<8xf32>, %i: tensor<8xi32>, %xi: tensor<f32>, %ii: tensor<i32>) -> (tensor<3xf32>, tensor<3xi32>) {
   %0:2 = "stablehlo.reduce_window"(%x, %i, %xi, %ii) <{window_dimensions = array<i64: 4>, window_strides = array<i64: 2>}> ({
   ^bb0(%a: tensor<f32>, %ai: tensor<i32>, %b: tensor<f32>, %bi: tensor<i32>):

@@ -95,6 +95,7 @@ CONV_PARAMS = [
     ("nhwc_stride_pad_dilate", (1, None), -1, 1), ("nhwc_stride_pad_dilate", (None, -1), 0, 3),
     ("nhwc_stride_pad_dilate", (-1, 2), 1, 3),
     ("depthwise", (0, None), 0, 8), ("depthwise", (None, 0), 2, 3), ("depthwise", (0, 1), -1, 3),
+    ("depthwise", (0, 1), 0, 0),  # no lanes at all: groups would be 0
     ("grouped", (0, None), 1, 3), ("grouped", (None, 1), 0, 3), ("grouped", (2, 0), 0, 1),
     ("batch_groups", (0, None), 0, 3), ("batch_groups", (None, 0), -1, 3),
     ("batch_groups", (1, 1), 0, 8),

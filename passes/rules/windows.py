@@ -80,6 +80,10 @@ def convolution(fb, op, flags):
     out_batch, out_feature = dn.output_batch_dimension, dn.output_feature_dimension
     kernel_out = dn.kernel_output_feature_dimension
     attrs = bld.attributes_of(op)
+    if size == 0:  # no lane: folding would make a group count of 0
+        out_type = fb.batched_type(op.results[0].type)
+        zeros = bld.splat(ir.IntegerType.get_signless(32), bld.shape_of(out_type), 0)
+        return [(bld.create("stablehlo.convert", [out_type], [zeros]).result, True)]
     if lhs_b and rhs_b:
         # Lane b's input features (batch groups) meet only lane b's kernels:
         # the lanes become more groups, lane-major.
