@@ -1,0 +1,91 @@
+"""Regression tests: shrunk examples of bugs the generated and fuzz tests found.
+
+Generated programs (tests/gen_programs.py) are kept as the ``Program`` repr
+hypothesis printed, checked with ``check_program``; CLI inputs as the bytes
+that broke it.
+"""
+from __future__ import annotations
+
+import base64
+import zlib
+
+import pytest
+
+from gen_programs import Arg, Outcome, Program, Step, check_program  # noqa: F401
+from stablehlo_batch import cli
+from passes.errors import BatchingError
+
+# Found by test_generated while passes/report.py was being written: nothing
+# batched (axis_size only), two outputs, one with out_axes None. The report's
+# byte count crashed on every element type.
+UNBATCHED_CONSTANTS = Program(
+    args=[],
+    steps=[Step(op="const", inputs=(), params={"shape": (), "dtype": "float32", "seed": 0}),
+           Step(op="const", inputs=(), params={"shape": (), "dtype": "float32", "seed": 0}),
+           Step(op="binary", inputs=(1, 0), params={"fn": "add"})],
+    outputs=[2, 0], out_axes=[None, 0], size=1, seed=0)
+
+
+@pytest.mark.parametrize("program", [UNBATCHED_CONSTANTS])
+def test_generated_regressions(program):
+    assert check_program(program) == Outcome.OK
+
+
+# The bytecode of lit_tests/control_flow.mlir (as of this test), zlib + base64.
+_CONTROL_FLOW_BC = zlib.decompress(base64.b64decode(
+    "eNptVm+IVFUUv+edd+f2vF0fr8d42YZt2JZtWZfZVQddTFxxxZHVdFcXdynRYZx9q5OzM9vOTCaRUZJR0oeI"
+    "iIiIiIiIiBARCYmIjJSKCo2IioiIipKIir5Y57w3kxXeue/cc+75nb/3vpnZftvlXWb7beO7VuWHVgytOFBp"
+    "Chj3QHomBxiiVFb22Uy2t39wOD+ybsOmLdsmpmb2KCziJafg5OFPndW+r6empvxsyEPrZNqrM/nE858xZf87"
+    "yEL79hpDX2vTxqFC6ZGVht6wPbIdBvKh7yvrtz36mkrIZjI8ndHr5co+9AQNkwu0DLpB5nu17EGRDKe98p74"
+    "3+A9aPOdNdAe+WPJwpnV9IxbmKF1hlYA0yOJn0DTK0csnETTJ9daGHXQ9Mt1FpYjmgG53sKdxAzKDRbOIcph"
+    "C1do2WhhjYtyk4WCi2ZYbrbgSDQr5RYLRyUyGWZyO5NjFh6UoYXjMrDwKB0cYXNMZiykZMiZdyrrVGphCYOX"
+    "MrjgUuytLok73LSF/czNMbnTJe0u5na5eSa7mRy2MO1aC3e4mpNci/h4KMc9LbcFRlq4lX2MsuUV7KMkWEyx"
+    "eA4HmExZOI+09yXS3gcYMMkz2c2EnH+M5PwSam7MCBOqosa442xxFLXcbmGRXdzNoOXsdjluszDEoGkGbWXt"
+    "DtaOMjfG3Crm1sR7Th+TzUwOkdYhs30Ol+oQZNohSIG5rcydpNxOUmqnqL+n6TlDigtKaiWV4ua9Tcm+Q8+7"
+    "hD1LujdpnSCbnYSdCul2yLjbu0mcIXWFTEoEL9MTEXQP7e3VGTQqAyYD3Toje4yiroHjZKTpURnppWNiSPQU"
+    "E+I8xivwGGIkAs/2oiRAIjGVMQ1CnujLtJXSQ+ySyutC9NwflkiYzIJyzy1ByOFkHyr3IhqLuMwR3tiNdOfQ"
+    "G7vJUbzc4pCpXbbcSSJ5qLRUGewWujDqaJTSKOWOORig5ycKk1rl0GU2Mp1a45ARvZnurQ7n4g459Arj5KBR"
+    "7ltoQql+wssU8Zc44K+KA/2WVJXEsdhFcZYmcSjhGzpxWGFSThxHmVSqE2dJEuePOMxK2rgLPa305/gFfiXC"
+    "ZV9zf6gez6S+53Kkcn9EltOpb9vyd3R47jeocHIkUO6JOI138T3Ru+wCGxsCD6Q+JZaa9hlyi/oLn4SJfDGW"
+    "+woftuWPUEn3fZQ4uT6t3L3sS5/GM5TIG51Eegpv2wT8DhnTQbpvUk3uWTba1KXcOuUve1/of1H40y9luDgg"
+    "7Ahq7Y28MvKqek29Th062Y0yVpzi7F+WktLfklVujkJi9lkxWHiuh64B+Xefl+x6W29H+ZjIFp7uayufiZUT"
+    "/cp9iu9DtiW6xw4PYNafPpKRfvZfsR8YOaYeUg9T7EcG27FPoBcU7s1hGmVQuC+Hlqu/Pz6J3cPKXc8HF1bU"
+    "ITrweTrwTOGuldilgKzdBvd7T165G1H7KtybL6oSwcoE60pF6HmEImcH0EtRmiDOywnfSpsOeoJsYDIZK43f"
+    "pXVXWncPmlAZ7QX0g6DTOtjfqlSblZqYa9XKotEs7a9GB6t1UWYyX59tVSOxGDVbizVRrtdIX2sSM79QWoxE"
+    "aXZWNOqLTdGoVsqRqMyJ+Rb5WqgeEYcPVshw9kitNF8pF1sLs6VmVExgnc22Ub1Zih3WG5VmJMqtRrM+XyyX"
+    "qlVRLjUi0ajUIhHds1CvRbVmpVQVtegA+RLN+kLxkMgla7Eyv0D4eqvWjBaL1Xp9QewnYTaaTYTKXJEo++O1"
+    "UZmNitHcXFRuFilnroC3E09XU1lYrNzNkSjfq5m3SxGH4gYNJVlU6weK9DfhuqXOavqWMdAD0Es3FtPyZkf9"
+    "jn8a6AcYIEUOYJiWPMBqflNgLcA6CADegpB/GGEDwEZ6TUP1MxuRr830lyNmxsGMOk88uc+JJf0MKsL8pYwf"
+    "GNgJMAVYNzADcDv8DXLhUkY="))
+
+
+def _flipped(offset, value):
+    data = bytearray(_CONTROL_FLOW_BC)
+    data[offset] = value
+    return bytes(data)
+
+
+def test_bytecode_that_aborts_the_mlir_reader_is_one_error_line(tmp_path, capfd):
+    """Found by fuzz_cli: one changed byte made MLIR's bytecode reader abort
+    the process (SIGABRT) -- the CLI died without a word."""
+    src = tmp_path / "m.mlirbc"
+    src.write_bytes(_flipped(1869, 249))
+    rc = cli.main([str(src), "--func=counter_loop", "--axis-size=4"])
+    out, err = capfd.readouterr()
+    assert rc == 1 and out == "" and len(err.splitlines()) == 1, err
+    assert err.startswith("error: cannot parse module: the bytecode is corrupt")
+
+
+def test_bytecode_that_hangs_the_mlir_reader_times_out():
+    """Found by fuzz_cli: one changed byte sent the reader into an endless loop."""
+    with pytest.raises(BatchingError, match="did not finish"):
+        cli._check_bytecode_in_child(_flipped(165, 7), timeout=3)
+
+
+def test_intact_bytecode_still_reads(tmp_path, capfd):
+    src = tmp_path / "m.mlirbc"
+    src.write_bytes(_CONTROL_FLOW_BC)
+    rc = cli.main([str(src), "--func=counter_loop", "--axis-size=4", "--in-axes=0",
+                   "--out-axes=none,0"])
+    out, err = capfd.readouterr()
+    assert rc == 0 and "tensor<4x" in out, err
