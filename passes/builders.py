@@ -7,6 +7,7 @@ rule, so a rule never has to thread them through.
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Callable, Sequence
 
 import numpy as np
@@ -24,7 +25,13 @@ from passes import report as _report
 # time, which jax's shape refinement turns back into static ops per call.
 DYN = ir.ShapedType.get_dynamic_size()
 
-_size_sources: list[Callable[[], ir.Value]] = []
+_local = threading.local()  # batch-size sources, per thread (rewrites may run in parallel)
+
+
+def _size_sources() -> list[Callable[[], ir.Value]]:
+    if not hasattr(_local, "sources"):
+        _local.sources = []
+    return _local.sources
 
 
 class SymbolicShapeError(Exception):
@@ -36,17 +43,18 @@ class SymbolicShapeError(Exception):
 def batch_size_source(fn: Callable[[], ir.Value]):
     """Within: ``batch_size_1d()`` calls ``fn`` (which builds a tensor<1xi32>
     holding the batch size at the current insertion point)."""
-    _size_sources.append(fn)
+    _size_sources().append(fn)
     try:
         yield
     finally:
-        _size_sources.pop()
+        _size_sources().pop()
 
 
 def batch_size_1d() -> ir.Value:
-    if not _size_sources:
+    sources = _size_sources()
+    if not sources:
         raise SymbolicShapeError("no batched value to read the batch size from")
-    return _size_sources[-1]()
+    return sources[-1]()
 
 
 def is_dynamic(shape: Sequence[int]) -> bool:

@@ -259,6 +259,8 @@ def batch_with_options(exp, dims, out_dims, size, *, what: str = "batch_lower",
         raise ValueError("chunk_size and mesh cannot be combined yet")
     if chunk_size is not None and is_symbolic(size):
         raise ValueError("chunk_size needs a static axis_size")
+    if mesh is not None and is_symbolic(size):
+        raise ValueError("mesh needs a static axis_size")
     dims = _normalize(f"{what} in_axes", exp.in_avals, dims)
     if chunk_size == "auto":
         from stablehlo_batch.chunking import auto_chunk

@@ -137,6 +137,9 @@ def test_symbolic_errors(rng):
         sb.batch_lower(take, in_axes=(0, None), axis_size="b")(jnp.ones((3, 4)), 1)
     with pytest.raises(ValueError, match="static axis_size"):
         sb.batch_lower(jnp.sin, axis_size="b", chunk_size=2)(jnp.ones((3, 4)))
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("batch",))
+    with pytest.raises(ValueError, match="static axis_size"):
+        sb.batch_lower(jnp.sin, axis_size="b", mesh=mesh)(jnp.ones((3, 4)))
     exp = jax.export.export(jax.jit(jnp.sin))(jnp.ones(3))
     with pytest.raises(sb.AxisSpecError, match="at least one batched argument"):
         batch_exported(exp, None, axis_size="b")
