@@ -158,11 +158,12 @@ _CMP = {"lt": jnp.less, "le": jnp.less_equal, "gt": jnp.greater, "ge": jnp.great
 class Builder:
     """Draws a program step by step, tracking each value's per-example aval."""
 
-    def __init__(self, draw):
+    def __init__(self, draw, depth=0, env=()):
         self.draw = draw
+        self.depth = depth  # > 0 inside a region: no new arguments there
         self.args: list[Arg] = []
         self.steps: list[Step] = []
-        self.avals: list[tuple[tuple, str]] = []  # per value id
+        self.avals: list[tuple[tuple, str]] = list(env)  # per value id
         self._arg_ids: list[int] = []
 
     # Value ids: arguments are numbered first in the final program; while
@@ -205,7 +206,7 @@ class Builder:
         if dtype == BOOL:
             x = self.operand(shape, (F32,))
             return self.add(Step("cmp", (x, self._new_const(shape, F32)), dict(fn="gt")))
-        if self.draw(st.integers(0, 4)) == 4:  # hypothesis favours 0: keep constants rare
+        if self.depth or self.draw(st.integers(0, 4)) == 4:  # hypothesis favours 0
             return self._new_const(shape, dtype)
         return self._new_arg(shape, dtype)
 
@@ -631,6 +632,60 @@ def _gen_conv(b):
                   rhs_dil=tuple(b.draw(st.integers(1, 2)) for _ in range(n)),
                   groups=groups)
     return b.add(Step("conv", (x, w), params))
+
+
+# ---- regions with random bodies --------------------------------------------------------
+
+def _run_body(steps, env):
+    env = list(env)
+    for s in steps:
+        env.append(OPS[s.op].apply(s.params, *[env[i] for i in s.inputs]))
+    return env
+
+
+def _coerce(out, like):
+    """A body's result as a value of ``like``'s type (loops and branches need
+    it); floats squashed so that loops stay finite."""
+    if out.shape != like.shape:
+        out = like + jnp.sum(out).astype(like.dtype)
+    out = out.astype(like.dtype)
+    return jnp.tanh(out) if jnp.issubdtype(like.dtype, jnp.floating) else out
+
+
+def _region(p, x, s, *caps):
+    def body(c):
+        return _coerce(_run_body(p["body"], (c, *caps))[p["out"]], c)
+    if p["kind"] == "fori":
+        return lax.fori_loop(0, p["n"], lambda i, c: body(c), x)
+    if p["kind"] == "while":
+        return lax.while_loop(lambda c: c[0] < jnp.clip(s, 0, 3),
+                              lambda c: (c[0] + 1, body(c[1])), (jnp.int32(0), x))[1]
+    if p["kind"] == "scan":  # a carry and per-step outputs stacked
+        def step(c, _):
+            nxt = body(c)
+            return nxt, nxt * 2
+        c, ys = lax.scan(step, x, None, length=p["n"])
+        return c + ys.sum(0).astype(c.dtype) if p["n"] else c
+    return lax.cond(s > 0, body, lambda c: c, x)
+
+
+@op("region", _region, needs=("stablehlo.while", "stablehlo.if"))
+def _gen_region(b):
+    if b.depth >= 1:  # one level of nesting: bodies hold plain ops
+        return _gen_binary(b)
+    x = b.operand(max_rank=2)
+    s = b.operand((), (I32,))
+    caps = [b.operand(max_rank=2) for _ in range(b.draw(st.integers(0, 2)))]
+    inner = Builder(b.draw, depth=1, env=[b.avals[i] for i in (x, *caps)])
+    names = [n for n in available_ops() if n not in ("region", "conv")]
+    for _ in range(b.draw(st.integers(1, 3))):
+        OPS[b.draw(st.sampled_from(names))].gen(inner)
+    # constants drawn inside the body are steps of the body; locals 0.. are
+    # (carry, *captures)
+    params = dict(kind=b.draw(st.sampled_from(("fori", "while", "scan", "cond"))),
+                  n=b.draw(st.integers(0, 3)), body=list(inner.steps),
+                  out=len(inner.avals) - 1)
+    return b.add(Step("region", (x, s, *caps), params))
 
 
 # ---- the strategy ---------------------------------------------------------------
