@@ -456,7 +456,7 @@ def _gen_iota(b):
 
 @op("take", lambda p, x, i: jnp.take(x, i, axis=p["axis"], mode=p["mode"]))
 def _gen_take(b):
-    x = b.operand(min_rank=1)
+    x = b.operand(min_rank=1, nonempty=True)  # jnp.take rejects an empty axis
     idx = b.operand(b.shape(0, 2), (I32,))
     axis = b.draw(st.integers(0, len(b.avals[x][0]) - 1))
     mode = b.draw(st.sampled_from(("clip", "fill")))
@@ -470,7 +470,7 @@ def _index2(p, x, i, j):
 @op("index2", _index2)
 def _gen_index2(b):
     gap = b.draw(st.booleans())
-    x = b.operand(min_rank=3 if gap else 2)
+    x = b.operand(min_rank=3 if gap else 2, nonempty=True)
     ishape = b.shape(0, 2)
     i = b.operand(ishape, (I32,))
     j = b.operand(_broadcast_partner(b, ishape), (I32,))
@@ -485,7 +485,7 @@ def _scatter(p, x, i, y):
 
 @op("scatter", _scatter)
 def _gen_scatter(b):
-    x = b.operand(min_rank=1)
+    x = b.operand(min_rank=1, nonempty=True)  # jax rejects a scalar index into size 0
     shape, dtype = b.avals[x]
     axis = b.draw(st.integers(0, min(1, len(shape) - 1)))
     fn = b.draw(st.sampled_from(("add", "max", "min", "mul", "set")))
