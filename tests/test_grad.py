@@ -49,15 +49,18 @@ def test_grad_of_mean_loss_params_and_inputs(rng, size):
     assert vjp.out_avals[0].shape == params[0][0].shape  # summed over the batch
 
 
-def test_per_example_gradients_vjp_with_axes(rng):
-    """jax.vjp with a batched cotangent at out_axes=1 and an unbatched output."""
+@pytest.mark.parametrize("axis_size", [None, "b"])
+def test_per_example_gradients_vjp_with_axes(rng, axis_size):
+    """jax.vjp with a batched cotangent at out_axes=1 and an unbatched output
+    (also with a symbolic batch size: the backward module is symbolic too)."""
     params = _params(rng)
     xs = make(rng, (4,), jnp.float32, 1, 3)  # (4, 3): batch along axis 1
 
     def f(p, x):
         return mlp(p, x), jnp.sum(p[0][1])  # the second output is not batched
 
-    out_b, vjp_b = jax.vjp(sb.batch_lower(f, in_axes=(None, 1), out_axes=(1, None)),
+    out_b, vjp_b = jax.vjp(sb.batch_lower(f, in_axes=(None, 1), out_axes=(1, None),
+                                          axis_size=axis_size),
                            params, xs)
     out_v, vjp_v = jax.vjp(jax.vmap(f, in_axes=(None, 1), out_axes=(1, None)), params, xs)
     assert_same_tree(out_b, out_v, **TOL)
