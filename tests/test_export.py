@@ -90,6 +90,7 @@ def test_vmappable_vmap_jit_lax_map_nested(rng):
     exp = jax.export.export(jax.jit(mlp))(params, jnp.zeros(4))
     with pytest.raises(NotImplementedError):  # what vmappable fixes
         jax.vmap(exp.call, in_axes=(None, 0))(params, jnp.zeros((2, 4)))
+    assert sb.vmappable is vmappable and sb.batch_exported is batch_exported
     f = vmappable(exp.serialize())
     xs = make(rng, (4,), jnp.float32, 0, 3)
     want = jax.vmap(mlp, in_axes=(None, 0))(params, xs)
