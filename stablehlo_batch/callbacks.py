@@ -12,8 +12,11 @@ for ours and whose callable list, keep-alives and effects are the original
 lowering's: indices keep meaning the same callables.
 
 The result is an AOT executable: it is called directly (not inside another
-``jax.jit``; that raises a TypeError saying so). Ordered effects
-(``io_callback(ordered=True)``) and hoisted constant arguments are refused.
+``jax.jit``; that raises a TypeError saying so). One ordered effect
+(``io_callback(ordered=True)`` or ``jax.debug.callback(ordered=True)``) is
+supported: the token it adds to main stays unbatched and the per-lane loop
+threads it through the lanes in order. Several kinds of ordered effects at
+once, and hoisted constant arguments, are refused.
 """
 from __future__ import annotations
 
@@ -53,6 +56,18 @@ def _insert(shape, d, size):
     return tuple(shape)
 
 
+def _ordered_twin(effect):
+    """A no-op that has ``effect`` (an ordered effect), or None."""
+    from jax._src import callback as jcb
+    from jax._src import debugging
+    if isinstance(effect, jcb.OrderedIOEffect):
+        from jax.experimental import io_callback
+        return lambda: io_callback(lambda: None, None, ordered=True)
+    if isinstance(effect, debugging.OrderedDebugEffect):
+        return lambda: jax.debug.callback(lambda: None, ordered=True)
+    return None
+
+
 def build(fn, in_tree, avals, dims, size, platform, out_axes, what="batch_lower"):
     """Lowers ``fn`` for one example in-process, batches it and compiles it
     keeping its host callbacks; ``avals``/``dims`` are the flat batched
@@ -67,10 +82,14 @@ def build(fn, in_tree, avals, dims, size, platform, out_axes, what="batch_lower"
         lowering_platforms=(platform,))
     lowering = lowered._lowering
     cargs = lowering.compile_args
-    if cargs.get("ordered_effects"):
+    ordered = list(cargs.get("ordered_effects") or [])
+    if len(ordered) > 1 or (ordered and _ordered_twin(ordered[0]) is None):
         raise UnsupportedOpError(
             "stablehlo.custom_call", "main", "unknown",
-            "ordered host callbacks (io_callback(ordered=True)) cannot be batched")
+            "host callbacks with the ordered effects "
+            f"{', '.join(type(e).__name__ for e in ordered)} cannot be batched (one kind "
+            "of ordered effect at most)")
+    n_tok = len(ordered)  # main takes and returns one token per ordered effect
     if getattr(lowering, "const_args", None):
         raise UnsupportedOpError("func.func", "main", "unknown",
                                  "a host-callback function with hoisted constants")
@@ -81,13 +100,16 @@ def build(fn, in_tree, avals, dims, size, platform, out_axes, what="batch_lower"
     module = module_io.parse_module(
         lowered.compiler_ir("stablehlo").operation.get_asm(enable_debug_info=True))
     try:
-        result_batched, report = batch_function_with_report(module, "main", list(dims),
-                                                             out_dims, size)
+        result_batched, report = batch_function_with_report(
+            module, "main", [None] * n_tok + list(dims), [None] * n_tok + list(out_dims),
+            size)
+        result_batched = result_batched[n_tok:]
     except AxisSpecError as e:
         if e.result_index is None:
             raise
-        path = ax.leaf_path(out_tree, e.result_index, "out_axes")
-        if out_dims[e.result_index] is None:
+        j = e.result_index - n_tok
+        path = ax.leaf_path(out_tree, j, "out_axes")
+        if out_dims[j] is None:
             raise ValueError(f"{what} has mapped output ({path}) but out_axes "
                              "is None") from None
         raise ValueError(f"at {what} {path}: {e}") from None
@@ -101,13 +123,17 @@ def build(fn, in_tree, avals, dims, size, platform, out_axes, what="batch_lower"
                 for a in avals]
     # A lowering with the batched signature: its calling convention (avals,
     # shardings, layouts) is right; module, callables and effects are swapped.
-    template = jax.jit(lambda *a: tuple(jnp.zeros(s.shape, s.dtype) for s in out_specs),
-                       keep_unused=True).trace(*in_specs).lower(
-                           lowering_platforms=(platform,))
+    def template_fn(*a):
+        if ordered:  # the same ordered effect: the same tokens in main's signature
+            _ordered_twin(ordered[0])()
+        return tuple(jnp.zeros(s.shape, s.dtype) for s in out_specs)
+
+    template = jax.jit(template_fn, keep_unused=True).trace(*in_specs).lower(
+        lowering_platforms=(platform,))
     t = template._lowering
     t._hlo = module_io.parse_module(module_io.module_to_text(module, debug_info=True),
                                     context=template.compiler_ir("stablehlo").context)
-    for name in ("host_callbacks", "keepalive", "unordered_effects"):
+    for name in ("host_callbacks", "keepalive", "unordered_effects", "ordered_effects"):
         t.compile_args[name] = cargs[name]
     compiled = template.compile()
 

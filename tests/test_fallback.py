@@ -118,11 +118,41 @@ def test_debug_and_io_callbacks_keep_lane_order():
     assert len([w for w in record if issubclass(w.category, sb.FallbackWarning)]) == 1
 
 
-def test_ordered_io_callback_is_refused():
+@pytest.mark.parametrize("in_axes,size", [((0, None), 4), ((1, 0), 1)])
+def test_ordered_io_callback_threads_its_token_through_the_lanes(in_axes, size):
+    seen = []
+
+    def cb(a):
+        seen.append(float(a[0]))
+        return np.asarray(a * 2)
+
+    def f(x, w):
+        y = io_callback(cb, jax.ShapeDtypeStruct(x.shape, x.dtype), x, ordered=True)
+        return y + w
+
+    x = jnp.arange(size, dtype=jnp.float32)[:, None] * jnp.ones((size, 2))
+    x = jnp.moveaxis(x, 0, in_axes[0])
+    w = jnp.ones((2,)) if in_axes[1] is None else jnp.ones((size, 2))
+    batched = sb.batch_lower(f, in_axes=in_axes)
+    with pytest.warns(sb.FallbackWarning):
+        got = batched(x, w)
+    lanes = [float(v) for v in range(size)]
+    assert seen == lanes  # lane order kept
+    # jax.vmap refuses ordered callbacks: the oracle is a loop over examples
+    xs = jnp.moveaxis(x, in_axes[0], 0)
+    want = jnp.stack([f(xs[i], w if in_axes[1] is None else w[i]) for i in range(size)])
+    assert_same_tree(got, want)
+    seen.clear()
+    batched(x, w)  # the cached executable: runs again, in order
+    assert seen == lanes
+
+
+def test_two_kinds_of_ordered_effects_are_refused():
     def f(x):
+        jax.debug.callback(lambda a: None, x, ordered=True)
         return io_callback(lambda a: a, jax.ShapeDtypeStruct(x.shape, x.dtype), x,
                            ordered=True)
-    with pytest.raises(sb.UnsupportedOpError, match="ordered"):
+    with pytest.raises(sb.UnsupportedOpError, match="OrderedDebugEffect|OrderedIOEffect"):
         sb.batch_lower(f)(jnp.ones((2, 3)))
 
 
