@@ -1,6 +1,7 @@
 // GPU linear-algebra kernels as jax lowers them for `cuda` / `rocm`
 // (jax.jit(f).trace(...).lower(lowering_platforms=("cuda",))), checked as IR
-// only: they cannot run on this machine. Each kernel takes leading batch
+// only: they cannot run on this machine. Also TPU's LuDecomposition (its Qr
+// and Eigh run on CPU: tests/test_linalg.py). Each kernel takes leading batch
 // dims, so a batched call gets one more: types, layouts (new dim most major),
 // num_batch_dims and the sharding rule follow; backend configs and aliases
 // stay (passes/rules/custom_calls.py).
@@ -16,6 +17,7 @@
 // RUN: stablehlo-batch-opt %s --func=gtsv --axis-size=2 --in-axes=none,0 | filecheck %s --check-prefix=GTSV
 // RUN: stablehlo-batch-opt %s --func=hip_lu --axis-size=2 | filecheck %s --check-prefix=HIPLU
 // RUN: stablehlo-batch-opt %s --func=hip_svd --axis-size=2 | filecheck %s --check-prefix=HIPSVD
+// RUN: stablehlo-batch-opt %s --func=tpu_lu --axis-size=2 | filecheck %s --check-prefix=TPULU
 // RUN: not stablehlo-batch-opt %s --func=cholesky_update --axis-size=2 --strict 2>&1 | filecheck %s --check-prefix=CHUPD
 
 // jnp.linalg.solve for cuda, as lowered: getrf + lu_pivots_to_permutation
@@ -181,6 +183,14 @@ func.func @hip_lu(%arg0: tensor<4x4xf32>) -> (tensor<4x4xf32>, tensor<4xi32>) {
 func.func @hip_svd(%arg0: tensor<4x3xf32>) -> tensor<3xf32> {
   %0:5 = stablehlo.custom_call @hipsolver_gesvdj_ffi(%arg0) {backend_config = "", mhlo.backend_config = {compute_uv = true, full_matrices = true}, mhlo.frontend_attributes = {num_batch_dims = "0"}, operand_layouts = [dense<[0, 1]> : tensor<2xindex>], output_operand_aliases = [#stablehlo.output_operand_alias<output_tuple_indices = [0], operand_index = 0, operand_tuple_indices = []>], result_layouts = [dense<[0, 1]> : tensor<2xindex>, dense<0> : tensor<1xindex>, dense<[0, 1]> : tensor<2xindex>, dense<[0, 1]> : tensor<2xindex>, dense<> : tensor<0xindex>], sdy.sharding_rule = #sdy.op_sharding_rule<([i, j])->([k, l], [m], [n, o], [p, q], []) {i=4, j=3, k=4, l=3, m=3, n=4, o=4, p=3, q=3}, custom>} : (tensor<4x3xf32>) -> (tensor<4x3xf32>, tensor<3xf32>, tensor<4x4xf32>, tensor<3x3xf32>, tensor<i32>)
   return %0#1 : tensor<3xf32>
+}
+
+// TPU: XLA's own LU custom call, no layouts or frontend attributes to update.
+// TPULU-LABEL: func.func @tpu_lu
+// TPULU-NEXT: stablehlo.custom_call @LuDecomposition(%{{.*}}) {api_version = 2 : i32, backend_config = ""} : (tensor<2x4x4xf32>) -> (tensor<2x4x4xf32>, tensor<2x4xi32>, tensor<2x4xi32>)
+func.func @tpu_lu(%arg0: tensor<4x4xf32>) -> (tensor<4x4xf32>, tensor<4xi32>, tensor<4xi32>) {
+  %0:3 = stablehlo.custom_call @LuDecomposition(%arg0) {api_version = 2 : i32, backend_config = ""} : (tensor<4x4xf32>) -> (tensor<4x4xf32>, tensor<4xi32>, tensor<4xi32>)
+  return %0#0, %0#1, %0#2 : tensor<4x4xf32>, tensor<4xi32>, tensor<4xi32>
 }
 
 // cu_cholesky_update_ffi is not a batched kernel (jax marks the primitive

@@ -61,7 +61,7 @@ def _kernel_calls(lowered):
     def visit(op):
         if op.name == "stablehlo.custom_call":
             target = ir.StringAttr(op.attributes["call_target_name"]).value
-            if target in LINALG_TARGETS:
+            if target in LINALG_TARGETS and "mhlo.frontend_attributes" in op.attributes:
                 attrs = ir.DictAttr(op.attributes["mhlo.frontend_attributes"])
                 calls.append((target, [tuple(ir.RankedTensorType(v.type).shape)
                                        for v in op.operands],
@@ -180,6 +180,27 @@ def test_native_triangular_solve_f16(rng, in_axes, left_side, size):
     assert "stablehlo.triangular_solve" in text
     if in_axes[0] is None:  # the shared triangle is not copied per lane
         assert "(tensor<3x3xf16>, tensor<" in text
+
+
+# ---- modules lowered for TPU, run here ---------------------------------------------
+# jax calls XLA's Qr / ProductOfElementaryHouseholderReflectors / Eigh custom
+# calls on TPU; XLA's CPU compiler expands them, so the batched TPU module
+# runs here against the module run once per lane. (jax's TPU SVD is built
+# from them too, but its module takes too long to compile for CI.)
+
+@pytest.mark.parametrize("name,fn,shape,axis,size", [
+    ("qr", jnp.linalg.qr, (4, 3), 0, 3),
+    ("eigh", lambda a: jnp.linalg.eigh(_herm(a)), (3, 3), 1, 3),
+])
+def test_tpu_lowering(rng, name, fn, shape, axis, size):
+    spec = jax.ShapeDtypeStruct(shape, f32)
+    text = jax.jit(fn).trace(spec).lower(lowering_platforms=("tpu",)).as_text()
+    n_out = len(jax.tree_util.tree_leaves(jax.eval_shape(fn, spec)))
+    x = make(rng, shape, f32, axis, size)
+    with strict_mode(True):
+        check_module(text, [x], [axis], [0] * n_out, size, rtol=1e-4, atol=1e-4)
+        batched = sb.batch_module(text, [axis], [0] * n_out, size)
+    assert {"qr": "@Qr", "eigh": "@Eigh"}[name] in batched
 
 
 # ---- hand-written modules: cholesky, triangular_solve, batch_norm -------------

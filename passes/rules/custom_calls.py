@@ -54,7 +54,8 @@ def sharding_marker(fb, op, flags):
 
 # ---- linear algebra kernels ---------------------------------------------------
 #
-# The LAPACK / cuSOLVER / hipSOLVER FFI kernels jax calls take any number of
+# The LAPACK / cuSOLVER / hipSOLVER FFI kernels jax calls (and XLA's Qr / Eigh
+# / LuDecomposition that it calls on TPU) take any number of
 # leading batch dims (jax sets ``num_batch_dims``), so a batched call is the
 # same call with one more leading dim on every operand and result. Only the
 # typed-FFI targets qualify: the legacy ones (``lapack_sgetrf``,
@@ -85,7 +86,10 @@ def _gpu_targets() -> list[str]:
     return names
 
 
-LINALG_TARGETS = frozenset(_lapack_targets() + _gpu_targets())
+# What jax emits for TPU: XLA's own decompositions, batched over leading dims.
+_XLA_TARGETS = ["Qr", "ProductOfElementaryHouseholderReflectors", "Eigh", "LuDecomposition"]
+
+LINALG_TARGETS = frozenset(_lapack_targets() + _gpu_targets() + _XLA_TARGETS)
 _TRSM = frozenset(t for t in LINALG_TARGETS if t.endswith("trsm_ffi"))
 
 
@@ -159,6 +163,10 @@ def _batch_kernel_call(fb, op, flags):
             if v not in broadcast:
                 broadcast[v] = fb.materialize(v)
             op.operands[i] = broadcast[v]
+    if broadcast:
+        # The kernels need equal batch dims on all operands.
+        fb.note("operand_broadcast", op, f"{len(broadcast)} unbatched operand(s) copied "
+                "per lane: the kernel needs every operand batched")
     retype_batched(fb, op)
     _prepend_layouts(op, "operand_layouts")
     _prepend_layouts(op, "result_layouts")
@@ -176,12 +184,15 @@ def linalg_kernel(fb, op, flags):
 def trsm(fb, op, flags):
     """LAPACK triangular solve: with an unbatched matrix the lanes' right-hand
     sides become more columns / rows of one solve (see linalg.fold_rhs_lanes)."""
-    if flags[0] or len(op.operands) != 2:
+    config = (ir.DictAttr(op.attributes["mhlo.backend_config"])
+              if "mhlo.backend_config" in op.attributes else None)
+    if flags[0] or len(op.operands) != 2 or config is None or "side" not in config:
         return _batch_kernel_call(fb, op, flags)
     from passes.rules.linalg import fold_rhs_lanes
-    config = ir.DictAttr(op.attributes["mhlo.backend_config"])
     left = ir.IntegerAttr(config["side"]).value == ord("L")
     a, b = op.operands
+    fb.note("rhs_lanes_folded", op, "unbatched matrix: the lanes are more right-hand-side "
+            f"{'columns' if left else 'rows'} of one trsm")
     folded, unfold = fold_rhs_lanes(b, left)
     new = op.clone()
     new.operands[1] = folded

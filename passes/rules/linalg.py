@@ -36,6 +36,8 @@ def triangular_solve(fb, op, flags):
         op.operands[1] = fb.materialize(b)
         return retype_batched(fb, op)
     left = ir.BoolAttr(op.attributes["left_side"]).value
+    fb.note("rhs_lanes_folded", op, "unbatched matrix: the lanes are more right-hand-side "
+            f"{'columns' if left else 'rows'} of one solve")
     folded, unfold = fold_rhs_lanes(b, left)
     attrs = bld.attributes_of(op)
     x = bld.create("stablehlo.triangular_solve", [folded.type], [a, folded], attrs).result
@@ -88,6 +90,7 @@ def _merged_batch_norm(fb, op, big_operands, big_results=(0,)):
     ``big_operands`` / ``big_results``: the positions of the operands and
     results shaped like the operand; the others are per-feature vectors."""
     fi = _feature_index(op)
+    fb.note("lanes_into_features", op, "lane b's feature f is feature b*C+f of one op")
     operands = [_merge_lanes(fb, v, fi if i in big_operands else 0)
                 for i, v in enumerate(op.operands)]
     big, vec = operands[0], operands[1]
