@@ -172,6 +172,23 @@ def test_cnn_per_example_gradients(rng):
     assert batched.count("stablehlo.convolution") == one.count("stablehlo.convolution") >= 5
 
 
+@pytest.mark.parametrize("backend", ["cuda", "tpu"])
+def test_cnn_gradients_lowered_for_accelerators(rng, backend):
+    """Modules lowered for GPU / TPU (checked as IR on this machine): every
+    convolution stays one, nothing runs per lane."""
+    params = _cnn_params(rng)
+    images = make(rng, (12, 12), f32, 0, 4)
+    labels = jnp.zeros(4, jnp.int32)
+    grad = jax.grad(_cnn_loss)
+    one = jax.jit(grad).trace(params, images[0], labels[0]).lower(
+        lowering_platforms=(backend,)).as_text()
+    batched = sb.batch_lower(grad, in_axes=(None, 0, 0), backend=backend).lower(
+        params, images, labels).as_text()
+    assert batched.count("stablehlo.convolution") == one.count("stablehlo.convolution") >= 5
+    assert "stablehlo.while" not in batched
+    assert batched.count("stablehlo.select_and_scatter") == 1
+
+
 # ---- reduce_window ----------------------------------------------------------------
 def _max_pool(x):
     init = -jnp.inf if jnp.issubdtype(x.dtype, jnp.floating) else jnp.iinfo(x.dtype).min
