@@ -11,8 +11,10 @@
 // RUN: stablehlo-batch-opt %s --func=slice --axis-size=b | filecheck %s --check-prefix=SLICE
 // RUN: stablehlo-batch-opt %s --func=dot --axis-size=b --in-axes=0,none | filecheck %s --check-prefix=DOT
 // RUN: stablehlo-batch-opt %s --func=while_loop --axis-size=b --in-axes=0,none | filecheck %s --check-prefix=WHILE
-// Rules that need the batch size as a number fail with the typed error.
-// RUN: not stablehlo-batch-opt %s --func=dynamic_slice --axis-size=b --in-axes=0,none 2>&1 | filecheck %s --check-prefix=DSLICE
+// RUN: stablehlo-batch-opt %s --func=dynamic_slice --axis-size=b --in-axes=0,none | filecheck %s --check-prefix=DSLICE
+// Ops that need the batch size as a number, or static shapes, fail with the
+// typed error.
+// RUN: not stablehlo-batch-opt %s --func=custom_call --axis-size=b 2>&1 | filecheck %s --check-prefix=CUSTOM
 // RUN: not stablehlo-batch-opt %s --func=moved --axis-size=b --in-axes=none 2>&1 | filecheck %s --check-prefix=NONE
 
 // MAT: module attributes {jax.uses_shape_polymorphism = true}
@@ -95,10 +97,24 @@ func.func @while_loop(%x: tensor<f32>, %limit: tensor<f32>) -> tensor<f32> {
   return %0 : tensor<f32>
 }
 
-// DSLICE: error: cannot batch 'stablehlo.dynamic_slice' in function @dynamic_slice: not supported with a symbolic batch size: this rule needs a static batch size
+// A slice size cannot be symbolic: unbatched starts become per-lane starts
+// of a gather whose batch is a batching dim (gather clamps as dynamic_slice).
+// DSLICE-LABEL: func.func @dynamic_slice
+// DSLICE-NOT: stablehlo.dynamic_slice
+// DSLICE: stablehlo.dynamic_broadcast_in_dim
+// DSLICE: "stablehlo.gather"
+// DSLICE-SAME: operand_batching_dims = [0]
+// DSLICE-SAME: slice_sizes = array<i64: 1, 2>
+// DSLICE-SAME: -> tensor<?x2xf32>
 func.func @dynamic_slice(%x: tensor<6xf32>, %i: tensor<i32>) -> tensor<2xf32> {
   %0 = stablehlo.dynamic_slice %x, %i, sizes = [2] : (tensor<6xf32>, tensor<i32>) -> tensor<2xf32>
   return %0 : tensor<2xf32>
+}
+
+// CUSTOM: error: cannot batch 'stablehlo.custom_call' in function @custom_call: not supported with a symbolic batch size: its operands must have static shapes
+func.func @custom_call(%x: tensor<3xf32>) -> tensor<3xf32> {
+  %0 = stablehlo.custom_call @my_kernel(%x) : (tensor<3xf32>) -> tensor<3xf32>
+  return %0 : tensor<3xf32>
 }
 
 // NONE: error: a symbolic batch size needs at least one batched argument

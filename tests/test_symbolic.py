@@ -121,20 +121,24 @@ def test_cli_symbolic_exported(rng, tmp_path, monkeypatch, capsysbinary):
 def test_indexing_and_sort_symbolic(rng):
     def f(v, i):
         return (jnp.sort(v), jax.lax.top_k(v, 2)[0], v.at[i].set(1.0),
-                jax.lax.dynamic_update_slice(v, jnp.ones(2), (i,)), jnp.cumsum(v), v[i])
-    bl = sb.batch_lower(f, in_axes=(0, 0), axis_size="b")
-    for size in (1, 6):
-        v = make(rng, (8,), jnp.float32, 0, size)
-        i = jnp.asarray(rng.integers(0, 8, (size,)), jnp.int32)
-        assert_same_tree(bl(v, i), jax.vmap(f)(v, i), **TOL)
+                jax.lax.dynamic_update_slice(v, jnp.ones(2), (i,)), jnp.cumsum(v), v[i],
+                jax.lax.dynamic_slice(v, (i,), (3,)), v[jnp.array([1, 3])],
+                jax.lax.fori_loop(0, 3, lambda k, c: c + v[k], 0.0))
+    for in_axes in ((0, 0), (0, None)):  # per-lane and shared (clamped) starts
+        bl = sb.batch_lower(f, in_axes=in_axes, axis_size="b")
+        for size in (1, 6):
+            v = make(rng, (8,), jnp.float32, 0, size)
+            i = jnp.asarray(rng.integers(0, 8, (size,)), jnp.int32) if in_axes[1] == 0 \
+                else jnp.int32(7)
+            assert_same_tree(bl(v, i), jax.vmap(f, in_axes)(v, i), **TOL)
 
 
 def test_symbolic_errors(rng):
     with pytest.raises(sb.UnsupportedOpError, match="custom_call.*symbolic batch size"):
         sb.batch_lower(jnp.linalg.cholesky, axis_size="b")(jnp.ones((2, 3, 3)))
-    take = lambda t, i: jax.lax.dynamic_slice(t, (i,), (2,))
-    with pytest.raises(sb.UnsupportedOpError, match="symbolic batch size"):
-        sb.batch_lower(take, in_axes=(0, None), axis_size="b")(jnp.ones((3, 4)), 1)
+    conv = lambda v: jnp.convolve(v, jnp.ones(3), mode="same")
+    with pytest.raises(sb.UnsupportedOpError, match="convolution.*symbolic batch size"):
+        sb.batch_lower(conv, axis_size="b")(jnp.ones((3, 8)))
     with pytest.raises(ValueError, match="static axis_size"):
         sb.batch_lower(jnp.sin, axis_size="b", chunk_size=2)(jnp.ones((3, 4)))
     mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("batch",))

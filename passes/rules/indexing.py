@@ -44,7 +44,9 @@ def dynamic_slice(fb, op, flags):
     operand, *indices = op.operands
     operand_b, index_flags = flags[0], flags[1:]
     sizes = _sizes(op)
-    if not any(index_flags):
+    # A symbolic batch size cannot be a slice size: the starts then go per
+    # lane through the gather below (same clamping, batch kept as a batching dim).
+    if not any(index_flags) and not fb.symbolic:
         zero = bld.splat(bld.element_type(indices[0]), [], 0)
         new = bld.create("stablehlo.dynamic_slice",
                          [fb.batched_type(op.results[0].type)],
@@ -118,6 +120,10 @@ def gather(fb, op, flags):
     op_batching, idx_batching = list(dn.operand_batching_dims), list(dn.start_indices_batching_dims)
     index_map, ivd = list(dn.start_index_map), dn.index_vector_dim
     sizes = list(ir.DenseI64ArrayAttr(op.attributes["slice_sizes"]))
+    if operand_b and not indices_b and fb.symbolic:
+        # A symbolic batch size cannot be a slice size: per-lane indices instead.
+        op.operands[1] = fb.materialize(indices)
+        indices_b = True
     if operand_b and not indices_b:
         # The batch becomes a full-size window dim; being the first operand
         # dim it lands on the first output dim.
