@@ -6,6 +6,7 @@
 // RUN: stablehlo-batch-opt %s --func=trsm_right --axis-size=4 --in-axes=none,0 | filecheck %s --check-prefix=TS-RB
 // RUN: stablehlo-batch-opt %s --func=trsm_left --axis-size=4 --in-axes=0,none | filecheck %s --check-prefix=TS-A
 // RUN: stablehlo-batch-opt %s --func=trsm_left --axis-size=4 --in-axes=0,0 | filecheck %s --check-prefix=TS-AB
+// RUN: stablehlo-batch-opt %s --func=trsm_left --axis-size=b --in-axes=none,0 | filecheck %s --check-prefix=TS-SYM
 // RUN: stablehlo-batch-opt %s --func=bn_inference --axis-size=4 --in-axes=0,none,none,none,none | filecheck %s --check-prefix=BNI-X
 // RUN: stablehlo-batch-opt %s --func=bn_inference --axis-size=4 --in-axes=0,0,none,none,none | filecheck %s --check-prefix=BNI-S
 // RUN: stablehlo-batch-opt %s --func=bn_training --axis-size=4 --in-axes=0,none,none | filecheck %s --check-prefix=BNT
@@ -47,6 +48,12 @@ func.func @cholesky(%a: tensor<2x3x3xf32>) -> tensor<2x3x3xf32> {
 // TS-AB-LABEL: func.func @trsm_left
 // TS-AB-NOT: broadcast_in_dim
 // TS-AB: "stablehlo.triangular_solve"(%{{.*}}, %{{.*}}) {{.*}} : (tensor<4x3x3xf32>, tensor<4x3x2xf32>) -> tensor<4x3x2xf32>
+// A symbolic batch size cannot become a static column count: the matrix is
+// broadcast to the lanes instead.
+// TS-SYM-LABEL: func.func @trsm_left
+// TS-SYM-SAME: (%[[A:[^:]+]]: tensor<3x3xf32>, %[[B:[^:]+]]: tensor<?x3x2xf32>) -> tensor<?x3x2xf32>
+// TS-SYM: %[[AB:.+]] = stablehlo.dynamic_broadcast_in_dim %[[A]]
+// TS-SYM: "stablehlo.triangular_solve"(%[[AB]], %[[B]]) {{.*}} : (tensor<?x3x3xf32>, tensor<?x3x2xf32>) -> tensor<?x3x2xf32>
 func.func @trsm_left(%a: tensor<3x3xf32>, %b: tensor<3x2xf32>) -> tensor<3x2xf32> {
   %0 = "stablehlo.triangular_solve"(%a, %b) {left_side = true, lower = true, unit_diagonal = true, transpose_a = #stablehlo<transpose TRANSPOSE>} : (tensor<3x3xf32>, tensor<3x2xf32>) -> tensor<3x2xf32>
   return %0 : tensor<3x2xf32>

@@ -182,6 +182,19 @@ def test_native_triangular_solve_f16(rng, in_axes, left_side, size):
         assert "(tensor<3x3xf16>, tensor<" in text
 
 
+def test_native_triangular_solve_symbolic_batch(rng):
+    """With a symbolic batch size the lanes cannot become a static number of
+    columns: the matrix is broadcast instead, still one solve."""
+    def fn(a, b):
+        return lax.linalg.triangular_solve(_conditioned(a), b, left_side=True, lower=True)
+    bl = sb.batch_lower(fn, in_axes=(None, 0), axis_size="b")
+    a = make(rng, (3, 3), f16, None, 0)
+    for size in (1, 3):
+        b = make(rng, (3, 2), f16, 0, size)
+        assert_same_tree(bl(a, b), jax.vmap(fn, in_axes=(None, 0))(a, b), rtol=2e-2, atol=2e-2)
+    assert "tensor<?x3x3xf16>" in bl.lower(a, b).as_text()
+
+
 # ---- modules lowered for TPU, run here ---------------------------------------------
 # jax calls XLA's Qr / ProductOfElementaryHouseholderReflectors / Eigh custom
 # calls on TPU; XLA's CPU compiler expands them, so the batched TPU module

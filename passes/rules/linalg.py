@@ -31,8 +31,11 @@ def cholesky(fb, op, flags):
 @register("stablehlo.triangular_solve")
 def triangular_solve(fb, op, flags):
     a, b = op.operands
-    a_batched, _ = flags
-    if a_batched:
+    a_batched, b_batched = flags
+    if a_batched or getattr(fb, "symbolic", False):
+        # (A symbolic batch size cannot be folded into a static column count:
+        # the matrix is broadcast instead.)
+        op.operands[0] = fb.materialize(a)
         op.operands[1] = fb.materialize(b)
         return retype_batched(fb, op)
     left = ir.BoolAttr(op.attributes["left_side"]).value
