@@ -31,7 +31,7 @@ def cholesky(fb, op, flags):
 @register("stablehlo.triangular_solve")
 def triangular_solve(fb, op, flags):
     a, b = op.operands
-    a_batched, b_batched = flags
+    a_batched = flags[0]
     if a_batched or getattr(fb, "symbolic", False):
         # (A symbolic batch size cannot be folded into a static column count:
         # the matrix is broadcast instead.)
