@@ -12,9 +12,12 @@
 // RUN: stablehlo-batch-opt %s --func=dot --axis-size=b --in-axes=0,none | filecheck %s --check-prefix=DOT
 // RUN: stablehlo-batch-opt %s --func=while_loop --axis-size=b --in-axes=0,none | filecheck %s --check-prefix=WHILE
 // RUN: stablehlo-batch-opt %s --func=dynamic_slice --axis-size=b --in-axes=0,none | filecheck %s --check-prefix=DSLICE
-// Ops that need the batch size as a number, or static shapes, fail with the
-// typed error.
-// RUN: not stablehlo-batch-opt %s --func=custom_call --axis-size=b 2>&1 | filecheck %s --check-prefix=CUSTOM
+// A custom call needs static shapes: it runs per lane, in a loop whose trip
+// count is the run-time batch size (an error with --strict).
+// RUN: stablehlo-batch-opt %s --func=custom_call --axis-size=b | filecheck %s --check-prefix=PERLANE
+// RUN: not stablehlo-batch-opt %s --func=custom_call --axis-size=b --strict 2>&1 | filecheck %s --check-prefix=CUSTOM
+// Ops that need the batch size as a number fail with the typed error.
+// RUN: not stablehlo-batch-opt %s --func=convolution --axis-size=b --in-axes=0,none 2>&1 | filecheck %s --check-prefix=CONV
 // RUN: not stablehlo-batch-opt %s --func=moved --axis-size=b --in-axes=none 2>&1 | filecheck %s --check-prefix=NONE
 
 // MAT: module attributes {jax.uses_shape_polymorphism = true}
@@ -111,10 +114,24 @@ func.func @dynamic_slice(%x: tensor<6xf32>, %i: tensor<i32>) -> tensor<2xf32> {
   return %0 : tensor<2xf32>
 }
 
-// CUSTOM: error: cannot batch 'stablehlo.custom_call' in function @custom_call: not supported with a symbolic batch size: its operands must have static shapes
+// PERLANE-LABEL: func.func @custom_call
+// PERLANE-SAME: (%[[X:[^:]+]]: tensor<?x3xf32>) -> tensor<?x3xf32>
+// PERLANE: stablehlo.while
+// PERLANE: cond {
+// PERLANE: stablehlo.get_dimension_size %[[X]], dim = 0
+// PERLANE: stablehlo.compare LT
+// PERLANE: stablehlo.custom_call @my_kernel({{.*}}) : (tensor<3xf32>) -> tensor<3xf32>
+// PERLANE: stablehlo.dynamic_update_slice {{.*}} : (tensor<?x3xf32>, tensor<1x3xf32>
+// CUSTOM: error: cannot batch 'stablehlo.custom_call' in function @custom_call: it needs static shapes and the batch size is symbolic (strict mode: no per-lane fallback)
 func.func @custom_call(%x: tensor<3xf32>) -> tensor<3xf32> {
   %0 = stablehlo.custom_call @my_kernel(%x) : (tensor<3xf32>) -> tensor<3xf32>
   return %0 : tensor<3xf32>
+}
+
+// CONV: error: cannot batch 'stablehlo.convolution' in function @convolution: not supported with a symbolic batch size: this rule needs a static batch size
+func.func @convolution(%x: tensor<1x8x1xf32>, %w: tensor<3x1x1xf32>) -> tensor<1x6x1xf32> {
+  %0 = stablehlo.convolution(%x, %w) dim_numbers = [b, 0, f]x[0, i, o]->[b, 0, f], window = {stride = [1], pad = [[0, 0]], rhs_dilate = [1]} {batch_group_count = 1 : i64, feature_group_count = 1 : i64} : (tensor<1x8x1xf32>, tensor<3x1x1xf32>) -> tensor<1x6x1xf32>
+  return %0 : tensor<1x6x1xf32>
 }
 
 // NONE: error: a symbolic batch size needs at least one batched argument

@@ -33,9 +33,16 @@ Results = list[tuple[ir.Value, bool]]
 Rule = Callable[["FunctionBatcher", ir.Operation, tuple[bool, ...]], Results]
 
 
-# Ops whose batched form must have static shapes (custom calls: LAPACK,
-# cuSOLVER and host callbacks check them when compiled).
-_STATIC_SHAPES_ONLY = frozenset({"stablehlo.custom_call"})
+def _static_shapes_only(op: ir.Operation) -> bool:
+    """Ops whose batched form must have static shapes: with a symbolic batch
+    size they run per lane (or raise with strict). Custom calls (LAPACK,
+    cuSOLVER, host callbacks check their shapes when compiled), and a
+    bitcast_convert that changes the element width (shape refinement cannot
+    infer its result)."""
+    if op.name == "stablehlo.custom_call":
+        return True
+    return op.name == "stablehlo.bitcast_convert" and \
+        bld.rank_of(op.operands[0]) != bld.rank_of(op.results[0])
 
 # Ops through which an error inside another function is reached.
 _CALL_OPS = ("func.call", "stablehlo.composite")
@@ -227,9 +234,11 @@ class FunctionBatcher:
             collector.kept += 1
             return
         rule = find_rule(op, self.program.rules) or fallback
-        if self.symbolic and op.name in _STATIC_SHAPES_ONLY:
-            raise self.unsupported(op, "not supported with a symbolic batch size: "
-                                       "its operands must have static shapes")
+        if self.symbolic and _static_shapes_only(op):
+            # Per lane: each instance sees one example's static shapes.
+            def rule(fb, op, flags):
+                return fallback(fb, op, flags, why="it needs static shapes and the "
+                                                   "batch size is symbolic")
         since = len(collector.pending)
         try:
             with ir.InsertionPoint(op), op.location, bld.batch_size_source(self.batch_size_1d):

@@ -81,7 +81,6 @@ def fallback(fb, op, flags, why: str | None = None):
                                  "lowered for one device")
     if fb.program.strict:
         raise fb.unsupported(op, f"{why} (strict mode: no per-lane fallback)")
-    fb.axis_size  # the loop needs a static batch size: fail before warning if symbolic
     fb.note("fallback", op, f"{why}; runs once per lane in a stablehlo.while")
     key = (fb.func_name, label)
     if key not in fb.program.fallback_warned:

@@ -59,7 +59,8 @@ def _check_type(fb, op, t: ir.Type, what: str):
         return
     for leaf in _leaf_types(t):
         rt = bld.ranked(leaf)
-        if rt is None or not rt.has_static_shape:
+        # The batch dim of a batched operand may be the symbolic `?`.
+        if rt is None or any(d < 0 for d in list(rt.shape)[1 if what == "an operand" else 0:]):
             raise fb.unsupported(op, f"a per-lane loop cannot carry {what} of type {t}")
 
 
@@ -135,7 +136,7 @@ def lane_loop(fb, op, flags) -> list[ir.Value]:
             _check_type(fb, op, v.type, "an operand")
     for r in op.results:
         _check_type(fb, op, r.type, "a result")
-    size = fb.axis_size
+    size = fb.batch_dim  # bld.DYN for a symbolic batch size
     token_type = ir.Type.parse("!stablehlo.token")
     tokens_in = [v for v in op.operands if _is_token(v.type)]
     token_results = [k for k, r in enumerate(op.results) if _is_token(r.type)]
@@ -159,7 +160,9 @@ def lane_loop(fb, op, flags) -> list[ir.Value]:
 
     cond = loop.regions[0].blocks.append(*[v.type for v in init])
     with ir.InsertionPoint(cond):
-        limit = bld.splat(i32, [], size)
+        # A symbolic batch size is read at run time.
+        limit = bld.reshape(bld.batch_size_1d(), []) if size == bld.DYN else \
+            bld.splat(i32, [], size)
         bld.create("stablehlo.return", [], [bld.compare(cond.arguments[0], limit, "LT")])
 
     body = loop.regions[1].blocks.append(*[v.type for v in init])
@@ -217,5 +220,5 @@ def _assemble(fb, op, leaves, token, token_type) -> list[ir.Value]:
             out.append(token if token is not None else
                        bld.create("stablehlo.after_all", [token_type], []).result)
         else:
-            out.append(_rebuild(r.type, leaves, True, fb.axis_size))
+            out.append(_rebuild(r.type, leaves, True, fb.batch_dim))
     return out

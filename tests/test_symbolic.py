@@ -133,9 +133,24 @@ def test_indexing_and_sort_symbolic(rng):
             assert_same_tree(bl(v, i), jax.vmap(f, in_axes)(v, i), **TOL)
 
 
+def test_per_lane_custom_calls_and_generators(rng):
+    """Custom calls (LAPACK here) and rng_bit_generator need static shapes:
+    they run per lane, in a loop over the run-time batch size."""
+    a = make(rng, (4, 4), jnp.float32, 0, 5)
+    a = a @ jnp.swapaxes(a, 1, 2) + 4 * jnp.eye(4)
+    keys = jax.random.split(jax.random.key(0, impl="rbg"), 5)
+    bits = lambda k: jax.random.bits(k, (3,))
+    with pytest.warns(sb.FallbackWarning):
+        chol = sb.batch_lower(jnp.linalg.cholesky, axis_size="b")
+        gen = sb.batch_lower(bits, axis_size="b")
+        for size in (1, 5):
+            assert_same_tree(chol(a[:size]), jax.vmap(jnp.linalg.cholesky)(a[:size]), **TOL)
+            assert_same_tree(gen(keys[:size]), jnp.stack([bits(k) for k in keys[:size]]))
+
+
 def test_symbolic_errors(rng):
-    with pytest.raises(sb.UnsupportedOpError, match="custom_call.*symbolic batch size"):
-        sb.batch_lower(jnp.linalg.cholesky, axis_size="b")(jnp.ones((2, 3, 3)))
+    with pytest.raises(sb.UnsupportedOpError, match="custom_call.*symbolic"):
+        sb.batch_lower(jnp.linalg.cholesky, axis_size="b", strict=True)(jnp.ones((2, 3, 3)))
     conv = lambda v: jnp.convolve(v, jnp.ones(3), mode="same")
     with pytest.raises(sb.UnsupportedOpError, match="convolution.*symbolic batch size"):
         sb.batch_lower(conv, axis_size="b")(jnp.ones((3, 8)))
