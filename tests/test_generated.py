@@ -44,6 +44,8 @@ def test_generated_program_matches_vmap(program):
 def teardown_module(module):
     if os.environ.get("HYPOTHESIS_PROFILE") == "fuzz":
         print(f"\ngenerated programs: ran {TALLY['ran'] + TALLY['failed']}, "
-              f"failed {TALLY['failed']}, ok {TALLY['ok']}, "
+              f"failed {TALLY['failed']} (counting hypothesis' shrink replays), "
+              f"ok {TALLY['ok']}, "
               f"unsupported {TALLY['unsupported']}, both-reject {TALLY['both-reject']}, "
+              f"vmap-failed (checked against a loop) {TALLY['vmap-failed']}, "
               f"{TALLY['seconds']:.0f} s")

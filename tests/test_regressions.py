@@ -89,3 +89,22 @@ def test_intact_bytecode_still_reads(tmp_path, capfd):
                    "--out-axes=none,0"])
     out, err = capfd.readouterr()
     assert rc == 0 and "tensor<4x" in out, err
+
+
+# Found by make fuzz: jax.vmap itself fails on lax.clamp(lo, x, hi) with only
+# ``hi`` batched ("clamp requires max.shape == operand.shape"); batch_lower
+# batches it, and check_program compares against a per-lane loop instead.
+CLAMP_ONLY_MAX_BATCHED = Program(
+    args=[Arg(shape=(), dtype="float32", axis=0), Arg(shape=(), dtype="float32", axis=0),
+          Arg(shape=(), dtype="int32", axis=None), Arg(shape=(), dtype="int32", axis=0)],
+    steps=[Step(op="broadcast", inputs=(0,), params={"shape": (), "dims": ()}),
+           Step(op="binary", inputs=(1, 0), params={"fn": "add"}),
+           Step(op="clamp", inputs=(2, 2, 3), params={})],
+    outputs=[6], out_axes=[0], size=1, seed=0)
+
+
+@pytest.mark.parametrize("size", [1, 3])
+def test_clamp_with_only_max_batched_beats_vmap(size):
+    import dataclasses
+    program = dataclasses.replace(CLAMP_ONLY_MAX_BATCHED, size=size)
+    assert check_program(program) == Outcome.VMAP_FAILED
