@@ -3,7 +3,10 @@
 ``while``: a carry is batched when its update depends on anything batched.
 The rule finds that fixed point first, by rewriting throw-away clones of the
 loop, so loop counters and loop-invariant values stay unbatched (and slices
-indexed by a counter stay plain dynamic slices). When the predicate itself is
+indexed by a counter stay plain dynamic slices). A cheap dataflow pass
+predicts the fixed point first, so one clone usually confirms it (without
+it, a chain of K carries that batch one another needs K rewrites of the
+body). When the predicate itself is
 batched, the loop runs while any lane runs and a finished lane's carries are
 frozen with a per-lane select.
 
@@ -55,13 +58,108 @@ def _while_flags(fb, op, carry):
     return yields, pred
 
 
+class _Predict:
+    """Which values batching will make batched, found without rewriting: a
+    result is batched when an operand of its op, or a value its regions
+    capture, is. while / if / case / func.call / optimization_barrier are
+    followed inside, as their rules decide per result."""
+
+    def __init__(self, fb):
+        self.fb = fb
+        self.local: set = set()
+        self.calls: dict = {}
+
+    def batched(self, v) -> bool:
+        return v in self.local or self.fb.is_batched(v)
+
+    def block(self, block: ir.Block, arg_flags) -> list[bool]:
+        for a, f in zip(block.arguments, arg_flags):
+            if f:
+                self.local.add(a)
+        ops = [o.operation for o in block.operations]
+        for o in ops[:-1]:
+            self.op(o)
+        return [self.batched(v) for v in ops[-1].operands]
+
+    def op(self, o):
+        name, ins = o.name, [self.batched(v) for v in o.operands]
+        n = len(o.results)
+        if name == "stablehlo.while":
+            outs = self.while_(o, ins)
+        elif name in ("stablehlo.if", "stablehlo.case") and not ins[0]:
+            outs = [False] * n
+            for k in range(len(o.regions)):
+                outs = [a or b for a, b in zip(outs, self.block(_block(o, k), []))]
+        elif name == "func.call" and any(ins):
+            outs = self.call(o, ins)
+        elif name == "stablehlo.optimization_barrier":
+            outs = ins
+        elif any(ins) or (len(o.regions) and self.captures(o)):
+            outs = [True] * n
+        else:
+            outs = [False] * n
+        for r, f in zip(o.results, outs):
+            if f:
+                self.local.add(r)
+
+    def while_(self, o, carry) -> list[bool]:
+        body = _block(o, 1)
+        passthrough = [v == a for v, a in zip(_terminator(body).operands, body.arguments)]
+        while True:
+            pred = self.block(_block(o, 0), carry)[0]
+            yields = self.block(body, carry)
+            new = [c or y or (pred and not p)
+                   for c, y, p in zip(carry, yields, passthrough)]
+            if new == carry:
+                return carry
+            carry = new
+
+    def call(self, o, ins) -> list[bool]:
+        key = (ir.FlatSymbolRefAttr(o.attributes["callee"]).value, tuple(ins))
+        if key not in self.calls:
+            self.calls[key] = [True] * len(o.results)  # recursion: assume batched
+            func = self.fb.program.lookup_func(key[0])
+            if len(func.regions[0].blocks):
+                self.calls[key] = self.block(func.regions[0].blocks[0], ins)
+        return self.calls[key]
+
+    def captures(self, o) -> bool:
+        found = False
+
+        def visit(inner):
+            nonlocal found
+            if inner.operation != o and any(self.batched(v) for v in inner.operands):
+                found = True
+                return ir.WalkResult.INTERRUPT
+            return ir.WalkResult.ADVANCE
+
+        o.walk(visit)
+        return found
+
+
+def _predicted_fixed_point(fb, op, flags, passthrough):
+    """The carry flags, when the prediction is confirmed by one rewritten
+    clone: a fixed point each of whose batched carries the body (or a
+    batched predicate) makes batched. None otherwise."""
+    predicted = _Predict(fb).while_(op, list(flags))
+    if predicted == list(flags):
+        return None  # nothing to jump to: the plain iteration costs one trial
+    yields, pred = _while_flags(fb, op, predicted)
+    made = [f or y or (pred and not p) for f, y, p in zip(flags, yields, passthrough)]
+    if made == predicted:
+        return predicted
+    return None
+
+
 @register("stablehlo.while")
 def while_(fb, op, flags):
     body_block = _block(op, 1)
     passthrough = [v == a for v, a in zip(_terminator(body_block).operands,
                                           body_block.arguments)]
-    carry = list(flags)
-    while True:
+    carry = _predicted_fixed_point(fb, op, flags, passthrough)
+    confirmed = carry is not None
+    carry = carry or list(flags)
+    while not confirmed:
         yields, pred = _while_flags(fb, op, carry)
         new = [c or y or (pred and not p)
                for c, y, p in zip(carry, yields, passthrough)]
