@@ -218,6 +218,11 @@ def _batched_for(exp: jax.export.Exported, pattern: tuple[bool, ...],
                       what="vmappable").exported
 
 
+@functools.lru_cache(maxsize=64)
+def _vjp_of(exp: jax.export.Exported):
+    return vmappable(exp.vjp())
+
+
 def vmappable(exp) -> Any:
     """A function calling ``exp`` (an ``Exported`` or its bytes) that also works
     under ``jax.vmap`` (nested too), ``jax.jit`` and ``lax.map``: vmap's
@@ -235,6 +240,23 @@ def vmappable(exp) -> Any:
         bexp = _batched_for(exp, tuple(bool(b) for b in in_batched), int(axis_size))
         # Under an outer vmap the batched call is batched again the same way.
         return vmappable(bexp).flat(*flat), (True,) * len(bexp.out_avals)
+
+    if exp.has_vjp():
+        # custom_vmap has no autodiff: gradients go through the exported VJP,
+        # itself vmappable, so grad-of-vmap and vmap-of-grad both batch it.
+        batched_call = call_flat
+
+        @jax.custom_vjp
+        def call_flat(*flat):
+            return batched_call(*flat)
+
+        def fwd(*flat):
+            return batched_call(*flat), flat
+
+        def bwd(flat, cts):
+            return tuple(_vjp_of(exp).flat(*flat, *cts))
+
+        call_flat.defvjp(fwd, bwd)
 
     def call(*args, **kwargs):
         flat, tree = tree_util.tree_flatten((args, kwargs))

@@ -19,6 +19,7 @@ from conftest import assert_same_tree
 from stablehlo_batch import module_io
 from stablehlo_batch.export import batch_exported, vmappable
 
+TOL = dict(rtol=1e-5, atol=1e-5)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -107,6 +108,20 @@ def test_vmappable_vmap_jit_lax_map_nested(rng):
                      jax.vmap(jax.vmap(mlp, in_axes=(None, 0)), in_axes=(0, 0))(ens, xss),
                      rtol=1e-5, atol=1e-5)
     assert_same_tree(f(params, xs[0]), mlp(params, xs[0]), rtol=1e-6, atol=1e-6)
+
+
+def test_vmappable_gradients(rng):
+    """grad of the call, grad of its vmap, and per-example grads (vmap of
+    grad): the VJP module is batched by the same rule."""
+    params = _params(rng)
+    loss = lambda p, x: jnp.sum(mlp(p, x) ** 2)
+    f = vmappable(jax.export.export(jax.jit(loss))(params, jnp.zeros(4)))
+    xs = make(rng, (4,), jnp.float32, 0, 3)
+    assert_same_tree(jax.grad(f)(params, xs[0]), jax.grad(loss)(params, xs[0]), **TOL)
+    total = lambda g: lambda p: jnp.sum(jax.vmap(g, (None, 0))(p, xs))
+    assert_same_tree(jax.grad(total(f))(params), jax.grad(total(loss))(params), **TOL)
+    assert_same_tree(jax.vmap(jax.grad(f), (None, 0))(params, xs),
+                     jax.vmap(jax.grad(loss), (None, 0))(params, xs), **TOL)
 
 
 def _cli(args, stdin=b""):
