@@ -252,7 +252,7 @@ def plot(out_dir, results, scaling, prefix: str = "") -> list[str]:
         ax.set_xticks(np.arange(len(workloads)) + width * (len(sizes) - 1) / 2)
         ax.set_xticklabels(workloads, rotation=30, ha="right")
         ax.set_ylabel("run time batch_lower / jit(vmap)")
-        ax.legend()
+        ax.legend(ncol=len(sizes), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
         fig.tight_layout()
         fig.savefig(os.path.join(out_dir, prefix + "ratio.png"), dpi=110)
         plt.close(fig)
