@@ -296,7 +296,7 @@ def main(argv=None):
         QUICK_WORKLOADS if args.quick else [w.name for w in WORKLOADS])
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else (
         [64] if args.quick else [8, 64, 512])
-    budget = args.budget if args.budget is not None else (0.4 if args.quick else 2.0)
+    budget = args.budget if args.budget is not None else (0.4 if args.quick else 3.0)
     scaling_plan = {} if args.no_scaling else (QUICK_SCALING if args.quick else SCALING)
     os.makedirs(args.out, exist_ok=True)
 
@@ -307,7 +307,7 @@ def main(argv=None):
     for n, b in steps:
         bar.note(f"{n} @ {b}")
         m = harness.measure(BY_NAME[n], b, budget_s=budget,
-                            min_rounds=3 if args.quick else 9)
+                            min_rounds=3 if args.quick else 15)
         results.append(m)
         bar.step(f"{n} @ {b}: " + (f"{m.ratio_vmap:.2f}x vmap" if m.status == "ok"
                                    else m.status.split(":")[0]))
