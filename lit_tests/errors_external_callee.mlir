@@ -1,8 +1,6 @@
-// KNOWN BUG: a batched argument passed to a callee that is only declared
-// (no body) crashes the engine with "internal error (IndexError): attempt to
-// access out of bounds block" instead of a clean error naming the call.
-// Remove the XFAIL line once it is fixed.
-// XFAIL: *
+// A batched argument passed to a callee that is only declared (no body): one
+// error line naming the declaration and the call (it used to crash the engine
+// with an IndexError).
 //
 // RUN: not stablehlo-batch-opt %s --axis-size=4 2>&1 | filecheck %s
 

@@ -108,3 +108,27 @@ def test_clamp_with_only_max_batched_beats_vmap(size):
     import dataclasses
     program = dataclasses.replace(CLAMP_ONLY_MAX_BATCHED, size=size)
     assert check_program(program) == Outcome.VMAP_FAILED
+
+
+# Found by fuzz_cli (and marked XFAIL in lit_tests/errors_external_callee.mlir):
+# a batched argument passed to a function that is only declared crashed the
+# engine with "internal error (IndexError): attempt to access out of bounds block".
+EXTERNAL_CALLEE = """
+func.func private @external(tensor<3xf32>) -> tensor<3xf32> loc("lib.py":3:1)
+func.func @main(%x: tensor<3xf32>, %y: tensor<3xf32>) -> (tensor<3xf32>, tensor<3xf32>) {
+  %0 = func.call @external(%x) : (tensor<3xf32>) -> tensor<3xf32> loc("model.py":7:5)
+  return %0, %y : tensor<3xf32>, tensor<3xf32>
+}
+"""
+
+
+def test_batched_call_to_external_declaration_is_a_typed_error():
+    import stablehlo_batch as sb
+    with pytest.raises(sb.UnsupportedOpError) as e:
+        sb.batch_module(EXTERNAL_CALLEE, [0, None], [0, None], 4)
+    msg = str(e.value)
+    assert "@external is only declared" in msg and "lib.py:3:1" in msg
+    assert msg.endswith("called from model.py:7:5"), msg
+    # unbatched, the call is kept as it is
+    out = sb.batch_module(EXTERNAL_CALLEE, [None, 0], [None, 0], 4)
+    assert "call @external(" in out and "tensor<4x3xf32>" in out

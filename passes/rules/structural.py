@@ -5,12 +5,18 @@ from __future__ import annotations
 
 from jaxlib.mlir import ir
 
+from passes.errors import UnsupportedOpError, format_location
 from passes.rules import all_batched, register, retype_batched
 
 
 @register("func.call")
 def call(fb, op, flags):
     callee = ir.FlatSymbolRefAttr(op.attributes["callee"]).value
+    declared = fb.program.lookup_func(callee)
+    if not len(declared.regions[0].blocks):
+        # An external declaration: nothing to batch (the engine adds the call site).
+        raise UnsupportedOpError(op.name, fb.func_name, format_location(declared.location),
+                                 f"@{callee} is only declared, it has no body to batch")
     new_name, result_flags = fb.program.batch_callee(callee, tuple(flags))
     op.attributes["callee"] = ir.FlatSymbolRefAttr.get(new_name)
     for r, batched in zip(op.results, result_flags):
