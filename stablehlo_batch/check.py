@@ -381,6 +381,8 @@ def check_module(text: str, in_axes, out_axes, size: int, inputs=None, *,
     unbatched one once per lane on ``inputs`` (random when None); raises
     BatchMismatchError with a reproducer when they differ. Returns the inputs."""
     from stablehlo_batch.api import _flat_axes, _func_block
+    if not isinstance(size, (int, np.integer)):
+        raise BatchingError(f"--check needs a numeric batch size, got {size!r}")
     m = _parse(text)
     block = _func_block(m, func)
     n_args, n_res = len(block.arguments), len(list(block.operations)[-1].operands)
