@@ -87,3 +87,17 @@ def test_a_chain_of_carries_is_confirmed_by_one_clone(monkeypatch):
     sb.batch_lower(chain(8)).lower(np.ones((2, 3), np.float32))
     assert seen and seen[0] is not None and sum(seen[0]) == 8  # the counter stays
     assert len(trials) == 1  # not one rewritten clone per link of the chain
+
+
+def test_no_clone_when_the_prediction_adds_no_carry(monkeypatch):
+    # every carry that will be batched is batched on entry: nothing to confirm
+    trials = []
+    real_trial = control_flow._while_flags
+
+    def count(*a):
+        trials.append(1)
+        return real_trial(*a)
+    monkeypatch.setattr(control_flow, "_while_flags", count)
+    fn, args, in_axes = CASES[1]
+    sb.batch_lower(fn, in_axes=in_axes).lower(*args)
+    assert trials == []

@@ -140,10 +140,16 @@ class _Predict:
 def _predicted_fixed_point(fb, op, flags, passthrough):
     """The carry flags, when the prediction is confirmed by one rewritten
     clone: a fixed point each of whose batched carries the body (or a
-    batched predicate) makes batched. None otherwise."""
+    batched predicate) makes batched. None otherwise.
+
+    The prediction never calls a value unbatched that a rule would batch
+    (ops whose rules decide per result are followed as the rules do; every
+    other op is taken as batching all its results), so when it batches no
+    carry beyond ``flags`` the fixed point is ``flags`` itself and needs no
+    clone: a loop nested D deep is then not rewritten 2**D times."""
     predicted = _Predict(fb).while_(op, list(flags))
     if predicted == list(flags):
-        return None  # nothing to jump to: the plain iteration costs one trial
+        return predicted
     yields, pred = _while_flags(fb, op, predicted)
     made = [f or y or (pred and not p) for f, y, p in zip(flags, yields, passthrough)]
     if made == predicted:
