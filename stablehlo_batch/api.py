@@ -216,7 +216,7 @@ class BatchedFunction:
                 "corresponding to the positional arguments passed to the function, "
                 f"but got len(in_axes)={len(self.in_axes)}, len(args)={len(args)}")
         leaves, in_tree = tree_util.tree_flatten((args, kwargs))
-        avals = tuple(ax.aval_of(x) for x in leaves)
+        avals = ax.avals_of(self.fn, in_tree, leaves)
         plan = self._by_signature.get((in_tree, avals))
         if plan is not None:  # the hot path: one dict lookup per call
             return plan

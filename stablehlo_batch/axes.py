@@ -134,6 +134,21 @@ def normalize_in_axes(fn, in_tree, shapes: Sequence[tuple], avals, dims,
     raise ValueError("".join(msg)[:-2])
 
 
+def avals_of(fn, in_tree, leaves) -> tuple:
+    """The aval of each leaf; a leaf that is no JAX type is named by its path."""
+    try:
+        return tuple(aval_of(x) for x in leaves)
+    except TypeError:
+        names = _arg_names(fn, in_tree, list(range(len(leaves))))
+        for name, x in zip(names, leaves):
+            try:
+                aval_of(x)
+            except TypeError:
+                raise TypeError(f"{NAME} got {name} = {x!r} of type {type(x).__name__}, "
+                                "which is not a valid JAX type") from None
+        raise
+
+
 def aval_of(x) -> jax.core.ShapedArray:
     try:
         return jax.typeof(x)

@@ -260,3 +260,12 @@ def test_cli_check_random_and_given_inputs(tmp_path, capfd, monkeypatch):
                         f"--inputs={npz}")
     assert rc == 1 and out == "" and len(err.splitlines()) == 1, err
     assert "'stablehlo.cosine'" in err and "model.py:13:4" in err and ".mlir" in err
+
+
+def test_non_array_argument_names_its_path():
+    def f(x, d):
+        return x
+    with pytest.raises(TypeError) as e:
+        sb.batch_lower(f)(np.ones((3, 2)), {"w": "oops"})
+    msg = _one_line(e.value)
+    assert "argument d['w']" in msg and "'oops'" in msg and "not a valid JAX type" in msg
