@@ -29,7 +29,7 @@ import stablehlo_batch as sb
 from conftest import assert_same_tree, random_array
 from passes.rules import RULES
 
-F32, I32, BOOL = "float32", "int32", "bool"
+F32, I32, BOOL = "float32", "int32", "bool"  # plus int8 / uint8 (wrap-around exact)
 
 
 @dataclasses.dataclass
@@ -168,8 +168,8 @@ _BINARY_F = {"add": jnp.add, "sub": jnp.subtract, "mul": jnp.multiply, "max": jn
              "pow_abs": lambda x, y: jnp.power(jnp.abs(x), y)}
 _BINARY_I = {"add": jnp.add, "sub": jnp.subtract, "mul": jnp.multiply, "max": jnp.maximum,
              "min": jnp.minimum, "and": jnp.bitwise_and, "or": jnp.bitwise_or,
-             "xor": jnp.bitwise_xor, "shl": lambda x, y: lax.shift_left(x, y & 7),
-             "rem": lambda x, y: lax.rem(x, jnp.where(y == 0, 1, y))}
+             "xor": jnp.bitwise_xor, "shl": lambda x, y: jnp.left_shift(x, y & 7),
+             "rem": lambda x, y: jnp.fmod(x, jnp.where(y == 0, 1, y).astype(y.dtype))}
 _CMP = {"lt": jnp.less, "le": jnp.less_equal, "gt": jnp.greater, "ge": jnp.greater_equal,
         "eq": jnp.equal, "ne": jnp.not_equal}
 
@@ -203,7 +203,7 @@ class Builder:
         rank = self.draw(st.integers(min_rank, max_rank))
         return tuple(self.draw(st.sampled_from((1, 2, 2, 3, 3, 4, 0))) for _ in range(rank))
 
-    def operand(self, shape=None, dtypes=(F32, I32), min_rank=0, max_rank=3,
+    def operand(self, shape=None, dtypes=(F32, I32, "uint8", "int8"), min_rank=0, max_rank=3,
                 nonempty=False) -> int:
         """An earlier value (or a new argument / constant) of ``shape`` (any
         shape of rank in [min_rank, max_rank] when None) and one of ``dtypes``."""
