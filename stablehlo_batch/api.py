@@ -49,6 +49,7 @@ class _Plan:
     call: Callable
     report: Any = None  # passes.report.BatchingReport
     compiled: Any = None  # the executable, for host callbacks (no Exported then)
+    traceable: bool = False  # exported.call may be traced inside another jit
 
 
 class Compiled:
@@ -125,8 +126,9 @@ class _LRU:
     """A dict of at most ``maxsize`` entries (None: unbounded) that drops the
     least recently used first; safe to use from several threads."""
 
-    def __init__(self, maxsize: int | None):
+    def __init__(self, maxsize: int | None, on_evict: Callable[[], None] | None = None):
         self.maxsize = maxsize
+        self._on_evict = on_evict
         self._d: collections.OrderedDict = collections.OrderedDict()
         self._lock = threading.Lock()
 
@@ -143,6 +145,8 @@ class _LRU:
             self._d.move_to_end(key)
             while self.maxsize is not None and len(self._d) > max(self.maxsize, 0):
                 self._d.popitem(last=False)
+                if self._on_evict is not None:
+                    self._on_evict()
 
     def __len__(self):
         return len(self._d)
@@ -152,13 +156,16 @@ class _LRU:
             return list(self._d.values())
 
 
+class _NotTraceable(Exception):
+    """Raised while jax.jit traces a call whose plan must be called directly."""
+
+
 class BatchedFunction:
     """What ``batch_lower`` returns: call it like ``jax.vmap(fn, ...)``."""
-    # chunk_size / memory_limit_bytes / mesh / axis_name (export.batch_with_options)
-    _scale_options: dict = {}
 
     def __init__(self, fn: Callable, in_axes, out_axes, axis_size: int | None,
-                 backend: str | None, strict: bool = False):
+                 backend: str | None, strict: bool = False, check: bool = False,
+                 cache_size: int | None = 256, scale_options: dict | None = None):
         if not callable(fn):
             raise TypeError(f"batch_lower requires a callable, got {fn!r}")
         self.fn = fn
@@ -170,17 +177,31 @@ class BatchedFunction:
         self.axis_size = None if axis_size is None or self.symbolic else int(axis_size)
         self.backend = backend
         self.strict = bool(strict)
-        self._plans = _LRU(self.cache_size)  # plans per signature, bounded
-        self._by_signature = _LRU(self.cache_size)
+        self.check = bool(check)
+        self.cache_size = cache_size
+        # chunk_size / memory_limit_bytes / mesh / axis_name (export.batch_with_options)
+        self._scale_options = dict(scale_options or {})
+        # Calls go through jax.jit's own dispatch, which looks the signature
+        # up in C++: a cached call costs what a call of jax.jit(jax.vmap(f))
+        # does. Plans whose call cannot be traced (chunked or sharded calls,
+        # host callbacks) are called directly instead. Evicting a plan also
+        # drops jit's executables, so cache_size bounds those too.
+        self._dispatch = jax.jit(self._traced_call)
+        self._plans = _LRU(cache_size, on_evict=self._dispatch.clear_cache)
+        self._by_signature = _LRU(cache_size)
         self._lock = threading.Lock()
+        self._direct = bool(self._scale_options)
         functools.update_wrapper(self, fn, updated=())
 
-    # batch_lower(check=True, cache_size=N): see batch_lower
-    check = False
-    cache_size: int | None = 256
-
     def __call__(self, *args, **kwargs):
-        plan = self._fast_plan(args, kwargs)
+        if not (self._direct or self.check):
+            try:
+                return self._dispatch(*args, **kwargs)
+            except _NotTraceable:
+                self._direct = True
+            except TypeError:
+                pass  # e.g. a non-array argument: the direct path names it as vmap would
+        plan = self._plan_for(args, kwargs)
         out = plan.call(*args, **kwargs)
         if self.check and not getattr(plan, "checked", False):
             from stablehlo_batch.check import check_call
@@ -188,25 +209,14 @@ class BatchedFunction:
             plan.checked = True
         return out
 
+    def _traced_call(self, *args, **kwargs):
+        plan = self._plan_for(args, kwargs)
+        if not plan.traceable:
+            raise _NotTraceable()
+        return plan.exported.call(*args, **kwargs)
+
     def lower(self, *args, **kwargs) -> Lowered:
         return Lowered(self._plan_for(args, kwargs), args, kwargs)
-
-    def _fast_plan(self, args, kwargs) -> _Plan:
-        """``_plan_for`` for calls whose leaves are all jax Arrays, keyed by
-        their ``aval`` in a plain dict: the per-call overhead of a cached
-        signature drops from ~7 to ~1 us a leaf (it showed at small batches)."""
-        leaves, in_tree = tree_util.tree_flatten((args, kwargs))
-        if not all(isinstance(x, jax.Array) for x in leaves):
-            return self._plan_for(args, kwargs)
-        key = (in_tree, tuple(x.aval for x in leaves))
-        fast = self.__dict__.setdefault("_fast", {})
-        plan = fast.get(key)
-        if plan is None:
-            plan = self._plan_for(args, kwargs)
-            if len(fast) >= min(64, 64 if self.cache_size is None else self.cache_size):
-                fast.clear()  # never keep more plans alive than the LRU would
-            fast[key] = plan
-        return plan
 
     # ---- building ----------------------------------------------------------
     def _plan_for(self, args, kwargs) -> _Plan:
@@ -266,7 +276,8 @@ class BatchedFunction:
         batched, module = built.exported, built.module
         result_batched, rewrite_seconds = built.result_batched, built.rewrite_seconds
         return _Plan(batched, module, result_batched, rewrite_seconds,
-                     built.call or jax.jit(batched.call), built.report)
+                     built.call or jax.jit(batched.call), built.report,
+                     traceable=built.call is None)
 
 
 def batch_lower(fn: Callable, in_axes=0, out_axes=0, *, axis_size: int | None = None,
@@ -295,14 +306,12 @@ def batch_lower(fn: Callable, in_axes=0, out_axes=0, *, axis_size: int | None = 
     ``cache_size`` bounds the signatures kept compiled (least recently used
     dropped first; None: unbounded).
     """
-    batched = BatchedFunction(fn, in_axes, out_axes, axis_size, backend, strict)
-    options = dict(chunk_size=chunk_size, memory_limit_bytes=memory_limit_bytes,
-                   mesh=mesh, axis_name=axis_name)
-    batched._scale_options = {k: v for k, v in options.items() if v is not None}
-    batched.check = bool(check)
-    batched.cache_size = cache_size
-    batched._plans.maxsize = batched._by_signature.maxsize = cache_size
-    return batched
+    options = dict(chunk_size=chunk_size, memory_limit_bytes=memory_limit_bytes, mesh=mesh)
+    options = {k: v for k, v in options.items() if v is not None}
+    if options:
+        options["axis_name"] = axis_name
+    return BatchedFunction(fn, in_axes, out_axes, axis_size, backend, strict, check=check,
+                           cache_size=cache_size, scale_options=options)
 
 
 def batch_module(module: module_io.ModuleSource, in_axes: Sequence[int | None],
