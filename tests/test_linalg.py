@@ -319,6 +319,16 @@ def test_batch_norm(rng, kind, x_shape, fi, in_axes, size):
         check_module(text, args, list(in_axes), out_axes, size, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("kind", ["training", "grad"])
+def test_batch_norm_no_lanes(kind):
+    """Axis size 0: the lanes folded into the features split back to
+    [0, ...] shapes (found by the CLI fuzzer as a division by zero)."""
+    text, ins, outs = _bn_case(kind, (5, 3), 1)
+    with strict_mode(True):
+        batched = sb.batch_module(text, [0] * len(ins), [0] * len(outs), 0)
+    assert "tensor<0x5x3xf32>" in batched and "tensor<0x3xf32>" in batched
+
+
 # ---- shape_assertion -------------------------------------------------------------
 
 _ASSERT = """func.func @main(%p: tensor<i1>, %n: tensor<i32>, %m: tensor<i32>) -> tensor<i32> {

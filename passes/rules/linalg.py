@@ -80,11 +80,11 @@ def _merge_lanes(fb, v, fi):
     return bld.reshape(v, shape[:fi] + [shape[fi] * shape[fi + 1]] + shape[fi + 2:])
 
 
-def _split_lanes(fb, v, fi):
-    """The inverse of _merge_lanes."""
+def _split_lanes(fb, v, fi, features):
+    """The inverse of _merge_lanes; ``features`` is the per-lane size of dim
+    ``fi`` (not derived from the merged size, which is 0 for no lanes)."""
     shape = bld.shape_of(v)
-    size = fb.axis_size
-    v = bld.reshape(v, shape[:fi] + [size, shape[fi] // size] + shape[fi + 1:])
+    v = bld.reshape(v, shape[:fi] + [fb.axis_size, features] + shape[fi + 1:])
     return bld.move_axis(v, fi, 0)
 
 
@@ -100,8 +100,11 @@ def _merged_batch_norm(fb, op, big_operands, big_results=(0,)):
     types = [bld.tensor_type(bld.shape_of(like), bld.element_type(like))
              for like in (big if i in big_results else vec for i in range(len(op.results)))]
     new = bld.create(op.name, types, operands, bld.attributes_of(op))
-    return [(_split_lanes(fb, r, fi if i in big_results else 0), True)
-            for i, r in enumerate(new.results)]
+    results = []
+    for i, (r, old) in enumerate(zip(new.results, op.results)):
+        d = fi if i in big_results else 0
+        results.append((_split_lanes(fb, r, d, bld.shape_of(old)[d]), True))
+    return results
 
 
 @register("stablehlo.batch_norm_inference")
