@@ -86,13 +86,18 @@ def _compiled(text: str, func: str):
 
 
 def _rename_entry(module, func):
+    """Makes @func the module's @main (what jax.export runs), renaming an
+    existing @main and every reference to either."""
     from jaxlib.mlir import ir
-    table = ir.SymbolTable(module.operation)
-    if "main" in table:
-        table["main"].operation.attributes["sym_name"] = ir.StringAttr.get("main_orig")
-    entry = table[func].operation
-    entry.attributes["sym_name"] = ir.StringAttr.get("main")
-    entry.attributes["sym_visibility"] = ir.StringAttr.get("public")
+    with module.context:
+        table = ir.SymbolTable(module.operation)
+        if "main" in table:
+            ir.SymbolTable.replace_all_symbol_uses("main", "main_orig", module.operation)
+            table["main"].operation.attributes["sym_name"] = ir.StringAttr.get("main_orig")
+        ir.SymbolTable.replace_all_symbol_uses(func, "main", module.operation)
+        entry = table[func].operation
+        entry.attributes["sym_name"] = ir.StringAttr.get("main")
+        entry.attributes["sym_visibility"] = ir.StringAttr.get("public")
 
 
 def run_module(text: str, args, func: str = "main") -> list[np.ndarray]:

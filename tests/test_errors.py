@@ -262,6 +262,25 @@ def test_cli_check_random_and_given_inputs(tmp_path, capfd, monkeypatch):
     assert "'stablehlo.cosine'" in err and "model.py:13:4" in err and ".mlir" in err
 
 
+def test_cli_check_of_a_function_other_than_main(tmp_path, capfd):
+    """--check --func=g where @g calls @main: the checked copy renames both
+    and every reference to them."""
+    src = tmp_path / "calls.mlir"
+    src.write_text("""
+func.func @main(%x: tensor<3xf32>) -> tensor<3xf32> {
+  %0 = stablehlo.sine %x : tensor<3xf32>
+  return %0 : tensor<3xf32>
+}
+func.func @g(%x: tensor<3xf32>) -> tensor<3xf32> {
+  %0 = func.call @main(%x) : (tensor<3xf32>) -> tensor<3xf32>
+  %1 = stablehlo.add %0, %x : tensor<3xf32>
+  return %1 : tensor<3xf32>
+}
+""")
+    rc, out, err = _cli(capfd, str(src), "--func=g", "--axis-size=3", "--check")
+    assert rc == 0 and "@main_b1" in out, err
+
+
 def test_non_array_argument_names_its_path():
     def f(x, d):
         return x
