@@ -69,6 +69,8 @@ def _zeros(t: ir.Type) -> ir.Value:
     shape = bld.shape_of(t)
     i32 = ir.IntegerType.get_signless(32)
     zero = bld.splat(i32, shape, 0)
+    if zero.type == t:
+        return zero
     return bld.create("stablehlo.convert", [t], [zero]).result
 
 
