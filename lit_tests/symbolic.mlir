@@ -122,7 +122,7 @@ func.func @dynamic_slice(%x: tensor<6xf32>, %i: tensor<i32>) -> tensor<2xf32> {
 // PERLANE: stablehlo.compare LT
 // PERLANE: stablehlo.custom_call @my_kernel({{.*}}) : (tensor<3xf32>) -> tensor<3xf32>
 // PERLANE: stablehlo.dynamic_update_slice {{.*}} : (tensor<?x3xf32>, tensor<1x3xf32>
-// CUSTOM: error: cannot batch 'stablehlo.custom_call' in function @custom_call: it needs static shapes and the batch size is symbolic (strict mode: no per-lane fallback)
+// CUSTOM: error: cannot batch 'stablehlo.custom_call' in function @custom_call: custom call target @my_kernel has no batching rule (strict mode: no per-lane fallback)
 func.func @custom_call(%x: tensor<3xf32>) -> tensor<3xf32> {
   %0 = stablehlo.custom_call @my_kernel(%x) : (tensor<3xf32>) -> tensor<3xf32>
   return %0 : tensor<3xf32>

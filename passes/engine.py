@@ -33,17 +33,6 @@ Results = list[tuple[ir.Value, bool]]
 Rule = Callable[["FunctionBatcher", ir.Operation, tuple[bool, ...]], Results]
 
 
-def _static_shapes_only(op: ir.Operation) -> bool:
-    """Ops whose batched form must have static shapes: with a symbolic batch
-    size they run per lane (or raise with strict). Custom calls (LAPACK,
-    cuSOLVER, host callbacks check their shapes when compiled), and a
-    bitcast_convert that changes the element width (shape refinement cannot
-    infer its result)."""
-    if op.name == "stablehlo.custom_call":
-        return True
-    return op.name == "stablehlo.bitcast_convert" and \
-        bld.rank_of(op.operands[0]) != bld.rank_of(op.results[0])
-
 # Ops through which an error inside another function is reached.
 _CALL_OPS = ("func.call", "stablehlo.composite")
 
@@ -234,11 +223,6 @@ class FunctionBatcher:
             collector.kept += 1
             return
         rule = find_rule(op, self.program.rules) or fallback
-        if self.symbolic and _static_shapes_only(op):
-            # Per lane: each instance sees one example's static shapes.
-            def rule(fb, op, flags):
-                return fallback(fb, op, flags, why="it needs static shapes and the "
-                                                   "batch size is symbolic")
         since = len(collector.pending)
         try:
             with ir.InsertionPoint(op), op.location, bld.batch_size_source(self.batch_size_1d):

@@ -162,3 +162,21 @@ def test_symbolic_errors(rng):
     exp = jax.export.export(jax.jit(jnp.sin))(jnp.ones(3))
     with pytest.raises(sb.AxisSpecError, match="at least one batched argument"):
         batch_exported(exp, None, axis_size="b")
+
+
+def test_bitcasts_symbolic(rng):
+    """An equal-width bitcast stays one op; a width-changing one (a new
+    trailing dim) runs per lane with a symbolic size. Both match vmap."""
+    import warnings
+    same = lambda v: jax.lax.bitcast_convert_type(v, jnp.int32)
+    wide = lambda v: jax.lax.bitcast_convert_type(v, jnp.uint8)
+    for fn, per_lane in ((same, False), (wide, True)):
+        bl = sb.batch_lower(fn, axis_size="b")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for size in (1, 4):
+                v = make(rng, (3,), jnp.float32, 0, size)
+                assert_same_tree(bl(v), jax.vmap(fn)(v))
+        fell_back = any(issubclass(w.category, sb.FallbackWarning) for w in caught)
+        assert fell_back == per_lane
+        assert bl.lower(v).as_text().count("stablehlo.while") == int(per_lane)

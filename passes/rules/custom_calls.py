@@ -25,13 +25,21 @@ def register_custom_call(*targets: str):
     return wrap
 
 
+# Targets whose rule keeps a marker op that accepts a symbolic batch dim.
+_SYMBOLIC_OK = frozenset({"Sharding", "shape_assertion"})
+
+
 @register("stablehlo.custom_call")
 def custom_call(fb, op, flags):
+    from passes.fallback import fallback
     target = ir.StringAttr(op.attributes["call_target_name"]).value
     rule = CUSTOM_CALL_RULES.get(target)
     if rule is None:
-        from passes.fallback import fallback
         return fallback(fb, op, flags, f"custom call target @{target} has no batching rule")
+    if fb.symbolic and target not in _SYMBOLIC_OK:
+        # Kernels (LAPACK, cuSOLVER, ...) check static shapes when compiled:
+        # per lane, each call sees one example's static shapes.
+        return fallback(fb, op, flags, "it needs static shapes and the batch size is symbolic")
     return rule(fb, op, flags)
 
 

@@ -12,7 +12,7 @@ from passes import builders as bld
 from passes.rules import register, retype_batched
 
 STABLEHLO_ELEMENTWISE = """
-abs add and atan2 bitcast_convert cbrt ceil complex compare convert cosine
+abs add and atan2 cbrt ceil complex compare convert cosine
 count_leading_zeros divide exponential exponential_minus_one floor imag
 is_finite log log_plus_one logistic maximum minimum multiply negate not or
 popcnt power real reduce_precision remainder round_nearest_afz
@@ -72,3 +72,15 @@ def implicit_broadcasting(fb, op, flags):
             op.operands[i] = bld.reshape(
                 v, shape[:1] + [1] * (rank + 1 - len(shape)) + shape[1:])
     return retype_batched(fb, op)
+
+
+@register("stablehlo.bitcast_convert")
+def bitcast_convert(fb, op, flags):
+    # A width-changing bitcast adds or drops a trailing dim; with a symbolic
+    # batch size shape refinement cannot infer that result, so it runs per
+    # lane, each lane with static shapes.
+    if fb.symbolic and bld.rank_of(op.operands[0]) - 1 != bld.rank_of(op.results[0]):
+        from passes.fallback import fallback
+        return fallback(fb, op, flags, "a width-changing bitcast_convert needs static shapes "
+                                       "and the batch size is symbolic")
+    return elementwise(fb, op, flags)
