@@ -120,6 +120,25 @@ def check_case(rng, fn, shapes, dtypes, k, in_axes=None, **kw):
                           axis_size=axis_size_for(axes, size), **kw)
 
 
+# ---- small models shared by the export / symbolic tests ---------------------
+def mlp(params, x):
+    for w, b in params:
+        x = jnp.tanh(x @ w + b)
+    return x
+
+
+def newton_sqrt(x, tol):
+    """A while loop whose trip count depends on the data."""
+    def cond(c):
+        y, i = c
+        return (jnp.max(jnp.abs(y * y - x)) > tol) & (i < 50)
+
+    def body(c):
+        y, i = c
+        return 0.5 * (y + x / y), i + 1
+    return jax.lax.while_loop(cond, body, (x + 1.0, 0))
+
+
 # ---- hand-written modules ---------------------------------------------------
 _ELEM = {"f16": jnp.float16, "bf16": jnp.bfloat16, "f32": jnp.float32,
          "f64": jnp.float64, "i1": jnp.bool_, "i8": jnp.int8, "i16": jnp.int16,

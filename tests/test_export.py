@@ -14,31 +14,13 @@ import numpy as np
 import pytest
 
 import stablehlo_batch as sb
-from batch_cases import make
+from batch_cases import make, mlp, newton_sqrt
 from conftest import assert_same_tree
 from stablehlo_batch import module_io
 from stablehlo_batch.export import batch_exported, vmappable
 
 TOL = dict(rtol=1e-5, atol=1e-5)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def mlp(params, x):
-    for w, b in params:
-        x = jnp.tanh(x @ w + b)
-    return x
-
-
-def newton_sqrt(x, tol):
-    """A while loop whose trip count depends on the data."""
-    def cond(c):
-        y, i = c
-        return (jnp.max(jnp.abs(y * y - x)) > tol) & (i < 50)
-
-    def body(c):
-        y, i = c
-        return 0.5 * (y + x / y), i + 1
-    return jax.lax.while_loop(cond, body, (x + 1.0, 0))
 
 
 def _params(rng, sizes=(4, 5, 3)):

@@ -10,28 +10,11 @@ import numpy as np
 import pytest
 
 import stablehlo_batch as sb
-from batch_cases import make
+from batch_cases import make, mlp, newton_sqrt
 from conftest import assert_same_tree
 from stablehlo_batch.export import batch_exported
 
 TOL = dict(rtol=1e-5, atol=1e-5)
-
-
-def mlp(params, x):
-    for w, b in params:
-        x = jnp.tanh(x @ w + b)
-    return x
-
-
-def newton_sqrt(x, tol):
-    def cond(c):
-        y, i = c
-        return (jnp.max(jnp.abs(y * y - x)) > tol) & (i < 50)
-
-    def body(c):
-        y, i = c
-        return 0.5 * (y + x / y), i + 1
-    return jax.lax.while_loop(cond, body, (x + 1.0, 0))
 
 
 def branches(x, k):
