@@ -169,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
 
 _BYTECODE_MAGIC = b"ML\xefR"
 # Parses (and verifies) bytecode in a child process: MLIR's bytecode reader
-# can crash the process on corrupt input instead of reporting an error.
+# can crash the process on corrupt input instead of reporting an error. The
+# context set-up repeats module_io.make_context on purpose: importing
+# stablehlo_batch would import jax and add seconds to every child.
 _CHILD_PARSE = """
 import sys
 from jaxlib.mlir import ir
