@@ -24,7 +24,7 @@ from passes import AxisSpecError, batch_function_in_module
 from passes.engine import batch_function_with_report
 from passes.fallback import strict_mode
 from stablehlo_batch import axes as ax
-from stablehlo_batch import callbacks, module_io
+from stablehlo_batch import callbacks, module_io, primitive
 
 
 def _platform(backend: str | None) -> str:
@@ -50,6 +50,7 @@ class _Plan:
     report: Any = None  # passes.report.BatchingReport
     compiled: Any = None  # the executable, for host callbacks (no Exported then)
     traceable: bool = False  # exported.call may be traced inside another jit
+    fn: Any = None  # primitive.BatchedFn: what jax's transformations see
 
 
 class Compiled:
@@ -213,7 +214,9 @@ class BatchedFunction:
         plan = self._plan_for(args, kwargs)
         if not plan.traceable:
             raise _NotTraceable()
-        return plan.exported.call(*args, **kwargs)
+        if plan.fn is None:
+            return plan.exported.call(*args, **kwargs)
+        return primitive.call(plan.fn, plan.exported.out_tree, *args, **kwargs)
 
     def lower(self, *args, **kwargs) -> Lowered:
         return Lowered(self._plan_for(args, kwargs), args, kwargs)
@@ -275,9 +278,20 @@ class BatchedFunction:
                                    **self._scale_options)
         batched, module = built.exported, built.module
         result_batched, rewrite_seconds = built.result_batched, built.rewrite_seconds
+        fn, call = None, built.call
+        if call is None and not (exp.ordered_effects or exp.unordered_effects):
+            # Our own primitive, so that jax.jvp, jax.grad and jax.vmap see
+            # through the call (stablehlo_batch/primitive.py).
+            fn = primitive.BatchedFn(
+                primitive.flat_function(self.fn, in_tree),
+                tree_util.tree_leaves((ex_args, ex_kwargs)), dims, out_dims, size, platform,
+                exported=batched, example_out_avals=exp.out_avals,
+                chunk_size=built.chunk_size)
+            call = jax.jit(functools.partial(primitive.call, fn, batched.out_tree))
         return _Plan(batched, module, result_batched, rewrite_seconds,
-                     built.call or jax.jit(batched.call), built.report,
-                     traceable=built.call is None)
+                     call or jax.jit(batched.call), built.report,
+                     traceable=built.call is None,
+                     fn=fn)
 
 
 def batch_lower(fn: Callable, in_axes=0, out_axes=0, *, axis_size: int | None = None,

@@ -46,6 +46,16 @@ def test_chunked_gradient_and_jit(rng):
     loss_b = lambda w: jnp.sum(sb.batch_lower(heavy, (None, 0), chunk_size=3)(w, xs))
     loss_v = lambda w: jnp.sum(jax.vmap(heavy, (None, 0))(w, xs))
     assert_same_tree(jax.jit(jax.grad(loss_b))(w), jax.grad(loss_v)(w), rtol=1e-4, atol=1e-3)
+    # The backward pass is chunked too (a loop over chunks), and so is forward
+    # mode: the primal and the tangents each loop.
+    unchunked = lambda w: jnp.sum(sb.batch_lower(heavy, (None, 0))(w, xs))
+    assert "stablehlo.while" not in jax.jit(jax.grad(unchunked)).lower(w).as_text()
+    assert "stablehlo.while" in jax.jit(jax.grad(loss_b)).lower(w).as_text()
+    t = make(rng, (16, 16), jnp.float32, None, 0)
+    assert_same_tree(jax.jvp(loss_b, (w,), (t,)), jax.jvp(loss_v, (w,), (t,)),
+                     rtol=1e-4, atol=1e-3)
+    text = jax.jit(lambda w, t: jax.jvp(loss_b, (w,), (t,))).lower(w, t).as_text()
+    assert text.count("stablehlo.while") == 2, text.count("stablehlo.while")
 
 
 def test_temp_memory_shrinks_with_chunk_size_and_auto_fits(rng):

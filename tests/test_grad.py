@@ -107,12 +107,3 @@ def test_integer_argument_and_second_order(rng):
         lambda z: jnp.sum(sb.batch_lower(f)(z, ns)))(x)))(xs)
     assert_same_tree(h, -jnp.sin(xs) * ns[:, None], **TOL)
 
-
-def test_forward_mode_is_refused_and_the_recipe_works(rng):
-    """jax.jvp through batch_lower is refused by jax (the batched call is a
-    custom_vjp), never answered wrongly; batching the JVP itself works."""
-    xs, ts = make(rng, (3,), jnp.float32, 0, 4), make(rng, (3,), jnp.float32, 0, 4)
-    with pytest.raises(TypeError, match="forward-mode"):
-        jax.jvp(sb.batch_lower(jnp.sin), (xs,), (ts,))
-    recipe = sb.batch_lower(lambda x, t: jax.jvp(jnp.sin, (x,), (t,)))
-    assert_same_tree(recipe(xs, ts), jax.jvp(jax.vmap(jnp.sin), (xs,), (ts,)), **TOL)

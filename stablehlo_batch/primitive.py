@@ -1,0 +1,302 @@
+"""The batched call as a jax primitive (``batched_call``), so that jax's
+transformations see through a ``batch_lower``ed function: ``jax.jit``,
+``jax.jvp`` / ``jax.linearize`` (forward mode), ``jax.grad`` / ``jax.vjp``
+(reverse mode) and ``jax.vmap`` (nested batching).
+
+A ``BatchedFn`` is a per-example function with flat arguments and results
+(``src``) and its batching spec; its module is ``src`` exported by jax.export
+and batched by our rewrite, built on first use. Each rule of the primitive
+emits ``batched_call`` of another ``BatchedFn``:
+
+- JVP: the tangents come from the *tangent map*, per example
+  ``jax.jvp(src)`` restricted to the non-zero tangents, linear in them;
+- transpose (of a tangent map): per example ``jax.vjp(src)``. A cotangent of
+  a result that is not batched counts once, so it goes to lane 0 (the other
+  lanes get zeros); cotangents of arguments that are not batched are summed
+  over the lanes, as jax.vmap's transpose does;
+- batching: the batched function itself, batched again by our rewrite.
+
+Reverse mode never builds a JVP module: jax stages the tangent map and
+transposes it, so only the VJP is exported. That keeps ``jax.grad`` working
+for functions that jax can only differentiate in reverse mode (a
+``custom_vjp`` inside).
+"""
+from __future__ import annotations
+
+import functools
+import threading
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import tree_util
+from jax.extend.core import Primitive
+from jax.interpreters import ad, batching, mlir
+
+batched_call_p = Primitive("stablehlo_batch_call")
+batched_call_p.multiple_results = True
+
+
+def _inexact(dtype) -> bool:
+    return jnp.issubdtype(dtype, jnp.inexact)
+
+
+def _struct(a) -> jax.ShapeDtypeStruct:
+    return jax.ShapeDtypeStruct(tuple(a.shape), a.dtype, weak_type=getattr(a, "weak_type", False))
+
+
+def _tangent_struct(a) -> jax.ShapeDtypeStruct:
+    return jax.ShapeDtypeStruct(tuple(a.shape), a.dtype)
+
+
+def _merge(xs, idx, replacements):
+    xs = list(xs)
+    for i, r in zip(idx, replacements):
+        xs[i] = r
+    return xs
+
+
+class BatchedFn:
+    """One per-example function and how it is batched. Compared by identity:
+    it is a parameter of ``batched_call`` and keys jax's caches."""
+
+    def __init__(self, src: Callable, example_avals: Sequence, dims: Sequence[int | None],
+                 out_dims: Sequence[int | None], size, platform: str, *,
+                 exported: jax.export.Exported | None = None,
+                 example_out_avals: Sequence | None = None,
+                 chunk_size: int | None = None, what: str = "batch_lower"):
+        self.src = src
+        self.example_avals = tuple(_struct(a) for a in example_avals)
+        self.dims = tuple(None if d is None else d % (len(a.shape) + 1)
+                          for a, d in zip(self.example_avals, dims))
+        self._raw_out_dims = tuple(out_dims)
+        self.size = size
+        self.platform = platform
+        self.what = what
+        # Computed K lanes at a time (chunk_size=); its derivatives are too.
+        self.chunk_size = chunk_size
+        self._exported = exported
+        self._example_out_avals = (None if example_out_avals is None else
+                                   tuple(_struct(a) for a in example_out_avals))
+        self._lock = threading.Lock()
+        self._derived: dict = {}
+        self.jitted = jax.jit(functools.partial(_bind, fun=self))
+        # Set on tangent maps: (the function differentiated, its non-zero tangents).
+        self.tangent_of: tuple[BatchedFn, tuple[bool, ...]] | None = None
+        # Set on transposes: which cotangents go to lane 0, which results are summed.
+        self.lane0: tuple[bool, ...] = ()
+        self.summed: tuple[bool, ...] = ()
+
+    # ---- shapes -----------------------------------------------------------
+    @property
+    def example_out_avals(self) -> tuple[jax.ShapeDtypeStruct, ...]:
+        if self._example_out_avals is None:
+            outs = jax.eval_shape(self.src, *self.example_avals)
+            self._example_out_avals = tuple(_struct(a) for a in outs)
+        return self._example_out_avals
+
+    @functools.cached_property
+    def out_dims(self) -> tuple[int | None, ...]:
+        return tuple(None if d is None else d % (len(a.shape) + 1)
+                     for a, d in zip(self.example_out_avals, self._raw_out_dims))
+
+    def batch_size(self, avals):
+        """The batch size of one call, read from its batched arguments."""
+        for a, d in zip(avals, self.dims):
+            if d is not None:
+                return a.shape[d]
+        return self.size
+
+    def out_avals(self, avals) -> list:
+        n = self.batch_size(avals)
+        out = []
+        for a, d in zip(self.example_out_avals, self.out_dims):
+            shape = a.shape if d is None else a.shape[:d] + (n,) + a.shape[d:]
+            out.append(jax.core.ShapedArray(shape, a.dtype, weak_type=a.weak_type))
+        return out
+
+    # ---- the module -------------------------------------------------------
+    def exported(self) -> jax.export.Exported:
+        with self._lock:
+            if self._exported is None:
+                from stablehlo_batch.chunking import chunk_flat
+                from stablehlo_batch.export import batch_flat
+                exp = jax.export.export(jax.jit(self.src), platforms=(self.platform,))(
+                    *self.example_avals)
+                if self.chunk_size:
+                    built = chunk_flat(exp, self.dims, self._raw_out_dims, self.size,
+                                       self.chunk_size, what=self.what)
+                else:
+                    built = batch_flat(exp, self.dims, self._raw_out_dims, self.size,
+                                       what=self.what)
+                self._exported = built.exported
+            return self._exported
+
+    def _cached(self, key, build: Callable[[], "BatchedFn"]) -> "BatchedFn":
+        with self._lock:
+            fn = self._derived.get(key)
+        if fn is None:
+            fn = build()
+            with self._lock:
+                fn = self._derived.setdefault(key, fn)
+        return fn
+
+    # ---- derived functions ------------------------------------------------
+    def tangent_map(self, nz: tuple[bool, ...]) -> "BatchedFn":
+        """(primals..., tangents of the ``nz`` arguments...) -> tangents of the
+        inexact results."""
+        def build():
+            src, idx = self.src, [i for i, z in enumerate(nz) if z]
+            keep = [j for j, a in enumerate(self.example_out_avals) if _inexact(a.dtype)]
+
+            def tangents(*flat):
+                xs, ts = flat[:len(nz)], flat[len(nz):]
+
+                def g(*x_nz):
+                    outs = src(*_merge(xs, idx, x_nz))
+                    return [outs[j] for j in keep]
+
+                return list(jax.jvp(g, [xs[i] for i in idx], list(ts))[1])
+
+            fn = BatchedFn(
+                tangents, self.example_avals + tuple(_tangent_struct(self.example_avals[i])
+                                                     for i in idx),
+                self.dims + tuple(self.dims[i] for i in idx),
+                [self.out_dims[j] for j in keep], self.size, self.platform,
+                example_out_avals=[_tangent_struct(self.example_out_avals[j]) for j in keep],
+                chunk_size=self.chunk_size, what=f"JVP of {self.what}")
+            fn.tangent_of = (self, nz)
+            return fn
+        return self._cached(("jvp", nz), build)
+
+    def transpose(self) -> "BatchedFn":
+        """For a tangent map: (primals..., cotangents of its results...) ->
+        cotangents of its tangent arguments, one per lane."""
+        def build():
+            fun, nz = self.tangent_of
+            src, idx = fun.src, [i for i, z in enumerate(nz) if z]
+            keep = [j for j, a in enumerate(fun.example_out_avals) if _inexact(a.dtype)]
+
+            def cotangents(*flat):
+                xs, cts = flat[:len(nz)], flat[len(nz):]
+
+                def g(*x_nz):
+                    outs = src(*_merge(xs, idx, x_nz))
+                    return [outs[j] for j in keep]
+
+                return list(jax.vjp(g, *[xs[i] for i in idx])[1](list(cts)))
+
+            lane0 = tuple(fun.out_dims[j] is None for j in keep)
+            summed = tuple(fun.dims[i] is None for i in idx)
+            fn = BatchedFn(
+                cotangents, fun.example_avals + tuple(_tangent_struct(fun.example_out_avals[j])
+                                                      for j in keep),
+                fun.dims + tuple(0 if fun.out_dims[j] is None else fun.out_dims[j]
+                                 for j in keep),
+                [0 if fun.dims[i] is None else fun.dims[i] for i in idx],
+                self.size, self.platform,
+                example_out_avals=[_tangent_struct(fun.example_avals[i]) for i in idx],
+                chunk_size=fun.chunk_size, what=f"gradient of {fun.what}")
+            fn.lane0, fn.summed = lane0, summed
+            return fn
+        return self._cached("vjp", build)
+
+    def vmapped(self, avals, bdims, size) -> "BatchedFn":
+        """This batched function, batched again (jax.vmap of it)."""
+        example = tuple(jax.ShapeDtypeStruct(a.shape if d is None else a.shape[:d] + a.shape[d + 1:],
+                                             a.dtype, weak_type=a.weak_type)
+                        for a, d in zip(avals, bdims))
+        key = ("vmap", example, tuple(bdims), size)
+
+        def build():
+            return BatchedFn(functools.partial(_bind, fun=self), example, bdims,
+                             [0] * len(self.out_dims), size, self.platform,
+                             what=f"jax.vmap of {self.what}")
+        return self._cached(key, build)
+
+
+def _bind(*flat, fun: BatchedFn):
+    return batched_call_p.bind(*flat, fun=fun)
+
+
+def call(fun: BatchedFn, out_tree, *args, **kwargs):
+    """Calls ``fun`` with a pytree of arguments, as ``Exported.call`` would."""
+    leaves = tree_util.tree_leaves((args, kwargs))
+    return tree_util.tree_unflatten(out_tree, batched_call_p.bind(*leaves, fun=fun))
+
+
+# ---- the primitive's rules ----------------------------------------------------
+
+def _abstract_eval(*avals, fun: BatchedFn):
+    return fun.out_avals(avals)
+
+
+def _lower(*flat, fun: BatchedFn):
+    exp = fun.exported()
+    args, kwargs = tree_util.tree_unflatten(exp.in_tree, flat)
+    return tree_util.tree_leaves(exp.call(*args, **kwargs))
+
+
+def _zero(x):
+    return ad.Zero(jax.typeof(x).to_tangent_aval())
+
+
+def _jvp(primals, tangents, *, fun: BatchedFn):
+    out = batched_call_p.bind(*primals, fun=fun)
+    nz = tuple(type(t) is not ad.Zero and _inexact(p.dtype)
+               for p, t in zip(primals, tangents))
+    if not any(nz):
+        return out, [_zero(o) for o in out]
+    tangent_map = fun.tangent_map(nz)
+    ts = iter(batched_call_p.bind(*primals, *[t for t, z in zip(tangents, nz) if z],
+                                  fun=tangent_map))
+    return out, [next(ts) if _inexact(o.dtype) else _zero(o) for o in out]
+
+
+def _transpose(cts, *args, fun: BatchedFn):
+    if fun.tangent_of is None:
+        raise NotImplementedError(f"{fun.what} is not linear: it has no transpose")
+    n = len(fun.tangent_of[1])
+    xs, ts = args[:n], args[n:]
+    if any(ad.is_undefined_primal(x) for x in xs):
+        raise NotImplementedError(f"the transpose of the JVP of {fun.what} needs its "
+                                  "primal arguments")
+    undefined = [ad.is_undefined_primal(t) for t in ts]
+    if all(type(ct) is ad.Zero for ct in cts):
+        return [None] * n + [ad.Zero(t.aval) if u else None for t, u in zip(ts, undefined)]
+    vjp = fun.transpose()
+    size = fun.batch_size([x.aval if ad.is_undefined_primal(x) else jax.typeof(x)
+                           for x in args])
+    cts = [ad.instantiate_zeros(ct) for ct in cts]
+    # A result that is not batched is the same for every lane; its cotangent
+    # must count once, not once per lane.
+    cts = [jnp.zeros((size,) + ct.shape, ct.dtype).at[0].set(ct) if lane0 else ct
+           for ct, lane0 in zip(cts, vjp.lane0)]
+    in_cts = batched_call_p.bind(*xs, *cts, fun=vjp)
+    in_cts = [jnp.sum(ct, axis=0) if summed else ct for ct, summed in zip(in_cts, vjp.summed)]
+    return [None] * n + [ct if u else None for ct, u in zip(in_cts, undefined)]
+
+
+def _batch(args, bdims, *, fun: BatchedFn):
+    size = next(a.shape[d] for a, d in zip(args, bdims) if d is not None)
+    avals = [jax.typeof(a) for a in args]
+    inner = fun.vmapped(avals, tuple(bdims), size)
+    out = batched_call_p.bind(*args, fun=inner)
+    return out, [0] * len(out)
+
+
+batched_call_p.def_impl(lambda *args, fun: fun.jitted(*args))
+batched_call_p.def_abstract_eval(_abstract_eval)
+mlir.register_lowering(batched_call_p, mlir.lower_fun(_lower, multiple_results=True))
+ad.primitive_jvps[batched_call_p] = _jvp
+ad.primitive_transposes[batched_call_p] = _transpose
+batching.primitive_batchers[batched_call_p] = _batch
+
+
+def flat_function(fn: Callable, in_tree) -> Callable:
+    """``fn`` with its argument pytree flattened and its results flat."""
+    def flat(*leaves):
+        args, kwargs = tree_util.tree_unflatten(in_tree, leaves)
+        return tree_util.tree_leaves(fn(*args, **kwargs))
+    return flat
