@@ -29,50 +29,64 @@ def _move(x, src, dst):
 
 def chunk_flat(exp: jax.export.Exported, dims: Sequence[int | None],
                out_dims: Sequence[int | None], size: int, chunk: int, *,
-               what: str = "batch_lower") -> BatchedExport:
+               what: str = "batch_lower", summed: Sequence[int] = ()) -> BatchedExport:
     """Like ``export.batch_flat`` at batch ``size``, computed ``chunk`` lanes at
-    a time. ``dims`` are positions in the batched arguments (non-negative)."""
+    a time. ``dims`` are positions in the batched arguments (non-negative).
+    Results in ``summed`` are summed over the batch: each chunk's sum is
+    added to a running total, so no result ever holds the whole batch."""
     size, chunk = int(size), int(chunk)
     if chunk <= 0:
         raise ValueError(f"chunk_size must be a positive int, got {chunk}")
     # The full-size batch gives the avals, the checks and the report; it is
     # also what runs when one chunk covers the batch.
-    full = batch_flat(exp, dims, out_dims, size, what=what)
+    full = batch_flat(exp, dims, out_dims, size, what=what, summed=summed)
     if chunk >= size:
         return full
     n_out = len(exp.out_avals)
     lane_dims = [None if d is None else 0 for d in dims]
     out0 = [None if d is None else 0 for d in out_dims]
-    per_chunk = batch_flat(exp, lane_dims, out0, chunk, what=what).exported
+    per_chunk = batch_flat(exp, lane_dims, out0, chunk, what=what, summed=summed).exported
     rem = size % chunk
-    remainder = batch_flat(exp, lane_dims, out0, rem, what=what).exported if rem else None
+    remainder = (batch_flat(exp, lane_dims, out0, rem, what=what, summed=summed).exported
+                 if rem else None)
     n_chunks = size // chunk
+    summed = set(summed)
+    kept = [j for j in range(n_out) if j not in summed]
 
     def chunked(*flat):
         flat = [x if d is None else _move(x, d, 0) for x, d in zip(flat, dims)]
         batched = [i for i, d in enumerate(dims) if d is not None]
 
-        def one_chunk(xs):
+        def one_chunk(totals, xs):
             args = list(flat)
             for i, x in zip(batched, xs):
                 args[i] = x
             a, k = tree_util.tree_unflatten(exp.in_tree, args)
-            return tuple(tree_util.tree_leaves(per_chunk.call(*a, **k)))
+            outs = tree_util.tree_leaves(per_chunk.call(*a, **k))
+            return ([t + outs[j] for t, j in zip(totals, sorted(summed))],
+                    tuple(outs[j] for j in kept))
 
         head = [flat[i][:n_chunks * chunk].reshape((n_chunks, chunk) + flat[i].shape[1:])
                 for i in batched]
-        outs = jax.lax.map(one_chunk, tuple(head))
-        outs = [o[0] if d is None else o.reshape((n_chunks * chunk,) + o.shape[2:])
-                for o, d in zip(outs, out_dims)]
+        zeros = [jnp.zeros(a.shape, a.dtype) for a in
+                 (per_chunk.out_avals[j] for j in sorted(summed))]
+        totals, stacked = jax.lax.scan(one_chunk, zeros, tuple(head))
+        outs = [None] * n_out
+        for j, t in zip(sorted(summed), totals):
+            outs[j] = t
+        for j, o in zip(kept, stacked):
+            d = out_dims[j]
+            outs[j] = o[0] if d is None else o.reshape((n_chunks * chunk,) + o.shape[2:])
         if remainder is not None:
             args = list(flat)
             for i in batched:
                 args[i] = flat[i][n_chunks * chunk:]
             a, k = tree_util.tree_unflatten(exp.in_tree, args)
             tail = tree_util.tree_leaves(remainder.call(*a, **k))
-            outs = [o if d is None else jnp.concatenate([o, t], axis=0)
-                    for o, t, d in zip(outs, tail, out_dims)]
-        outs = [o if d is None else _move(o, 0, d % o.ndim) for o, d in zip(outs, out_dims)]
+            outs = [o + t if j in summed else o if d is None else jnp.concatenate([o, t], axis=0)
+                    for j, (o, t, d) in enumerate(zip(outs, tail, out_dims))]
+        outs = [o if d is None or j in summed else _move(o, 0, d % o.ndim)
+                for j, (o, d) in enumerate(zip(outs, out_dims))]
         return tree_util.tree_unflatten(exp.out_tree, outs[:n_out])
 
     avals = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in full.exported.in_avals]

@@ -24,6 +24,7 @@ from jaxlib.mlir import ir
 
 from passes import AxisSpecError
 from passes.engine import batch_function_with_report
+from passes.sum_lanes import sum_results_over_lanes
 from stablehlo_batch import axes as ax
 from stablehlo_batch import module_io
 
@@ -74,9 +75,11 @@ def _normalize(what: str, avals, dims) -> list[int | None]:
 
 def batch_flat(exp: jax.export.Exported, dims: Sequence[int | None],
                out_dims: Sequence[int | None], size, *, what: str = "batch_lower",
-               rewrite_hook=None) -> BatchedExport:
+               rewrite_hook=None, summed: Sequence[int] = ()) -> BatchedExport:
     """Batches ``exp`` with one axis entry per flat argument (``dims``, the
     position of the batch axis in the batched argument) and per flat result.
+    The results listed in ``summed`` are summed over the batch inside the
+    module (passes/sum_lanes.py): a shared weight's gradient, say.
 
     ``size`` is an int or a symbolic dimension (``symbolic_size("b")``).
     ``rewrite_hook(module)`` may change the batched module before it is
@@ -110,6 +113,10 @@ def batch_flat(exp: jax.export.Exported, dims: Sequence[int | None],
                              "is None") from None
         raise ValueError(f"at {what} {path}: {e}") from None
     result_batched = result_batched[n_extra_out:]
+    if summed:
+        sum_results_over_lanes(module, "main", [n_extra_out + j for j in summed],
+                               [out_dims[j] % (len(exp.out_avals[j].shape) + 1)
+                                for j in summed])
     if rewrite_hook is not None:
         rewrite_hook(module)
     if symbolic:
@@ -120,12 +127,13 @@ def batch_flat(exp: jax.export.Exported, dims: Sequence[int | None],
     batched = dataclasses.replace(
         exp,
         in_avals=tuple(_insert(a, d, size) for a, d in zip(exp.in_avals, dims)),
-        out_avals=tuple(_insert(a, None if d is None else d % (len(a.shape) + 1), size)
-                        for a, d in zip(exp.out_avals, out_dims)),
+        out_avals=tuple(_insert(a, None if d is None or j in summed
+                                else d % (len(a.shape) + 1), size)
+                        for j, (a, d) in enumerate(zip(exp.out_avals, out_dims))),
         mlir_module_serialized=module_io.module_to_portable_artifact(module),
         uses_global_constants=exp.uses_global_constants or symbolic,
         _get_vjp=None)
-    if exp.has_vjp():
+    if exp.has_vjp() and not summed:
         batched = dataclasses.replace(
             batched, _get_vjp=functools.partial(_batched_vjp, exp, dims, out_dims, size))
     return BatchedExport(batched, module, result_batched, rewrite_seconds, report)

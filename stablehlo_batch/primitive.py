@@ -65,12 +65,15 @@ class BatchedFn:
                  out_dims: Sequence[int | None], size, platform: str, *,
                  exported: jax.export.Exported | None = None,
                  example_out_avals: Sequence | None = None,
-                 chunk_size: int | None = None, what: str = "batch_lower"):
+                 chunk_size: int | None = None, summed: Sequence[bool] = (),
+                 what: str = "batch_lower"):
         self.src = src
         self.example_avals = tuple(_struct(a) for a in example_avals)
         self.dims = tuple(None if d is None else d % (len(a.shape) + 1)
                           for a, d in zip(self.example_avals, dims))
         self._raw_out_dims = tuple(out_dims)
+        # Results summed over the batch inside the module (passes/sum_lanes.py).
+        self.summed = tuple(summed) or (False,) * len(self._raw_out_dims)
         self.size = size
         self.platform = platform
         self.what = what
@@ -84,9 +87,8 @@ class BatchedFn:
         self.jitted = jax.jit(functools.partial(_bind, fun=self))
         # Set on tangent maps: (the function differentiated, its non-zero tangents).
         self.tangent_of: tuple[BatchedFn, tuple[bool, ...]] | None = None
-        # Set on transposes: which cotangents go to lane 0, which results are summed.
+        # Set on transposes: which cotangents go to lane 0.
         self.lane0: tuple[bool, ...] = ()
-        self.summed: tuple[bool, ...] = ()
 
     # ---- shapes -----------------------------------------------------------
     @property
@@ -111,8 +113,8 @@ class BatchedFn:
     def out_avals(self, avals) -> list:
         n = self.batch_size(avals)
         out = []
-        for a, d in zip(self.example_out_avals, self.out_dims):
-            shape = a.shape if d is None else a.shape[:d] + (n,) + a.shape[d:]
+        for a, d, summed in zip(self.example_out_avals, self.out_dims, self.summed):
+            shape = a.shape if d is None or summed else a.shape[:d] + (n,) + a.shape[d:]
             out.append(jax.core.ShapedArray(shape, a.dtype, weak_type=a.weak_type))
         return out
 
@@ -124,12 +126,13 @@ class BatchedFn:
                 from stablehlo_batch.export import batch_flat
                 exp = jax.export.export(jax.jit(self.src), platforms=(self.platform,))(
                     *self.example_avals)
+                summed = [j for j, s in enumerate(self.summed) if s]
                 if self.chunk_size:
                     built = chunk_flat(exp, self.dims, self._raw_out_dims, self.size,
-                                       self.chunk_size, what=self.what)
+                                       self.chunk_size, what=self.what, summed=summed)
                 else:
                     built = batch_flat(exp, self.dims, self._raw_out_dims, self.size,
-                                       what=self.what)
+                                       what=self.what, summed=summed)
                 self._exported = built.exported
             return self._exported
 
@@ -165,7 +168,8 @@ class BatchedFn:
                 self.dims + tuple(self.dims[i] for i in idx),
                 [self.out_dims[j] for j in keep], self.size, self.platform,
                 example_out_avals=[_tangent_struct(self.example_out_avals[j]) for j in keep],
-                chunk_size=self.chunk_size, what=f"JVP of {self.what}")
+                chunk_size=self.chunk_size, summed=[self.summed[j] for j in keep],
+                what=f"JVP of {self.what}")
             fn.tangent_of = (self, nz)
             return fn
         return self._cached(("jvp", nz), build)
@@ -187,18 +191,21 @@ class BatchedFn:
 
                 return list(jax.vjp(g, *[xs[i] for i in idx])[1](list(cts)))
 
-            lane0 = tuple(fun.out_dims[j] is None for j in keep)
-            summed = tuple(fun.dims[i] is None for i in idx)
+            # A summed result's cotangent is the same for every lane; an
+            # unbatched result's goes to lane 0 only.
+            lane0 = tuple(fun.out_dims[j] is None and not fun.summed[j] for j in keep)
+            ct_dims = tuple(None if fun.summed[j] else 0 if fun.out_dims[j] is None
+                            else fun.out_dims[j] for j in keep)
             fn = BatchedFn(
                 cotangents, fun.example_avals + tuple(_tangent_struct(fun.example_out_avals[j])
                                                       for j in keep),
-                fun.dims + tuple(0 if fun.out_dims[j] is None else fun.out_dims[j]
-                                 for j in keep),
+                fun.dims + ct_dims,
                 [0 if fun.dims[i] is None else fun.dims[i] for i in idx],
                 self.size, self.platform,
                 example_out_avals=[_tangent_struct(fun.example_avals[i]) for i in idx],
-                chunk_size=fun.chunk_size, what=f"gradient of {fun.what}")
-            fn.lane0, fn.summed = lane0, summed
+                chunk_size=fun.chunk_size, summed=[fun.dims[i] is None for i in idx],
+                what=f"gradient of {fun.what}")
+            fn.lane0 = lane0
             return fn
         return self._cached("vjp", build)
 
@@ -274,7 +281,6 @@ def _transpose(cts, *args, fun: BatchedFn):
     cts = [jnp.zeros((size,) + ct.shape, ct.dtype).at[0].set(ct) if lane0 else ct
            for ct, lane0 in zip(cts, vjp.lane0)]
     in_cts = batched_call_p.bind(*xs, *cts, fun=vjp)
-    in_cts = [jnp.sum(ct, axis=0) if summed else ct for ct, summed in zip(in_cts, vjp.summed)]
     return [None] * n + [ct if u else None for ct, u in zip(in_cts, undefined)]
 
 
