@@ -155,3 +155,30 @@ def test_batching_the_jvp_itself_still_works(rng):
     xs, ts = make(rng, (3,), jnp.float32, 0, 4), make(rng, (3,), jnp.float32, 0, 4)
     recipe = sb.batch_lower(lambda x, t: jax.jvp(jnp.sin, (x,), (t,)))
     assert_same_tree(recipe(xs, ts), jax.jvp(jax.vmap(jnp.sin), (xs,), (ts,)), **TOL)
+
+
+def test_inside_control_flow_and_checkpoint(rng):
+    """The batched call inside lax.scan, lax.cond, lax.map and jax.checkpoint,
+    differentiated in both modes (jax partially evaluates the loop bodies: the
+    tangent map must stay linear and the primal known)."""
+    w = make(rng, (4, 4), jnp.float32, None, 0) * 0.5
+    xs = make(rng, (4,), jnp.float32, 0, 3)
+
+    def losses(b):
+        bf = b(lambda w, x: jnp.tanh(x @ w), in_axes=(None, 0))
+
+        def scanned(w):
+            x, _ = jax.lax.scan(lambda x, _: (bf(w, x), None), xs, None, length=3)
+            return jnp.sum(x ** 2)
+
+        def branch(w):
+            return jax.lax.cond(w[0, 0] > 0, lambda w: jnp.sum(bf(w, xs)),
+                                lambda w: jnp.sum(bf(2 * w, xs)), w)
+
+        def mapped(w):
+            return jnp.sum(jax.lax.map(lambda x: bf(w, x), jnp.stack([xs, -xs])))
+        return scanned, jax.checkpoint(scanned), branch, mapped
+
+    for k in range(4):
+        both(lambda b: jax.jit(jax.grad(losses(b)[k]))(w))
+        both(lambda b: jax.jvp(losses(b)[k], (w,), (w,)))
