@@ -152,9 +152,13 @@ def _batched_vjp(exp, dims, out_dims, size, batched: jax.export.Exported):
     to_lane0 = [d is None and a.to_tangent_aval().dtype != float0
                 for a, d in zip(exp.out_avals, out_dims)]
     ct_dims = [0 if z else d for z, d in zip(to_lane0, out_dims)]
+    # Cotangents of unbatched arguments are summed inside the module, where
+    # the sum becomes the contraction of the product that made them.
+    summed = [i for i, (d, a) in enumerate(zip(dims, exp.in_avals))
+              if d is None and a.to_tangent_aval().dtype != float0]
     inner = batch_flat(vjp, list(dims) + ct_dims,
                        [0 if d is None else d for d in dims], size,
-                       what="gradient of the batched function").exported
+                       what="gradient of the batched function", summed=summed).exported
     n_in = len(exp.in_avals)
 
     def bwd(*flat):
@@ -166,9 +170,7 @@ def _batched_vjp(exp, dims, out_dims, size, batched: jax.export.Exported):
         in_cts = inner.call(*primals, *cts)
         out = []
         for ct, d, a in zip(in_cts, dims, exp.in_avals):
-            if d is None and ct.dtype != float0:
-                ct = jnp.sum(ct, axis=0)
-            elif d is None:
+            if d is None and ct.dtype == float0:
                 ct = np.zeros(a.shape, float0)
             out.append(ct)
         return out

@@ -106,6 +106,22 @@ def test_vmappable_gradients(rng):
                      jax.vmap(jax.grad(loss), (None, 0))(params, xs), **TOL)
 
 
+def test_batch_exported_gradient_of_shared_weights(rng):
+    """jax.grad of a batch_exported artifact's call: the artifact's own VJP
+    sums the shared weights' cotangents inside the module (one product
+    contracting the batch, no per-lane weight gradients)."""
+    params = _params(rng)
+    loss = lambda p, x: jnp.sum(mlp(p, x) ** 2)
+    exp = jax.export.export(jax.jit(loss))(params, jnp.zeros(4))
+    bexp = jax.export.deserialize(batch_exported(exp, (None, 0), axis_size=5).serialize(vjp_order=1))
+    xs = make(rng, (4,), jnp.float32, 0, 5)
+    assert_same_tree(jax.grad(lambda p: jnp.sum(bexp.call(p, xs)))(params),
+                     jax.grad(lambda p: jnp.sum(jax.vmap(loss, (None, 0))(p, xs)))(params),
+                     **TOL)
+    text = bexp.vjp().mlir_module()
+    assert "tensor<5x4x5xf32>" not in text and "tensor<5x5x4xf32>" not in text
+
+
 def _cli(args, stdin=b""):
     proc = subprocess.run([sys.executable, "-m", "stablehlo_batch.cli", *args],
                           input=stdin, capture_output=True, timeout=120, cwd=ROOT)
