@@ -6,7 +6,9 @@
 // RUN: stablehlo-batch-opt %s --func=bounded_loop --axis-size=4 --in-axes=none,0 --out-axes=none,0 | filecheck %s --check-prefix=UPRED
 // RUN: stablehlo-batch-opt %s --func=if_op --axis-size=4 --in-axes=none,0,0 | filecheck %s --check-prefix=IF-U
 // RUN: stablehlo-batch-opt %s --func=if_op --axis-size=4 --in-axes=0,0,none | filecheck %s --check-prefix=IF-B
+// RUN: stablehlo-batch-opt %s --func=if_loop --axis-size=4 --in-axes=0,0 | filecheck %s --check-prefix=IF-FAST
 // RUN: stablehlo-batch-opt %s --func=case_op --axis-size=4 --in-axes=0,none | filecheck %s --check-prefix=CASE-B
+// RUN: stablehlo-batch-opt %s --func=case_costly --axis-size=4 --in-axes=0,none | filecheck %s --check-prefix=CASE-FAST
 // RUN: stablehlo-batch-opt %s --func=case_op --axis-size=4 --in-axes=none,0 | filecheck %s --check-prefix=CASE-U
 // RUN: not stablehlo-batch-opt %s --func=side_effect_if --axis-size=4 --in-axes=0,none 2>&1 | filecheck %s --check-prefix=SIDE
 // RUN: stablehlo-batch-opt %s --func=sort_op --axis-size=4 --in-axes=0,none | filecheck %s --check-prefix=SORT
@@ -115,31 +117,18 @@ func.func @bounded_loop(%n: tensor<i32>, %x: tensor<3xf32>) -> (tensor<i32>, ten
 // IF-U-NEXT: }) : (tensor<i1>) -> tensor<4x3xf32>
 // IF-U-NEXT: return %[[R]] : tensor<4x3xf32>
 //
-// Batched predicate: an outer if on "all lanes agree" (all true, or none
-// true). Its first branch runs only the agreed branch (an inner if on "all
-// true"); its second runs both branches inlined and picks per lane.
+// Batched predicate, cheap branches: both run, inlined, and a select picks
+// per lane, as in vmap (a run-time "all lanes agree" test would cost more
+// than the branch it skips).
 // IF-B-LABEL: func.func @if_op
 // IF-B-SAME: (%[[P:[^:]+]]: tensor<4xi1>, %[[X:[^:]+]]: tensor<4x3xf32>, %[[Y:[^:]+]]: tensor<3xf32>) -> tensor<4x3xf32>
-// IF-B: %[[ALL:[^ ]+]] = stablehlo.reduce(%[[P]] init: %{{[^)]+}}) applies stablehlo.and across dimensions = [0] : (tensor<4xi1>, tensor<i1>) -> tensor<i1>
-// IF-B: %[[ANY:[^ ]+]] = stablehlo.reduce(%[[P]] init: %{{[^)]+}}) applies stablehlo.or across dimensions = [0] : (tensor<4xi1>, tensor<i1>) -> tensor<i1>
-// IF-B-NEXT: %[[NONE:[^ ]+]] = stablehlo.not %[[ANY]] : tensor<i1>
-// IF-B-NEXT: %[[UNI:[^ ]+]] = stablehlo.or %[[ALL]], %[[NONE]] : tensor<i1>
-// IF-B-NEXT: %[[R:[^ ]+]] = "stablehlo.if"(%[[UNI]]) ({
-// IF-B-NEXT: %[[IN:[^ ]+]] = "stablehlo.if"(%[[ALL]]) ({
-// IF-B: stablehlo.add %[[X]], %{{.*}} : tensor<4x3xf32>
-// IF-B: }, {
-// IF-B: stablehlo.multiply %[[X]], %{{.*}} : tensor<4x3xf32>
-// IF-B: }) : (tensor<i1>) -> tensor<4x3xf32>
-// IF-B-NEXT: stablehlo.return %[[IN]] : tensor<4x3xf32>
-// IF-B-NEXT: }, {
 // IF-B-NOT: stablehlo.if
+// IF-B-NOT: stablehlo.reduce
 // IF-B: %[[T:[^ ]+]] = stablehlo.add %[[X]], %{{.*}} : tensor<4x3xf32>
 // IF-B: %[[E:[^ ]+]] = stablehlo.multiply %[[X]], %{{.*}} : tensor<4x3xf32>
-// IF-B: %[[M:[^ ]+]] = stablehlo.broadcast_in_dim %[[P]], dims = [0] : (tensor<4xi1>) -> tensor<4x3xi1>
+// IF-B-NEXT: %[[M:[^ ]+]] = stablehlo.broadcast_in_dim %[[P]], dims = [0] : (tensor<4xi1>) -> tensor<4x3xi1>
 // IF-B-NEXT: %[[S:[^ ]+]] = stablehlo.select %[[M]], %[[T]], %[[E]] : tensor<4x3xi1>, tensor<4x3xf32>
-// IF-B-NEXT: stablehlo.return %[[S]] : tensor<4x3xf32>
-// IF-B-NEXT: }) : (tensor<i1>) -> tensor<4x3xf32>
-// IF-B-NEXT: return %[[R]] : tensor<4x3xf32>
+// IF-B-NEXT: return %[[S]] : tensor<4x3xf32>
 func.func @if_op(%p: tensor<i1>, %x: tensor<3xf32>, %y: tensor<3xf32>) -> tensor<3xf32> {
   %0 = "stablehlo.if"(%p) ({
     %a = stablehlo.add %x, %y : tensor<3xf32>
@@ -151,29 +140,56 @@ func.func @if_op(%p: tensor<i1>, %x: tensor<3xf32>, %y: tensor<3xf32>) -> tensor
   return %0 : tensor<3xf32>
 }
 
+// Batched predicate, a branch with a loop: an outer if on "all lanes agree"
+// (all true, or none true). Its first branch runs only the agreed branch (an
+// inner if on "all true"); its second runs both inlined and picks per lane.
+// IF-FAST-LABEL: func.func @if_loop
+// IF-FAST-SAME: (%[[P:[^:]+]]: tensor<4xi1>, %[[X:[^:]+]]: tensor<4xf32>) -> tensor<4xf32>
+// IF-FAST: %[[ALL:[^ ]+]] = stablehlo.reduce(%[[P]] init: %{{[^)]+}}) applies stablehlo.and across dimensions = [0] : (tensor<4xi1>, tensor<i1>) -> tensor<i1>
+// IF-FAST: %[[ANY:[^ ]+]] = stablehlo.reduce(%[[P]] init: %{{[^)]+}}) applies stablehlo.or across dimensions = [0] : (tensor<4xi1>, tensor<i1>) -> tensor<i1>
+// IF-FAST-NEXT: %[[NONE:[^ ]+]] = stablehlo.not %[[ANY]] : tensor<i1>
+// IF-FAST-NEXT: %[[UNI:[^ ]+]] = stablehlo.or %[[ALL]], %[[NONE]] : tensor<i1>
+// IF-FAST-NEXT: %[[R:[^ ]+]] = "stablehlo.if"(%[[UNI]]) ({
+// IF-FAST-NEXT: %[[IN:[^ ]+]] = "stablehlo.if"(%[[ALL]]) ({
+// IF-FAST: stablehlo.add %[[X]], %{{.*}} : tensor<4xf32>
+// IF-FAST: }, {
+// IF-FAST: stablehlo.while
+// IF-FAST: }) : (tensor<i1>) -> tensor<4xf32>
+// IF-FAST-NEXT: stablehlo.return %[[IN]] : tensor<4xf32>
+// IF-FAST-NEXT: }, {
+// IF-FAST: stablehlo.while
+// IF-FAST: stablehlo.select %[[P]], %{{[^,]+}}, %{{[^ ]+}} : tensor<4xi1>, tensor<4xf32>
+// IF-FAST: }) : (tensor<i1>) -> tensor<4xf32>
+// IF-FAST-NEXT: return %[[R]] : tensor<4xf32>
+func.func @if_loop(%p: tensor<i1>, %x: tensor<f32>) -> tensor<f32> {
+  %0 = "stablehlo.if"(%p) ({
+    %one = stablehlo.constant dense<1.0> : tensor<f32>
+    %a = stablehlo.add %x, %one : tensor<f32>
+    stablehlo.return %a : tensor<f32>
+  }, {
+    %ten = stablehlo.constant dense<10.0> : tensor<f32>
+    %w = stablehlo.while(%c = %x) : tensor<f32>
+    cond {
+      %lt = stablehlo.compare LT, %c, %ten, FLOAT : (tensor<f32>, tensor<f32>) -> tensor<i1>
+      stablehlo.return %lt : tensor<i1>
+    } do {
+      %two = stablehlo.constant dense<2.0> : tensor<f32>
+      %d = stablehlo.multiply %c, %two : tensor<f32>
+      stablehlo.return %d : tensor<f32>
+    }
+    stablehlo.return %w : tensor<f32>
+  }) : (tensor<i1>) -> tensor<f32>
+  return %0 : tensor<f32>
+}
+
 // ---- case -------------------------------------------------------------------
 
-// Batched index: all lanes equal to lane 0? Then an inner case on lane 0's
-// index runs that branch alone (unbatched operand: once, then broadcast).
-// Otherwise every branch runs and selects pick per lane; the last branch is
-// the default (an index out of range takes it, as in stablehlo.case).
+// Batched index, cheap branches: every branch runs and selects pick per
+// lane; the last branch is the default (an index out of range takes it, as
+// in stablehlo.case). Branches of an unbatched operand run once.
 // CASE-B-LABEL: func.func @case_op
 // CASE-B-SAME: (%[[I:[^:]+]]: tensor<4xi32>, %[[X:[^:]+]]: tensor<3xf32>) -> tensor<4x3xf32>
-// CASE-B-NEXT: %[[S0:[^ ]+]] = stablehlo.slice %[[I]] [0:1] : (tensor<4xi32>) -> tensor<1xi32>
-// CASE-B-NEXT: %[[FIRST:[^ ]+]] = stablehlo.reshape %[[S0]] : (tensor<1xi32>) -> tensor<i32>
-// CASE-B-NEXT: %[[BF:[^ ]+]] = stablehlo.broadcast_in_dim %[[FIRST]], dims = [] : (tensor<i32>) -> tensor<4xi32>
-// CASE-B-NEXT: %[[SAME:[^ ]+]] = stablehlo.compare EQ, %[[I]], %[[BF]] : (tensor<4xi32>, tensor<4xi32>) -> tensor<4xi1>
-// CASE-B-NEXT: %[[TRUE:[^ ]+]] = stablehlo.constant dense<true> : tensor<i1>
-// CASE-B-NEXT: %[[UNI:[^ ]+]] = stablehlo.reduce(%[[SAME]] init: %[[TRUE]]) applies stablehlo.and across dimensions = [0]
-// CASE-B-NEXT: %[[R:[^ ]+]] = "stablehlo.if"(%[[UNI]]) ({
-// CASE-B-NEXT: %[[IN:[^ ]+]] = "stablehlo.case"(%[[FIRST]]) ({
-// CASE-B-NEXT: stablehlo.negate %[[X]] : tensor<3xf32>
-// CASE-B: stablehlo.exponential %[[X]] : tensor<3xf32>
-// CASE-B: stablehlo.sine %[[X]] : tensor<3xf32>
-// CASE-B: }) : (tensor<i32>) -> tensor<3xf32>
-// CASE-B-NEXT: %[[BIN:[^ ]+]] = stablehlo.broadcast_in_dim %[[IN]], dims = [1] : (tensor<3xf32>) -> tensor<4x3xf32>
-// CASE-B-NEXT: stablehlo.return %[[BIN]] : tensor<4x3xf32>
-// CASE-B-NEXT: }, {
+// CASE-B-NOT: stablehlo.if
 // CASE-B-NOT: stablehlo.case
 // CASE-B: stablehlo.negate %[[X]] : tensor<3xf32>
 // CASE-B-NEXT: stablehlo.exponential %[[X]] : tensor<3xf32>
@@ -186,9 +202,7 @@ func.func @if_op(%p: tensor<i1>, %x: tensor<3xf32>, %y: tensor<3xf32>) -> tensor
 // CASE-B-NEXT: %[[IS0:[^ ]+]] = stablehlo.compare EQ, %[[I]], %[[K0]] : (tensor<4xi32>, tensor<4xi32>) -> tensor<4xi1>
 // CASE-B-NEXT: %[[M0:[^ ]+]] = stablehlo.broadcast_in_dim %[[IS0]], dims = [0] : (tensor<4xi1>) -> tensor<4x3xi1>
 // CASE-B-NEXT: %[[SEL0:[^ ]+]] = stablehlo.select %[[M0]], %{{[^,]+}}, %[[SEL1]] : tensor<4x3xi1>, tensor<4x3xf32>
-// CASE-B-NEXT: stablehlo.return %[[SEL0]] : tensor<4x3xf32>
-// CASE-B-NEXT: }) : (tensor<i1>) -> tensor<4x3xf32>
-// CASE-B-NEXT: return %[[R]] : tensor<4x3xf32>
+// CASE-B-NEXT: return %[[SEL0]] : tensor<4x3xf32>
 //
 // Unbatched index: the case stays, each branch is batched.
 // CASE-U-LABEL: func.func @case_op
@@ -223,6 +237,41 @@ func.func @side_effect_if(%p: tensor<i1>, %x: tensor<3xf32>) -> tensor<3xf32> {
     stablehlo.return %x : tensor<3xf32>
   }) : (tensor<i1>) -> tensor<3xf32>
   return %0 : tensor<3xf32>
+}
+
+// Batched index, a branch with a matrix product: all lanes equal to lane 0?
+// Then an inner case on lane 0's index runs that branch alone (unbatched
+// operand: once, then broadcast); otherwise every branch runs and selects
+// pick per lane.
+// CASE-FAST-LABEL: func.func @case_costly
+// CASE-FAST-SAME: (%[[I:[^:]+]]: tensor<4xi32>, %[[X:[^:]+]]: tensor<3x3xf32>) -> tensor<4x3x3xf32>
+// CASE-FAST-NEXT: %[[S0:[^ ]+]] = stablehlo.slice %[[I]] [0:1] : (tensor<4xi32>) -> tensor<1xi32>
+// CASE-FAST-NEXT: %[[FIRST:[^ ]+]] = stablehlo.reshape %[[S0]] : (tensor<1xi32>) -> tensor<i32>
+// CASE-FAST-NEXT: %[[BF:[^ ]+]] = stablehlo.broadcast_in_dim %[[FIRST]], dims = [] : (tensor<i32>) -> tensor<4xi32>
+// CASE-FAST-NEXT: %[[SAME:[^ ]+]] = stablehlo.compare EQ, %[[I]], %[[BF]] : (tensor<4xi32>, tensor<4xi32>) -> tensor<4xi1>
+// CASE-FAST-NEXT: %[[TRUE:[^ ]+]] = stablehlo.constant dense<true> : tensor<i1>
+// CASE-FAST-NEXT: %[[UNI:[^ ]+]] = stablehlo.reduce(%[[SAME]] init: %[[TRUE]]) applies stablehlo.and across dimensions = [0]
+// CASE-FAST-NEXT: %[[R:[^ ]+]] = "stablehlo.if"(%[[UNI]]) ({
+// CASE-FAST-NEXT: %[[IN:[^ ]+]] = "stablehlo.case"(%[[FIRST]]) ({
+// CASE-FAST-NEXT: stablehlo.dot_general %[[X]], %[[X]]
+// CASE-FAST: stablehlo.sine %[[X]] : tensor<3x3xf32>
+// CASE-FAST: }) : (tensor<i32>) -> tensor<3x3xf32>
+// CASE-FAST-NEXT: %[[BIN:[^ ]+]] = stablehlo.broadcast_in_dim %[[IN]], dims = [1, 2] : (tensor<3x3xf32>) -> tensor<4x3x3xf32>
+// CASE-FAST-NEXT: stablehlo.return %[[BIN]] : tensor<4x3x3xf32>
+// CASE-FAST-NEXT: }, {
+// CASE-FAST-NOT: stablehlo.case
+// CASE-FAST: stablehlo.select
+// CASE-FAST: }) : (tensor<i1>) -> tensor<4x3x3xf32>
+// CASE-FAST-NEXT: return %[[R]] : tensor<4x3x3xf32>
+func.func @case_costly(%i: tensor<i32>, %x: tensor<3x3xf32>) -> tensor<3x3xf32> {
+  %0 = "stablehlo.case"(%i) ({
+    %a = stablehlo.dot_general %x, %x, contracting_dims = [1] x [0] : (tensor<3x3xf32>, tensor<3x3xf32>) -> tensor<3x3xf32>
+    stablehlo.return %a : tensor<3x3xf32>
+  }, {
+    %b = stablehlo.sine %x : tensor<3x3xf32>
+    stablehlo.return %b : tensor<3x3xf32>
+  }) : (tensor<i32>) -> tensor<3x3xf32>
+  return %0 : tensor<3x3xf32>
 }
 
 // ---- sort / top_k -------------------------------------------------------------

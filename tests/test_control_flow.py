@@ -32,8 +32,8 @@ from jax import lax
 from jaxlib.mlir import ir
 
 import stablehlo_batch as sb
-from batch_cases import check_module
-from conftest import check_vmap, random_array
+from batch_cases import check_module, run_module
+from conftest import assert_same_tree, check_vmap, random_array
 
 SIZES = (1, 3, 8)
 f32, f64, i32 = jnp.float32, jnp.float64, jnp.int32
@@ -531,11 +531,31 @@ def test_uniform_fast_path_ir():
 
 
 def test_uniform_fast_path_ir_for_if_module():
-    text = sb.batch_module(IF_MODULE, [0, 0, None], [0, 0], 4)
+    text = sb.batch_module(IF_LOOP_MODULE, [0, 0], [0], 4)
     # textual checks: outer if on (all or none), inner if on "all true", selects
     assert text.count('"stablehlo.if"') == 2
     assert "applies stablehlo.and" in text and "applies stablehlo.or" in text
     assert "stablehlo.not" in text and "stablehlo.select" in text
+
+
+def test_cheap_branches_only_select():
+    """A few elementwise ops per branch: no run-time test (it would cost more
+    than the branch it skips, and XLA cannot fuse across the conditional):
+    both branches run and selects pick, as in vmap."""
+    text = sb.batch_module(IF_MODULE, [0, 0, None], [0, 0], 4)
+    assert "stablehlo.if" not in text and "stablehlo.reduce" not in text
+    assert text.count("stablehlo.select") == 2
+    x = jnp.arange(12.0, dtype=f32).reshape(4, 3)
+    p, y = jnp.array([True, False, False, True]), jnp.arange(3.0, dtype=f32)
+    got = run_module(text, p, x, y)
+    want = [jnp.where(p[:, None], x + y, x * y), jnp.where(p, 1, 2).astype(jnp.int32)]
+    assert_same_tree(got, want)
+    # A branch with many ops gets the run-time test again.
+    many = "\n".join(f"    %t{k} = stablehlo.sine {'%x' if k == 0 else f'%t{k - 1}'} : tensor<3xf32>"
+                     for k in range(20))
+    big = IF_MODULE.replace("    %a = stablehlo.add %x, %y : tensor<3xf32>",
+                            many + "\n    %a = stablehlo.add %t19, %y : tensor<3xf32>")
+    assert sb.batch_module(big, [0, 0, None], [0, 0], 4).count('"stablehlo.if"') == 2
 
 
 # ---- nesting ----------------------------------------------------------------------

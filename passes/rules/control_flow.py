@@ -12,10 +12,13 @@ frozen with a per-lane select.
 
 ``if`` / ``case``: with an unbatched predicate the op stays and its branches
 are batched. With a batched one, the branches are inlined and a per-lane
-select picks each lane's result (what vmap does) -- but first a run-time test
-checks whether all lanes agree; if so only that one branch runs. That saves
-the wasted branch in the common case and avoids running a branch (a
-data-dependent while, say) on data it was never meant to see.
+select picks each lane's result (what vmap does) -- but first, when a branch
+is worth skipping, a run-time test checks whether all lanes agree; if so
+only that one branch runs. That saves the wasted branch in the common case
+and avoids running a branch (a data-dependent while, say) on data it was
+never meant to see. A few elementwise ops are not worth skipping: there the
+test and the conditional (which XLA cannot fuse across) would cost more than
+the branch, so the selects run alone, as in vmap.
 """
 from __future__ import annotations
 
@@ -245,6 +248,43 @@ def _has_side_effects(op) -> bool:
     return found
 
 
+# Ops that make a branch worth skipping at run time: loops and nested
+# regions (a while may not even terminate on another lane's data), calls,
+# custom calls and the heavy compute ops.
+_COSTLY = {"stablehlo.while", "stablehlo.if", "stablehlo.case", "func.call",
+           "stablehlo.custom_call", "stablehlo.dot_general", "stablehlo.dot",
+           "stablehlo.convolution", "stablehlo.fft", "stablehlo.sort", "stablehlo.reduce",
+           "stablehlo.reduce_window", "stablehlo.select_and_scatter", "stablehlo.scatter",
+           "stablehlo.gather", "stablehlo.cholesky", "stablehlo.triangular_solve",
+           "stablehlo.map", "stablehlo.rng_bit_generator", "chlo.top_k"}
+_CHEAP_OPS = 16  # more ops than this across the branches: worth a run-time test
+
+
+def _worth_skipping(op) -> bool:
+    """Whether a run-time "all lanes agree" test pays for itself: some
+    branch has a costly op, or the branches have many ops."""
+    count = 0
+    costly = False
+
+    def visit(inner):
+        nonlocal count, costly
+        name = inner.name
+        if name in _COSTLY:
+            costly = True
+            return ir.WalkResult.INTERRUPT
+        if name not in ("stablehlo.return", "stablehlo.constant"):
+            count += 1
+        return ir.WalkResult.ADVANCE
+
+    for region in op.regions:
+        for block in region.blocks:
+            for inner in block.operations:
+                inner.operation.walk(visit)
+                if costly:
+                    return True
+    return count > _CHEAP_OPS
+
+
 @register("stablehlo.if", "stablehlo.case")
 def branch(fb, op, flags):
     if not flags[0]:
@@ -254,12 +294,14 @@ def branch(fb, op, flags):
                                  "that did not take it")
     selector = op.operands[0]
     is_if = op.name == "stablehlo.if"
+    fast_path = _worth_skipping(op)
     fb.note("branches_to_selects", op,
             f"per-lane {'predicate' if is_if else 'index'}: all {len(op.regions)} branches "
-            "run and selects pick each lane's result, unless all lanes agree at run time")
+            "run and selects pick each lane's result"
+            + (", unless all lanes agree at run time" if fast_path else ""))
     size = fb.batch_dim
     result_types = [fb.batched_type(r.type) for r in op.results]
-    if size == 0:
+    if size == 0 or not fast_path:
         return [(v, True) for v in _select_lanes(fb, op, selector, is_if)]
 
     # Do all lanes agree? Then run that one branch, batched, and nothing else.
