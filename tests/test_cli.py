@@ -28,6 +28,16 @@ def test_stdin_text_to_stdout():
     assert module_io.parse_module(out).operation.verify()
 
 
+def test_check_prints_nothing_on_stderr():
+    """--check compiles and runs: XLA's start-up INFO lines must not reach
+    stderr (the CLI sets XLA's log level before jax is imported)."""
+    env = {k: v for k, v in __import__("os").environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    proc = subprocess.run([sys.executable, "-m", "stablehlo_batch.cli", "-", "--axis-size=2",
+                           "--in-axes=0,none", "--check"], input=MODULE.encode(),
+                          capture_output=True, timeout=120, env=env)
+    assert proc.returncode == 0 and proc.stderr.decode() == "", proc.stderr.decode()
+
+
 def test_file_bytecode_and_output_file(tmp_path):
     src = tmp_path / "m.mlirbc"
     src.write_bytes(module_io.module_to_bytecode(module_io.parse_module(MODULE)))
