@@ -182,3 +182,22 @@ def test_inside_control_flow_and_checkpoint(rng):
     for k in range(4):
         both(lambda b: jax.jit(jax.grad(losses(b)[k]))(w))
         both(lambda b: jax.jvp(losses(b)[k], (w,), (w,)))
+
+
+def test_export_of_a_function_calling_a_batched_function(rng):
+    """jax.export of a caller lowers our primitive into the artifact; its
+    serialized VJP and a symbolic batch size of the caller work too."""
+    f = lambda w, x: jnp.tanh(x @ w)
+    w, xs = make(rng, (4, 4), jnp.float32, None, 0), make(rng, (4,), jnp.float32, 0, 3)
+    bf = sb.batch_lower(f, in_axes=(None, 0))
+    exp = jax.export.export(jax.jit(lambda w, x: bf(w, x).sum()))(w, xs)
+    exp = jax.export.deserialize(exp.serialize(vjp_order=1))
+    want = lambda w, x: jax.vmap(f, (None, 0))(w, x).sum()
+    assert_same_tree(exp.call(w, xs), want(w, xs), **TOL)
+    assert_same_tree(jax.grad(exp.call)(w, xs), jax.grad(want)(w, xs), **TOL)
+    (b,) = jax.export.symbolic_shape("b")
+    bfs = sb.batch_lower(f, in_axes=(None, 0), axis_size="b")
+    poly = jax.export.export(jax.jit(bfs))(w, jax.ShapeDtypeStruct((b, 4), jnp.float32))
+    for size in (1, 3):
+        x = make(rng, (4,), jnp.float32, 0, size)
+        assert_same_tree(poly.call(w, x), jax.vmap(f, (None, 0))(w, x), **TOL)
