@@ -279,7 +279,8 @@ class BatchedFunction:
         batched, module = built.exported, built.module
         result_batched, rewrite_seconds = built.result_batched, built.rewrite_seconds
         fn, call = None, built.call
-        if call is None and not (exp.ordered_effects or exp.unordered_effects):
+        if (call is None or built.shardings) and not (
+                exp.ordered_effects or exp.unordered_effects):
             # Our own primitive, so that jax.jvp, jax.grad and jax.vmap see
             # through the call (stablehlo_batch/primitive.py).
             fn = primitive.BatchedFn(
@@ -287,7 +288,12 @@ class BatchedFunction:
                 tree_util.tree_leaves((ex_args, ex_kwargs)), dims, out_dims, size, platform,
                 exported=batched, example_out_avals=exp.out_avals,
                 chunk_size=built.chunk_size)
-            call = jax.jit(functools.partial(primitive.call, fn, batched.out_tree))
+            in_sh, out_sh = built.shardings or (None, None)
+            # With a mesh, the shardings of the call's jit put the batch axis
+            # on the devices; derivative modules inherit it by propagation.
+            call = jax.jit(functools.partial(primitive.call, fn, batched.out_tree),
+                           **({} if in_sh is None else dict(in_shardings=in_sh,
+                                                            out_shardings=out_sh)))
         return _Plan(batched, module, result_batched, rewrite_seconds,
                      call or jax.jit(batched.call), built.report,
                      traceable=built.call is None,

@@ -39,6 +39,7 @@ class BatchedExport:
     report: Any = None  # passes.report.BatchingReport
     chunk_size: int | None = None  # lanes per chunk when computed in chunks
     call: Any = None  # how to call it when jax.jit(exported.call) is not enough
+    shardings: Any = None  # (in_shardings, out_shardings) for jax.jit, with mesh=
 
 
 def symbolic_size(size):

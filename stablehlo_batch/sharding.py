@@ -61,4 +61,5 @@ def shard_flat(exp: jax.export.Exported, dims, out_dims, size, mesh: jax.shardin
                           full.result_batched, full.rewrite_seconds, full.report)
     built.call = jax.jit(sharded.call, in_shardings=tuple(in_sh_tree),
                          out_shardings=out_sh_tree)
+    built.shardings = (tuple(in_sh_tree), out_sh_tree)
     return built

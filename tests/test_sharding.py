@@ -73,6 +73,11 @@ _CHILD = textwrap.dedent("""
     g = jax.grad(lambda w: loss(w, lambda *a, **k: sb.batch_lower(*a, **k, mesh=mesh)))(w)
     np.testing.assert_allclose(np.asarray(g), np.asarray(jax.grad(lambda w: loss(w, jax.vmap))(w)),
                                rtol=1e-4, atol=1e-4)
+    # Forward mode too.
+    t = jnp.ones_like(w)
+    got = jax.jvp(lambda w: loss(w, lambda *a, **k: sb.batch_lower(*a, **k, mesh=mesh)), (w,), (t,))
+    want = jax.jvp(lambda w: loss(w, jax.vmap), (w,), (t,))
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-4)
     try:
         sb.batch_lower(mlp, (None, 0), (0, None), mesh=mesh)(w, jnp.ones((6, 5, 16)))
     except ValueError as e:
