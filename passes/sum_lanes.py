@@ -46,8 +46,7 @@ def sum_results_over_lanes(module: ir.Module, func: str, results: Sequence[int],
 
 
 def _only_use(v: ir.Value) -> bool:
-    uses = list(v.uses)
-    return len(uses) == 1
+    return len(list(v.uses)) == 1
 
 
 def _summed(v: ir.Value, d: int, replaced: list) -> ir.Value:

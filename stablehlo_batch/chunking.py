@@ -50,7 +50,7 @@ def chunk_flat(exp: jax.export.Exported, dims: Sequence[int | None],
     remainder = (batch_flat(exp, lane_dims, out0, rem, what=what, summed=summed).exported
                  if rem else None)
     n_chunks = size // chunk
-    summed = set(summed)
+    summed = sorted(set(summed))
     kept = [j for j in range(n_out) if j not in summed]
 
     def chunked(*flat):
@@ -63,16 +63,16 @@ def chunk_flat(exp: jax.export.Exported, dims: Sequence[int | None],
                 args[i] = x
             a, k = tree_util.tree_unflatten(exp.in_tree, args)
             outs = tree_util.tree_leaves(per_chunk.call(*a, **k))
-            return ([t + outs[j] for t, j in zip(totals, sorted(summed))],
+            return ([t + outs[j] for t, j in zip(totals, summed)],
                     tuple(outs[j] for j in kept))
 
         head = [flat[i][:n_chunks * chunk].reshape((n_chunks, chunk) + flat[i].shape[1:])
                 for i in batched]
         zeros = [jnp.zeros(a.shape, a.dtype) for a in
-                 (per_chunk.out_avals[j] for j in sorted(summed))]
+                 (per_chunk.out_avals[j] for j in summed)]
         totals, stacked = jax.lax.scan(one_chunk, zeros, tuple(head))
         outs = [None] * n_out
-        for j, t in zip(sorted(summed), totals):
+        for j, t in zip(summed, totals):
             outs[j] = t
         for j, o in zip(kept, stacked):
             d = out_dims[j]

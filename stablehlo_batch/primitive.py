@@ -29,7 +29,6 @@ from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import tree_util
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
@@ -50,11 +49,16 @@ def _tangent_struct(a) -> jax.ShapeDtypeStruct:
     return jax.ShapeDtypeStruct(tuple(a.shape), a.dtype)
 
 
-def _merge(xs, idx, replacements):
-    xs = list(xs)
-    for i, r in zip(idx, replacements):
-        xs[i] = r
-    return xs
+def _restricted(src: Callable, xs, idx, keep) -> Callable:
+    """``src`` as a function of its arguments ``idx`` alone (the others fixed
+    at ``xs``), returning its results ``keep`` alone."""
+    def g(*x_idx):
+        args = list(xs)
+        for i, x in zip(idx, x_idx):
+            args[i] = x
+        outs = src(*args)
+        return [outs[j] for j in keep]
+    return g
 
 
 class BatchedFn:
@@ -155,11 +159,7 @@ class BatchedFn:
 
             def tangents(*flat):
                 xs, ts = flat[:len(nz)], flat[len(nz):]
-
-                def g(*x_nz):
-                    outs = src(*_merge(xs, idx, x_nz))
-                    return [outs[j] for j in keep]
-
+                g = _restricted(src, xs, idx, keep)
                 return list(jax.jvp(g, [xs[i] for i in idx], list(ts))[1])
 
             fn = BatchedFn(
@@ -184,11 +184,7 @@ class BatchedFn:
 
             def cotangents(*flat):
                 xs, cts = flat[:len(nz)], flat[len(nz):]
-
-                def g(*x_nz):
-                    outs = src(*_merge(xs, idx, x_nz))
-                    return [outs[j] for j in keep]
-
+                g = _restricted(src, xs, idx, keep)
                 return list(jax.vjp(g, *[xs[i] for i in idx])[1](list(cts)))
 
             # A summed result's cotangent is the same for every lane; an
