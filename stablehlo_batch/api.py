@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 
 import jax
 from jax import tree_util
+from jax._src import core
 from jaxlib.mlir import ir
 
 from passes import AxisSpecError, batch_function_in_module
@@ -195,15 +196,26 @@ class BatchedFunction:
         functools.update_wrapper(self, fn, updated=())
 
     def __call__(self, *args, **kwargs):
+        if jax.config.jax_disable_jit:
+            # jax.disable_jit: the batched executable still runs (jax.jit of
+            # our own call would otherwise re-enter the primitive's impl
+            # forever); fn itself is traced once, as for any plan.
+            with jax.disable_jit(False):
+                return self(*args, **kwargs)
+        if not core.trace_ctx.is_top_level():
+            # Under jit / grad / vmap / scan / ...: fn may close over values
+            # of those traces; they become arguments of the plan.
+            plan, call_args = self._general_plan(args, kwargs, traced=True)
+            return plan.call(*call_args)
         if not (self._direct or self.check):
             try:
                 return self._dispatch(*args, **kwargs)
             except _NotTraceable:
                 self._direct = True
             except TypeError:
-                pass  # e.g. a non-array argument: the direct path names it as vmap would
-        plan = self._plan_for(args, kwargs)
-        out = plan.call(*args, **kwargs)
+                pass  # e.g. a non-array argument: static when its in_axes is None
+        plan, call_args = self._plan_and_args(args, kwargs)
+        out = plan.call(*call_args[0], **call_args[1])
         if self.check and not getattr(plan, "checked", False):
             from stablehlo_batch.check import check_call
             check_call(self, args, kwargs, out)
@@ -219,7 +231,17 @@ class BatchedFunction:
         return primitive.call(plan.fn, plan.exported.out_tree, *args, **kwargs)
 
     def lower(self, *args, **kwargs) -> Lowered:
-        return Lowered(self._plan_for(args, kwargs), args, kwargs)
+        plan, (args, kwargs) = self._plan_and_args(args, kwargs)
+        return Lowered(plan, args, kwargs)
+
+    def _plan_and_args(self, args, kwargs):
+        """The plan and the (args, kwargs) to call it with: the arguments as
+        they are, or the flat array leaves when some are static."""
+        try:
+            return self._plan_for(args, kwargs), (args, kwargs)
+        except _HasStatic:
+            plan, flat = self._general_plan(args, kwargs, traced=False)
+            return plan, (flat, {})
 
     # ---- building ----------------------------------------------------------
     def _plan_for(self, args, kwargs) -> _Plan:
@@ -229,7 +251,10 @@ class BatchedFunction:
                 "corresponding to the positional arguments passed to the function, "
                 f"but got len(in_axes)={len(self.in_axes)}, len(args)={len(args)}")
         leaves, in_tree = tree_util.tree_flatten((args, kwargs))
-        avals = ax.avals_of(self.fn, in_tree, leaves)
+        try:
+            avals = tuple(ax.aval_of(x) for x in leaves)
+        except TypeError:
+            raise _HasStatic() from None
         plan = self._by_signature.get((in_tree, avals))
         if plan is not None:  # the hot path: one dict lookup per call
             return plan
@@ -252,20 +277,20 @@ class BatchedFunction:
         self._by_signature[(in_tree, avals)] = plan
         return plan
 
-    def _build(self, in_tree, avals, dims, size, platform) -> _Plan:
-        def unbatched(a, d):
-            shape = a.shape if d is None else a.shape[:d] + a.shape[d + 1:]
-            return jax.ShapeDtypeStruct(shape, a.dtype, weak_type=a.weak_type)
-
+    def _build(self, in_tree, avals, dims, size, platform, fn=None) -> _Plan:
+        """The plan for ``fn`` (default: the user's function) called with
+        arguments of tree ``in_tree`` and avals ``avals`` (batched along
+        ``dims``)."""
+        src = self.fn if fn is None else fn
         ex_args, ex_kwargs = tree_util.tree_unflatten(
-            in_tree, [unbatched(a, d) for a, d in zip(avals, dims)])
+            in_tree, [_unbatched(a, d) for a, d in zip(avals, dims)])
+        from stablehlo_batch.export import export_in_process
         try:
-            exp = jax.export.export(jax.jit(self.fn), platforms=(platform,))(
-                *ex_args, **ex_kwargs)
+            exp = export_in_process(src, platform)(*ex_args, **ex_kwargs)
         except NotImplementedError as e:
             if not callbacks.needs_callback_route(e):
                 raise
-            cb = callbacks.build(self.fn, in_tree, avals, dims, size, platform,
+            cb = callbacks.build(src, in_tree, avals, dims, size, platform,
                                  self.out_axes)
             return _Plan(None, cb.module, cb.result_batched, cb.rewrite_seconds,
                          cb.call, cb.report, compiled=cb.compiled)
@@ -284,7 +309,7 @@ class BatchedFunction:
             # Our own primitive, so that jax.jvp, jax.grad and jax.vmap see
             # through the call (stablehlo_batch/primitive.py).
             fn = primitive.BatchedFn(
-                primitive.flat_function(self.fn, in_tree),
+                primitive.flat_function(src, in_tree),
                 tree_util.tree_leaves((ex_args, ex_kwargs)), dims, out_dims, size, platform,
                 exported=batched, example_out_avals=exp.out_avals,
                 chunk_size=built.chunk_size)
@@ -298,6 +323,98 @@ class BatchedFunction:
                      call or jax.jit(batched.call), built.report,
                      traceable=built.call is None,
                      fn=fn)
+
+
+    def _general_plan(self, args, kwargs, *, traced: bool):
+        """The plan for a call with static (non-array, ``in_axes=None``)
+        arguments and/or, when ``traced``, values closed over from outer
+        traces, and the flat arguments to call it with.
+
+        Static arguments are baked into the plan: the key holds them by
+        value when hashable, else by identity (the plan keeps them alive).
+        When ``traced``, ``fn`` is traced to a jaxpr at the per-example avals;
+        every constant of that jaxpr -- the tracers of outer transformations
+        and concrete arrays alike -- becomes an unbatched argument, so the
+        plan is keyed by the jaxpr's text and the constants' avals, never by
+        their values, and one plan serves every value they take."""
+        if isinstance(self.in_axes, tuple) and len(self.in_axes) != len(args):
+            self._plan_for(args, kwargs)  # raises vmap's error
+        leaves, in_tree = tree_util.tree_flatten((args, kwargs))
+        dims = ax.flatten_axes("batch_lower in_axes", in_tree, (self.in_axes, 0))
+        static = [d is None and not ax.is_jax_value(x) for x, d in zip(leaves, dims)]
+        avals = ax.avals_of(self.fn, in_tree, leaves, static)
+        shapes = [() if a is None else a.shape for a in avals]
+        dims, size = ax.normalize_in_axes(self.fn, in_tree, shapes, avals, dims,
+                                          self.axis_size)
+        platform = _platform(self.backend)
+        dyn = [i for i, s in enumerate(static) if not s]
+        dyn_avals = tuple(avals[i] for i in dyn)
+        dyn_dims = tuple(dims[i] for i in dyn)
+        static_vals = {i: leaves[i] for i, s in enumerate(static) if s}
+        static_key = tuple((i, _static_key(x)) for i, x in static_vals.items())
+        fn = self.fn
+
+        def src(*dyn_leaves):
+            full = list(leaves)
+            for i, x in zip(dyn, dyn_leaves):
+                full[i] = x
+            a, k = tree_util.tree_unflatten(in_tree, full)
+            return fn(*a, **k)
+
+        if self.symbolic:
+            size = None
+        consts = []
+        key = ("static", in_tree, static_key, dyn_avals, dyn_dims, size, platform)
+        if traced:
+            examples = [_unbatched(a, d) for a, d in zip(dyn_avals, dyn_dims)]
+            closed, out_shape = jax.make_jaxpr(src, return_shape=True)(*examples)
+            consts = list(closed.consts)
+            out_tree = tree_util.tree_structure(out_shape)
+            jaxpr = closed.jaxpr
+            const_avals = tuple(jax.typeof(c) for c in consts)
+            key = ("traced", in_tree, static_key, dyn_avals, dyn_dims, size, platform,
+                   str(jaxpr), const_avals, out_tree)
+            n = len(consts)
+
+            def src(*flat):  # noqa: F811 -- the jaxpr with its constants as arguments
+                outs = jax.core.eval_jaxpr(jaxpr, flat[:n], *flat[n:])
+                return tree_util.tree_unflatten(out_tree, outs)
+
+            dyn_avals = const_avals + dyn_avals
+            dyn_dims = (None,) * n + dyn_dims
+        call_args = [*consts, *(leaves[i] for i in dyn)]
+        plan = self._plans.get(key)
+        if plan is None:
+            flat_tree = tree_util.tree_structure((tuple(call_args), {}))
+            with self._lock:
+                plan = self._plans.get(key)
+                if plan is None:
+                    with strict_mode(self.strict):
+                        plan = self._build(flat_tree, dyn_avals, list(dyn_dims),
+                                           size, platform, fn=src)
+                    # the static values stay alive: their ids stay unique
+                    plan.static = static_vals
+                    self._plans[key] = plan
+        return plan, call_args
+
+
+def _unbatched(a, d) -> jax.ShapeDtypeStruct:
+    """The per-example aval of ``a`` batched along ``d`` (None: unbatched)."""
+    shape = a.shape if d is None else a.shape[:d] + a.shape[d + 1:]
+    return jax.ShapeDtypeStruct(shape, a.dtype, weak_type=a.weak_type)
+
+
+def _static_key(x):
+    """A static argument in a plan key: by value when hashable, else by id."""
+    try:
+        hash(x)
+    except TypeError:
+        return ("id", type(x), id(x))
+    return ("value", type(x), x)
+
+
+class _HasStatic(Exception):
+    """Some argument is not an array: the plan needs the general path."""
 
 
 def batch_lower(fn: Callable, in_axes=0, out_axes=0, *, axis_size: int | None = None,

@@ -127,9 +127,8 @@ class BatchedFn:
         with self._lock:
             if self._exported is None:
                 from stablehlo_batch.chunking import chunk_flat
-                from stablehlo_batch.export import batch_flat
-                exp = jax.export.export(jax.jit(self.src), platforms=(self.platform,))(
-                    *self.example_avals)
+                from stablehlo_batch.export import batch_flat, export_in_process
+                exp = export_in_process(self.src, self.platform)(*self.example_avals)
                 summed = [j for j, s in enumerate(self.summed) if s]
                 if self.chunk_size:
                     built = chunk_flat(exp, self.dims, self._raw_out_dims, self.size,
