@@ -12,13 +12,15 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
+import operator
+import os
 import threading
 import time
 from typing import Any, Callable, Sequence
 
 import jax
 from jax import tree_util
-from jax._src import core
+from jax._src import core, source_info_util, util
 from jaxlib.mlir import ir
 
 from passes import AxisSpecError, batch_function_in_module
@@ -26,6 +28,12 @@ from passes.engine import batch_function_with_report
 from passes.fallback import strict_mode
 from stablehlo_batch import axes as ax
 from stablehlo_batch import callbacks, module_io, primitive
+
+
+# The functions we trace for the user run under our frames; jax's source
+# locations (hence every error naming an op's line) skip them, as they skip
+# jax's own, so they point at the user's code.
+source_info_util.register_exclusion(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _platform(backend: str | None) -> str:
@@ -176,7 +184,8 @@ class BatchedFunction:
         self.out_axes = out_axes
         # A name ("b") asks for one module for every batch size (symbolic).
         self.symbolic = axis_size if isinstance(axis_size, str) else None
-        self.axis_size = None if axis_size is None or self.symbolic else int(axis_size)
+        self.axis_size, self._axis_size_error = _check_axis_size(
+            None if self.symbolic else axis_size)
         self.backend = backend
         self.strict = bool(strict)
         self.check = bool(check)
@@ -194,8 +203,17 @@ class BatchedFunction:
         self._lock = threading.Lock()
         self._direct = bool(self._scale_options)
         functools.update_wrapper(self, fn, updated=())
+        # jax.vmap's docstring form (jax/_src/api.py)
+        name = util.fun_name(fn)
+        self.__name__ = name
+        self.__doc__ = (f"Vectorized version of {name}. Takes similar arguments as {name} "
+                        f"but with additional array axes over which {name} is mapped.")
+        if getattr(fn, "__doc__", None):
+            self.__doc__ += "\n\nOriginal documentation:\n\n" + fn.__doc__
 
     def __call__(self, *args, **kwargs):
+        if self._axis_size_error:
+            raise TypeError(self._axis_size_error)
         if jax.config.jax_disable_jit:
             # jax.disable_jit: the batched executable still runs (jax.jit of
             # our own call would otherwise re-enter the primitive's impl
@@ -231,6 +249,8 @@ class BatchedFunction:
         return primitive.call(plan.fn, plan.exported.out_tree, *args, **kwargs)
 
     def lower(self, *args, **kwargs) -> Lowered:
+        if self._axis_size_error:
+            raise TypeError(self._axis_size_error)
         plan, (args, kwargs) = self._plan_and_args(args, kwargs)
         return Lowered(plan, args, kwargs)
 
@@ -304,15 +324,14 @@ class BatchedFunction:
         batched, module = built.exported, built.module
         result_batched, rewrite_seconds = built.result_batched, built.rewrite_seconds
         fn, call = None, built.call
-        if (call is None or built.shardings) and not (
-                exp.ordered_effects or exp.unordered_effects):
+        if (call is None or built.shardings) and not exp.ordered_effects:
             # Our own primitive, so that jax.jvp, jax.grad and jax.vmap see
             # through the call (stablehlo_batch/primitive.py).
             fn = primitive.BatchedFn(
                 primitive.flat_function(src, in_tree),
                 tree_util.tree_leaves((ex_args, ex_kwargs)), dims, out_dims, size, platform,
                 exported=batched, example_out_avals=exp.out_avals,
-                chunk_size=built.chunk_size)
+                chunk_size=built.chunk_size, effects=exp.unordered_effects)
             in_sh, out_sh = built.shardings or (None, None)
             # With a mesh, the shardings of the call's jit put the batch axis
             # on the devices; derivative modules inherit it by propagation.
@@ -396,6 +415,22 @@ class BatchedFunction:
                     plan.static = static_vals
                     self._plans[key] = plan
         return plan, call_args
+
+
+def _check_axis_size(axis_size):
+    """(the batch size or None, the message of vmap's TypeError or None):
+    jax.vmap refuses a negative or non-integer axis_size with a TypeError
+    when it is called; so do we."""
+    if axis_size is None:
+        return None, None
+    try:
+        n = operator.index(axis_size)
+    except TypeError:
+        return None, (f"batch_lower axis_size must be an int, got {axis_size!r} of type "
+                      f"{type(axis_size).__name__}")
+    if n < 0:
+        return None, f"batch_lower axis_size must be a non-negative int, got {n}"
+    return n, None
 
 
 def _unbatched(a, d) -> jax.ShapeDtypeStruct:

@@ -99,10 +99,12 @@ def build(fn, in_tree, avals, dims, size, platform, out_axes, what="batch_lower"
     start = time.perf_counter()
     module = module_io.parse_module(
         lowered.compiler_ir("stablehlo").operation.get_asm(enable_debug_info=True))
+    from stablehlo_batch.export import readable_mlir_errors
     try:
-        result_batched, report = batch_function_with_report(
-            module, "main", [None] * n_tok + list(dims), [None] * n_tok + list(out_dims),
-            size)
+        with readable_mlir_errors(what):
+            result_batched, report = batch_function_with_report(
+                module, "main", [None] * n_tok + list(dims),
+                [None] * n_tok + list(out_dims), size)
         result_batched = result_batched[n_tok:]
     except AxisSpecError as e:
         if e.result_index is None:

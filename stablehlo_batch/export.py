@@ -11,6 +11,7 @@ its call works under ``jax.vmap`` (jax has no batching rule for
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import re
@@ -24,6 +25,7 @@ from jax import tree_util
 from jaxlib.mlir import ir
 
 from passes import AxisSpecError
+from passes.errors import VerificationError, format_location
 from passes.engine import batch_function_with_report
 from passes.sum_lanes import sum_results_over_lanes
 from stablehlo_batch import axes as ax
@@ -44,6 +46,21 @@ class BatchedExport:
 
 
 _UNSTABLE_TARGETS = "custom calls whose targets have no compatibility guarantees"
+
+
+@contextlib.contextmanager
+def readable_mlir_errors(what: str):
+    """MLIR's errors from inside the rewrite (a pass pipeline or a verifier
+    that failed) as one ``VerificationError`` listing each diagnostic with
+    the op and the user's source line, without the pass-manager text."""
+    try:
+        yield
+    except ir.MLIRError as e:
+        diags = "; ".join(f"{d.message} at {format_location(d.location)}"
+                          for d in e.error_diagnostics)
+        if not diags:
+            diags = str(e).replace("Failure while executing pass pipeline:", "").strip()
+        raise VerificationError(f"{what}: the batched", diags) from None
 
 
 def export_in_process(fn, platforms, disabled_checks=()):
@@ -148,11 +165,12 @@ def batch_flat(exp: jax.export.Exported, dims: Sequence[int | None],
     module = module_io.parse_module(exp.mlir_module_serialized)
     symbolic = is_symbolic(size)
     try:
-        result_batched, report = batch_function_with_report(
-            module, "main",
-            [None] * n_extra_in + [dims[i] for i in exp.module_kept_var_idx],
-            [None] * n_extra_out + list(out_dims),
-            "?" if symbolic else int(size))
+        with readable_mlir_errors(what):
+            result_batched, report = batch_function_with_report(
+                module, "main",
+                [None] * n_extra_in + [dims[i] for i in exp.module_kept_var_idx],
+                [None] * n_extra_out + list(out_dims),
+                "?" if symbolic else int(size))
     except AxisSpecError as e:
         if e.result_index is None:
             raise
