@@ -294,7 +294,15 @@ def _batch(args, bdims, *, fun: BatchedFn):
     return out, [0] * len(out)
 
 
-batched_call_p.def_impl(lambda *args, fun: fun.jitted(*args))
+def _impl(*args, fun: BatchedFn):
+    # Eager evaluation runs the compiled module, also under jax.disable_jit
+    # (jax.grad's backward pass evaluates our transposes eagerly there), where
+    # jit would call this impl again.
+    with jax.disable_jit(False):
+        return fun.jitted(*args)
+
+
+batched_call_p.def_impl(_impl)
 batched_call_p.def_effectful_abstract_eval(_abstract_eval)
 mlir.register_lowering(batched_call_p, mlir.lower_fun(_lower, multiple_results=True))
 ad.primitive_jvps[batched_call_p] = _jvp
