@@ -248,6 +248,13 @@ def test_static_arguments_key_the_plan():
     assert len(bc._plans) == 2  # unhashable: by identity
 
 
+def test_inconsistent_sizes_with_a_static_argument():
+    # JAX's test_vmap_inconsistent_sizes_constructs_proper_error_message
+    f = lambda x1, x2, g: g(x1, x2)  # noqa: E731
+    with pytest.raises(ValueError, match="inconsistent sizes for array axes to be mapped"):
+        sb.batch_lower(f, (0, 0, None))(jnp.ones(2), jnp.ones(3), jnp.add)
+
+
 def test_non_array_argument_with_an_axis_keeps_vmaps_error():
     with pytest.raises(TypeError):
         jax.vmap(lambda s, x: x, (0, 0))("abc", jnp.arange(3))
