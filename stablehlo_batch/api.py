@@ -202,6 +202,7 @@ class BatchedFunction:
         self._by_signature = _LRU(cache_size)
         self._lock = threading.Lock()
         self._direct = bool(self._scale_options)
+        self._static_seen = False
         functools.update_wrapper(self, fn, updated=())
         # jax.vmap's docstring form (jax/_src/api.py)
         name = util.fun_name(fn)
@@ -225,13 +226,17 @@ class BatchedFunction:
             # of those traces; they become arguments of the plan.
             plan, call_args = self._general_plan(args, kwargs, traced=True)
             return plan.call(*call_args)
-        if not (self._direct or self.check):
+        if not (self._direct or self.check) and not (
+                self._static_seen and not _all_jax_values((args, kwargs))):
             try:
                 return self._dispatch(*args, **kwargs)
             except _NotTraceable:
                 self._direct = True
             except TypeError:
-                pass  # e.g. a non-array argument: static when its in_axes is None
+                # e.g. a non-array argument (static when its in_axes is None):
+                # later calls check their leaves first, since jit's TypeError
+                # costs milliseconds.
+                self._static_seen = True
         plan, call_args = self._plan_and_args(args, kwargs)
         out = plan.call(*call_args[0], **call_args[1])
         if self.check and not getattr(plan, "checked", False):
@@ -404,17 +409,67 @@ class BatchedFunction:
         call_args = [*consts, *(leaves[i] for i in dyn)]
         plan = self._plans.get(key)
         if plan is None:
+            shared_key = self._shared_key(key) if traced else None
             flat_tree = tree_util.tree_structure((tuple(call_args), {}))
             with self._lock:
                 plan = self._plans.get(key)
+                if plan is None and shared_key is not None:
+                    plan = _SHARED_PLANS.get(shared_key)
                 if plan is None:
                     with strict_mode(self.strict):
                         plan = self._build(flat_tree, dyn_avals, list(dyn_dims),
                                            size, platform, fn=src)
                     # the static values stay alive: their ids stay unique
                     plan.static = static_vals
-                    self._plans[key] = plan
+                    if shared_key is not None:
+                        _SHARED_PLANS[shared_key] = plan
+                self._plans[key] = plan
         return plan, call_args
+
+    def _shared_key(self, key):
+        """The key of a traced plan across ``batch_lower`` objects, or None.
+
+        ``jax.grad(lambda w: batch_lower(lambda x: x @ w)(xs).sum())`` makes
+        a new ``batch_lower`` of a new lambda at every step; its plans are
+        shared by the code of the function (same code, same jaxpr text, same
+        options: same module), so a step does not rebuild and recompile."""
+        code = _code_of(self.fn)
+        if code is None:
+            return None
+        out_leaves, out_tree = tree_util.tree_flatten(self.out_axes,
+                                                      is_leaf=lambda x: x is None)
+        shared = (code, tuple(out_leaves), out_tree, self.symbolic, self.strict,
+                  tuple(sorted(self._scale_options.items())), key)
+        try:
+            hash(shared)
+        except TypeError:
+            return None
+        return shared
+
+
+# Plans of functions traced under outer transformations, shared across
+# BatchedFunction objects (BatchedFunction._shared_key).
+_SHARED_PLANS = _LRU(256)
+
+
+def _code_of(fn):
+    """The code object behind ``fn`` (a function, method, partial or callable
+    object), or None."""
+    for _ in range(8):
+        if isinstance(fn, functools.partial):
+            fn = fn.func
+            continue
+        code = getattr(fn, "__code__", None)
+        if code is not None:
+            return code
+        call = getattr(type(fn), "__call__", None)
+        code = getattr(call, "__code__", None)
+        return None if code is None else (type(fn), code)
+    return None
+
+
+def _all_jax_values(tree) -> bool:
+    return all(ax.is_jax_value(x) for x in tree_util.tree_leaves(tree))
 
 
 def _check_axis_size(axis_size):

@@ -100,6 +100,19 @@ def test_closed_over_values_are_arguments_not_constants():
     assert len(bf._plans) == 1
 
 
+def test_fresh_lambdas_under_grad_share_one_plan():
+    # jax.grad(lambda w: batch_lower(lambda x: ...)(xs)) builds a new
+    # batch_lower of a new lambda at every step; the module is built once.
+    from stablehlo_batch import api
+    step = lambda w: jax.grad(lambda w: sb.batch_lower(lambda x: jnp.cos(x @ w))(XS).sum())(w)  # noqa: E731
+    step(W)
+    n = len(api._SHARED_PLANS)
+    got = step(2 * W)
+    assert len(api._SHARED_PLANS) == n
+    assert_same_tree(got, jax.grad(lambda w: jax.vmap(lambda x: jnp.cos(x @ w))(XS).sum())(2 * W),
+                     rtol=1e-5, atol=1e-5)
+
+
 def _mlp(params, x):
     for w, b in params[:-1]:
         x = jax.nn.relu(x @ w + b)
@@ -138,6 +151,32 @@ def test_jitted_training_step_closing_over_params():
         return jax.jit(jax.grad(outer))(params)
 
     both(penalty, rtol=1e-4, atol=1e-4)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass
+class _Linear:
+    """An equinox-style module: a pytree of arrays that is itself callable."""
+    weight: jax.Array
+    bias: jax.Array
+    activation: str = dataclasses.field(default="tanh", metadata=dict(static=True))
+
+    def __call__(self, x):
+        return getattr(jnp, self.activation)(self.weight @ x + self.bias)
+
+
+def test_jitted_step_of_a_callable_module():
+    model = _Linear(W.T.copy(), np.ones(3, np.float32) / 3)
+    ys = np.ones((8, 3), np.float32)
+
+    def make(B):
+        @jax.jit
+        def step(model, xs, ys):
+            loss = lambda m: jnp.mean((B(m)(xs) - ys) ** 2)  # noqa: E731
+            return jax.value_and_grad(loss)(model)
+        return step(model, XS, ys)
+
+    both(make)
 
 
 # ---- typed keys (issue 12, item 3) --------------------------------------------
