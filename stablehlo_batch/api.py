@@ -571,8 +571,10 @@ def batch_module_with_report(module: module_io.ModuleSource,
     in_axes = _flat_axes(in_axes, n_args)
     out_axes = _flat_axes(out_axes, n_res)
     start = time.perf_counter()
-    _, report = batch_function_with_report(m, func, in_axes, out_axes, axis_size,
-                                           strict=strict)
+    from stablehlo_batch.export import readable_mlir_errors
+    with readable_mlir_errors("batch_module"):
+        _, report = batch_function_with_report(m, func, in_axes, out_axes, axis_size,
+                                               strict=strict)
     report.rewrite_seconds = time.perf_counter() - start
     return module_io.module_to_text(m, debug_info=debug_info), report
 
