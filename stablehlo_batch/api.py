@@ -239,7 +239,7 @@ class BatchedFunction:
                 self._static_seen = True
         plan, call_args = self._plan_and_args(args, kwargs)
         out = plan.call(*call_args[0], **call_args[1])
-        if self.check and not getattr(plan, "checked", False):
+        if self.check and call_args[0] is args and not getattr(plan, "checked", False):
             from stablehlo_batch.check import check_call
             check_call(self, args, kwargs, out)
             plan.checked = True
