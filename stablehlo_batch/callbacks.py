@@ -139,12 +139,16 @@ def build(fn, in_tree, avals, dims, size, platform, out_axes, what="batch_lower"
         t.compile_args[name] = cargs[name]
     compiled = template.compile()
 
+    effect_names = sorted({type(e).__name__ for e in
+                           list(cargs.get("unordered_effects") or []) + ordered})
+
     def call(*args, **kwargs):
         leaves = tree_util.tree_leaves((args, kwargs))
         if any(isinstance(x, jax.core.Tracer) for x in leaves):
-            raise TypeError(f"{what} of a function with host callbacks runs as a "
-                            "compiled executable and cannot be traced (call it "
-                            "outside jax.jit / jax.vmap)")
+            raise TypeError(f"{what} of a function with host callbacks (effects: "
+                            f"{', '.join(effect_names) or 'none'}) runs as a compiled "
+                            "executable and cannot be traced (call it outside "
+                            "jax.jit / jax.grad / jax.vmap)")
         return tree_util.tree_unflatten(out_tree, list(compiled(*leaves)))
 
     return CallbackBuild(module, result_batched, rewrite_seconds, compiled, call, report)

@@ -322,6 +322,17 @@ def test_dce_sink_effect():
         both(lambda B: lax.scan(lambda c, x: (c, B(_sink)(x)), 0, jnp.ones((2, 4)))[1])
 
 
+def test_host_callback_effect_under_jit_is_a_typed_error_naming_it():
+    def f(x):
+        jax.debug.print("x {}", x)
+        return x * 2
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(TypeError, match="DebugEffect"):
+            jax.jit(sb.batch_lower(f))(jnp.arange(2.0))
+
+
 # ---- vmap's wrapper conventions (issue 17, item 4) ------------------------------
 
 def test_wrapper_metadata_and_docstring():
