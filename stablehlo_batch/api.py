@@ -19,6 +19,7 @@ import time
 from typing import Any, Callable, Sequence
 
 import jax
+import jax.numpy as jnp
 from jax import tree_util
 from jax._src import core, source_info_util, util
 from jaxlib.mlir import ir
@@ -60,6 +61,7 @@ class _Plan:
     compiled: Any = None  # the executable, for host callbacks (no Exported then)
     traceable: bool = False  # exported.call may be traced inside another jit
     fn: Any = None  # primitive.BatchedFn: what jax's transformations see
+    traced_call: Callable | None = None  # the call under outer transformations
 
 
 class Compiled:
@@ -225,7 +227,7 @@ class BatchedFunction:
             # Under jit / grad / vmap / scan / ...: fn may close over values
             # of those traces; they become arguments of the plan.
             plan, call_args = self._general_plan(args, kwargs, traced=True)
-            return plan.call(*call_args)
+            return (plan.traced_call or plan.call)(*call_args)
         if not (self._direct or self.check) and not (
                 self._static_seen and not _all_jax_values((args, kwargs))):
             try:
@@ -421,6 +423,14 @@ class BatchedFunction:
                                            size, platform, fn=src)
                     # the static values stay alive: their ids stay unique
                     plan.static = static_vals
+                    if traced and plan.compiled is not None:
+                        # Host callbacks: the executable cannot be traced
+                        # (callbacks.py); under a transformation the lanes
+                        # run one by one in a jax loop instead.
+                        plan.traced_call = functools.partial(
+                            _lane_loop, src, list(dyn_dims), plan.result_batched,
+                            ax.flatten_axes("batch_lower out_axes", out_tree,
+                                            self.out_axes), size)
                     if shared_key is not None:
                         _SHARED_PLANS[shared_key] = plan
                 self._plans[key] = plan
@@ -466,6 +476,35 @@ def _code_of(fn):
         code = getattr(call, "__code__", None)
         return None if code is None else (type(fn), code)
     return None
+
+
+def _lane_loop(src, dims, result_batched, out_dims, size, *flat):
+    """``src`` (flat arguments, pytree result) batched as a ``lax.map`` over
+    the lanes: for functions with host callbacks under jax's transformations,
+    where their batched executable cannot be traced."""
+    import warnings
+    from passes.fallback import FallbackWarning
+    warnings.warn("batch_lower of a function with host callbacks under jax.jit / "
+                  "jax.grad / jax.vmap runs once per lane in a loop (lax.map)",
+                  FallbackWarning, stacklevel=4)
+    batched = [i for i, d in enumerate(dims) if d is not None]
+    lanes = [jnp.moveaxis(flat[i], dims[i], 0) for i in batched]
+
+    def one_lane(xs):
+        args = list(flat)
+        for i, x in zip(batched, xs):
+            args[i] = x
+        return src(*args)
+
+    if batched:
+        out = jax.lax.map(one_lane, lanes)
+    else:  # axis_size alone: the same lane repeated
+        out = jax.lax.map(lambda _: one_lane([]), jnp.arange(size))
+    leaves, tree = tree_util.tree_flatten(out)
+    moved = [x[0] if d is None and not b else
+             x if d is None else jnp.moveaxis(x, 0, d % x.ndim)
+             for x, d, b in zip(leaves, out_dims, result_batched)]
+    return tree_util.tree_unflatten(tree, moved)
 
 
 def _all_jax_values(tree) -> bool:
@@ -521,8 +560,8 @@ def batch_lower(fn: Callable, in_axes=0, out_axes=0, *, axis_size: int | None = 
     An op without a batching rule runs once per lane (a ``FallbackWarning``
     names it); ``strict=True`` raises ``UnsupportedOpError`` instead. A
     function with host callbacks (``jax.pure_callback``, ...) is compiled
-    in-process (stablehlo_batch/callbacks.py) and cannot be called inside
-    ``jax.jit``.
+    in-process (stablehlo_batch/callbacks.py); under ``jax.jit`` / ``jax.grad``
+    / ``jax.vmap`` its lanes run in a ``lax.map`` (docs/dropin.md).
     ``chunk_size=K`` computes the batch K lanes at a time inside the module
     (a loop over chunks; ``"auto"`` picks K from XLA's memory analysis under
     ``memory_limit_bytes``). ``mesh`` (a ``jax.sharding.Mesh``) splits the

@@ -11,8 +11,9 @@ compiled by a jax lowering of the batched signature whose module is swapped
 for ours and whose callable list, keep-alives and effects are the original
 lowering's: indices keep meaning the same callables.
 
-The result is an AOT executable: it is called directly (not inside another
-``jax.jit``; that raises a TypeError saying so). One ordered effect
+The result is an AOT executable: it is called directly (traced, it raises a
+TypeError naming the effects; ``batch_lower`` under jax's transformations
+runs such a function lane by lane in a ``lax.map`` instead, api.py). One ordered effect
 (``io_callback(ordered=True)`` or ``jax.debug.callback(ordered=True)``) is
 supported: the token it adds to main stays unbatched and the per-lane loop
 threads it through the lanes in order. Several kinds of ordered effects at

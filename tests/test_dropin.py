@@ -322,15 +322,19 @@ def test_dce_sink_effect():
         both(lambda B: lax.scan(lambda c, x: (c, B(_sink)(x)), 0, jnp.ones((2, 4)))[1])
 
 
-def test_host_callback_effect_under_jit_is_a_typed_error_naming_it():
+def test_host_callbacks_under_jit_and_grad():
     def f(x):
         jax.debug.print("x {}", x)
         return x * 2
 
+    def g(x):
+        return jax.pure_callback(np.sin, jax.ShapeDtypeStruct(x.shape, x.dtype), x,
+                                 vmap_method="sequential")
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with pytest.raises(TypeError, match="DebugEffect"):
-            jax.jit(sb.batch_lower(f))(jnp.arange(2.0))
+        both(lambda B: jax.grad(lambda x: B(f)(x).sum())(jnp.arange(2.0)))
+        both(lambda B: jax.jit(lambda w: B(lambda x: (g(x) @ w, g(w)), out_axes=(1, None))(XS))(W))
 
 
 # ---- vmap's wrapper conventions (issue 17, item 4) ------------------------------
