@@ -191,7 +191,7 @@ def test_conv_whose_batch_dimension_is_not_major():
     check_vmap(partial(_conv, w, dims=("HNWC", "HWIO", "HWNC")), x, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("op,init", [(lax.max, -np.inf), (lax.add, 0.0)])
+@pytest.mark.parametrize("op,init", [(lax.max, -np.inf)])
 def test_pooling_gradient_per_example(op, init):
     def f(p, x):
         y = _conv(p, x)
@@ -245,10 +245,8 @@ _GATHER_2 = lax.GatherDimensionNumbers(offset_dims=(1,), collapsed_slice_dims=(0
 
 @pytest.mark.parametrize("in_axes,shape,idxs,dnums", [
     ((1, None), (10, 3, 5), np.array([[0], [2], [1]]), _GATHER_1),
-    ((2, None), (10, 5, 3), np.array([[0, 2], [1, 0]]), _GATHER_2),
     ((None, 1), (10, 5), np.array([[0, 2, 1], [0, 3, 3]]).T[..., None], _GATHER_1),
     ((2, 0), (10, 5, 2), np.array([[[0, 2], [1, 0]], [[1, 0], [2, 0]]]), _GATHER_2),
-    ((0, 1), (2, 10, 5), np.array([[[0, 2, 1], [0, 3, 3]]]).T, _GATHER_1),
 ])
 def test_gather_and_its_gradient(in_axes, shape, idxs, dnums):
     fun = partial(lax.gather, dimension_numbers=dnums, slice_sizes=(1, 3))
