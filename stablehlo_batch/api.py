@@ -24,7 +24,7 @@ from passes import AxisSpecError, batch_function_in_module
 from passes.engine import batch_function_with_report
 from passes.fallback import strict_mode
 from stablehlo_batch import axes as ax
-from stablehlo_batch import callbacks, module_io, primitive
+from stablehlo_batch import callbacks, module_io, primitive, xla_compat
 
 
 def _platform(backend: str | None) -> str:
@@ -357,7 +357,7 @@ def batch_module_with_report(module: module_io.ModuleSource,
                              strict: bool | None = None):
     """``batch_module`` that also returns the batching report
     (``passes.report.BatchingReport``): ``(text, report)``."""
-    m = module_io.parse_module(module)
+    m = xla_compat.legalize(module_io.parse_module(module))
     fn_block = _func_block(m, func)
     n_args = len(fn_block.arguments)
     n_res = len(list(fn_block.operations)[-1].operands)

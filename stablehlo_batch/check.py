@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import hashlib
 import os
+import re
 import tempfile
 from typing import Sequence
 
@@ -24,10 +25,53 @@ import numpy as np
 
 from passes.errors import BatchingError, format_location
 
-_ELEM = {"f16": "float16", "bf16": "bfloat16", "f32": "float32", "f64": "float64",
-         "i1": "bool", "i8": "int8", "i16": "int16", "i32": "int32", "i64": "int64",
-         "ui8": "uint8", "ui16": "uint16", "ui32": "uint32", "ui64": "uint64",
+# Every StableHLO element type jax can run, by its MLIR spelling; the narrow
+# floats and ints are ml_dtypes' (which jax uses for them).
+_ELEM = {"i1": "bool", "i2": "int2", "i4": "int4", "i8": "int8", "i16": "int16",
+         "i32": "int32", "i64": "int64", "ui2": "uint2", "ui4": "uint4", "ui8": "uint8",
+         "ui16": "uint16", "ui32": "uint32", "ui64": "uint64",
+         "f4E2M1FN": "float4_e2m1fn", "f6E2M3FN": "float6_e2m3fn",
+         "f6E3M2FN": "float6_e3m2fn", "f8E3M4": "float8_e3m4", "f8E4M3": "float8_e4m3",
+         "f8E4M3FN": "float8_e4m3fn", "f8E4M3FNUZ": "float8_e4m3fnuz",
+         "f8E4M3B11FNUZ": "float8_e4m3b11fnuz", "f8E5M2": "float8_e5m2",
+         "f8E5M2FNUZ": "float8_e5m2fnuz", "f8E8M0FNU": "float8_e8m0fnu",
+         "bf16": "bfloat16", "f16": "float16", "f32": "float32", "f64": "float64",
          "complex<f32>": "complex64", "complex<f64>": "complex128"}
+
+
+# jaxlib 0.10's CPU backend crashes generating code for any op on these
+# (even compare and select), printing LLVM's complaints on stderr.
+_NOT_ON_CPU = ("f6E2M3FN", "f6E3M2FN")
+
+
+def element_dtype(element_type) -> np.dtype:
+    """The numpy dtype of an MLIR element type; BatchingError for one jax
+    cannot run (quantized types, index, tf32, ...)."""
+    import ml_dtypes
+    name = _ELEM.get(str(element_type))
+    if name is None:
+        raise BatchingError(f"values of element type {element_type} cannot be run here "
+                            "(jax has no dtype for it)")
+    if str(element_type) in _NOT_ON_CPU:
+        import jax
+        if jax.default_backend() == "cpu":
+            raise BatchingError(f"XLA's CPU backend cannot compile ops on {element_type} "
+                                "values (it fails in code generation)")
+    return np.dtype(getattr(ml_dtypes, name, None) or name)
+
+
+def needs_x64(avals) -> bool:
+    """True when some value is 64 bits wide: jax runs those only in x64 mode."""
+    return any(np.dtype(a.dtype).itemsize == 8 or np.dtype(a.dtype) == np.complex128
+               for a in avals)
+
+
+def x64_scope(avals):
+    """jax's 64-bit mode for this block only, when ``avals`` need it; the
+    caller's global setting is left as it was."""
+    import contextlib
+    import jax
+    return jax.enable_x64(True) if needs_x64(avals) else contextlib.nullcontext()
 
 
 class BatchMismatchError(BatchingError):
@@ -52,9 +96,10 @@ def _avals(types):
     for t in types:
         from passes.builders import ranked
         if ranked(t) is None:
-            raise BatchingError(f"--check cannot run a function with a {t} argument/result")
+            raise BatchingError(f"a function with a {t} argument or result cannot be run "
+                                "here (only ranked tensors)")
         rt = ir.RankedTensorType(t)
-        out.append(jax.ShapeDtypeStruct(tuple(rt.shape), _ELEM[str(rt.element_type)]))
+        out.append(jax.ShapeDtypeStruct(tuple(rt.shape), element_dtype(rt.element_type)))
     return out
 
 
@@ -65,16 +110,18 @@ def _compiled(text: str, func: str):
     import jax
     import jax.numpy as jnp
     from jaxlib.mlir import ir
-    from stablehlo_batch import module_io
+    from stablehlo_batch import module_io, xla_compat
 
-    module = module_io.parse_module(text)
+    module = xla_compat.legalize(module_io.parse_module(text))
     fop = ir.SymbolTable(module.operation)[func].operation
     if func != "main":
         _rename_entry(module, func)
     ftype = ir.FunctionType(ir.TypeAttr(fop.attributes["function_type"]).value)
     ins, outs = _avals(ftype.inputs), _avals(ftype.results)
-    template = jax.export.export(jax.jit(
-        lambda *a: tuple(jnp.zeros(o.shape, o.dtype) for o in outs)))(*ins)
+    scope = functools.partial(x64_scope, ins + outs)
+    with scope():
+        template = jax.export.export(jax.jit(
+            lambda *a: tuple(jnp.zeros(o.shape, o.dtype) for o in outs)))(*ins)
     exported = dc.replace(
         template, mlir_module_serialized=module_io.module_to_portable_artifact(module),
         module_kept_var_idx=tuple(range(len(ins))), in_avals=tuple(
@@ -82,7 +129,11 @@ def _compiled(text: str, func: str):
         out_avals=tuple(jax.core.ShapedArray(o.shape, o.dtype) for o in outs),
         _get_vjp=None)
     call = jax.jit(exported.call)
-    return lambda *args: [np.asarray(r) for r in call(*args)]
+
+    def run(*args):
+        with scope():
+            return [np.asarray(r) for r in call(*args)]
+    return run
 
 
 def _rename_entry(module, func):
@@ -118,15 +169,24 @@ def per_lane(text: str, args, in_axes, out_axes, size, func="main") -> list[np.n
     return out
 
 
+def _is_inexact(dt) -> bool:
+    import jax.numpy as jnp  # knows ml_dtypes' floats, which numpy does not
+    return bool(jnp.issubdtype(dt, jnp.inexact))
+
+
 def _close(got, want, rtol, atol) -> bool:
     got, want = np.asarray(got), np.asarray(want)
     if got.shape != want.shape or got.dtype != want.dtype:
         return False
-    if np.issubdtype(want.dtype, np.inexact):
-        return bool(np.allclose(got.astype(np.complex128 if np.iscomplexobj(want) else np.float64),
-                                want.astype(np.complex128 if np.iscomplexobj(want) else np.float64),
-                                rtol=rtol, atol=atol, equal_nan=True))
-    return bool(np.array_equal(got, want))
+    if not _is_inexact(want.dtype):
+        return bool(np.array_equal(got, want))
+    wide = np.complex128 if np.iscomplexobj(want) else np.float64
+    if not np.iscomplexobj(want):  # bf16, f16, float8: a few ulps, not f32's tolerance
+        import ml_dtypes
+        eps = float(ml_dtypes.finfo(want.dtype).eps)
+        rtol, atol = max(rtol, 4 * eps), max(atol, 4 * eps)
+    return bool(np.allclose(got.astype(wide), want.astype(wide), rtol=rtol, atol=atol,
+                            equal_nan=True))
 
 
 # ---- probe modules -------------------------------------------------------------------
@@ -357,17 +417,25 @@ def _random_inputs(text, func, in_axes, size, seed=0):
         shape = list(a.shape)
         if d is not None:
             shape.insert(d % (len(shape) + 1), size)
-        dt = np.dtype(a.dtype)
-        if dt == np.bool_:
-            v = rng.random(shape) > 0.5
-        elif np.issubdtype(dt, np.integer):
-            v = rng.integers(0 if np.issubdtype(dt, np.unsignedinteger) else -5, 5, shape)
-        elif np.issubdtype(dt, np.complexfloating):
-            v = rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
-        else:
-            v = rng.standard_normal(shape)
-        out.append(np.asarray(v).astype(dt))
+        out.append(_random_array(rng, shape, np.dtype(a.dtype)))
     return out
+
+
+def _random_array(rng, shape, dt: np.dtype) -> np.ndarray:
+    """Small values that every dtype holds exactly or nearly (int2 too)."""
+    import ml_dtypes
+    if dt == np.bool_:
+        return rng.random(shape) > 0.5
+    if not _is_inexact(dt):
+        info = ml_dtypes.iinfo(dt)
+        return rng.integers(max(int(info.min), -5), min(int(info.max), 5) + 1,
+                            shape).astype(dt)
+    if np.issubdtype(dt, np.complexfloating):
+        return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(dt)
+    v = rng.standard_normal(shape)
+    if np.isnan(np.float32(np.array(-1.0).astype(dt))):  # no sign bit (f8E8M0FNU)
+        v = np.abs(v)
+    return v.astype(dt)
 
 
 def load_inputs(path: str) -> list[np.ndarray]:
@@ -379,34 +447,76 @@ def load_inputs(path: str) -> list[np.ndarray]:
         return [z[n] for n in names]
 
 
+_MISSING_KERNEL = (  # XLA's words for a custom call with no implementation here
+    re.compile(r"No FFI handler registered for (\S+?) on a platform"),
+    re.compile(r"No registered implementation for (?:FFI )?custom call to (\S+?) "
+               r"for platform"))
+
+
+def _running(what: str, run, *args):
+    """``run(*args)``; a failure becomes one BatchingError line that starts
+    with ``what`` (a kernel this platform lacks is said plainly)."""
+    try:
+        return run(*args)
+    except BatchingError as e:
+        raise BatchingError(f"{what}: {' '.join(str(e).split())}") from None
+    except Exception as e:  # jax's and XLA's errors (JaxRuntimeError, TypeError, ...)
+        text = " ".join(str(e).split())
+        for pattern in _MISSING_KERNEL:
+            m = pattern.search(text)
+            if m:
+                target = m.group(1).strip("'\"`")
+                import jax
+                raise BatchingError(
+                    f"{what.split(': ')[0]} needs the platform the module was lowered "
+                    f"for: it calls the kernel '{target}', which this machine "
+                    f"({jax.default_backend()}) does not have") from None
+        raise BatchingError(f"{what}: {type(e).__name__}: {text}") from None
+
+
 def check_module(text: str, in_axes, out_axes, size: int, inputs=None, *,
                  func: str = "main", batched_text: str | None = None, rtol=1e-5,
-                 atol=1e-5, directory: str | None = None, seed: int = 0) -> list:
+                 atol=1e-5, directory: str | None = None, seed: int = 0,
+                 what: str = "--check") -> list:
     """Runs the batched module (``batched_text``, else batches ``text``) and the
     unbatched one once per lane on ``inputs`` (random when None); raises
-    BatchMismatchError with a reproducer when they differ. Returns the inputs."""
+    BatchMismatchError with a reproducer when they differ. Returns the inputs.
+    Every other failure is a BatchingError whose message starts with ``what``
+    and says which step failed."""
     from stablehlo_batch.api import _flat_axes, _func_block
     if not isinstance(size, (int, np.integer)):
-        raise BatchingError(f"--check needs a numeric batch size, got {size!r}")
+        raise BatchingError(f"{what} needs a numeric batch size, got {size!r}")
     m = _parse(text)
     block = _func_block(m, func)
     n_args, n_res = len(block.arguments), len(list(block.operations)[-1].operands)
     in_axes, out_axes = _flat_axes(in_axes, n_args), _flat_axes(out_axes, n_res)
-    in_axes = [None if d is None else d % (len(_avals([a.type])[0].shape) + 1)
-               for a, d in zip(block.arguments, in_axes)]
+    arg_avals = _running(f"{what}: reading the arguments of @{func}", _avals,
+                         [a.type for a in block.arguments])
+    in_axes = [None if d is None else d % (len(a.shape) + 1)
+               for a, d in zip(arg_avals, in_axes)]
     text = _text(m)
     if inputs is None:
         inputs = _random_inputs(text, func, in_axes, size, seed)
     inputs = [np.asarray(a) for a in inputs]
     if len(inputs) != n_args:
-        raise BatchingError(f"--check got {len(inputs)} inputs but @{func} takes {n_args}")
+        raise BatchingError(f"{what} got {len(inputs)} inputs but @{func} takes {n_args}")
+    for i, (x, a, d) in enumerate(zip(inputs, arg_avals, in_axes)):
+        shape = list(a.shape)
+        if d is not None:
+            shape.insert(d, size)
+        if list(x.shape) != shape or x.dtype != a.dtype:
+            raise BatchingError(
+                f"{what}: input {i} is {x.dtype}{list(x.shape)}, but argument {i} of "
+                f"@{func} batched {'at axis %d' % d if d is not None else 'nowhere'} "
+                f"takes {np.dtype(a.dtype)}{shape}")
     s = _Setup(text, func, inputs, in_axes, out_axes, size, rtol, atol)
     batched = batched_text or _batch(text, func, in_axes, out_axes, size)
-    got = run_module(batched, inputs, func)
-    want = per_lane(text, inputs, in_axes, out_axes, size, func)
+    got = _running(f"{what}: running the batched module", run_module, batched, inputs, func)
+    want = _running(f"{what}: running the input module once per lane", per_lane, text,
+                    inputs, in_axes, out_axes, size, func)
     bad = [j for j, (g, w) in enumerate(zip(got, want)) if not _close(g, w, rtol, atol)]
     if bad:
-        _diagnose(s, "self-check failed", bad, directory)
+        _diagnose(s, f"{what} failed", bad, directory)
     return inputs
 
 
@@ -438,10 +548,11 @@ def check_call(bf, args, kwargs, got, *, rtol=1e-5, atol=1e-5, directory=None):
                                     debug_info=True)
     in_axes = [dims[i] for i in kept]
     inputs = [np.asarray(leaves[i]) for i in kept]
-    want = per_lane(text, inputs, in_axes, out_dims, size)
+    name = getattr(bf.fn, "__name__", "fn")
+    want = _running(f"batch_lower({name}, check=True): running the function once per lane",
+                    per_lane, text, inputs, in_axes, out_dims, size)
     got_leaves = [np.asarray(g) for g in tree_util.tree_leaves(got)]
     bad = [j for j, (g, w) in enumerate(zip(got_leaves, want)) if not _close(g, w, rtol, atol)]
     if bad:
-        name = getattr(bf.fn, "__name__", "fn")
         s = _Setup(text, "main", inputs, in_axes, out_dims, size, rtol, atol)
         _diagnose(s, f"batch_lower({name}, check=True)", bad, directory)

@@ -219,13 +219,12 @@ def _main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from passes.fallback import FallbackWarning, strict_mode
     with strict_mode(args.strict), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
         warnings.simplefilter("always", FallbackWarning)
         rc = _run(args)
-    for w in caught:  # per-lane fallbacks as one line each, like errors
-        if issubclass(w.category, FallbackWarning):
-            print(f"warning: {' '.join(str(w.message).split())}", file=sys.stderr)
-        else:
-            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    for w in caught:  # one line each, like errors (per-lane fallbacks and the rest)
+        kind = "" if issubclass(w.category, FallbackWarning) else f"{w.category.__name__}: "
+        print(f"warning: {kind}{' '.join(str(w.message).split())}", file=sys.stderr)
     return rc
 
 
