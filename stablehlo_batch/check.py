@@ -155,18 +155,32 @@ def run_module(text: str, args, func: str = "main") -> list[np.ndarray]:
     return _compiled(text, func)(*args)
 
 
-def per_lane(text: str, args, in_axes, out_axes, size, func="main") -> list[np.ndarray]:
-    """The unbatched module run once per lane, results stacked at out_axes."""
+def per_lane(text: str, args, in_axes, out_axes, size, func="main",
+             run=None) -> list[np.ndarray]:
+    """The unbatched module run once per lane, results stacked at out_axes.
+    ``run(lane_args)`` runs one lane (default: the module itself; nested
+    batch dimensions pass another per_lane)."""
+    run = run or (lambda lane: run_module(text, lane, func))
     lanes = []
     for i in range(size):
-        lane = [a if d is None else np.take(a, i, axis=d) for a, d in zip(args, in_axes)]
-        lanes.append(run_module(text, lane, func))
+        lanes.append(run([a if d is None else np.take(a, i, axis=d)
+                          for a, d in zip(args, in_axes)]))
     n_out = len(lanes[0]) if lanes else len(out_axes)
     out = []
     for j in range(n_out):
         d = out_axes[j]
         out.append(lanes[0][j] if d is None else np.stack([r[j] for r in lanes], axis=d))
     return out
+
+
+def per_lane_levels(text: str, args, levels, func="main") -> list[np.ndarray]:
+    """``per_lane`` over several batch dimensions: ``levels`` is a list of
+    (flat in_axes, flat out_axes, size), outer first."""
+    if not levels:
+        return run_module(text, args, func)
+    (in_axes, out_axes, size), inner = levels[0], levels[1:]
+    return per_lane(text, args, in_axes, out_axes, size, func,
+                    run=lambda lane: per_lane_levels(text, lane, inner, func))
 
 
 def _is_inexact(dt) -> bool:
@@ -406,21 +420,6 @@ def _diagnose(s: _Setup, what: str, bad_outputs: Sequence[int], directory: str |
         op_name, loc, path)
 
 
-def _random_inputs(text, func, in_axes, size, seed=0):
-    from jaxlib.mlir import ir
-    m = _parse(text)
-    fop = _entry(m, func)
-    ftype = ir.FunctionType(ir.TypeAttr(fop.attributes["function_type"]).value)
-    rng = np.random.default_rng(seed)
-    out = []
-    for a, d in zip(_avals(ftype.inputs), in_axes):
-        shape = list(a.shape)
-        if d is not None:
-            shape.insert(d % (len(shape) + 1), size)
-        out.append(_random_array(rng, shape, np.dtype(a.dtype)))
-    return out
-
-
 def _random_array(rng, shape, dt: np.dtype) -> np.ndarray:
     """Small values that every dtype holds exactly or nearly (int2 too)."""
     import ml_dtypes
@@ -474,50 +473,98 @@ def _running(what: str, run, *args):
         raise BatchingError(f"{what}: {type(e).__name__}: {text}") from None
 
 
-def check_module(text: str, in_axes, out_axes, size: int, inputs=None, *,
+def _flat_levels(levels, arg_avals, n_res) -> list[tuple[list, list, int]]:
+    """Per level, outer first: in_axes made non-negative for the rank the
+    arguments have at that level, flat out_axes, size."""
+    from stablehlo_batch.api import _flat_axes
+    ranks = [len(a.shape) for a in arg_avals]
+    flat = []
+    for lv in reversed(levels):  # innermost first: ranks grow outwards
+        ins = [None if d is None else d % (r + 1)
+               for d, r in zip(_flat_axes(lv.in_axes, len(ranks)), ranks)]
+        ranks = [r + (d is not None) for r, d in zip(ranks, ins)]
+        flat.append((ins, _flat_axes(lv.out_axes, n_res), lv.size))
+    return flat[::-1]
+
+
+def _batched_shape(shape, levels, i) -> list[int]:
+    shape = list(shape)
+    for ins, _, size in reversed(levels):
+        if ins[i] is not None:
+            shape.insert(ins[i], size)
+    return shape
+
+
+def check_module(text: str, in_axes, out_axes, size, inputs=None, *,
                  func: str = "main", batched_text: str | None = None, rtol=1e-5,
                  atol=1e-5, directory: str | None = None, seed: int = 0,
                  what: str = "--check") -> list:
     """Runs the batched module (``batched_text``, else batches ``text``) and the
     unbatched one once per lane on ``inputs`` (random when None); raises
     BatchMismatchError with a reproducer when they differ. Returns the inputs.
+    ``size`` may be a tuple (several batch dimensions, stablehlo_batch/levels.py).
     Every other failure is a BatchingError whose message starts with ``what``
     and says which step failed."""
-    from stablehlo_batch.api import _flat_axes, _func_block
-    if not isinstance(size, (int, np.integer)):
-        raise BatchingError(f"{what} needs a numeric batch size, got {size!r}")
+    from stablehlo_batch import levels as lv
+    from stablehlo_batch.api import _func_block
+    multi = lv.is_multi(size)
+    level_list = (lv.split(in_axes, out_axes, size) if multi
+                  else [lv.Level(in_axes, out_axes, size)])
+    for level in level_list:
+        if not isinstance(level.size, (int, np.integer)):
+            raise BatchingError(f"{what} needs a numeric batch size, got {level.size!r}")
     m = _parse(text)
     block = _func_block(m, func)
     n_args, n_res = len(block.arguments), len(list(block.operations)[-1].operands)
-    in_axes, out_axes = _flat_axes(in_axes, n_args), _flat_axes(out_axes, n_res)
     arg_avals = _running(f"{what}: reading the arguments of @{func}", _avals,
                          [a.type for a in block.arguments])
-    in_axes = [None if d is None else d % (len(a.shape) + 1)
-               for a, d in zip(arg_avals, in_axes)]
+    flat = _flat_levels(level_list, arg_avals, n_res)
     text = _text(m)
     if inputs is None:
-        inputs = _random_inputs(text, func, in_axes, size, seed)
+        rng = np.random.default_rng(seed)
+        inputs = [_random_array(rng, _batched_shape(a.shape, flat, i), np.dtype(a.dtype))
+                  for i, a in enumerate(arg_avals)]
     inputs = [np.asarray(a) for a in inputs]
     if len(inputs) != n_args:
         raise BatchingError(f"{what} got {len(inputs)} inputs but @{func} takes {n_args}")
-    for i, (x, a, d) in enumerate(zip(inputs, arg_avals, in_axes)):
-        shape = list(a.shape)
-        if d is not None:
-            shape.insert(d, size)
+    for i, (x, a) in enumerate(zip(inputs, arg_avals)):
+        shape = _batched_shape(a.shape, flat, i)
         if list(x.shape) != shape or x.dtype != a.dtype:
+            axes = [ins[i] for ins, _, _ in flat]
+            where = ("nowhere" if axes == [None] * len(axes) else
+                     f"at axis {axes[0]}" if not multi else f"at axes {axes}")
             raise BatchingError(
                 f"{what}: input {i} is {x.dtype}{list(x.shape)}, but argument {i} of "
-                f"@{func} batched {'at axis %d' % d if d is not None else 'nowhere'} "
-                f"takes {np.dtype(a.dtype)}{shape}")
-    s = _Setup(text, func, inputs, in_axes, out_axes, size, rtol, atol)
+                f"@{func} batched {where} takes {np.dtype(a.dtype)}{shape}")
     batched = batched_text or _batch(text, func, in_axes, out_axes, size)
     got = _running(f"{what}: running the batched module", run_module, batched, inputs, func)
-    want = _running(f"{what}: running the input module once per lane", per_lane, text,
-                    inputs, in_axes, out_axes, size, func)
+    want = _running(f"{what}: running the input module once per lane", per_lane_levels,
+                    text, inputs, flat, func)
     bad = [j for j, (g, w) in enumerate(zip(got, want)) if not _close(g, w, rtol, atol)]
+    if bad and multi:
+        _diagnose_levels(text, func, level_list, bad, what, rtol, atol, directory, seed)
     if bad:
+        (ins, outs, n), = flat
+        s = _Setup(text, func, inputs, ins, outs, n, rtol, atol)
         _diagnose(s, f"{what} failed", bad, directory)
     return inputs
+
+
+def _diagnose_levels(text, func, level_list, bad, what, rtol, atol, directory, seed):
+    """Checks one batch dimension at a time, innermost first, on the module
+    batched at the dimensions inside it: the first that differs raises with
+    its reproducer."""
+    for k in reversed(range(len(level_list))):
+        level = level_list[k]
+        check_module(text, level.in_axes, level.out_axes, level.size, func=func,
+                     rtol=rtol, atol=atol, directory=directory, seed=seed,
+                     what=f"{what} (batch dimension {k}, size {level.size})")
+        text = _batch(text, func, level.in_axes, level.out_axes, level.size)
+    outs = ", ".join(str(j) for j in bad)
+    raise BatchMismatchError(
+        f"{what} failed: the module batched at sizes {[lv.size for lv in level_list]} "
+        f"differs from the unbatched one run per lane (results {outs}), but each batch "
+        f"dimension alone matches on random inputs")
 
 
 def check_call(bf, args, kwargs, got, *, rtol=1e-5, atol=1e-5, directory=None):

@@ -44,6 +44,12 @@ def parse_axes(text: str) -> list[int | None] | int | None:
     return out[0] if len(out) == 1 else out
 
 
+def _sizes(text: str) -> int | str | tuple:
+    """'8' -> 8, 'b' -> 'b', '10,3' -> (10, 3): several batch dimensions."""
+    parts = [_positive(t.strip()) for t in text.split(",")]
+    return parts[0] if len(parts) == 1 else tuple(parts)
+
+
 def _positive(text: str) -> int | str:
     try:
         n = int(text)
@@ -62,12 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Batch a StableHLO function along a new axis (jax.vmap on IR).")
     p.add_argument("input", help="input module: .mlir text, bytecode, or '-' for stdin")
     p.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
-    p.add_argument("--axis-size", type=_positive, required=True,
-                   help="size of the batch axis")
-    p.add_argument("--in-axes", type=parse_axes, default=0,
-                   help="batch axis of each argument, e.g. 0,none,1 (default 0)")
-    p.add_argument("--out-axes", type=parse_axes, default=0,
-                   help="batch axis of each result (default 0)")
+    p.add_argument("--axis-size", type=_sizes, required=True,
+                   help="size of the batch axis; several sizes (10,3) add one batch "
+                        "dimension each, outer first, as nested vmaps do")
+    p.add_argument("--in-axes", type=parse_axes, action="append",
+                   help="batch axis of each argument, e.g. 0,none,1 (default 0); with "
+                        "several batch dimensions give one flag per dimension, outer "
+                        "first (one flag: every dimension)")
+    p.add_argument("--out-axes", type=parse_axes, action="append",
+                   help="batch axis of each result (default 0); per dimension as "
+                        "--in-axes")
     p.add_argument("--func", default="main", help="function to batch (default main)")
     formats = ("auto",) + FORMATS
     p.add_argument("--input-format", choices=formats, default="auto",
@@ -141,12 +151,21 @@ def _batch_exported_file(args, data: bytes, out_format: str) -> str | bytes:
     from stablehlo_batch.module_io import module_to_bytecode, module_to_text
     if args.func != "main":
         raise BatchingError("--func applies to modules, not to exported functions")
+    from stablehlo_batch import levels
     exp = load(data)
-    built = batch_flat(exp, _flat_axes(args.in_axes, len(exp.in_avals)),
-                       _flat_axes(args.out_axes, len(exp.out_avals)),
-                       symbolic_size(args.axis_size), what="stablehlo-batch-opt")
+    steps = (levels.split(args.in_axes, args.out_axes, args.axis_size)
+             if levels.is_multi(args.axis_size)
+             else [levels.Level(args.in_axes, args.out_axes, args.axis_size)])
+    reports = []
+    for step in reversed(steps):  # innermost batch dimension first
+        built = batch_flat(exp, _flat_axes(step.in_axes, len(exp.in_avals)),
+                           _flat_axes(step.out_axes, len(exp.out_avals)),
+                           symbolic_size(step.size), what="stablehlo-batch-opt")
+        exp = built.exported
+        reports.insert(0, built.report)
     if args.report:
-        print(built.report, file=sys.stderr)
+        print(reports[0] if len(reports) == 1 else levels.LevelReports(reports, steps),
+              file=sys.stderr)
     if out_format == "exported":
         return bytes(built.exported.serialize())
     if out_format == "mlirbc":
@@ -228,8 +247,24 @@ def _main(argv: list[str] | None = None) -> int:
     return rc
 
 
+def _level_axes(args):
+    """--in-axes / --out-axes (repeatable) as batch_module takes them: one
+    flag is every dimension; several are one per dimension of --axis-size."""
+    from stablehlo_batch.levels import is_multi
+    n = len(args.axis_size) if is_multi(args.axis_size) else 1
+    for name in ("in_axes", "out_axes"):
+        given = getattr(args, name) or [0]
+        if len(given) not in (1, n):
+            flag = "--" + name.replace("_", "-")
+            raise BatchingError(f"{flag} is given {len(given)} times; --axis-size has "
+                                f"{n} dimension{'s' * (n > 1)}: give it once (every "
+                                f"dimension) or once per dimension, outer first")
+        setattr(args, name, given[0] if len(given) == 1 else given)
+
+
 def _run(args) -> int:
     try:
+        _level_axes(args)
         from stablehlo_batch.api import batch_module_with_report
         data = _read(args.input)
         in_format = _format_of(args.input, args.input_format)
