@@ -81,9 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--func", default="main", help="function to batch (default main)")
     formats = ("auto",) + FORMATS
     p.add_argument("--input-format", choices=formats, default="auto",
-                   help="mlir (text), mlirbc (bytecode; also portable artifacts) or "
-                        "exported (a serialized jax.export.Exported); default: by "
-                        "extension, else detected")
+                   help="mlir (text), mlirbc (bytecode; also portable artifacts), "
+                        "exported (a serialized jax.export.Exported) or hlo (HLO text or "
+                        "a serialized HloModuleProto, converted to StableHLO); default: "
+                        "by extension (.hlo, .pb: hlo), else detected")
     p.add_argument("--output-format", choices=formats, default="auto",
                    help="as --input-format; default: by the output's extension, else "
                         "exported for an exported input and mlir otherwise")
@@ -116,9 +117,10 @@ def _read(path: str) -> bytes:
     return data
 
 
-FORMATS = ("mlir", "mlirbc", "exported")
+FORMATS = ("mlir", "mlirbc", "exported", "hlo")
 _EXTENSIONS = {".mlir": "mlir", ".mlirbc": "mlirbc", ".bc": "mlirbc",
-               ".exported": "exported", ".jax_exported": "exported"}
+               ".exported": "exported", ".jax_exported": "exported",
+               ".hlo": "hlo", ".pb": "hlo"}  # XLA dumps: *.txt (by content), *.hlo.pb
 
 
 def _format_of(path: str, given: str) -> str | None:
@@ -148,7 +150,6 @@ def _batch_exported_file(args, data: bytes, out_format: str) -> str | bytes:
     """Batches a serialized jax.export.Exported; axes are per flat leaf."""
     from stablehlo_batch.api import _flat_axes
     from stablehlo_batch.export import batch_flat, load, symbolic_size
-    from stablehlo_batch.module_io import module_to_bytecode, module_to_text
     if args.func != "main":
         raise BatchingError("--func applies to modules, not to exported functions")
     from stablehlo_batch import levels
@@ -168,9 +169,17 @@ def _batch_exported_file(args, data: bytes, out_format: str) -> str | bytes:
               file=sys.stderr)
     if out_format == "exported":
         return bytes(built.exported.serialize())
+    return _encode(built.module, out_format, args)
+
+
+def _encode(module, out_format: str, args) -> str | bytes:
+    """The batched module (an ir.Module) in the output format."""
+    from stablehlo_batch import module_io
     if out_format == "mlirbc":
-        return module_to_bytecode(built.module)
-    return module_to_text(built.module, debug_info=args.debug_info)
+        return module_io.module_to_bytecode(module)
+    if out_format == "hlo":  # a serialized HloModuleProto for *.pb, else HLO text
+        return module_io.module_to_hlo(module, proto=args.output.endswith(".pb"))
+    return module_io.module_to_text(module, debug_info=args.debug_info)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,6 +256,23 @@ def _main(argv: list[str] | None = None) -> int:
     return rc
 
 
+def _detect(data: bytes) -> str:
+    """The format of stdin or a file with an unknown extension, by content."""
+    from stablehlo_batch import module_io
+    if module_io.looks_like_exported(data):
+        return "exported"
+    if data.startswith(_BYTECODE_MAGIC):
+        return "mlirbc"
+    if module_io.looks_like_hlo_text(data):
+        return "hlo"
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:  # binary, not MLIR: a serialized HloModuleProto?
+        if module_io.is_hlo_proto(data):
+            return "hlo"
+    return "mlir"
+
+
 def _level_axes(args):
     """--in-axes / --out-axes (repeatable) as batch_module takes them: one
     flag is every dimension; several are one per dimension of --axis-size."""
@@ -267,10 +293,11 @@ def _run(args) -> int:
         _level_axes(args)
         from stablehlo_batch.api import batch_module_with_report
         data = _read(args.input)
-        in_format = _format_of(args.input, args.input_format)
-        if in_format is None:  # stdin or an unknown extension: look at the bytes
-            from stablehlo_batch.module_io import looks_like_exported
-            in_format = "exported" if looks_like_exported(data) else "mlir"
+        in_format = _format_of(args.input, args.input_format) or _detect(data)
+        if in_format == "hlo":  # converted once; from here on a StableHLO module
+            from stablehlo_batch import module_io
+            data = module_io.module_to_bytecode(module_io.parse_hlo(data))
+            in_format = "mlirbc"
         out_format = _format_of(args.output, args.output_format) or (
             "exported" if in_format == "exported" else "mlir")
         if in_format == "exported":
@@ -289,11 +316,11 @@ def _run(args) -> int:
                          func=args.func, batched_text=text)
         if args.report:
             print(report, file=sys.stderr)
-        if out_format == "mlirbc":
-            from stablehlo_batch.module_io import module_to_bytecode, parse_module
-            _write(args.output, module_to_bytecode(parse_module(text)))
-        else:
+        if out_format == "mlir":
             _write(args.output, text)
+        else:
+            from stablehlo_batch.module_io import parse_module
+            _write(args.output, _encode(parse_module(text), out_format, args))
         return 0
     except ValueError as e:  # axis errors from the exported path, vmap's kind
         if args.debug:
