@@ -100,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "write a minimal reproducer and fail")
     p.add_argument("--inputs", default=None,
                    help=".npz with the batched inputs for --check (arr_0, arr_1, ...)")
+    p.add_argument("--pre-pipeline", metavar="PASSES", default=None,
+                   help="MLIR passes to run before batching, as a textual pipeline, "
+                        "e.g. 'inline,canonicalize' (func-level ones as "
+                        "'func.func(...)'); the batching then runs as a pass in the same "
+                        "pipeline")
+    p.add_argument("--post-pipeline", metavar="PASSES", default=None,
+                   help="MLIR passes to run after batching, e.g. 'canonicalize,cse'")
     p.add_argument("--report", action="store_true",
                    help="print what batching did (ops by rule, transposes and "
                         "broadcasts inserted, per-lane loops, ...) to stderr")
@@ -273,6 +280,16 @@ def _detect(data: bytes) -> str:
     return "mlir"
 
 
+def _batch_in_pipeline(args, data: bytes):
+    """--pre-pipeline, the batching pass, --post-pipeline: (text, report)."""
+    from stablehlo_batch import module_io, pipeline
+    bp = pipeline.batching_pass(args.in_axes, args.out_axes, axis_size=args.axis_size,
+                                func=args.func)
+    module = pipeline.run_pipeline(module_io.parse_module(data), bp, args.pre_pipeline,
+                                   args.post_pipeline)
+    return module_io.module_to_text(module, debug_info=args.debug_info), bp.report
+
+
 def _level_axes(args):
     """--in-axes / --out-axes (repeatable) as batch_module takes them: one
     flag is every dimension; several are one per dimension of --axis-size."""
@@ -306,9 +323,12 @@ def _run(args) -> int:
         if out_format == "exported":
             raise BatchingError("writing an exported function needs an exported input "
                                 "(a module alone has no jax calling convention)")
-        text, report = batch_module_with_report(data, args.in_axes, args.out_axes,
-                                                args.axis_size, func=args.func,
-                                                debug_info=args.debug_info)
+        if args.pre_pipeline or args.post_pipeline:
+            text, report = _batch_in_pipeline(args, data)
+        else:
+            text, report = batch_module_with_report(data, args.in_axes, args.out_axes,
+                                                    args.axis_size, func=args.func,
+                                                    debug_info=args.debug_info)
         if args.check:
             from stablehlo_batch.check import check_module, load_inputs
             check_module(data, args.in_axes, args.out_axes, args.axis_size,
