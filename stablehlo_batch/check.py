@@ -603,3 +603,47 @@ def check_call(bf, args, kwargs, got, *, rtol=1e-5, atol=1e-5, directory=None):
     if bad:
         s = _Setup(text, "main", inputs, in_axes, out_dims, size, rtol, atol)
         _diagnose(s, f"batch_lower({name}, check=True)", bad, directory)
+
+
+def check_exported(original, batched, in_axes, out_axes, size, inputs=None, *,
+                   rtol=1e-5, atol=1e-5, seed: int = 0, what: str = "--check") -> list:
+    """For exported functions (the CLI's ``--check`` on a ``.jax_exported``):
+    ``batched.call`` against ``original.call`` run per lane, on flat inputs
+    (random when None). Axes are flat per leaf, or per level for several
+    batch dimensions, as ``check_module`` takes them."""
+    from jax import tree_util
+    from stablehlo_batch import levels as lv
+    level_list = (lv.split(in_axes, out_axes, size) if lv.is_multi(size)
+                  else [lv.Level(in_axes, out_axes, size)])
+    for level in level_list:
+        if not isinstance(level.size, (int, np.integer)):
+            raise BatchingError(f"{what} needs a numeric batch size, got {level.size!r}")
+    avals = list(original.in_avals)
+    if any(not all(isinstance(d, int) for d in a.shape) for a in avals):
+        raise BatchingError(f"{what} cannot run a shape-polymorphic exported function")
+    flat = _flat_levels(level_list, avals, len(original.out_avals))
+    if inputs is None:
+        rng = np.random.default_rng(seed)
+        inputs = [_random_array(rng, _batched_shape(a.shape, flat, i), np.dtype(a.dtype))
+                  for i, a in enumerate(avals)]
+
+    def call(exp, leaves):
+        args, kwargs = tree_util.tree_unflatten(exp.in_tree, list(leaves))
+        with x64_scope(list(exp.in_avals) + list(exp.out_avals)):
+            return [np.asarray(r) for r in tree_util.tree_leaves(exp.call(*args, **kwargs))]
+
+    def lanes(leaves, levels):
+        if not levels:
+            return call(original, leaves)
+        (ins, outs, n), inner = levels[0], levels[1:]
+        return per_lane("", leaves, ins, outs, n, run=lambda lane: lanes(lane, inner))
+    got = _running(f"{what}: running the batched function", call, batched, inputs)
+    want = _running(f"{what}: running the exported function once per lane", lanes,
+                    inputs, flat)
+    bad = [j for j, (g, w) in enumerate(zip(got, want)) if not _close(g, w, rtol, atol)]
+    if bad:
+        raise BatchMismatchError(
+            f"{what} failed: the batched function differs from the exported one run "
+            f"once per lane (results {', '.join(map(str, bad))}, batch size {size}); "
+            f"batch its module (exp.mlir_module()) with --check to find the op")
+    return inputs

@@ -171,6 +171,10 @@ def _batch_exported_file(args, data: bytes, out_format: str) -> str | bytes:
                            symbolic_size(step.size), what="stablehlo-batch-opt")
         exp = built.exported
         reports.insert(0, built.report)
+    if args.check:
+        from stablehlo_batch.check import check_exported, load_inputs
+        check_exported(load(data), exp, args.in_axes, args.out_axes, args.axis_size,
+                       load_inputs(args.inputs) if args.inputs else None)
     if args.report:
         print(reports[0] if len(reports) == 1 else levels.LevelReports(reports, steps),
               file=sys.stderr)

@@ -131,3 +131,17 @@ def test_cli_exported_input_with_two_dims(tmp_path, capfd):
     got = jax.export.deserialize(dst.read_bytes()).call(x, w)
     want = _nested_vmap(_f, [((0, None), 0), ((0, 0), 0)], (2, 3))(x, w)
     assert_same_tree(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_cli_check_of_an_exported_function(tmp_path, capfd, monkeypatch):
+    """--check runs exported inputs too (it was silently skipped before)."""
+    exp = jax.export.export(jax.jit(lambda x: jnp.cos(x) * 2))(np.zeros(3, np.float32))
+    src = tmp_path / "c.jax_exported"
+    src.write_bytes(exp.serialize())
+    rc = cli.main([str(src), "--axis-size=2,3", "--check", "-o", str(tmp_path / "o.mlir")])
+    assert rc == 0, capfd.readouterr().err
+    monkeypatch.setitem(RULES, "stablehlo.cosine", _wrong_cosine)
+    rc = cli.main([str(src), "--axis-size=3", "--check", "-o", str(tmp_path / "o.mlir")])
+    err = capfd.readouterr().err
+    assert rc == 1 and err.startswith("error: --check failed: the batched function differs "
+                                      "from the exported one run once per lane"), err
