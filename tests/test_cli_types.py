@@ -10,7 +10,6 @@ import warnings
 
 import jax
 import numpy as np
-import pytest
 
 from stablehlo_batch import check, cli, module_io
 
