@@ -21,6 +21,7 @@ _EXPORTS = {
     "FallbackWarning": "passes.fallback", "per_lane": "passes.fallback",
     "register_rule": "passes.rules", "unregister_rule": "passes.rules",
     "batch_exported": "stablehlo_batch.export", "vmappable": "stablehlo_batch.export",
+    "batching_pass": "stablehlo_batch.pipeline",
 }
 __all__ = list(_EXPORTS)
 __version__ = "0.1.0"

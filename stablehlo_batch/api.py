@@ -28,7 +28,7 @@ from passes import AxisSpecError, batch_function_in_module
 from passes.engine import batch_function_with_report
 from passes.fallback import strict_mode
 from stablehlo_batch import axes as ax
-from stablehlo_batch import callbacks, module_io, primitive
+from stablehlo_batch import callbacks, levels, module_io, primitive, xla_compat
 
 
 # The functions we trace for the user run under our frames; jax's source
@@ -588,7 +588,9 @@ def batch_module(module: module_io.ModuleSource, in_axes: Sequence[int | None],
 
     ``in_axes`` / ``out_axes`` have one entry per argument / result of the
     function (an int, possibly negative, or None for unbatched). A single
-    int or None is applied to every argument / result. ``debug_info`` keeps
+    int or None is applied to every argument / result. ``axis_size=(10, 3)``
+    adds several batch dimensions, as nested vmaps do (axes then per level,
+    outer first: stablehlo_batch/levels.py). ``debug_info`` keeps
     the locations in the printed module. ``strict=True``: an op without a
     batching rule raises instead of running once per lane.
     """
@@ -603,7 +605,13 @@ def batch_module_with_report(module: module_io.ModuleSource,
                              strict: bool | None = None):
     """``batch_module`` that also returns the batching report
     (``passes.report.BatchingReport``): ``(text, report)``."""
-    m = module_io.parse_module(module)
+    if levels.is_multi(axis_size):  # several batch dims: once per dim, innermost first
+        return levels.batch_levels(
+            module, levels.split(in_axes, out_axes, axis_size),
+            lambda m, i, o, s, d: batch_module_with_report(m, i, o, s, func=func,
+                                                           debug_info=d, strict=strict),
+            debug_info)
+    m = xla_compat.legalize(module_io.parse_module(module))
     fn_block = _func_block(m, func)
     n_args = len(fn_block.arguments)
     n_res = len(list(fn_block.operations)[-1].operands)

@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import hashlib
 import os
+import re
 import tempfile
 from typing import Sequence
 
@@ -24,10 +25,53 @@ import numpy as np
 
 from passes.errors import BatchingError, format_location
 
-_ELEM = {"f16": "float16", "bf16": "bfloat16", "f32": "float32", "f64": "float64",
-         "i1": "bool", "i8": "int8", "i16": "int16", "i32": "int32", "i64": "int64",
-         "ui8": "uint8", "ui16": "uint16", "ui32": "uint32", "ui64": "uint64",
+# Every StableHLO element type jax can run, by its MLIR spelling; the narrow
+# floats and ints are ml_dtypes' (which jax uses for them).
+_ELEM = {"i1": "bool", "i2": "int2", "i4": "int4", "i8": "int8", "i16": "int16",
+         "i32": "int32", "i64": "int64", "ui2": "uint2", "ui4": "uint4", "ui8": "uint8",
+         "ui16": "uint16", "ui32": "uint32", "ui64": "uint64",
+         "f4E2M1FN": "float4_e2m1fn", "f6E2M3FN": "float6_e2m3fn",
+         "f6E3M2FN": "float6_e3m2fn", "f8E3M4": "float8_e3m4", "f8E4M3": "float8_e4m3",
+         "f8E4M3FN": "float8_e4m3fn", "f8E4M3FNUZ": "float8_e4m3fnuz",
+         "f8E4M3B11FNUZ": "float8_e4m3b11fnuz", "f8E5M2": "float8_e5m2",
+         "f8E5M2FNUZ": "float8_e5m2fnuz", "f8E8M0FNU": "float8_e8m0fnu",
+         "bf16": "bfloat16", "f16": "float16", "f32": "float32", "f64": "float64",
          "complex<f32>": "complex64", "complex<f64>": "complex128"}
+
+
+# jaxlib 0.10's CPU backend crashes generating code for any op on these
+# (even compare and select), printing LLVM's complaints on stderr.
+_NOT_ON_CPU = ("f6E2M3FN", "f6E3M2FN")
+
+
+def element_dtype(element_type) -> np.dtype:
+    """The numpy dtype of an MLIR element type; BatchingError for one jax
+    cannot run (quantized types, index, tf32, ...)."""
+    import ml_dtypes
+    name = _ELEM.get(str(element_type))
+    if name is None:
+        raise BatchingError(f"values of element type {element_type} cannot be run here "
+                            "(jax has no dtype for it)")
+    if str(element_type) in _NOT_ON_CPU:
+        import jax
+        if jax.default_backend() == "cpu":
+            raise BatchingError(f"XLA's CPU backend cannot compile ops on {element_type} "
+                                "values (it fails in code generation)")
+    return np.dtype(getattr(ml_dtypes, name, None) or name)
+
+
+def needs_x64(avals) -> bool:
+    """True when some value is 64 bits wide: jax runs those only in x64 mode."""
+    return any(np.dtype(a.dtype).itemsize == 8 or np.dtype(a.dtype) == np.complex128
+               for a in avals)
+
+
+def x64_scope(avals):
+    """jax's 64-bit mode for this block only, when ``avals`` need it; the
+    caller's global setting is left as it was."""
+    import contextlib
+    import jax
+    return jax.enable_x64(True) if needs_x64(avals) else contextlib.nullcontext()
 
 
 class BatchMismatchError(BatchingError):
@@ -52,9 +96,10 @@ def _avals(types):
     for t in types:
         from passes.builders import ranked
         if ranked(t) is None:
-            raise BatchingError(f"--check cannot run a function with a {t} argument/result")
+            raise BatchingError(f"a function with a {t} argument or result cannot be run "
+                                "here (only ranked tensors)")
         rt = ir.RankedTensorType(t)
-        out.append(jax.ShapeDtypeStruct(tuple(rt.shape), _ELEM[str(rt.element_type)]))
+        out.append(jax.ShapeDtypeStruct(tuple(rt.shape), element_dtype(rt.element_type)))
     return out
 
 
@@ -65,16 +110,18 @@ def _compiled(text: str, func: str):
     import jax
     import jax.numpy as jnp
     from jaxlib.mlir import ir
-    from stablehlo_batch import module_io
+    from stablehlo_batch import module_io, xla_compat
 
-    module = module_io.parse_module(text)
+    module = xla_compat.legalize(module_io.parse_module(text))
     fop = ir.SymbolTable(module.operation)[func].operation
     if func != "main":
         _rename_entry(module, func)
     ftype = ir.FunctionType(ir.TypeAttr(fop.attributes["function_type"]).value)
     ins, outs = _avals(ftype.inputs), _avals(ftype.results)
-    template = jax.export.export(jax.jit(
-        lambda *a: tuple(jnp.zeros(o.shape, o.dtype) for o in outs)))(*ins)
+    scope = functools.partial(x64_scope, ins + outs)
+    with scope():
+        template = jax.export.export(jax.jit(
+            lambda *a: tuple(jnp.zeros(o.shape, o.dtype) for o in outs)))(*ins)
     exported = dc.replace(
         template, mlir_module_serialized=module_io.module_to_portable_artifact(module),
         module_kept_var_idx=tuple(range(len(ins))), in_avals=tuple(
@@ -82,7 +129,11 @@ def _compiled(text: str, func: str):
         out_avals=tuple(jax.core.ShapedArray(o.shape, o.dtype) for o in outs),
         _get_vjp=None)
     call = jax.jit(exported.call)
-    return lambda *args: [np.asarray(r) for r in call(*args)]
+
+    def run(*args):
+        with scope():
+            return [np.asarray(r) for r in call(*args)]
+    return run
 
 
 def _rename_entry(module, func):
@@ -104,12 +155,16 @@ def run_module(text: str, args, func: str = "main") -> list[np.ndarray]:
     return _compiled(text, func)(*args)
 
 
-def per_lane(text: str, args, in_axes, out_axes, size, func="main") -> list[np.ndarray]:
-    """The unbatched module run once per lane, results stacked at out_axes."""
+def per_lane(text: str, args, in_axes, out_axes, size, func="main",
+             run=None) -> list[np.ndarray]:
+    """The unbatched module run once per lane, results stacked at out_axes.
+    ``run(lane_args)`` runs one lane (default: the module itself; nested
+    batch dimensions pass another per_lane)."""
+    run = run or (lambda lane: run_module(text, lane, func))
     lanes = []
     for i in range(size):
-        lane = [a if d is None else np.take(a, i, axis=d) for a, d in zip(args, in_axes)]
-        lanes.append(run_module(text, lane, func))
+        lanes.append(run([a if d is None else np.take(a, i, axis=d)
+                          for a, d in zip(args, in_axes)]))
     n_out = len(lanes[0]) if lanes else len(out_axes)
     out = []
     for j in range(n_out):
@@ -118,15 +173,34 @@ def per_lane(text: str, args, in_axes, out_axes, size, func="main") -> list[np.n
     return out
 
 
+def per_lane_levels(text: str, args, levels, func="main") -> list[np.ndarray]:
+    """``per_lane`` over several batch dimensions: ``levels`` is a list of
+    (flat in_axes, flat out_axes, size), outer first."""
+    if not levels:
+        return run_module(text, args, func)
+    (in_axes, out_axes, size), inner = levels[0], levels[1:]
+    return per_lane(text, args, in_axes, out_axes, size, func,
+                    run=lambda lane: per_lane_levels(text, lane, inner, func))
+
+
+def _is_inexact(dt) -> bool:
+    import jax.numpy as jnp  # knows ml_dtypes' floats, which numpy does not
+    return bool(jnp.issubdtype(dt, jnp.inexact))
+
+
 def _close(got, want, rtol, atol) -> bool:
     got, want = np.asarray(got), np.asarray(want)
     if got.shape != want.shape or got.dtype != want.dtype:
         return False
-    if np.issubdtype(want.dtype, np.inexact):
-        return bool(np.allclose(got.astype(np.complex128 if np.iscomplexobj(want) else np.float64),
-                                want.astype(np.complex128 if np.iscomplexobj(want) else np.float64),
-                                rtol=rtol, atol=atol, equal_nan=True))
-    return bool(np.array_equal(got, want))
+    if not _is_inexact(want.dtype):
+        return bool(np.array_equal(got, want))
+    wide = np.complex128 if np.iscomplexobj(want) else np.float64
+    if not np.iscomplexobj(want):  # bf16, f16, float8: a few ulps, not f32's tolerance
+        import ml_dtypes
+        eps = float(ml_dtypes.finfo(want.dtype).eps)
+        rtol, atol = max(rtol, 4 * eps), max(atol, 4 * eps)
+    return bool(np.allclose(got.astype(wide), want.astype(wide), rtol=rtol, atol=atol,
+                            equal_nan=True))
 
 
 # ---- probe modules -------------------------------------------------------------------
@@ -346,28 +420,21 @@ def _diagnose(s: _Setup, what: str, bad_outputs: Sequence[int], directory: str |
         op_name, loc, path)
 
 
-def _random_inputs(text, func, in_axes, size, seed=0):
-    from jaxlib.mlir import ir
-    m = _parse(text)
-    fop = _entry(m, func)
-    ftype = ir.FunctionType(ir.TypeAttr(fop.attributes["function_type"]).value)
-    rng = np.random.default_rng(seed)
-    out = []
-    for a, d in zip(_avals(ftype.inputs), in_axes):
-        shape = list(a.shape)
-        if d is not None:
-            shape.insert(d % (len(shape) + 1), size)
-        dt = np.dtype(a.dtype)
-        if dt == np.bool_:
-            v = rng.random(shape) > 0.5
-        elif np.issubdtype(dt, np.integer):
-            v = rng.integers(0 if np.issubdtype(dt, np.unsignedinteger) else -5, 5, shape)
-        elif np.issubdtype(dt, np.complexfloating):
-            v = rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
-        else:
-            v = rng.standard_normal(shape)
-        out.append(np.asarray(v).astype(dt))
-    return out
+def _random_array(rng, shape, dt: np.dtype) -> np.ndarray:
+    """Small values that every dtype holds exactly or nearly (int2 too)."""
+    import ml_dtypes
+    if dt == np.bool_:
+        return rng.random(shape) > 0.5
+    if not _is_inexact(dt):
+        info = ml_dtypes.iinfo(dt)
+        return rng.integers(max(int(info.min), -5), min(int(info.max), 5) + 1,
+                            shape).astype(dt)
+    if np.issubdtype(dt, np.complexfloating):
+        return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(dt)
+    v = rng.standard_normal(shape)
+    if np.isnan(np.float32(np.array(-1.0).astype(dt))):  # no sign bit (f8E8M0FNU)
+        v = np.abs(v)
+    return v.astype(dt)
 
 
 def load_inputs(path: str) -> list[np.ndarray]:
@@ -379,35 +446,125 @@ def load_inputs(path: str) -> list[np.ndarray]:
         return [z[n] for n in names]
 
 
-def check_module(text: str, in_axes, out_axes, size: int, inputs=None, *,
+_MISSING_KERNEL = (  # XLA's words for a custom call with no implementation here
+    re.compile(r"No FFI handler registered for (\S+?) on a platform"),
+    re.compile(r"No registered implementation for (?:FFI )?custom call to (\S+?) "
+               r"for platform"))
+
+
+def _running(what: str, run, *args):
+    """``run(*args)``; a failure becomes one BatchingError line that starts
+    with ``what`` (a kernel this platform lacks is said plainly)."""
+    try:
+        return run(*args)
+    except BatchingError as e:
+        raise BatchingError(f"{what}: {' '.join(str(e).split())}") from None
+    except Exception as e:  # jax's and XLA's errors (JaxRuntimeError, TypeError, ...)
+        text = " ".join(str(e).split())
+        for pattern in _MISSING_KERNEL:
+            m = pattern.search(text)
+            if m:
+                target = m.group(1).strip("'\"`")
+                import jax
+                raise BatchingError(
+                    f"{what.split(': ')[0]} needs the platform the module was lowered "
+                    f"for: it calls the kernel '{target}', which this machine "
+                    f"({jax.default_backend()}) does not have") from None
+        raise BatchingError(f"{what}: {type(e).__name__}: {text}") from None
+
+
+def _flat_levels(levels, arg_avals, n_res) -> list[tuple[list, list, int]]:
+    """Per level, outer first: in_axes made non-negative for the rank the
+    arguments have at that level, flat out_axes, size."""
+    from stablehlo_batch.api import _flat_axes
+    ranks = [len(a.shape) for a in arg_avals]
+    flat = []
+    for lv in reversed(levels):  # innermost first: ranks grow outwards
+        ins = [None if d is None else d % (r + 1)
+               for d, r in zip(_flat_axes(lv.in_axes, len(ranks)), ranks)]
+        ranks = [r + (d is not None) for r, d in zip(ranks, ins)]
+        flat.append((ins, _flat_axes(lv.out_axes, n_res), lv.size))
+    return flat[::-1]
+
+
+def _batched_shape(shape, levels, i) -> list[int]:
+    shape = list(shape)
+    for ins, _, size in reversed(levels):
+        if ins[i] is not None:
+            shape.insert(ins[i], size)
+    return shape
+
+
+def check_module(text: str, in_axes, out_axes, size, inputs=None, *,
                  func: str = "main", batched_text: str | None = None, rtol=1e-5,
-                 atol=1e-5, directory: str | None = None, seed: int = 0) -> list:
+                 atol=1e-5, directory: str | None = None, seed: int = 0,
+                 what: str = "--check") -> list:
     """Runs the batched module (``batched_text``, else batches ``text``) and the
     unbatched one once per lane on ``inputs`` (random when None); raises
-    BatchMismatchError with a reproducer when they differ. Returns the inputs."""
-    from stablehlo_batch.api import _flat_axes, _func_block
-    if not isinstance(size, (int, np.integer)):
-        raise BatchingError(f"--check needs a numeric batch size, got {size!r}")
+    BatchMismatchError with a reproducer when they differ. Returns the inputs.
+    ``size`` may be a tuple (several batch dimensions, stablehlo_batch/levels.py).
+    Every other failure is a BatchingError whose message starts with ``what``
+    and says which step failed."""
+    from stablehlo_batch import levels as lv
+    from stablehlo_batch.api import _func_block
+    multi = lv.is_multi(size)
+    level_list = (lv.split(in_axes, out_axes, size) if multi
+                  else [lv.Level(in_axes, out_axes, size)])
+    for level in level_list:
+        if not isinstance(level.size, (int, np.integer)):
+            raise BatchingError(f"{what} needs a numeric batch size, got {level.size!r}")
     m = _parse(text)
     block = _func_block(m, func)
     n_args, n_res = len(block.arguments), len(list(block.operations)[-1].operands)
-    in_axes, out_axes = _flat_axes(in_axes, n_args), _flat_axes(out_axes, n_res)
-    in_axes = [None if d is None else d % (len(_avals([a.type])[0].shape) + 1)
-               for a, d in zip(block.arguments, in_axes)]
+    arg_avals = _running(f"{what}: reading the arguments of @{func}", _avals,
+                         [a.type for a in block.arguments])
+    flat = _flat_levels(level_list, arg_avals, n_res)
     text = _text(m)
     if inputs is None:
-        inputs = _random_inputs(text, func, in_axes, size, seed)
+        rng = np.random.default_rng(seed)
+        inputs = [_random_array(rng, _batched_shape(a.shape, flat, i), np.dtype(a.dtype))
+                  for i, a in enumerate(arg_avals)]
     inputs = [np.asarray(a) for a in inputs]
     if len(inputs) != n_args:
-        raise BatchingError(f"--check got {len(inputs)} inputs but @{func} takes {n_args}")
-    s = _Setup(text, func, inputs, in_axes, out_axes, size, rtol, atol)
+        raise BatchingError(f"{what} got {len(inputs)} inputs but @{func} takes {n_args}")
+    for i, (x, a) in enumerate(zip(inputs, arg_avals)):
+        shape = _batched_shape(a.shape, flat, i)
+        if list(x.shape) != shape or x.dtype != a.dtype:
+            axes = [ins[i] for ins, _, _ in flat]
+            where = ("nowhere" if axes == [None] * len(axes) else
+                     f"at axis {axes[0]}" if not multi else f"at axes {axes}")
+            raise BatchingError(
+                f"{what}: input {i} is {x.dtype}{list(x.shape)}, but argument {i} of "
+                f"@{func} batched {where} takes {np.dtype(a.dtype)}{shape}")
     batched = batched_text or _batch(text, func, in_axes, out_axes, size)
-    got = run_module(batched, inputs, func)
-    want = per_lane(text, inputs, in_axes, out_axes, size, func)
+    got = _running(f"{what}: running the batched module", run_module, batched, inputs, func)
+    want = _running(f"{what}: running the input module once per lane", per_lane_levels,
+                    text, inputs, flat, func)
     bad = [j for j, (g, w) in enumerate(zip(got, want)) if not _close(g, w, rtol, atol)]
+    if bad and multi:
+        _diagnose_levels(text, func, level_list, bad, what, rtol, atol, directory, seed)
     if bad:
-        _diagnose(s, "self-check failed", bad, directory)
+        (ins, outs, n), = flat
+        s = _Setup(text, func, inputs, ins, outs, n, rtol, atol)
+        _diagnose(s, f"{what} failed", bad, directory)
     return inputs
+
+
+def _diagnose_levels(text, func, level_list, bad, what, rtol, atol, directory, seed):
+    """Checks one batch dimension at a time, innermost first, on the module
+    batched at the dimensions inside it: the first that differs raises with
+    its reproducer."""
+    for k in reversed(range(len(level_list))):
+        level = level_list[k]
+        check_module(text, level.in_axes, level.out_axes, level.size, func=func,
+                     rtol=rtol, atol=atol, directory=directory, seed=seed,
+                     what=f"{what} (batch dimension {k}, size {level.size})")
+        text = _batch(text, func, level.in_axes, level.out_axes, level.size)
+    outs = ", ".join(str(j) for j in bad)
+    raise BatchMismatchError(
+        f"{what} failed: the module batched at sizes {[lv.size for lv in level_list]} "
+        f"differs from the unbatched one run per lane (results {outs}), but each batch "
+        f"dimension alone matches on random inputs")
 
 
 def check_call(bf, args, kwargs, got, *, rtol=1e-5, atol=1e-5, directory=None):
@@ -438,10 +595,55 @@ def check_call(bf, args, kwargs, got, *, rtol=1e-5, atol=1e-5, directory=None):
                                     debug_info=True)
     in_axes = [dims[i] for i in kept]
     inputs = [np.asarray(leaves[i]) for i in kept]
-    want = per_lane(text, inputs, in_axes, out_dims, size)
+    name = getattr(bf.fn, "__name__", "fn")
+    want = _running(f"batch_lower({name}, check=True): running the function once per lane",
+                    per_lane, text, inputs, in_axes, out_dims, size)
     got_leaves = [np.asarray(g) for g in tree_util.tree_leaves(got)]
     bad = [j for j, (g, w) in enumerate(zip(got_leaves, want)) if not _close(g, w, rtol, atol)]
     if bad:
-        name = getattr(bf.fn, "__name__", "fn")
         s = _Setup(text, "main", inputs, in_axes, out_dims, size, rtol, atol)
         _diagnose(s, f"batch_lower({name}, check=True)", bad, directory)
+
+
+def check_exported(original, batched, in_axes, out_axes, size, inputs=None, *,
+                   rtol=1e-5, atol=1e-5, seed: int = 0, what: str = "--check") -> list:
+    """For exported functions (the CLI's ``--check`` on a ``.jax_exported``):
+    ``batched.call`` against ``original.call`` run per lane, on flat inputs
+    (random when None). Axes are flat per leaf, or per level for several
+    batch dimensions, as ``check_module`` takes them."""
+    from jax import tree_util
+    from stablehlo_batch import levels as lv
+    level_list = (lv.split(in_axes, out_axes, size) if lv.is_multi(size)
+                  else [lv.Level(in_axes, out_axes, size)])
+    for level in level_list:
+        if not isinstance(level.size, (int, np.integer)):
+            raise BatchingError(f"{what} needs a numeric batch size, got {level.size!r}")
+    avals = list(original.in_avals)
+    if any(not all(isinstance(d, int) for d in a.shape) for a in avals):
+        raise BatchingError(f"{what} cannot run a shape-polymorphic exported function")
+    flat = _flat_levels(level_list, avals, len(original.out_avals))
+    if inputs is None:
+        rng = np.random.default_rng(seed)
+        inputs = [_random_array(rng, _batched_shape(a.shape, flat, i), np.dtype(a.dtype))
+                  for i, a in enumerate(avals)]
+
+    def call(exp, leaves):
+        args, kwargs = tree_util.tree_unflatten(exp.in_tree, list(leaves))
+        with x64_scope(list(exp.in_avals) + list(exp.out_avals)):
+            return [np.asarray(r) for r in tree_util.tree_leaves(exp.call(*args, **kwargs))]
+
+    def lanes(leaves, levels):
+        if not levels:
+            return call(original, leaves)
+        (ins, outs, n), inner = levels[0], levels[1:]
+        return per_lane("", leaves, ins, outs, n, run=lambda lane: lanes(lane, inner))
+    got = _running(f"{what}: running the batched function", call, batched, inputs)
+    want = _running(f"{what}: running the exported function once per lane", lanes,
+                    inputs, flat)
+    bad = [j for j, (g, w) in enumerate(zip(got, want)) if not _close(g, w, rtol, atol)]
+    if bad:
+        raise BatchMismatchError(
+            f"{what} failed: the batched function differs from the exported one run "
+            f"once per lane (results {', '.join(map(str, bad))}, batch size {size}); "
+            f"batch its module (exp.mlir_module()) with --check to find the op")
+    return inputs

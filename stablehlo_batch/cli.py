@@ -44,6 +44,12 @@ def parse_axes(text: str) -> list[int | None] | int | None:
     return out[0] if len(out) == 1 else out
 
 
+def _sizes(text: str) -> int | str | tuple:
+    """'8' -> 8, 'b' -> 'b', '10,3' -> (10, 3): several batch dimensions."""
+    parts = [_positive(t.strip()) for t in text.split(",")]
+    return parts[0] if len(parts) == 1 else tuple(parts)
+
+
 def _positive(text: str) -> int | str:
     try:
         n = int(text)
@@ -62,18 +68,23 @@ def build_parser() -> argparse.ArgumentParser:
         description="Batch a StableHLO function along a new axis (jax.vmap on IR).")
     p.add_argument("input", help="input module: .mlir text, bytecode, or '-' for stdin")
     p.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
-    p.add_argument("--axis-size", type=_positive, required=True,
-                   help="size of the batch axis")
-    p.add_argument("--in-axes", type=parse_axes, default=0,
-                   help="batch axis of each argument, e.g. 0,none,1 (default 0)")
-    p.add_argument("--out-axes", type=parse_axes, default=0,
-                   help="batch axis of each result (default 0)")
+    p.add_argument("--axis-size", type=_sizes, required=True,
+                   help="size of the batch axis; several sizes (10,3) add one batch "
+                        "dimension each, outer first, as nested vmaps do")
+    p.add_argument("--in-axes", type=parse_axes, action="append",
+                   help="batch axis of each argument, e.g. 0,none,1 (default 0); with "
+                        "several batch dimensions give one flag per dimension, outer "
+                        "first (one flag: every dimension)")
+    p.add_argument("--out-axes", type=parse_axes, action="append",
+                   help="batch axis of each result (default 0); per dimension as "
+                        "--in-axes")
     p.add_argument("--func", default="main", help="function to batch (default main)")
     formats = ("auto",) + FORMATS
     p.add_argument("--input-format", choices=formats, default="auto",
-                   help="mlir (text), mlirbc (bytecode; also portable artifacts) or "
-                        "exported (a serialized jax.export.Exported); default: by "
-                        "extension, else detected")
+                   help="mlir (text), mlirbc (bytecode; also portable artifacts), "
+                        "exported (a serialized jax.export.Exported) or hlo (HLO text or "
+                        "a serialized HloModuleProto, converted to StableHLO); default: "
+                        "by extension (.hlo, .pb: hlo), else detected")
     p.add_argument("--output-format", choices=formats, default="auto",
                    help="as --input-format; default: by the output's extension, else "
                         "exported for an exported input and mlir otherwise")
@@ -89,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "write a minimal reproducer and fail")
     p.add_argument("--inputs", default=None,
                    help=".npz with the batched inputs for --check (arr_0, arr_1, ...)")
+    p.add_argument("--pre-pipeline", metavar="PASSES", default=None,
+                   help="MLIR passes to run before batching, as a textual pipeline, "
+                        "e.g. 'inline,canonicalize' (func-level ones as "
+                        "'func.func(...)'); the batching then runs as a pass in the same "
+                        "pipeline")
+    p.add_argument("--post-pipeline", metavar="PASSES", default=None,
+                   help="MLIR passes to run after batching, e.g. 'canonicalize,cse'")
     p.add_argument("--report", action="store_true",
                    help="print what batching did (ops by rule, transposes and "
                         "broadcasts inserted, per-lane loops, ...) to stderr")
@@ -106,9 +124,10 @@ def _read(path: str) -> bytes:
     return data
 
 
-FORMATS = ("mlir", "mlirbc", "exported")
+FORMATS = ("mlir", "mlirbc", "exported", "hlo")
 _EXTENSIONS = {".mlir": "mlir", ".mlirbc": "mlirbc", ".bc": "mlirbc",
-               ".exported": "exported", ".jax_exported": "exported"}
+               ".exported": "exported", ".jax_exported": "exported",
+               ".hlo": "hlo", ".pb": "hlo"}  # XLA dumps: *.txt (by content), *.hlo.pb
 
 
 def _format_of(path: str, given: str) -> str | None:
@@ -138,20 +157,40 @@ def _batch_exported_file(args, data: bytes, out_format: str) -> str | bytes:
     """Batches a serialized jax.export.Exported; axes are per flat leaf."""
     from stablehlo_batch.api import _flat_axes
     from stablehlo_batch.export import batch_flat, load, symbolic_size
-    from stablehlo_batch.module_io import module_to_bytecode, module_to_text
     if args.func != "main":
         raise BatchingError("--func applies to modules, not to exported functions")
+    from stablehlo_batch import levels
     exp = load(data)
-    built = batch_flat(exp, _flat_axes(args.in_axes, len(exp.in_avals)),
-                       _flat_axes(args.out_axes, len(exp.out_avals)),
-                       symbolic_size(args.axis_size), what="stablehlo-batch-opt")
+    steps = (levels.split(args.in_axes, args.out_axes, args.axis_size)
+             if levels.is_multi(args.axis_size)
+             else [levels.Level(args.in_axes, args.out_axes, args.axis_size)])
+    reports = []
+    for step in reversed(steps):  # innermost batch dimension first
+        built = batch_flat(exp, _flat_axes(step.in_axes, len(exp.in_avals)),
+                           _flat_axes(step.out_axes, len(exp.out_avals)),
+                           symbolic_size(step.size), what="stablehlo-batch-opt")
+        exp = built.exported
+        reports.insert(0, built.report)
+    if args.check:
+        from stablehlo_batch.check import check_exported, load_inputs
+        check_exported(load(data), exp, args.in_axes, args.out_axes, args.axis_size,
+                       load_inputs(args.inputs) if args.inputs else None)
     if args.report:
-        print(built.report, file=sys.stderr)
+        print(reports[0] if len(reports) == 1 else levels.LevelReports(reports, steps),
+              file=sys.stderr)
     if out_format == "exported":
         return bytes(built.exported.serialize())
+    return _encode(built.module, out_format, args)
+
+
+def _encode(module, out_format: str, args) -> str | bytes:
+    """The batched module (an ir.Module) in the output format."""
+    from stablehlo_batch import module_io
     if out_format == "mlirbc":
-        return module_to_bytecode(built.module)
-    return module_to_text(built.module, debug_info=args.debug_info)
+        return module_io.module_to_bytecode(module)
+    if out_format == "hlo":  # a serialized HloModuleProto for *.pb, else HLO text
+        return module_io.module_to_hlo(module, proto=args.output.endswith(".pb"))
+    return module_io.module_to_text(module, debug_info=args.debug_info)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -219,24 +258,67 @@ def _main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from passes.fallback import FallbackWarning, strict_mode
     with strict_mode(args.strict), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
         warnings.simplefilter("always", FallbackWarning)
         rc = _run(args)
-    for w in caught:  # per-lane fallbacks as one line each, like errors
-        if issubclass(w.category, FallbackWarning):
-            print(f"warning: {' '.join(str(w.message).split())}", file=sys.stderr)
-        else:
-            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    for w in caught:  # one line each, like errors (per-lane fallbacks and the rest)
+        kind = "" if issubclass(w.category, FallbackWarning) else f"{w.category.__name__}: "
+        print(f"warning: {kind}{' '.join(str(w.message).split())}", file=sys.stderr)
     return rc
+
+
+def _detect(data: bytes) -> str:
+    """The format of stdin or a file with an unknown extension, by content."""
+    from stablehlo_batch import module_io
+    if module_io.looks_like_exported(data):
+        return "exported"
+    if data.startswith(_BYTECODE_MAGIC):
+        return "mlirbc"
+    if module_io.looks_like_hlo_text(data):
+        return "hlo"
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:  # binary, not MLIR: a serialized HloModuleProto?
+        if module_io.is_hlo_proto(data):
+            return "hlo"
+    return "mlir"
+
+
+def _batch_in_pipeline(args, data: bytes):
+    """--pre-pipeline, the batching pass, --post-pipeline: (text, report)."""
+    from stablehlo_batch import module_io, pipeline
+    bp = pipeline.batching_pass(args.in_axes, args.out_axes, axis_size=args.axis_size,
+                                func=args.func)
+    module = pipeline.run_pipeline(module_io.parse_module(data), bp, args.pre_pipeline,
+                                   args.post_pipeline)
+    return module_io.module_to_text(module, debug_info=args.debug_info), bp.report
+
+
+def _level_axes(args):
+    """--in-axes / --out-axes (repeatable) as batch_module takes them: one
+    flag is every dimension; several are one per dimension of --axis-size."""
+    from stablehlo_batch.levels import is_multi
+    n = len(args.axis_size) if is_multi(args.axis_size) else 1
+    for name in ("in_axes", "out_axes"):
+        given = getattr(args, name) or [0]
+        if len(given) not in (1, n):
+            flag = "--" + name.replace("_", "-")
+            raise BatchingError(f"{flag} is given {len(given)} times; --axis-size has "
+                                f"{n} dimension{'s' * (n > 1)}: give it once (every "
+                                f"dimension) or once per dimension, outer first")
+        setattr(args, name, given[0] if len(given) == 1 else given)
 
 
 def _run(args) -> int:
     try:
+        _level_axes(args)
         from stablehlo_batch.api import batch_module_with_report
         data = _read(args.input)
-        in_format = _format_of(args.input, args.input_format)
-        if in_format is None:  # stdin or an unknown extension: look at the bytes
-            from stablehlo_batch.module_io import looks_like_exported
-            in_format = "exported" if looks_like_exported(data) else "mlir"
+        in_format = _format_of(args.input, args.input_format) or _detect(data)
+        if in_format == "hlo":  # converted once; from here on a StableHLO module
+            from stablehlo_batch import module_io
+            data = module_io.module_to_bytecode(module_io.parse_hlo(data))
+            in_format = "mlirbc"
         out_format = _format_of(args.output, args.output_format) or (
             "exported" if in_format == "exported" else "mlir")
         if in_format == "exported":
@@ -245,9 +327,12 @@ def _run(args) -> int:
         if out_format == "exported":
             raise BatchingError("writing an exported function needs an exported input "
                                 "(a module alone has no jax calling convention)")
-        text, report = batch_module_with_report(data, args.in_axes, args.out_axes,
-                                                args.axis_size, func=args.func,
-                                                debug_info=args.debug_info)
+        if args.pre_pipeline or args.post_pipeline:
+            text, report = _batch_in_pipeline(args, data)
+        else:
+            text, report = batch_module_with_report(data, args.in_axes, args.out_axes,
+                                                    args.axis_size, func=args.func,
+                                                    debug_info=args.debug_info)
         if args.check:
             from stablehlo_batch.check import check_module, load_inputs
             check_module(data, args.in_axes, args.out_axes, args.axis_size,
@@ -255,11 +340,11 @@ def _run(args) -> int:
                          func=args.func, batched_text=text)
         if args.report:
             print(report, file=sys.stderr)
-        if out_format == "mlirbc":
-            from stablehlo_batch.module_io import module_to_bytecode, parse_module
-            _write(args.output, module_to_bytecode(parse_module(text)))
-        else:
+        if out_format == "mlir":
             _write(args.output, text)
+        else:
+            from stablehlo_batch.module_io import parse_module
+            _write(args.output, _encode(parse_module(text), out_format, args))
         return 0
     except ValueError as e:  # axis errors from the exported path, vmap's kind
         if args.debug:

@@ -1,6 +1,8 @@
 """Reading and writing StableHLO modules: text, MLIR bytecode, portable
 artifacts (versioned VHLO bytecode, what ``jax.export`` stores) and
-``ir.Module`` objects, all in a context that knows every dialect jax emits.
+``ir.Module`` objects, all in a context that knows every dialect jax emits;
+and reading HLO (text or a serialized ``HloModuleProto``, what any XLA
+frontend dumps with ``XLA_FLAGS=--xla_dump_to=...``) by converting it.
 """
 from __future__ import annotations
 
@@ -64,6 +66,8 @@ def parse_module(source: ModuleSource, context: ir.Context | None = None) -> ir.
                 except UnicodeDecodeError:
                     raise ModuleParseError(
                         "input is neither MLIR text nor MLIR bytecode") from None
+            if looks_like_hlo_text(source):
+                return parse_hlo(source, ctx)
             return ir.Module.parse(source, ctx)
     except ir.MLIRError as e:
         raise ModuleParseError(f"cannot parse module: {_diagnostics(e)}") from None
@@ -106,3 +110,164 @@ def looks_like_exported(data: bytes) -> bool:
     except UnicodeDecodeError:
         return True
     return False
+
+
+# ---- HLO --------------------------------------------------------------------------
+
+def looks_like_hlo_text(data: str | bytes) -> bool:
+    """HLO text (as XLA prints and dumps it) starts with ``HloModule``."""
+    head = data[:4096]
+    if isinstance(head, bytes):
+        head = head.decode("utf-8", "replace")
+    lines = (l.strip() for l in head.splitlines())
+    first = next((l for l in lines if l and not l.startswith("//")), "")
+    return first.startswith("HloModule ")
+
+
+def _hlo_to_stablehlo_bytecode(data: str | bytes) -> bytes:
+    """The one place that uses jaxlib's private HLO converter: HLO text or a
+    serialized HloModuleProto -> StableHLO as MLIR bytecode."""
+    try:  # private API of jaxlib (0.10): checked by tests/test_hlo_input.py
+        from jaxlib import _hlo, _jax  # jax._src.lib.xla_client._xla is _jax
+        convert = _jax.mlir.hlo_to_stablehlo
+        from_text = _hlo.hlo_module_from_text
+    except (ImportError, AttributeError) as e:
+        raise ModuleParseError(
+            "cannot read HLO: this jaxlib has no HLO-to-StableHLO converter "
+            f"(jaxlib's private hlo_to_stablehlo / hlo_module_from_text: {e}); convert the "
+            "HLO to StableHLO with another tool (e.g. XLA's hlo-translate "
+            "--hlo-to-mlir) and pass that") from None
+    if isinstance(data, bytes) and looks_like_hlo_text(data):
+        data = data.decode("utf-8")
+    elif isinstance(data, bytes):
+        data = _hlo_module_proto(data)
+    try:
+        if isinstance(data, str):
+            data = from_text(data).as_serialized_hlo_module_proto()
+        return convert(data)
+    except Exception as e:  # JaxRuntimeError: INVALID_ARGUMENT ...
+        text = " ".join(str(e).split())
+        if "Failed to deserialize HloModuleProto" in text:
+            text = "not HLO text and not a serialized HloModuleProto"
+        raise ModuleParseError(f"cannot read HLO: {text}") from None
+
+
+def parse_hlo(data: str | bytes, context: ir.Context | None = None) -> ir.Module:
+    """A StableHLO module converted from HLO text or a serialized
+    HloModuleProto (TensorFlow, PyTorch/XLA, JAX, ... dumps). The converter
+    writes matrix products as ``stablehlo.dot``, deprecated in StableHLO:
+    they become ``dot_general`` (which has a batching rule)."""
+    from jaxlib.mlir import passmanager
+    ctx = context or make_context()
+    module = parse_module(_hlo_to_stablehlo_bytecode(data), ctx)
+    leftovers: list[str] = []
+
+    def visit(op):
+        if op.name.startswith("mhlo.") and op.name not in leftovers:
+            leftovers.append(op.name)
+        return ir.WalkResult.ADVANCE
+    module.operation.walk(visit)
+    if leftovers:  # e.g. the fusions of a dump after XLA's optimizations
+        raise ModuleParseError(
+            f"cannot batch this HLO: it has ops StableHLO cannot express "
+            f"({', '.join(sorted(leftovers))}); an HLO dump after XLA's optimizations has "
+            f"fusions: use the one before them (*.before_optimizations.*)")
+    stablehlo.register_stablehlo_passes()
+    with ctx:
+        passmanager.PassManager.parse(
+            "builtin.module(func.func(stablehlo-legalize-deprecated-ops"
+            "{fail-on-unused=false}))").run(module.operation)
+    return module
+
+
+def module_to_hlo(module: ir.Module, proto: bool = False) -> str | bytes:
+    """The module as HLO text, or a serialized HloModuleProto (``proto``), for
+    frontends that take HLO back (jaxlib's private converter, as parse_hlo)."""
+    try:
+        from jaxlib import _jax
+        convert = _jax.mlir.mlir_module_to_xla_computation
+    except (ImportError, AttributeError) as e:
+        raise BatchingError(f"cannot write HLO: this jaxlib has no StableHLO-to-HLO "
+                            f"converter ({e})") from None
+    try:
+        computation = convert(module_to_bytecode(module), use_tuple_args=False,
+                              return_tuple=False)
+    except Exception as e:
+        raise BatchingError(f"cannot write HLO: {' '.join(str(e).split())}") from None
+    return (computation.as_serialized_hlo_module_proto() if proto
+            else computation.as_hlo_text())
+
+
+def _proto_fields(data: bytes) -> list[tuple[int, int, object]] | None:
+    """The top-level fields of a protobuf message (number, wire type, value:
+    an int or the bytes of a length-delimited field); None when ``data`` is
+    not well-formed protobuf. Checked here so that XLA's C++ parser, which
+    logs its complaints to stderr, only sees plausible protos."""
+    fields, i, n = [], 0, len(data)
+
+    def varint():
+        nonlocal i
+        value = shift = 0
+        while i < n and shift < 64:
+            b = data[i]
+            i += 1
+            value |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                return value
+        raise ValueError("truncated varint")
+    try:
+        while i < n:
+            key = varint()
+            number, wire = key >> 3, key & 7
+            if number == 0:
+                return None
+            if wire == 0:
+                value = varint()
+            elif wire == 1 or wire == 5:
+                size = 8 if wire == 1 else 4
+                value, i = data[i:i + size], i + size
+            elif wire == 2:
+                size = varint()
+                value, i = data[i:i + size], i + size
+            else:  # groups (3, 4) are not used by XLA's protos
+                return None
+            if i > n:
+                return None
+            fields.append((number, wire, value))
+    except ValueError:
+        return None
+    return fields
+
+
+def _is_name(field) -> bool:
+    number, wire, value = field
+    if (number, wire) != (1, 2):
+        return False
+    try:
+        return value.decode("utf-8").isprintable()
+    except UnicodeDecodeError:
+        return False
+
+
+def _hlo_module_proto(data: bytes) -> bytes:
+    """A serialized HloModuleProto from itself or from the ``HloProto`` that
+    ``--xla_dump_hlo_as_proto`` writes (its field 1 holds the module)."""
+    fields = _proto_fields(data)
+    if fields and _is_name(fields[0]):
+        return data  # an HloModuleProto starts with its name
+    if fields and fields[0][:2] == (1, 2):
+        inner = _proto_fields(fields[0][2])
+        if inner and _is_name(inner[0]):
+            return fields[0][2]
+    raise ModuleParseError("cannot read HLO: not HLO text and not a serialized "
+                           "HloModuleProto or HloProto")
+
+
+def is_hlo_proto(data: bytes) -> bool:
+    """Whether ``data`` looks like a serialized HloModuleProto or HloProto."""
+    try:
+        _hlo_module_proto(data)
+        return True
+    except ModuleParseError:
+        return False
