@@ -272,6 +272,7 @@ class ModuleBatcher:
         self.symbols = ir.SymbolTable(module.operation)
         # A module lowered for a named batch axis holds collectives over it.
         self.lanes = LANES_ATTR in module.operation.attributes
+        self._lane_funcs: dict[str, bool] = {}
         self._names = {ir.StringAttr(op.attributes["sym_name"]).value
                        for op in module.body.operations if "sym_name" in op.attributes}
         self._callees: dict[tuple[str, tuple[bool, ...]], tuple[str, tuple[bool, ...]]] = {}
@@ -290,11 +291,19 @@ class ModuleBatcher:
 
         def visit(inner):
             nonlocal found
-            found = LANE_ATTR in inner.attributes
+            found = LANE_ATTR in inner.attributes or (
+                inner.name == "func.call" and
+                self._lane_func(ir.FlatSymbolRefAttr(inner.attributes["callee"]).value))
             return ir.WalkResult.INTERRUPT if found else ir.WalkResult.ADVANCE
 
         op.walk(visit)
         return found
+
+    def _lane_func(self, name: str) -> bool:
+        if name not in self._lane_funcs:
+            self._lane_funcs[name] = False  # recursion: decided by the other ops
+            self._lane_funcs[name] = self.lane_dependent(self.lookup_func(name))
+        return self._lane_funcs[name]
 
     def lookup_func(self, name: str) -> ir.Operation:
         try:

@@ -166,7 +166,8 @@ class BatchedFunction:
 
     def __init__(self, fn: Callable, in_axes, out_axes, axis_size: int | None,
                  backend: str | None, strict: bool = False, check: bool = False,
-                 cache_size: int | None = 256, scale_options: dict | None = None):
+                 cache_size: int | None = 256, scale_options: dict | None = None,
+                 axis_name=None):
         if not callable(fn):
             raise TypeError(f"batch_lower requires a callable, got {fn!r}")
         self.fn = fn
@@ -177,6 +178,7 @@ class BatchedFunction:
         self.symbolic = axis_size if isinstance(axis_size, str) else None
         self.axis_size = None if axis_size is None or self.symbolic else int(axis_size)
         self.backend = backend
+        self.axis_name = axis_name  # bound for collectives inside fn (named_axes.py)
         self.strict = bool(strict)
         self.check = bool(check)
         self.cache_size = cache_size
@@ -260,8 +262,13 @@ class BatchedFunction:
         ex_args, ex_kwargs = tree_util.tree_unflatten(
             in_tree, [unbatched(a, d) for a, d in zip(avals, dims)])
         try:
-            exp = jax.export.export(jax.jit(self.fn), platforms=(platform,))(
-                *ex_args, **ex_kwargs)
+            if self.axis_name is not None:
+                from stablehlo_batch.named_axes import export_named
+                exp = export_named(self.fn, ex_args, ex_kwargs, self.axis_name,
+                                   self.symbolic or size, platform)
+            else:
+                exp = jax.export.export(jax.jit(self.fn), platforms=(platform,))(
+                    *ex_args, **ex_kwargs)
         except NotImplementedError as e:
             if not callbacks.needs_callback_route(e):
                 raise
@@ -287,7 +294,7 @@ class BatchedFunction:
                 primitive.flat_function(self.fn, in_tree),
                 tree_util.tree_leaves((ex_args, ex_kwargs)), dims, out_dims, size, platform,
                 exported=batched, example_out_avals=exp.out_avals,
-                chunk_size=built.chunk_size)
+                chunk_size=built.chunk_size, axis_name=self.axis_name)
             in_sh, out_sh = built.shardings or (None, None)
             # With a mesh, the shardings of the call's jit put the batch axis
             # on the devices; derivative modules inherit it by propagation.
@@ -304,7 +311,7 @@ def batch_lower(fn: Callable, in_axes=0, out_axes=0, *, axis_size: int | None = 
                 backend: str | None = None, strict: bool = False,
                 chunk_size: int | str | None = None, memory_limit_bytes: int | None = None,
                 mesh: jax.sharding.Mesh | None = None,
-                axis_name: str = "batch", check: bool = False,
+                axis_name=None, spmd_axis_name=None, check: bool = False,
                 cache_size: int | None = 256) -> BatchedFunction:
     """Batches ``fn`` like ``jax.vmap(fn, in_axes, out_axes, axis_size=axis_size)``,
     by rewriting its lowered StableHLO instead of re-tracing it.
@@ -320,18 +327,28 @@ def batch_lower(fn: Callable, in_axes=0, out_axes=0, *, axis_size: int | None = 
     (a loop over chunks; ``"auto"`` picks K from XLA's memory analysis under
     ``memory_limit_bytes``). ``mesh`` (a ``jax.sharding.Mesh``) splits the
     batch axis over the mesh axis ``axis_name`` with XLA's SPMD partitioner.
+    ``axis_name`` names the batch axis for collectives inside ``fn``
+    (``lax.psum(x, axis_name)``, ``all_gather``, ``ppermute``, ``axis_index``,
+    ...), as in ``jax.vmap`` (stablehlo_batch/named_axes.py);
+    ``spmd_axis_name`` is the mesh axis of ``mesh`` (default ``"batch"``).
     ``check=True`` runs the first call of each signature also as a loop of
     the unbatched function and raises ``BatchMismatchError`` (naming the
     first op that differs, with a minimal reproducer) when they disagree.
     ``cache_size`` bounds the signatures kept compiled (least recently used
     dropped first; None: unbounded).
     """
+    from stablehlo_batch.named_axes import resolve_names
+    axis_name, spmd_axis_name = resolve_names(axis_name, spmd_axis_name, mesh)
     options = dict(chunk_size=chunk_size, memory_limit_bytes=memory_limit_bytes, mesh=mesh)
     options = {k: v for k, v in options.items() if v is not None}
     if options:
-        options["axis_name"] = axis_name
+        options["axis_name"] = spmd_axis_name or "batch"
+    if axis_name is not None and (chunk_size is not None or memory_limit_bytes is not None):
+        raise ValueError("batch_lower: chunk_size cannot be combined with axis_name "
+                         "(a collective over the batch axis must see every lane at once)")
     return BatchedFunction(fn, in_axes, out_axes, axis_size, backend, strict, check=check,
-                           cache_size=cache_size, scale_options=options)
+                           cache_size=cache_size, scale_options=options,
+                           axis_name=axis_name)
 
 
 def batch_module(module: module_io.ModuleSource, in_axes: Sequence[int | None],

@@ -6,9 +6,9 @@ as a mesh axis of an abstract mesh of B devices (``jax.shard_map`` over
 ``lax.psum(x, name)``, ``all_gather``, ``ppermute``, ``axis_index``, ... lower
 to StableHLO collectives over those B devices. ``lanes_module`` then makes
 the module an ordinary one-device module again: the ``sdy.manual_computation``
-body becomes the body of @main, calls are inlined (a collective inside a
-callee must be seen by the batching walk), and every collective is marked as
-being over the batch axis. The batching rewrite turns the marked ops into
+body becomes the body of @main, and every collective is marked as being
+over the batch axis (the batching engine sends marked ops, and ops or calls
+holding them, to their rules even when no operand is batched). The batching rewrite turns the marked ops into
 batch-dimension ops (passes/rules/collectives.py): device k is lane k.
 
 ``spmd_to_batch`` offers the same on a module someone else wrote for N
@@ -21,7 +21,7 @@ from typing import Callable
 
 import jax
 from jax import tree_util
-from jaxlib.mlir import ir, passmanager
+from jaxlib.mlir import ir
 
 from passes.rules.collectives import LANE_ATTR, LANES_ATTR
 from stablehlo_batch import module_io
@@ -84,8 +84,6 @@ def lanes_module(module: ir.Module, size: int, func: str = "main") -> ir.Module:
     over the batch axis. Returns ``module``."""
     with module.context, ir.Location.unknown(module.context):
         _inline_manual_computations(module, func)
-        passmanager.PassManager.parse("builtin.module(inline,symbol-dce)").run(
-            module.operation)
         _drop_sdy(module)
         marked = [0]
 
@@ -142,3 +140,32 @@ def _drop_sdy(module: ir.Module):
                         if not d[i].name.startswith(("sdy.", "mhlo.sharding"))}
                 cleaned.append(ir.DictAttr.get(keep))
             op.attributes[key] = ir.ArrayAttr.get(cleaned)
+
+
+def resolve_names(axis_name, spmd_axis_name, mesh, stacklevel: int = 3):
+    """``batch_lower``'s two names: (the name collectives use, the mesh axis
+    that ``mesh=`` splits the batch over).
+
+    Until this release ``axis_name`` meant the mesh axis (vmap's
+    ``spmd_axis_name``). With ``mesh=`` and no ``spmd_axis_name``, an
+    ``axis_name`` that is an axis of the mesh is still read that way, with a
+    DeprecationWarning, and also bound for collectives: ``jax.vmap`` with
+    ``axis_name == spmd_axis_name`` means the same, so either reading of the
+    call computes what its author meant."""
+    import warnings
+    check_axis_name(axis_name)
+    if mesh is None:
+        if spmd_axis_name is not None:
+            raise ValueError("spmd_axis_name needs mesh= (the mesh its axis belongs to)")
+        return axis_name, None
+    if spmd_axis_name is None:
+        names = getattr(mesh, "axis_names", ())
+        if axis_name is not None and axis_name in names:
+            warnings.warn(
+                "batch_lower(mesh=..., axis_name=...) names the mesh axis the batch is split "
+                "over: pass spmd_axis_name= for that (as jax.vmap does); axis_name will only "
+                "name the batch axis for collectives in the next release",
+                DeprecationWarning, stacklevel=stacklevel)
+            return axis_name, axis_name
+        return axis_name, "batch"
+    return axis_name, spmd_axis_name

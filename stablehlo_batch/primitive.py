@@ -70,7 +70,7 @@ class BatchedFn:
                  exported: jax.export.Exported | None = None,
                  example_out_avals: Sequence | None = None,
                  chunk_size: int | None = None, summed: Sequence[bool] = (),
-                 what: str = "batch_lower"):
+                 what: str = "batch_lower", axis_name=None):
         self.src = src
         self.example_avals = tuple(_struct(a) for a in example_avals)
         self.dims = tuple(None if d is None else d % (len(a.shape) + 1)
@@ -83,6 +83,8 @@ class BatchedFn:
         self.what = what
         # Computed K lanes at a time (chunk_size=); its derivatives are too.
         self.chunk_size = chunk_size
+        # The batch axis' name for collectives in src (stablehlo_batch/named_axes.py).
+        self.axis_name = axis_name
         self._exported = exported
         self._example_out_avals = (None if example_out_avals is None else
                                    tuple(_struct(a) for a in example_out_avals))
@@ -128,8 +130,13 @@ class BatchedFn:
             if self._exported is None:
                 from stablehlo_batch.chunking import chunk_flat
                 from stablehlo_batch.export import batch_flat
-                exp = jax.export.export(jax.jit(self.src), platforms=(self.platform,))(
-                    *self.example_avals)
+                if self.axis_name is not None:
+                    from stablehlo_batch.named_axes import export_named
+                    exp = export_named(self.src, tuple(self.example_avals), {},
+                                       self.axis_name, self.size, self.platform)
+                else:
+                    exp = jax.export.export(jax.jit(self.src), platforms=(self.platform,))(
+                        *self.example_avals)
                 summed = [j for j, s in enumerate(self.summed) if s]
                 if self.chunk_size:
                     built = chunk_flat(exp, self.dims, self._raw_out_dims, self.size,
@@ -169,7 +176,7 @@ class BatchedFn:
                 [self.out_dims[j] for j in keep], self.size, self.platform,
                 example_out_avals=[_tangent_struct(self.example_out_avals[j]) for j in keep],
                 chunk_size=self.chunk_size, summed=[self.summed[j] for j in keep],
-                what=f"JVP of {self.what}")
+                what=f"JVP of {self.what}", axis_name=self.axis_name)
             fn.tangent_of = (self, nz)
             return fn
         return self._cached(("jvp", nz), build)
@@ -200,7 +207,7 @@ class BatchedFn:
                 self.size, self.platform,
                 example_out_avals=[_tangent_struct(fun.example_avals[i]) for i in idx],
                 chunk_size=fun.chunk_size, summed=[fun.dims[i] is None for i in idx],
-                what=f"gradient of {fun.what}")
+                what=f"gradient of {fun.what}", axis_name=fun.axis_name)
             fn.lane0 = lane0
             return fn
         return self._cached("vjp", build)

@@ -26,7 +26,6 @@ from jaxlib.mlir import ir
 
 from passes import builders as bld
 from passes.rules import register, retype_batched
-from passes.rules.collectives import LANE_ATTR
 
 def _block(op, region: int) -> ir.Block:
     return op.regions[region].blocks[0]
@@ -98,7 +97,8 @@ class _Predict:
             outs = self.call(o, ins)
         elif name == "stablehlo.optimization_barrier":
             outs = ins
-        elif any(ins) or LANE_ATTR in o.attributes or (len(o.regions) and self.captures(o)):
+        elif (any(ins) or self.fb.program.lane_dependent(o)
+              or (len(o.regions) and self.captures(o))):
             outs = [True] * n
         else:
             outs = [False] * n
