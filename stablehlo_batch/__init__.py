@@ -21,6 +21,7 @@ _EXPORTS = {
     "FallbackWarning": "passes.fallback", "per_lane": "passes.fallback",
     "register_rule": "passes.rules", "unregister_rule": "passes.rules",
     "batch_exported": "stablehlo_batch.export", "vmappable": "stablehlo_batch.export",
+    "spmd_to_batch": "stablehlo_batch.named_axes",
 }
 __all__ = list(_EXPORTS)
 __version__ = "0.1.0"

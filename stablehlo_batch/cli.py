@@ -62,13 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Batch a StableHLO function along a new axis (jax.vmap on IR).")
     p.add_argument("input", help="input module: .mlir text, bytecode, or '-' for stdin")
     p.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
-    p.add_argument("--axis-size", type=_positive, required=True,
+    p.add_argument("--axis-size", type=_positive, default=None,
                    help="size of the batch axis")
     p.add_argument("--in-axes", type=parse_axes, default=0,
                    help="batch axis of each argument, e.g. 0,none,1 (default 0)")
     p.add_argument("--out-axes", type=parse_axes, default=0,
                    help="batch axis of each result (default 0)")
     p.add_argument("--func", default="main", help="function to batch (default main)")
+    p.add_argument("--spmd-axis", default=None, metavar="NAME",
+                   help="instead of batching: turn a module written for the devices of "
+                        "mesh axis NAME (shard_map collectives) into a one-device module "
+                        "with that axis as a batch dimension (docs/named-axes.md)")
     formats = ("auto",) + FORMATS
     p.add_argument("--input-format", choices=formats, default="auto",
                    help="mlir (text), mlirbc (bytecode; also portable artifacts) or "
@@ -233,6 +237,13 @@ def _run(args) -> int:
     try:
         from stablehlo_batch.api import batch_module_with_report
         data = _read(args.input)
+        if args.spmd_axis is not None:
+            from stablehlo_batch.named_axes import spmd_to_batch
+            _write(args.output, spmd_to_batch(data, args.spmd_axis, func=args.func,
+                                              debug_info=args.debug_info))
+            return 0
+        if args.axis_size is None:
+            raise BatchingError("the following arguments are required: --axis-size")
         in_format = _format_of(args.input, args.input_format)
         if in_format is None:  # stdin or an unknown extension: look at the bytes
             from stablehlo_batch.module_io import looks_like_exported

@@ -17,6 +17,7 @@ devices with manual collectives (a shard_map program).
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Callable
 
 import jax
@@ -169,3 +170,186 @@ def resolve_names(axis_name, spmd_axis_name, mesh, stacklevel: int = 3):
             return axis_name, axis_name
         return axis_name, "batch"
     return axis_name, spmd_axis_name
+
+
+# ---- SPMD programs as one batched module ----------------------------------------
+
+def spmd_to_batch(module: module_io.ModuleSource, axis_name: str, *,
+                  num_devices: int | None = None, func: str = "main",
+                  debug_info: bool = False) -> str:
+    """A module written for N devices with manual collectives over the mesh
+    axis ``axis_name`` (a ``jax.shard_map`` program) as a one-device module
+    computing the same global result: the axis becomes a batch dimension of
+    size N and each collective batch-dimension ops. Returns the module text.
+
+    Each ``sdy.manual_computation`` in @``func`` over ``axis_name`` becomes a
+    call of its body batched over the N lanes: an operand split along
+    dimension d over the axis is reshaped so that the lanes are dimension d;
+    a result split along d is reshaped back; a replicated one is lane 0's.
+    A module without ``manual_computation`` is taken as per-device code
+    (plain SPMD: collectives with replica groups over ``num_devices``
+    devices, by default ``mhlo.num_partitions``): every argument and result
+    then gets a leading dimension of N, one entry per device."""
+    from passes.engine import batch_function_with_report, verify
+    from passes.errors import BatchingError
+    m = module_io.parse_module(module)
+    with m.context, ir.Location.unknown(m.context):
+        table = ir.SymbolTable(m.operation)
+        try:
+            entry = table[func].operation
+        except KeyError:
+            raise BatchingError(f"function @{func} not found in the module") from None
+        mcs = []
+        entry.walk(lambda o: (mcs.append(o) if o.name == "sdy.manual_computation"
+                              else None) or ir.WalkResult.ADVANCE)
+        meshes = _meshes(m)
+        if not mcs:
+            n = num_devices or _num_partitions(m)
+            if not n:
+                raise BatchingError("the module has no sdy.manual_computation and no "
+                                    "mhlo.num_partitions: pass num_devices")
+            _mark_all(m, n)
+            block = entry.regions[0].blocks[0]
+            n_res = len(list(block.operations)[-1].operands)
+            batch_function_with_report(m, func, [0] * len(block.arguments), [0] * n_res, n)
+        else:
+            n = None
+            for i, mc in enumerate(mcs):
+                n_mc = _lanes_of(mc, meshes, axis_name)
+                if n is not None and n_mc != n:
+                    raise BatchingError(f"manual computations over {axis_name!r} with "
+                                        f"{n} and {n_mc} devices")
+                n = n_mc
+            _mark_all(m, n)
+            for i, mc in enumerate(mcs):
+                _batch_manual_computation(m, mc, axis_name, n, f"{func}_lanes_{i}",
+                                          batch_function_with_report)
+            from jaxlib.mlir import passmanager
+            passmanager.PassManager.parse("builtin.module(symbol-dce)").run(m.operation)
+        _strip_sharding_ops(m)
+        _drop_sdy(m)
+        for name in ("mhlo.num_partitions", "mhlo.num_replicas"):
+            if name in m.operation.attributes:
+                m.operation.attributes[name] = ir.IntegerAttr.get(
+                    ir.IntegerType.get_signless(32), 1)
+        del m.operation.attributes[LANES_ATTR]
+    verify(m, "spmd_to_batch")
+    return module_io.module_to_text(m, debug_info=debug_info)
+
+
+def _mark_all(m: ir.Module, n: int):
+    def mark(op):
+        if op.name in COLLECTIVES:
+            op.attributes[LANE_ATTR] = ir.UnitAttr.get()
+        return ir.WalkResult.ADVANCE
+    m.operation.walk(mark)
+    m.operation.attributes[LANES_ATTR] = ir.IntegerAttr.get(
+        ir.IntegerType.get_signless(64), n)
+
+
+def _num_partitions(m: ir.Module) -> int | None:
+    attrs = m.operation.attributes
+    for name in ("mhlo.num_partitions", "mhlo.num_replicas"):
+        if name in attrs and ir.IntegerAttr(attrs[name]).value > 1:
+            return ir.IntegerAttr(attrs[name]).value
+    return None
+
+
+def _meshes(m: ir.Module) -> dict[str, list[tuple[str, int]]]:
+    """sdy.mesh name -> [(axis, size), ...]."""
+    out = {}
+    for op in m.body.operations:
+        op = op.operation
+        if op.name == "sdy.mesh":
+            name = ir.StringAttr(op.attributes["sym_name"]).value
+            text = str(op.attributes["mesh"])
+            out[name] = [(a, int(s)) for a, s in re.findall(r'"([^"]+)"=(\d+)', text)]
+    return out
+
+
+def _shardings(attr) -> list[tuple[str, list[list[str]]]]:
+    """A sdy.sharding_per_value as [(mesh name, [[axes of dim 0], ...]), ...]."""
+    out = []
+    for mesh, dims in re.findall(r'<@([\w.$-]+)\s*,\s*\[((?:\{[^}]*\}(?:\s*,\s*)?)*)\]',
+                                 str(attr)):
+        out.append((mesh, [re.findall(r'"([^"]+)"', d)
+                           for d in re.findall(r'\{([^}]*)\}', dims)]))
+    return out
+
+
+def _lanes_of(mc, meshes, axis_name) -> int:
+    from passes.errors import BatchingError
+    manual = re.findall(r'"([^"]+)"', str(mc.attributes["manual_axes"]))
+    if axis_name not in manual:
+        raise BatchingError(f"the manual computation is over {manual}, not over "
+                            f"{axis_name!r}")
+    mesh_names = {mesh for mesh, _ in _shardings(mc.attributes["in_shardings"]) +
+                  _shardings(mc.attributes["out_shardings"])}
+    sizes = {}
+    for name in mesh_names:
+        sizes.update(dict(meshes.get(name, [])))
+    if axis_name not in sizes:
+        raise BatchingError(f"{axis_name!r} is not an axis of the module's mesh "
+                            f"({sorted(sizes)})")
+    others = [a for a, s in sizes.items() if a != axis_name and s > 1]
+    if others:
+        raise BatchingError(f"the mesh has axes {others} besides {axis_name!r}: only a "
+                            "one-axis mesh can become a batch dimension")
+    return sizes[axis_name]
+
+
+def _split_dim(dims: list[list[str]], axis_name: str, what: str) -> int | None:
+    from passes.errors import BatchingError
+    found = [d for d, axes in enumerate(dims) if axis_name in axes]
+    if any(len(axes) > 1 for axes in dims if axis_name in axes):
+        raise BatchingError(f"{what} is split over {axis_name!r} together with other axes")
+    return found[0] if found else None
+
+
+def _batch_manual_computation(m, mc, axis_name, n, name, batch_fn):
+    from jaxlib.mlir.dialects import func as func_d
+    from passes import builders as bld
+    in_dims = [_split_dim(d, axis_name, f"operand {i}")
+               for i, (_, d) in enumerate(_shardings(mc.attributes["in_shardings"]))]
+    out_dims = [_split_dim(d, axis_name, f"result {j}")
+                for j, (_, d) in enumerate(_shardings(mc.attributes["out_shardings"]))]
+    body = mc.regions[0].blocks[0]
+    term = list(body.operations)[-1].operation
+    fn_type = ir.FunctionType.get([a.type for a in body.arguments],
+                                  [v.type for v in term.operands])
+    with ir.InsertionPoint(m.body):
+        f = func_d.FuncOp(name, fn_type)
+    block = f.add_entry_block()
+    mapping = dict(zip(body.arguments, block.arguments))
+    with ir.InsertionPoint(block):
+        outs = bld.clone_block_ops(body, mapping)
+        func_d.ReturnOp(outs)
+    batch_fn(m, name, in_dims, [0 if d is None else d for d in out_dims], n)
+    with ir.InsertionPoint(mc), mc.location:
+        args = []
+        for v, d in zip(mc.operands, in_dims):
+            if d is not None:
+                s = bld.shape_of(v)
+                v = bld.reshape(v, s[:d] + [n, s[d] // n] + s[d + 1:])
+            args.append(v)
+        ftype = ir.FunctionType(ir.TypeAttr(f.operation.attributes["function_type"]).value)
+        call = func_d.CallOp(list(ftype.results), ir.FlatSymbolRefAttr.get(name), args)
+        for r, v, d in zip(mc.results, call.results, out_dims):
+            if d is None:  # replicated: every lane holds it, lane 0's is the result
+                s = bld.shape_of(v)
+                v = bld.reshape(bld.slice_(v, [0] * len(s), [1] + s[1:], [1] * len(s)), s[1:])
+            else:
+                v = bld.reshape(v, bld.shape_of(r))
+            r.replace_all_uses_with(v)
+    mc.erase()
+    f.operation.attributes["sym_visibility"] = ir.StringAttr.get("private")
+
+
+def _strip_sharding_ops(m: ir.Module):
+    """Sharding constraints mean nothing on one device: their operand replaces them."""
+    ops = []
+    m.operation.walk(lambda o: (ops.append(o) if o.name in (
+        "sdy.sharding_constraint", "sdy.reshard") else None) or ir.WalkResult.ADVANCE)
+    for op in ops:
+        op.results[0].replace_all_uses_with(op.operands[0])
+        op.erase()
