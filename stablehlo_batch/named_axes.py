@@ -16,7 +16,9 @@ devices with manual collectives (a shard_map program).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import threading
 import re
 from typing import Callable
 
@@ -70,12 +72,41 @@ def export_named(fn: Callable, args, kwargs, axis_name, size, platform: str
         return sm(*tree_util.tree_leaves((a, k)))
 
     in_tree = tree_util.tree_structure((args, kwargs))
-    exp = jax.export.export(jax.jit(wrapper), platforms=(platform,))(*args, **kwargs)
+    # Inside another batch_lower's trace the context mesh is that one's: this
+    # function is lowered on its own (it names only its own axis).
+    outer = jax.sharding.get_abstract_mesh()
+    with _collective_broadcast_lowering(platform), \
+            jax.sharding.use_abstract_mesh(outer if outer.empty else
+                                           jax.sharding.AbstractMesh((), ())):
+        exp = jax.export.export(jax.jit(wrapper), platforms=(platform,))(*args, **kwargs)
     module = module_io.parse_module(exp.mlir_module_serialized)
     lanes_module(module, size)
     return dataclasses.replace(
         exp, mlir_module_serialized=module_io.module_to_portable_artifact(module),
         nr_devices=1, _get_vjp=None)
+
+
+_LOWERING_LOCK = threading.RLock()  # re-entered by nested batch_lower calls
+
+
+@contextlib.contextmanager
+def _collective_broadcast_lowering(platform: str):
+    """``lax.pbroadcast`` lowers to ``collective_broadcast`` for GPUs only; our
+    rewrite takes it on any platform, so it is lowered the same way while a
+    function is exported for a named batch axis."""
+    from jax._src.interpreters import mlir as jax_mlir
+    from jax._src.lax import parallel
+    table = jax_mlir._platform_specific_lowerings[platform]
+    with _LOWERING_LOCK:
+        added = parallel.pbroadcast_p not in table
+        if added:
+            table[parallel.pbroadcast_p] = jax_mlir.LoweringRuleEntry(
+                parallel._pbroadcast_lowering, True)
+        try:
+            yield
+        finally:
+            if added:
+                table.pop(parallel.pbroadcast_p, None)
 
 
 def lanes_module(module: ir.Module, size: int, func: str = "main") -> ir.Module:
