@@ -326,7 +326,7 @@ def batch_lower(fn: Callable, in_axes=0, out_axes=0, *, axis_size: int | None = 
     ``chunk_size=K`` computes the batch K lanes at a time inside the module
     (a loop over chunks; ``"auto"`` picks K from XLA's memory analysis under
     ``memory_limit_bytes``). ``mesh`` (a ``jax.sharding.Mesh``) splits the
-    batch axis over the mesh axis ``axis_name`` with XLA's SPMD partitioner.
+    batch axis over the mesh axis ``spmd_axis_name`` with XLA's SPMD partitioner.
     ``axis_name`` names the batch axis for collectives inside ``fn``
     (``lax.psum(x, axis_name)``, ``all_gather``, ``ppermute``, ``axis_index``,
     ...), as in ``jax.vmap`` (stablehlo_batch/named_axes.py);
