@@ -197,6 +197,17 @@ class BatchedFunction:
         functools.update_wrapper(self, fn, updated=())
 
     def __call__(self, *args, **kwargs):
+        if self.axis_name is None:
+            return self._call(args, kwargs)
+        from stablehlo_batch import named_axes
+        try:
+            return self._call(args, kwargs)
+        except NameError as e:  # a collective over an enclosing batch's name
+            if not named_axes.bound_outside(e):
+                raise
+            return named_axes.vmap_inside(self, args, kwargs)
+
+    def _call(self, args, kwargs):
         if not (self._direct or self.check):
             try:
                 return self._dispatch(*args, **kwargs)

@@ -384,3 +384,23 @@ def _strip_sharding_ops(m: ir.Module):
     for op in ops:
         op.results[0].replace_all_uses_with(op.operands[0])
         op.erase()
+
+
+def bound_outside(err: NameError) -> bool:
+    """True when ``err`` is jax's unbound-axis error for a name that an
+    enclosing transformation (an outer ``jax.vmap`` or ``batch_lower``) binds."""
+    from jax._src import core
+    m = re.search(r"unbound axis name: (\S+?)\.?(\s|$)", str(err))
+    if m is None:
+        return False
+    env = core.get_axis_env()
+    return any(str(n) == m.group(1) for n in env.axis_names())
+
+
+def vmap_inside(bf, args, kwargs):
+    """An inner ``batch_lower`` whose collectives name an outer batch axis
+    has no module of its own to batch (its collectives span the outer lanes):
+    it is traced by ``jax.vmap`` into the enclosing function instead, whose
+    own batching (our rewrite, for an outer ``batch_lower``) then sees it."""
+    return jax.vmap(bf.fn, bf.in_axes, bf.out_axes, axis_name=bf.axis_name,
+                    axis_size=bf.axis_size)(*args, **kwargs)

@@ -206,6 +206,22 @@ def test_tuple_of_names_with_inner_vmap(collective, bulk):
         np.testing.assert_allclose(got, x - bulk(x, axis=axes, keepdims=True))
 
 
+def test_tuple_of_names_across_nested_batch_lowers():
+    # JAX's testCommAssocCollective with batch_lower in every vmap's place:
+    # the inner function names the outer axis too, so it is traced into the
+    # outer one (named_axes.vmap_inside), whose module our rewrite batches.
+    x = arange(2, 2, 2)
+    for names in [("j", "i"), ("j",)]:
+        f = lambda y: y - lax.psum(y, names)
+        for i, name in enumerate(("i", "j")):
+            f = sb.batch_lower(f, axis_name=name, in_axes=i, out_axes=i)
+        axes = tuple(a for a, n in enumerate(("i", "j")) if n in names)
+        np.testing.assert_allclose(f(x), x - x.sum(axes, keepdims=True))
+    got = jax.vmap(sb.batch_lower(lambda y: lax.pmax(y, ("i", "j")), axis_name="i"),
+                   axis_name="j")(x)
+    np.testing.assert_allclose(got, jnp.broadcast_to(x.max((0, 1)), x.shape))
+
+
 def test_vmap_around_and_batch_lower_inside_batch_lower():
     x = arange(2, 3, 4)
     k = lambda x: lax.pmean(x, "i") - x
