@@ -357,6 +357,9 @@ def batch_lower(fn: Callable, in_axes=0, out_axes=0, *, axis_size: int | None = 
     if axis_name is not None and (chunk_size is not None or memory_limit_bytes is not None):
         raise ValueError("batch_lower: chunk_size cannot be combined with axis_name "
                          "(a collective over the batch axis must see every lane at once)")
+    if axis_name is not None and check:
+        raise ValueError("batch_lower: check=True cannot be combined with axis_name (its "
+                         "reference runs the function once per lane, without the batch)")
     return BatchedFunction(fn, in_axes, out_axes, axis_size, backend, strict, check=check,
                            cache_size=cache_size, scale_options=options,
                            axis_name=axis_name)

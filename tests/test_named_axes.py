@@ -250,6 +250,8 @@ def test_refused_combinations():
     f = lambda x: lax.psum(x, "i")
     with pytest.raises(ValueError, match="chunk_size cannot be combined with axis_name"):
         sb.batch_lower(f, axis_name="i", chunk_size=2)
+    with pytest.raises(ValueError, match="check=True cannot be combined with axis_name"):
+        sb.batch_lower(f, axis_name="i", check=True)
     with pytest.raises(ValueError, match="symbolic"):
         sb.batch_lower(f, axis_name="i", axis_size="b")(jnp.ones((2, 3)))
     with pytest.raises(TypeError, match="one axis name"):
