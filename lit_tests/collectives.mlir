@@ -15,6 +15,7 @@
 // RUN: not stablehlo-batch-opt %s --func=psum --axis-size=3 2>&1 | filecheck %s --check-prefix=SIZE
 // RUN: stablehlo-batch-opt %S/Inputs/spmd_psum_ppermute.mlir --spmd-axis=d | filecheck %s --check-prefix=SPMD
 // RUN: not stablehlo-batch-opt %S/Inputs/spmd_psum_ppermute.mlir --spmd-axis=x 2>&1 | filecheck %s --check-prefix=SPMD-ERR
+// RUN: stablehlo-batch-opt %S/Inputs/spmd_plain.mlir --spmd-axis=d | filecheck %s --check-prefix=PLAIN
 
 // psum over all lanes: one reduce over the batch with the op's own combiner
 // and its identity; the result is the same for every lane (unbatched) and is
@@ -117,6 +118,20 @@
 // SPMD-NOT: collective_permute
 
 // SPMD-ERR: error: the manual computation is over ['d'], not over 'x'
+
+// Plain SPMD code (no manual_computation): per-device code over
+// mhlo.num_partitions devices; every argument and result gets the devices as
+// a leading dimension.
+// PLAIN-LABEL: func.func public @main
+// PLAIN-SAME: (%{{[^:]+}}: tensor<4x3xf32>) -> (tensor<4x3xf32>, tensor<4xui32>)
+// PLAIN: stablehlo.reshape {{.*}} -> tensor<2x2x3xf32>
+// PLAIN: stablehlo.reduce({{.*}}) applies stablehlo.add across dimensions = [1]
+// PLAIN: stablehlo.constant dense<{{\[}}[0], [0], [1], [1]]> : tensor<4x1xi64>
+// PLAIN: stablehlo.gather
+// PLAIN: stablehlo.iota dim = 0 : tensor<4xui32>
+// PLAIN-NOT: all_reduce
+// PLAIN-NOT: partition_id
+// PLAIN: return
 
 module attributes {stablehlo_batch.lanes = 4 : i64} {
   func.func @psum(%x: tensor<3xf32>) -> tensor<3xf32> {
