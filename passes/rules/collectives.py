@@ -132,7 +132,9 @@ def _combiner(fb, op) -> str:
 
 def _identity(fb, op, combiner: str, elem: ir.Type):
     floating = not isinstance(bld._down(elem), ir.IntegerType)
-    if floating:
+    if isinstance(bld._down(elem), ir.ComplexType):
+        table = {"stablehlo.add": 0, "stablehlo.multiply": 1}
+    elif floating:
         table = {"stablehlo.add": 0.0, "stablehlo.multiply": 1.0,
                  "stablehlo.maximum": -np.inf, "stablehlo.minimum": np.inf}
     else:
@@ -157,7 +159,13 @@ def _reduce(fb, op, x: ir.Value, dim: int, combiner: str) -> ir.Value:
     elem = bld.element_type(x)
     scalar = bld.tensor_type([], elem)
     shape = bld.shape_of(x)
-    init = bld.splat(elem, [], _identity(fb, op, combiner, elem))
+    value = _identity(fb, op, combiner, elem)
+    if isinstance(bld._down(elem), ir.ComplexType):
+        width = ir.FloatType(ir.ComplexType(elem).element_type).width
+        init = bld.constant(ir.DenseElementsAttr.get(
+            np.asarray(value, np.complex64 if width == 32 else np.complex128), type=scalar))
+    else:
+        init = bld.splat(elem, [], value)
     red = bld.create("stablehlo.reduce", [bld.tensor_type(shape[:dim] + shape[dim + 1:], elem)],
                      [x, init], {"dimensions": bld.i64_array([dim])}, regions=1)
     block = red.regions[0].blocks.append(scalar, scalar)
