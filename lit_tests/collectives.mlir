@@ -15,6 +15,7 @@
 // RUN: not stablehlo-batch-opt %s --func=psum --axis-size=3 2>&1 | filecheck %s --check-prefix=SIZE
 // RUN: stablehlo-batch-opt %S/Inputs/spmd_psum_ppermute.mlir --spmd-axis=d | filecheck %s --check-prefix=SPMD
 // RUN: not stablehlo-batch-opt %S/Inputs/spmd_psum_ppermute.mlir --spmd-axis=x 2>&1 | filecheck %s --check-prefix=SPMD-ERR
+// RUN: stablehlo-batch-opt %s --func=two_op_body --axis-size=4 | filecheck %s --check-prefix=MAP
 // RUN: stablehlo-batch-opt %S/Inputs/spmd_plain.mlir --spmd-axis=d | filecheck %s --check-prefix=PLAIN
 
 // psum over all lanes: one reduce over the batch with the op's own combiner
@@ -93,6 +94,22 @@
 // PID: stablehlo.iota dim = 0 : tensor<4xui32>
 // PID-NOT: partition_id
 // PID: return
+
+// A body with no known identity (here two ops; jax's complex pmax is one):
+// the body, cloned into stablehlo.map, combines halves of the lanes, log2(B)
+// times (an odd count carries its last lane on: tests/test_named_axes.py).
+// MAP-LABEL: func.func @two_op_body
+// MAP-NOT: all_reduce
+// MAP: stablehlo.slice {{.*}} [0:1, 0:2, 0:3]
+// MAP: stablehlo.slice {{.*}} [0:1, 2:4, 0:3]
+// MAP: "stablehlo.map"
+// MAP: stablehlo.maximum
+// MAP: stablehlo.multiply
+// MAP: stablehlo.slice {{.*}} [0:1, 0:1, 0:3]
+// MAP: stablehlo.slice {{.*}} [0:1, 1:2, 0:3]
+// MAP: "stablehlo.map"
+// MAP-NOT: all_reduce
+// MAP: return
 
 // A collective that is not over the batch axis is refused, naming it.
 // UNMARKED: error: cannot batch 'stablehlo.all_reduce' in function @unmarked: a collective cannot be batched
@@ -178,6 +195,15 @@ module attributes {stablehlo_batch.lanes = 4 : i64} {
     %0 = stablehlo.partition_id {stablehlo_batch.lane} : tensor<ui32>
     %1 = stablehlo.convert %0 : (tensor<ui32>) -> tensor<i32>
     return %1 : tensor<i32>
+  }
+  func.func @two_op_body(%x: tensor<3xf32>) -> tensor<3xf32> {
+    %0 = "stablehlo.all_reduce"(%x) <{channel_handle = #stablehlo.channel_handle<handle = 1, type = 1>, replica_groups = dense<[[0, 1, 2, 3]]> : tensor<1x4xi64>, use_global_device_ids}> ({
+    ^bb0(%a: tensor<f32>, %b: tensor<f32>):
+      %m = stablehlo.maximum %a, %b : tensor<f32>
+      %r = stablehlo.multiply %m, %m : tensor<f32>
+      stablehlo.return %r : tensor<f32>
+    }) {stablehlo_batch.lane} : (tensor<3xf32>) -> tensor<3xf32>
+    return %0 : tensor<3xf32>
   }
   func.func @unmarked(%x: tensor<3xf32>) -> tensor<3xf32> {
     %0 = "stablehlo.all_reduce"(%x) <{channel_handle = #stablehlo.channel_handle<handle = 1, type = 1>, replica_groups = dense<[[0, 1]]> : tensor<1x2xi64>, use_global_device_ids}> ({

@@ -88,6 +88,12 @@ def test_collective_axes_and_dtypes(name, in_axes, out_axes, dtype):
     both(COLLECTIVES[name], x, w, in_axes=in_axes, out_axes=out_axes)
 
 
+def test_reduction_body_without_an_identity():
+    # Complex pmax / pmin: a multi-op body; reduced by halves with stablehlo.map.
+    x = (jnp.arange(10) % 3 + 1j * (jnp.arange(10) % 4)).reshape(5, 2).astype(jnp.complex64)
+    both(lambda x: (lax.pmax(x, "i"), lax.pmin(x, "i"), lax.psum(x, "i")), x)
+
+
 def test_batch_of_one_and_unmapped_results():
     x = arange(1, 3)
     both(lambda x: (lax.psum(x, "i"), lax.all_gather(x, "i")), x, out_axes=None)

@@ -8,7 +8,8 @@ and the module ``LANES_ATTR`` (B); the rules below turn each into ops on the
 batch dimension, with no collective and no per-lane loop:
 
 - ``all_reduce``: a ``reduce`` over the lanes of each replica group with the
-  op's own combiner, the group's result given back to each of its lanes (one
+  op's own combiner (a body with no known identity: the body applied to
+  halves with ``stablehlo.map``, log2(B) times), the group's result given back to each of its lanes (one
   group of all lanes: an unbatched result, as ``jax.vmap``'s psum gives);
 - ``all_gather``: the batched operand itself, the lanes folded into the
   gather dimension (unbatched for one group of all lanes);
@@ -119,15 +120,60 @@ def _by_position(per_slot: ir.Value, groups, n) -> ir.Value:
 
 # ---- reductions ---------------------------------------------------------------
 
-def _combiner(fb, op) -> str:
-    """The name of the binary op that the reduction body applies to its arguments."""
+def _combiner(fb, op) -> str | None:
+    """The name of the binary op that the reduction body applies to its
+    arguments; None for any other body."""
     block = op.regions[0].blocks[0]
     ops = [o.operation for o in block.operations]
     args = list(block.arguments)
     if (len(ops) == 2 and len(args) == 2 and len(ops[0].operands) == 2
             and set(ops[0].operands) == set(args) and ops[1].operands[0] == ops[0].results[0]):
         return ops[0].name
-    raise fb.unsupported(op, "the reduction body is not a single binary op of its arguments")
+    return None
+
+
+def _pairwise(fb, op, x: ir.Value, dim: int) -> ir.Value:
+    """Reduces ``dim`` of ``x`` with the op's own body applied elementwise
+    (``stablehlo.map``) to halves, log2(n) times: for bodies with no known
+    identity (complex max, a multi-op body)."""
+    body = op.regions[0].blocks[0]
+    elem = bld.element_type(x)
+    scalar = bld.tensor_type([], elem)
+    while True:
+        shape = bld.shape_of(x)
+        n = shape[dim]
+        if n == 1:
+            return bld.reshape(x, shape[:dim] + shape[dim + 1:])
+        h = n // 2
+
+        def part(lo, hi):
+            start, limit = [0] * len(shape), list(shape)
+            start[dim], limit[dim] = lo, hi
+            return bld.slice_(x, start, limit, [1] * len(shape))
+        a, b = part(0, h), part(h, 2 * h)
+        rest = part(2 * h, n) if n % 2 else None
+        mapped = bld.create("stablehlo.map", [a.type], [a, b],
+                            {"dimensions": bld.i64_array(range(len(shape)))}, regions=1)
+        block = mapped.regions[0].blocks.append(scalar, scalar)
+        with ir.InsertionPoint(block):
+            outs = bld.clone_block_ops(body, dict(zip(body.arguments, block.arguments)))
+            bld.create("stablehlo.return", [], outs)
+        x = mapped.result
+        if rest is not None:
+            x = bld.create("stablehlo.concatenate",
+                           [bld.tensor_type(shape[:dim] + [h + 1] + shape[dim + 1:], elem)],
+                           [x, rest], {"dimension": bld.i64_attr(dim)}).result
+
+
+def _reduce_lanes(fb, op, x: ir.Value, dim: int, combiner: str | None) -> ir.Value:
+    if combiner is not None:
+        try:
+            identity = _identity(fb, op, combiner, bld.element_type(x))
+        except LookupError:
+            identity = None
+        if identity is not None:
+            return _reduce(fb, op, x, dim, combiner, identity)
+    return _pairwise(fb, op, x, dim)
 
 
 def _identity(fb, op, combiner: str, elem: ir.Type):
@@ -150,16 +196,13 @@ def _identity(fb, op, combiner: str, elem: ir.Type):
         table = {"stablehlo.add": 0, "stablehlo.multiply": 1, "stablehlo.maximum": lo,
                  "stablehlo.minimum": hi, "stablehlo.or": 0, "stablehlo.xor": 0,
                  "stablehlo.and": ones}
-    if combiner not in table:
-        raise fb.unsupported(op, f"no identity known for {combiner} on {elem}")
-    return table[combiner]
+    return table[combiner]  # a KeyError: no identity known
 
 
-def _reduce(fb, op, x: ir.Value, dim: int, combiner: str) -> ir.Value:
+def _reduce(fb, op, x: ir.Value, dim: int, combiner: str, value) -> ir.Value:
     elem = bld.element_type(x)
     scalar = bld.tensor_type([], elem)
     shape = bld.shape_of(x)
-    value = _identity(fb, op, combiner, elem)
     if isinstance(bld._down(elem), ir.ComplexType):
         width = ir.FloatType(ir.ComplexType(elem).element_type).width
         init = bld.constant(ir.DenseElementsAttr.get(
@@ -184,7 +227,7 @@ def all_reduce(fb, op, flags):
     combiner = _combiner(fb, op)
     out = []
     for x, batched in zip(op.operands, flags):
-        per_group = _reduce(fb, op, _grouped(fb, x, batched, groups), 1, combiner)
+        per_group = _reduce_lanes(fb, op, _grouped(fb, x, batched, groups), 1, combiner)
         out.append(_by_group(per_group, groups, n))
     return out
 
@@ -198,8 +241,8 @@ def reduce_scatter(fb, op, flags):
     ng, gs = len(groups), len(groups[0])
     a = ir.IntegerAttr(op.attributes["scatter_dimension"]).value
     s = _example_shape(op.operands[0], flags[0])
-    summed = _reduce(fb, op, _grouped(fb, op.operands[0], flags[0], groups), 1,
-                     _combiner(fb, op))  # (ng, s...)
+    summed = _reduce_lanes(fb, op, _grouped(fb, op.operands[0], flags[0], groups), 1,
+                           _combiner(fb, op))  # (ng, s...)
     split = bld.reshape(summed, [ng] + s[:a] + [gs, s[a] // gs] + s[a + 1:])
     slots = bld.move_axis(split, 1 + a, 1)
     slots = bld.reshape(slots, [ng * gs] + s[:a] + [s[a] // gs] + s[a + 1:])
