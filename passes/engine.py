@@ -25,6 +25,7 @@ from passes import builders as bld
 from passes import report as _report
 from passes.fallback import fallback, is_strict
 from passes.rules import find_rule
+from passes.rules.collectives import LANE_ATTR, LANES_ATTR
 from passes.errors import (AxisSpecError, UnsupportedOpError, VerificationError,
                            format_location)
 
@@ -219,7 +220,8 @@ class FunctionBatcher:
     def _batch_op(self, op: ir.Operation):
         flags = tuple(v in self._batched for v in op.operands)
         collector = self.program.collector
-        if not any(flags) and not (len(op.regions) and self.region_captures_batched(op)):
+        if not any(flags) and not (len(op.regions) and self.region_captures_batched(op)) \
+                and not self.program.lane_dependent(op):
             collector.kept += 1
             return
         rule = find_rule(op, self.program.rules) or fallback
@@ -268,6 +270,9 @@ class ModuleBatcher:
         self.strict = is_strict() if strict is None else bool(strict)
         self.fallback_warned: set[tuple[str, str]] = set()
         self.symbols = ir.SymbolTable(module.operation)
+        # A module lowered for a named batch axis holds collectives over it.
+        self.lanes = LANES_ATTR in module.operation.attributes
+        self._lane_funcs: dict[str, bool] = {}
         self._names = {ir.StringAttr(op.attributes["sym_name"]).value
                        for op in module.body.operations if "sym_name" in op.attributes}
         self._callees: dict[tuple[str, tuple[bool, ...]], tuple[str, tuple[bool, ...]]] = {}
@@ -276,6 +281,29 @@ class ModuleBatcher:
         # Counts for the batching report; shares ``notes``.
         self.collector = _report.Collector()
         self.collector.notes = self.notes
+
+    def lane_dependent(self, op: ir.Operation) -> bool:
+        """True when ``op`` is, or holds, a collective over the batch axis
+        (passes/rules/collectives.py): its rule runs even on unbatched operands."""
+        if not self.lanes:
+            return False
+        found = False
+
+        def visit(inner):
+            nonlocal found
+            found = LANE_ATTR in inner.attributes or (
+                inner.name == "func.call" and
+                self._lane_func(ir.FlatSymbolRefAttr(inner.attributes["callee"]).value))
+            return ir.WalkResult.INTERRUPT if found else ir.WalkResult.ADVANCE
+
+        op.walk(visit)
+        return found
+
+    def _lane_func(self, name: str) -> bool:
+        if name not in self._lane_funcs:
+            self._lane_funcs[name] = False  # recursion: decided by the other ops
+            self._lane_funcs[name] = self.lane_dependent(self.lookup_func(name))
+        return self._lane_funcs[name]
 
     def lookup_func(self, name: str) -> ir.Operation:
         try:

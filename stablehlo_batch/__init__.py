@@ -22,6 +22,7 @@ _EXPORTS = {
     "register_rule": "passes.rules", "unregister_rule": "passes.rules",
     "batch_exported": "stablehlo_batch.export", "vmappable": "stablehlo_batch.export",
     "batching_pass": "stablehlo_batch.pipeline",
+    "spmd_to_batch": "stablehlo_batch.named_axes",
 }
 __all__ = list(_EXPORTS)
 __version__ = "0.1.0"

@@ -177,7 +177,8 @@ class BatchedFunction:
 
     def __init__(self, fn: Callable, in_axes, out_axes, axis_size: int | None,
                  backend: str | None, strict: bool = False, check: bool = False,
-                 cache_size: int | None = 256, scale_options: dict | None = None):
+                 cache_size: int | None = 256, scale_options: dict | None = None,
+                 axis_name=None):
         if not callable(fn):
             raise TypeError(f"batch_lower requires a callable, got {fn!r}")
         self.fn = fn
@@ -189,6 +190,7 @@ class BatchedFunction:
         self.axis_size, self._axis_size_error = _check_axis_size(
             None if self.symbolic else axis_size)
         self.backend = backend
+        self.axis_name = axis_name  # bound for collectives inside fn (named_axes.py)
         self.strict = bool(strict)
         self.check = bool(check)
         self.cache_size = cache_size
@@ -215,6 +217,17 @@ class BatchedFunction:
             self.__doc__ += "\n\nOriginal documentation:\n\n" + fn.__doc__
 
     def __call__(self, *args, **kwargs):
+        if self.axis_name is None:
+            return self._call(args, kwargs)
+        from stablehlo_batch import named_axes
+        try:
+            return self._call(args, kwargs)
+        except NameError as e:  # a collective over an enclosing batch's name
+            if not named_axes.bound_outside(e):
+                raise
+            return named_axes.vmap_inside(self, args, kwargs)
+
+    def _call(self, args, kwargs):
         if self._axis_size_error:
             raise TypeError(self._axis_size_error)
         if jax.config.jax_disable_jit:
@@ -313,7 +326,12 @@ class BatchedFunction:
             in_tree, [_unbatched(a, d) for a, d in zip(avals, dims)])
         from stablehlo_batch.export import export_in_process
         try:
-            exp = export_in_process(src, platform)(*ex_args, **ex_kwargs)
+            if self.axis_name is not None:
+                from stablehlo_batch.named_axes import export_named
+                exp = export_named(src, ex_args, ex_kwargs, self.axis_name,
+                                   self.symbolic or size, platform)
+            else:
+                exp = export_in_process(src, platform)(*ex_args, **ex_kwargs)
         except NotImplementedError as e:
             if not callbacks.needs_callback_route(e):
                 raise
@@ -338,7 +356,8 @@ class BatchedFunction:
                 primitive.flat_function(src, in_tree),
                 tree_util.tree_leaves((ex_args, ex_kwargs)), dims, out_dims, size, platform,
                 exported=batched, example_out_avals=exp.out_avals,
-                chunk_size=built.chunk_size, effects=exp.unordered_effects)
+                chunk_size=built.chunk_size, effects=exp.unordered_effects,
+                axis_name=self.axis_name)
             in_sh, out_sh = built.shardings or (None, None)
             # With a mesh, the shardings of the call's jit put the batch axis
             # on the devices; derivative modules inherit it by propagation.
@@ -550,7 +569,7 @@ def batch_lower(fn: Callable, in_axes=0, out_axes=0, *, axis_size: int | None = 
                 backend: str | None = None, strict: bool = False,
                 chunk_size: int | str | None = None, memory_limit_bytes: int | None = None,
                 mesh: jax.sharding.Mesh | None = None,
-                axis_name: str = "batch", check: bool = False,
+                axis_name=None, spmd_axis_name=None, check: bool = False,
                 cache_size: int | None = 256) -> BatchedFunction:
     """Batches ``fn`` like ``jax.vmap(fn, in_axes, out_axes, axis_size=axis_size)``,
     by rewriting its lowered StableHLO instead of re-tracing it.
@@ -565,19 +584,32 @@ def batch_lower(fn: Callable, in_axes=0, out_axes=0, *, axis_size: int | None = 
     ``chunk_size=K`` computes the batch K lanes at a time inside the module
     (a loop over chunks; ``"auto"`` picks K from XLA's memory analysis under
     ``memory_limit_bytes``). ``mesh`` (a ``jax.sharding.Mesh``) splits the
-    batch axis over the mesh axis ``axis_name`` with XLA's SPMD partitioner.
+    batch axis over the mesh axis ``spmd_axis_name`` with XLA's SPMD partitioner.
+    ``axis_name`` names the batch axis for collectives inside ``fn``
+    (``lax.psum(x, axis_name)``, ``all_gather``, ``ppermute``, ``axis_index``,
+    ...), as in ``jax.vmap`` (stablehlo_batch/named_axes.py);
+    ``spmd_axis_name`` is the mesh axis of ``mesh`` (default ``"batch"``).
     ``check=True`` runs the first call of each signature also as a loop of
     the unbatched function and raises ``BatchMismatchError`` (naming the
     first op that differs, with a minimal reproducer) when they disagree.
     ``cache_size`` bounds the signatures kept compiled (least recently used
     dropped first; None: unbounded).
     """
+    from stablehlo_batch.named_axes import resolve_names
+    axis_name, spmd_axis_name = resolve_names(axis_name, spmd_axis_name, mesh)
     options = dict(chunk_size=chunk_size, memory_limit_bytes=memory_limit_bytes, mesh=mesh)
     options = {k: v for k, v in options.items() if v is not None}
     if options:
-        options["axis_name"] = axis_name
+        options["axis_name"] = spmd_axis_name or "batch"
+    if axis_name is not None and (chunk_size is not None or memory_limit_bytes is not None):
+        raise ValueError("batch_lower: chunk_size cannot be combined with axis_name "
+                         "(a collective over the batch axis must see every lane at once)")
+    if axis_name is not None and check:
+        raise ValueError("batch_lower: check=True cannot be combined with axis_name (its "
+                         "reference runs the function once per lane, without the batch)")
     return BatchedFunction(fn, in_axes, out_axes, axis_size, backend, strict, check=check,
-                           cache_size=cache_size, scale_options=options)
+                           cache_size=cache_size, scale_options=options,
+                           axis_name=axis_name)
 
 
 def batch_module(module: module_io.ModuleSource, in_axes: Sequence[int | None],

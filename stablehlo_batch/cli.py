@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Batch a StableHLO function along a new axis (jax.vmap on IR).")
     p.add_argument("input", help="input module: .mlir text, bytecode, or '-' for stdin")
     p.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
-    p.add_argument("--axis-size", type=_sizes, required=True,
+    p.add_argument("--axis-size", type=_sizes, default=None,
                    help="size of the batch axis; several sizes (10,3) add one batch "
                         "dimension each, outer first, as nested vmaps do")
     p.add_argument("--in-axes", type=parse_axes, action="append",
@@ -79,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="batch axis of each result (default 0); per dimension as "
                         "--in-axes")
     p.add_argument("--func", default="main", help="function to batch (default main)")
+    p.add_argument("--spmd-axis", default=None, metavar="NAME",
+                   help="instead of batching: turn a module written for the devices of "
+                        "mesh axis NAME (shard_map collectives) into a one-device module "
+                        "with that axis as a batch dimension (docs/named-axes.md)")
     formats = ("auto",) + FORMATS
     p.add_argument("--input-format", choices=formats, default="auto",
                    help="mlir (text), mlirbc (bytecode; also portable artifacts), "
@@ -311,9 +315,16 @@ def _level_axes(args):
 
 def _run(args) -> int:
     try:
-        _level_axes(args)
         from stablehlo_batch.api import batch_module_with_report
         data = _read(args.input)
+        if args.spmd_axis is not None:
+            from stablehlo_batch.named_axes import spmd_to_batch
+            _write(args.output, spmd_to_batch(data, args.spmd_axis, func=args.func,
+                                              debug_info=args.debug_info))
+            return 0
+        if args.axis_size is None:
+            raise BatchingError("the following arguments are required: --axis-size")
+        _level_axes(args)
         in_format = _format_of(args.input, args.input_format) or _detect(data)
         if in_format == "hlo":  # converted once; from here on a StableHLO module
             from stablehlo_batch import module_io

@@ -70,7 +70,7 @@ class BatchedFn:
                  exported: jax.export.Exported | None = None,
                  example_out_avals: Sequence | None = None,
                  chunk_size: int | None = None, summed: Sequence[bool] = (),
-                 what: str = "batch_lower", effects=frozenset()):
+                 what: str = "batch_lower", effects=frozenset(), axis_name=None):
         self.src = src
         # The module's unordered effects (an ffi_call with side effects): the
         # primitive carries them, so jax does not drop the call. jax.vmap of
@@ -90,6 +90,8 @@ class BatchedFn:
         self.what = what
         # Computed K lanes at a time (chunk_size=); its derivatives are too.
         self.chunk_size = chunk_size
+        # The batch axis' name for collectives in src (stablehlo_batch/named_axes.py).
+        self.axis_name = axis_name
         self._exported = exported
         self._example_out_avals = (None if example_out_avals is None else
                                    tuple(_struct(a) for a in example_out_avals))
@@ -135,7 +137,12 @@ class BatchedFn:
             if self._exported is None:
                 from stablehlo_batch.chunking import chunk_flat
                 from stablehlo_batch.export import batch_flat, export_in_process
-                exp = export_in_process(self.src, self.platform)(*self.example_avals)
+                if self.axis_name is not None:
+                    from stablehlo_batch.named_axes import export_named
+                    exp = export_named(self.src, tuple(self.example_avals), {},
+                                       self.axis_name, self.size, self.platform)
+                else:
+                    exp = export_in_process(self.src, self.platform)(*self.example_avals)
                 summed = [j for j, s in enumerate(self.summed) if s]
                 if self.chunk_size:
                     built = chunk_flat(exp, self.dims, self._raw_out_dims, self.size,
@@ -175,7 +182,7 @@ class BatchedFn:
                 [self.out_dims[j] for j in keep], self.size, self.platform,
                 example_out_avals=[_tangent_struct(self.example_out_avals[j]) for j in keep],
                 chunk_size=self.chunk_size, summed=[self.summed[j] for j in keep],
-                what=f"JVP of {self.what}")
+                what=f"JVP of {self.what}", axis_name=self.axis_name)
             fn.tangent_of = (self, nz)
             return fn
         return self._cached(("jvp", nz), build)
@@ -206,7 +213,7 @@ class BatchedFn:
                 self.size, self.platform,
                 example_out_avals=[_tangent_struct(fun.example_avals[i]) for i in idx],
                 chunk_size=fun.chunk_size, summed=[fun.dims[i] is None for i in idx],
-                what=f"gradient of {fun.what}")
+                what=f"gradient of {fun.what}", axis_name=fun.axis_name)
             fn.lane0 = lane0
             return fn
         return self._cached("vjp", build)

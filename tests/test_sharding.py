@@ -101,7 +101,7 @@ def test_mesh_errors():
     mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("batch",))
     x = jnp.ones((2, 3))
     with pytest.raises(ValueError, match="not an axis of the mesh"):
-        sb.batch_lower(jnp.sin, mesh=mesh, axis_name="data")(x)
+        sb.batch_lower(jnp.sin, mesh=mesh, spmd_axis_name="data")(x)
     with pytest.raises(TypeError, match="Mesh"):
         sb.batch_lower(jnp.sin, mesh="batch")(x)
     with pytest.raises(ValueError, match="positionally"):

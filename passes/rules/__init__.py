@@ -110,4 +110,4 @@ def retype_batched(fb, op) -> list:
 # Importing the family modules fills RULES.
 from passes.rules import (elementwise, shape_ops, dot, reduce, structural,  # noqa: E402,F401
                           control_flow, indexing, custom_calls, random,
-                          windows, linalg, fft)
+                          windows, linalg, fft, collectives)

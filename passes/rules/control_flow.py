@@ -97,7 +97,8 @@ class _Predict:
             outs = self.call(o, ins)
         elif name == "stablehlo.optimization_barrier":
             outs = ins
-        elif any(ins) or (len(o.regions) and self.captures(o)):
+        elif (any(ins) or self.fb.program.lane_dependent(o)
+              or (len(o.regions) and self.captures(o))):
             outs = [True] * n
         else:
             outs = [False] * n

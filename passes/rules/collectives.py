@@ -1,0 +1,346 @@
+"""Collectives over the batch axis: device k of a named axis is lane k.
+
+A module lowered for a named batch axis (stablehlo_batch/named_axes.py:
+``fn`` traced inside ``shard_map`` over an abstract mesh of B devices, or an
+SPMD program given to ``spmd_to_batch``) has collectives whose replica groups
+list devices of that axis. Those ops carry the unit attribute ``LANE_ATTR``
+and the module ``LANES_ATTR`` (B); the rules below turn each into ops on the
+batch dimension, with no collective and no per-lane loop:
+
+- ``all_reduce``: a ``reduce`` over the lanes of each replica group with the
+  op's own combiner (a body with no known identity: the body applied to
+  halves with ``stablehlo.map``, log2(B) times), the group's result given back to each of its lanes (one
+  group of all lanes: an unbatched result, as ``jax.vmap``'s psum gives);
+- ``all_gather``: the batched operand itself, the lanes folded into the
+  gather dimension (unbatched for one group of all lanes);
+- ``reduce_scatter``: the group reduction, each lane keeping its block;
+- ``all_to_all``: chunk j of lane i becomes chunk i of lane j (a transpose);
+- ``collective_permute`` / ``collective_broadcast``: a gather along the batch
+  (zeros for lanes that no pair sends to);
+- ``partition_id``: an iota over the batch.
+
+Unmarked collectives go on to the fallback, which refuses them.
+"""
+from __future__ import annotations
+
+import numpy as np
+from jaxlib.mlir import ir
+
+from passes import builders as bld
+from passes.fallback import fallback
+from passes.rules import register
+
+# Unit attribute on a collective over the named batch axis.
+LANE_ATTR = "stablehlo_batch.lane"
+# Module attribute: the number of devices the collectives were lowered for.
+LANES_ATTR = "stablehlo_batch.lanes"
+
+
+def marked(op) -> bool:
+    return LANE_ATTR in op.attributes
+
+
+def _lanes(fb, op) -> int:
+    """The batch size, checked against the device count of the lowering."""
+    n = fb.axis_size
+    attrs = fb.program.module.operation.attributes
+    if LANES_ATTR in attrs and ir.IntegerAttr(attrs[LANES_ATTR]).value != n:
+        raise fb.unsupported(op, f"the collectives were lowered for "
+                                 f"{ir.IntegerAttr(attrs[LANES_ATTR]).value} lanes but the "
+                                 f"batch has {n} (chunk_size cannot split a named axis)")
+    return n
+
+
+def _groups(fb, op, n) -> list[list[int]]:
+    """The replica groups as lists of lanes: equal sizes, each lane once."""
+    if "replica_groups" not in op.attributes:
+        return [list(range(n))]
+    rows = np.array(ir.DenseIntElementsAttr(op.attributes["replica_groups"]))
+    groups = [[int(v) for v in row if v >= 0] for row in rows.reshape(rows.shape[0], -1)]
+    groups = [g for g in groups if g] or [list(range(n))]
+    flat = sorted(v for g in groups for v in g)
+    if flat != list(range(n)) or len({len(g) for g in groups}) != 1:
+        raise fb.unsupported(op, f"replica groups {groups} do not split the {n} lanes "
+                                 "into groups of one size")
+    return groups
+
+
+def take(x: ir.Value, idx) -> ir.Value:
+    """``x[idx]`` along dim 0 for constant indices (one gather)."""
+    from jaxlib.mlir.dialects import stablehlo
+    idx = [int(i) for i in idx]
+    shape = bld.shape_of(x)
+    if idx == list(range(shape[0])):
+        return x
+    i64 = ir.IntegerType.get_signless(64)
+    itype = ir.RankedTensorType.get([len(idx), 1], i64)
+    indices = bld.constant(ir.DenseElementsAttr.get(np.asarray(idx, np.int64).reshape(-1, 1),
+                                                    type=itype))
+    r = len(shape)
+    numbers = stablehlo.GatherDimensionNumbers.get(
+        offset_dims=list(range(1, r)), collapsed_slice_dims=[0], operand_batching_dims=[],
+        start_indices_batching_dims=[], start_index_map=[0], index_vector_dim=1)
+    out = bld.tensor_type([len(idx)] + shape[1:], bld.element_type(x))
+    return bld.create("stablehlo.gather", [out], [x, indices],
+                      {"dimension_numbers": numbers,
+                       "slice_sizes": bld.i64_array([1] + shape[1:]),
+                       "indices_are_sorted": ir.BoolAttr.get(False)}).result
+
+
+def _example_shape(x, batched) -> list[int]:
+    return bld.shape_of(x)[1:] if batched else bld.shape_of(x)
+
+
+def _grouped(fb, x, batched, groups) -> ir.Value:
+    """(B, ...) -> (number of groups, group size, ...), lanes in group order."""
+    x = x if batched else fb.materialize(x)
+    y = take(x, [v for g in groups for v in g])
+    return bld.reshape(y, [len(groups), len(groups[0])] + bld.shape_of(x)[1:])
+
+
+def _by_group(per_group: ir.Value, groups, n) -> tuple[ir.Value, bool]:
+    """(number of groups, ...) -> each lane its group's value."""
+    if len(groups) == 1:
+        return bld.reshape(per_group, bld.shape_of(per_group)[1:]), False
+    where = [0] * n
+    for k, g in enumerate(groups):
+        for v in g:
+            where[v] = k
+    return take(per_group, where), True
+
+
+def _by_position(per_slot: ir.Value, groups, n) -> ir.Value:
+    """(groups * group size, ...) -> lane at position p of group k gets slot k*size+p."""
+    where = [0] * n
+    for k, g in enumerate(groups):
+        for p, v in enumerate(g):
+            where[v] = k * len(g) + p
+    return take(per_slot, where)
+
+
+# ---- reductions ---------------------------------------------------------------
+
+def _combiner(fb, op) -> str | None:
+    """The name of the binary op that the reduction body applies to its
+    arguments; None for any other body."""
+    block = op.regions[0].blocks[0]
+    ops = [o.operation for o in block.operations]
+    args = list(block.arguments)
+    if (len(ops) == 2 and len(args) == 2 and len(ops[0].operands) == 2
+            and set(ops[0].operands) == set(args) and ops[1].operands[0] == ops[0].results[0]):
+        return ops[0].name
+    return None
+
+
+def _pairwise(fb, op, x: ir.Value, dim: int) -> ir.Value:
+    """Reduces ``dim`` of ``x`` with the op's own body applied elementwise
+    (``stablehlo.map``) to halves, log2(n) times: for bodies with no known
+    identity (complex max, a multi-op body)."""
+    body = op.regions[0].blocks[0]
+    elem = bld.element_type(x)
+    scalar = bld.tensor_type([], elem)
+    while True:
+        shape = bld.shape_of(x)
+        n = shape[dim]
+        if n == 1:
+            return bld.reshape(x, shape[:dim] + shape[dim + 1:])
+        h = n // 2
+
+        def part(lo, hi):
+            start, limit = [0] * len(shape), list(shape)
+            start[dim], limit[dim] = lo, hi
+            return bld.slice_(x, start, limit, [1] * len(shape))
+        a, b = part(0, h), part(h, 2 * h)
+        rest = part(2 * h, n) if n % 2 else None
+        mapped = bld.create("stablehlo.map", [a.type], [a, b],
+                            {"dimensions": bld.i64_array(range(len(shape)))}, regions=1)
+        block = mapped.regions[0].blocks.append(scalar, scalar)
+        with ir.InsertionPoint(block):
+            outs = bld.clone_block_ops(body, dict(zip(body.arguments, block.arguments)))
+            bld.create("stablehlo.return", [], outs)
+        x = mapped.result
+        if rest is not None:
+            x = bld.create("stablehlo.concatenate",
+                           [bld.tensor_type(shape[:dim] + [h + 1] + shape[dim + 1:], elem)],
+                           [x, rest], {"dimension": bld.i64_attr(dim)}).result
+
+
+def _reduce_lanes(fb, op, x: ir.Value, dim: int, combiner: str | None) -> ir.Value:
+    if combiner is not None:
+        try:
+            identity = _identity(fb, op, combiner, bld.element_type(x))
+        except LookupError:
+            identity = None
+        if identity is not None:
+            return _reduce(fb, op, x, dim, combiner, identity)
+    return _pairwise(fb, op, x, dim)
+
+
+def _identity(fb, op, combiner: str, elem: ir.Type):
+    floating = not isinstance(bld._down(elem), ir.IntegerType)
+    if isinstance(bld._down(elem), ir.ComplexType):
+        table = {"stablehlo.add": 0, "stablehlo.multiply": 1}
+    elif floating:
+        table = {"stablehlo.add": 0.0, "stablehlo.multiply": 1.0,
+                 "stablehlo.maximum": -np.inf, "stablehlo.minimum": np.inf}
+    else:
+        it = ir.IntegerType(elem)
+        w = it.width
+        if w == 1:
+            lo, hi = 0, 1
+        elif it.is_unsigned:
+            lo, hi = 0, 2 ** w - 1
+        else:
+            lo, hi = -2 ** (w - 1), 2 ** (w - 1) - 1
+        ones = 1 if w == 1 else (hi if it.is_unsigned else -1)
+        table = {"stablehlo.add": 0, "stablehlo.multiply": 1, "stablehlo.maximum": lo,
+                 "stablehlo.minimum": hi, "stablehlo.or": 0, "stablehlo.xor": 0,
+                 "stablehlo.and": ones}
+    return table[combiner]  # a KeyError: no identity known
+
+
+def _reduce(fb, op, x: ir.Value, dim: int, combiner: str, value) -> ir.Value:
+    elem = bld.element_type(x)
+    scalar = bld.tensor_type([], elem)
+    shape = bld.shape_of(x)
+    if isinstance(bld._down(elem), ir.ComplexType):
+        width = ir.FloatType(ir.ComplexType(elem).element_type).width
+        init = bld.constant(ir.DenseElementsAttr.get(
+            np.asarray(value, np.complex64 if width == 32 else np.complex128), type=scalar))
+    else:
+        init = bld.splat(elem, [], value)
+    red = bld.create("stablehlo.reduce", [bld.tensor_type(shape[:dim] + shape[dim + 1:], elem)],
+                     [x, init], {"dimensions": bld.i64_array([dim])}, regions=1)
+    block = red.regions[0].blocks.append(scalar, scalar)
+    with ir.InsertionPoint(block):
+        out = bld.create(combiner, [scalar], list(block.arguments)).result
+        bld.create("stablehlo.return", [], [out])
+    return red.result
+
+
+@register("stablehlo.all_reduce")
+def all_reduce(fb, op, flags):
+    if not marked(op):
+        return fallback(fb, op, flags)
+    n = _lanes(fb, op)
+    groups = _groups(fb, op, n)
+    combiner = _combiner(fb, op)
+    out = []
+    for x, batched in zip(op.operands, flags):
+        per_group = _reduce_lanes(fb, op, _grouped(fb, x, batched, groups), 1, combiner)
+        out.append(_by_group(per_group, groups, n))
+    return out
+
+
+@register("stablehlo.reduce_scatter")
+def reduce_scatter(fb, op, flags):
+    if not marked(op):
+        return fallback(fb, op, flags)
+    n = _lanes(fb, op)
+    groups = _groups(fb, op, n)
+    ng, gs = len(groups), len(groups[0])
+    a = ir.IntegerAttr(op.attributes["scatter_dimension"]).value
+    s = _example_shape(op.operands[0], flags[0])
+    summed = _reduce_lanes(fb, op, _grouped(fb, op.operands[0], flags[0], groups), 1,
+                           _combiner(fb, op))  # (ng, s...)
+    split = bld.reshape(summed, [ng] + s[:a] + [gs, s[a] // gs] + s[a + 1:])
+    slots = bld.move_axis(split, 1 + a, 1)
+    slots = bld.reshape(slots, [ng * gs] + s[:a] + [s[a] // gs] + s[a + 1:])
+    return [(_by_position(slots, groups, n), True)]
+
+
+# ---- data movement ---------------------------------------------------------------
+
+@register("stablehlo.all_gather")
+def all_gather(fb, op, flags):
+    if not marked(op):
+        return fallback(fb, op, flags)
+    n = _lanes(fb, op)
+    groups = _groups(fb, op, n)
+    ng, gs = len(groups), len(groups[0])
+    a = ir.IntegerAttr(op.attributes["all_gather_dim"]).value
+    out = []
+    for x, batched, r in zip(op.operands, flags, op.results):
+        s = _example_shape(x, batched)
+        g = bld.move_axis(_grouped(fb, x, batched, groups), 1, 1 + a)
+        g = bld.reshape(g, [ng] + s[:a] + [gs * s[a]] + s[a + 1:])
+        out.append(_by_group(g, groups, n))
+    return out
+
+
+@register("stablehlo.all_to_all")
+def all_to_all(fb, op, flags):
+    if not marked(op):
+        return fallback(fb, op, flags)
+    n = _lanes(fb, op)
+    groups = _groups(fb, op, n)
+    ng, gs = len(groups), len(groups[0])
+    sd = ir.IntegerAttr(op.attributes["split_dimension"]).value
+    cd = ir.IntegerAttr(op.attributes["concat_dimension"]).value
+    out = []
+    for x, batched, res in zip(op.operands, flags, op.results):
+        s = _example_shape(x, batched)
+        r = len(s)
+        # (ng, src, s[:sd], chunk, s[sd] / gs, s[sd+1:])
+        g = bld.reshape(_grouped(fb, x, batched, groups),
+                        [ng, gs] + s[:sd] + [gs, s[sd] // gs] + s[sd + 1:])
+
+        def full(i):  # where dim i of the split shape (chunk removed) is in g
+            return 2 + i + (1 if i >= sd else 0)
+
+        perm = [0, 2 + sd]  # the chunk a lane receives is indexed by the receiver
+        for i in range(r):
+            if i == cd:
+                perm.append(1)  # the senders, in group order, before the concat dim
+            perm.append(full(i))
+        moved = bld.transpose(g, perm)
+        out_shape = bld.shape_of(res.type)
+        slots = bld.reshape(moved, [ng * gs] + out_shape)
+        out.append((_by_position(slots, groups, n), True))
+    return out
+
+
+@register("stablehlo.collective_permute")
+def collective_permute(fb, op, flags):
+    if not marked(op):
+        return fallback(fb, op, flags)
+    n = _lanes(fb, op)
+    pairs = np.array(ir.DenseIntElementsAttr(op.attributes["source_target_pairs"]))
+    source = {int(t): int(s) for s, t in pairs.reshape(-1, 2)}
+    x, batched = op.operands[0], flags[0]
+    if not batched and len(source) == n:
+        return [(x, False)]  # every lane receives the same value
+    x = fb.materialize(x)
+    moved = take(x, [source.get(t, 0) for t in range(n)])
+    if len(source) == n:
+        return [(moved, True)]
+    shape = bld.shape_of(moved)
+    i1 = ir.IntegerType.get_signless(1)
+    has = bld.constant(ir.DenseElementsAttr.get(
+        np.array([t in source for t in range(n)]), type=bld.tensor_type([n], i1)))
+    has = bld.broadcast_in_dim(has, shape, [0])
+    zeros = bld.splat(bld.element_type(moved), shape, 0)
+    return [(bld.select(has, moved, zeros), True)]
+
+
+@register("stablehlo.collective_broadcast")
+def collective_broadcast(fb, op, flags):
+    if not marked(op):
+        return fallback(fb, op, flags)
+    n = _lanes(fb, op)
+    groups = _groups(fb, op, n)
+    if not flags[0]:
+        return [(op.operands[0], False)]
+    where = [0] * n
+    for g in groups:
+        for v in g:
+            where[v] = g[0]
+    return [(take(op.operands[0], where), True)]
+
+
+@register("stablehlo.partition_id")
+def partition_id(fb, op, flags):
+    if not marked(op):
+        return fallback(fb, op, flags)
+    n = _lanes(fb, op)
+    return [(bld.iota([n], 0, bld.element_type(op.results[0])), True)]

@@ -1,0 +1,406 @@
+"""vmap's ``axis_name``: collectives over the batch axis inside a batched function.
+
+``export_named`` lowers the per-example function with the batch axis bound
+as a mesh axis of an abstract mesh of B devices (``jax.shard_map`` over
+``jax.sharding.AbstractMesh((B,), (name,))``: no devices needed), so that
+``lax.psum(x, name)``, ``all_gather``, ``ppermute``, ``axis_index``, ... lower
+to StableHLO collectives over those B devices. ``lanes_module`` then makes
+the module an ordinary one-device module again: the ``sdy.manual_computation``
+body becomes the body of @main, and every collective is marked as being
+over the batch axis (the batching engine sends marked ops, and ops or calls
+holding them, to their rules even when no operand is batched). The batching rewrite turns the marked ops into
+batch-dimension ops (passes/rules/collectives.py): device k is lane k.
+
+``spmd_to_batch`` offers the same on a module someone else wrote for N
+devices with manual collectives (a shard_map program).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+import re
+from typing import Callable
+
+import jax
+from jax import tree_util
+from jaxlib.mlir import ir
+
+from passes.rules.collectives import LANE_ATTR, LANES_ATTR
+from stablehlo_batch import module_io
+
+# Ops whose meaning depends on the device, hence on the lane.
+COLLECTIVES = frozenset({
+    "stablehlo.all_reduce", "stablehlo.all_gather", "stablehlo.all_to_all",
+    "stablehlo.reduce_scatter", "stablehlo.collective_permute",
+    "stablehlo.collective_broadcast", "stablehlo.partition_id"})
+
+
+def check_axis_name(axis_name) -> None:
+    if axis_name is None:
+        return
+    if isinstance(axis_name, (tuple, list)):
+        raise TypeError("batch_lower binds one axis name per batch axis; nest calls for "
+                        f"several names, got axis_name={axis_name!r}")
+    try:
+        hash(axis_name)
+    except TypeError:
+        raise TypeError(f"axis_name must be hashable, got {axis_name!r}") from None
+
+
+def export_named(fn: Callable, args, kwargs, axis_name, size, platform: str
+                 ) -> jax.export.Exported:
+    """``jax.export`` of ``jax.jit(fn)`` for one example, with ``axis_name``
+    bound to a batch of ``size`` lanes; its module is ``lanes_module``'s."""
+    if not isinstance(size, int):
+        raise ValueError(f"axis_name={axis_name!r} needs a static batch size: collectives "
+                         "over a symbolic axis_size are not supported")
+    mesh = jax.sharding.AbstractMesh((size,), (axis_name,))
+    P = jax.sharding.PartitionSpec
+
+    def per_device(*leaves):
+        a, k = tree_util.tree_unflatten(in_tree, leaves)
+        return fn(*a, **k)
+
+    # Every value is whole on every device (P()); the manual body then sees
+    # exactly the per-example function. check_vma=False: jax.vmap tracks no
+    # varying-ness either, and psum of a replicated value is B times it there.
+    sm = jax.shard_map(per_device, mesh=mesh, in_specs=P(), out_specs=P(),
+                       check_vma=False)
+
+    def wrapper(*a, **k):
+        return sm(*tree_util.tree_leaves((a, k)))
+
+    in_tree = tree_util.tree_structure((args, kwargs))
+    # Inside another batch_lower's trace the context mesh is that one's: this
+    # function is lowered on its own (it names only its own axis).
+    outer = jax.sharding.get_abstract_mesh()
+    with _collective_broadcast_lowering(platform), \
+            jax.sharding.use_abstract_mesh(outer if outer.empty else
+                                           jax.sharding.AbstractMesh((), ())):
+        exp = jax.export.export(jax.jit(wrapper), platforms=(platform,))(*args, **kwargs)
+    module = module_io.parse_module(exp.mlir_module_serialized)
+    lanes_module(module, size)
+    return dataclasses.replace(
+        exp, mlir_module_serialized=module_io.module_to_portable_artifact(module),
+        nr_devices=1, _get_vjp=None)
+
+
+_LOWERING_LOCK = threading.RLock()  # re-entered by nested batch_lower calls
+
+
+@contextlib.contextmanager
+def _collective_broadcast_lowering(platform: str):
+    """``lax.pbroadcast`` lowers to ``collective_broadcast`` for GPUs only; our
+    rewrite takes it on any platform, so it is lowered the same way while a
+    function is exported for a named batch axis."""
+    from jax._src.interpreters import mlir as jax_mlir
+    from jax._src.lax import parallel
+    table = jax_mlir._platform_specific_lowerings[platform]
+    with _LOWERING_LOCK:
+        added = parallel.pbroadcast_p not in table
+        if added:
+            table[parallel.pbroadcast_p] = jax_mlir.LoweringRuleEntry(
+                parallel._pbroadcast_lowering, True)
+        try:
+            yield
+        finally:
+            if added:
+                table.pop(parallel.pbroadcast_p, None)
+
+
+def lanes_module(module: ir.Module, size: int, func: str = "main") -> ir.Module:
+    """Rewrites in place a module whose @``func`` runs one ``sdy.manual_computation``
+    over a mesh axis of ``size`` devices (or is plain SPMD code with
+    collectives) into a one-device module whose collectives are marked as
+    over the batch axis. Returns ``module``."""
+    with module.context, ir.Location.unknown(module.context):
+        _inline_manual_computations(module, func)
+        _drop_sdy(module)
+        marked = [0]
+
+        def mark(op):
+            if op.name in COLLECTIVES:
+                op.attributes[LANE_ATTR] = ir.UnitAttr.get()
+                marked[0] += 1
+            return ir.WalkResult.ADVANCE
+
+        module.operation.walk(mark)
+        attrs = module.operation.attributes
+        attrs[LANES_ATTR] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), size)
+        for name in ("mhlo.num_partitions", "mhlo.num_replicas"):
+            if name in attrs:
+                attrs[name] = ir.IntegerAttr.get(ir.IntegerType.get_signless(32), 1)
+    return module
+
+
+def _inline_manual_computations(module: ir.Module, func: str):
+    for top in module.body.operations:
+        if top.operation.name != "func.func":
+            continue
+        ops = []
+        top.operation.walk(lambda o: (ops.append(o) if o.name == "sdy.manual_computation"
+                                      else None) or ir.WalkResult.ADVANCE)
+        for mc in ops:
+            body = mc.regions[0].blocks[0]
+            for arg, operand in zip(body.arguments, mc.operands):
+                arg.replace_all_uses_with(operand)
+            inner = [o.operation for o in body.operations]
+            for o in inner[:-1]:
+                o.move_before(mc)
+            for r, v in zip(mc.results, inner[-1].operands):
+                r.replace_all_uses_with(v)
+            mc.erase()
+
+
+def _drop_sdy(module: ir.Module):
+    """Removes the mesh declarations and sharding attributes of the SPMD module."""
+    for op in list(module.body.operations):
+        if op.operation.name == "sdy.mesh":
+            op.operation.erase()
+    for op in module.body.operations:
+        op = op.operation
+        if op.name != "func.func":
+            continue
+        for key in ("arg_attrs", "res_attrs"):
+            if key not in op.attributes:
+                continue
+            cleaned = []
+            for d in ir.ArrayAttr(op.attributes[key]):
+                d = ir.DictAttr(d)
+                keep = {d[i].name: d[i].attr for i in range(len(d))
+                        if not d[i].name.startswith(("sdy.", "mhlo.sharding"))}
+                cleaned.append(ir.DictAttr.get(keep))
+            op.attributes[key] = ir.ArrayAttr.get(cleaned)
+
+
+def resolve_names(axis_name, spmd_axis_name, mesh, stacklevel: int = 3):
+    """``batch_lower``'s two names: (the name collectives use, the mesh axis
+    that ``mesh=`` splits the batch over).
+
+    Until this release ``axis_name`` meant the mesh axis (vmap's
+    ``spmd_axis_name``). With ``mesh=`` and no ``spmd_axis_name``, an
+    ``axis_name`` that is an axis of the mesh is still read that way, with a
+    DeprecationWarning, and also bound for collectives: ``jax.vmap`` with
+    ``axis_name == spmd_axis_name`` means the same, so either reading of the
+    call computes what its author meant."""
+    import warnings
+    check_axis_name(axis_name)
+    if mesh is None:
+        if spmd_axis_name is not None:
+            raise ValueError("spmd_axis_name needs mesh= (the mesh its axis belongs to)")
+        return axis_name, None
+    if spmd_axis_name is None:
+        names = getattr(mesh, "axis_names", ())
+        if axis_name is not None and axis_name in names:
+            warnings.warn(
+                "batch_lower(mesh=..., axis_name=...) names the mesh axis the batch is split "
+                "over: pass spmd_axis_name= for that (as jax.vmap does); axis_name will only "
+                "name the batch axis for collectives in the next release",
+                DeprecationWarning, stacklevel=stacklevel)
+            return axis_name, axis_name
+        return axis_name, "batch"
+    return axis_name, spmd_axis_name
+
+
+# ---- SPMD programs as one batched module ----------------------------------------
+
+def spmd_to_batch(module: module_io.ModuleSource, axis_name: str, *,
+                  num_devices: int | None = None, func: str = "main",
+                  debug_info: bool = False) -> str:
+    """A module written for N devices with manual collectives over the mesh
+    axis ``axis_name`` (a ``jax.shard_map`` program) as a one-device module
+    computing the same global result: the axis becomes a batch dimension of
+    size N and each collective batch-dimension ops. Returns the module text.
+
+    Each ``sdy.manual_computation`` in @``func`` over ``axis_name`` becomes a
+    call of its body batched over the N lanes: an operand split along
+    dimension d over the axis is reshaped so that the lanes are dimension d;
+    a result split along d is reshaped back; a replicated one is lane 0's.
+    A module without ``manual_computation`` is taken as per-device code
+    (plain SPMD: collectives with replica groups over ``num_devices``
+    devices, by default ``mhlo.num_partitions``): every argument and result
+    then gets a leading dimension of N, one entry per device."""
+    from passes.engine import batch_function_with_report, verify
+    from passes.errors import BatchingError
+    m = module_io.parse_module(module)
+    with m.context, ir.Location.unknown(m.context):
+        table = ir.SymbolTable(m.operation)
+        try:
+            entry = table[func].operation
+        except KeyError:
+            raise BatchingError(f"function @{func} not found in the module") from None
+        mcs = []
+        entry.walk(lambda o: (mcs.append(o) if o.name == "sdy.manual_computation"
+                              else None) or ir.WalkResult.ADVANCE)
+        meshes = _meshes(m)
+        if not mcs:
+            n = num_devices or _num_partitions(m)
+            if not n:
+                raise BatchingError("the module has no sdy.manual_computation and no "
+                                    "mhlo.num_partitions: pass num_devices")
+            _mark_all(m, n)
+            block = entry.regions[0].blocks[0]
+            n_res = len(list(block.operations)[-1].operands)
+            batch_function_with_report(m, func, [0] * len(block.arguments), [0] * n_res, n)
+        else:
+            n = None
+            for i, mc in enumerate(mcs):
+                n_mc = _lanes_of(mc, meshes, axis_name)
+                if n is not None and n_mc != n:
+                    raise BatchingError(f"manual computations over {axis_name!r} with "
+                                        f"{n} and {n_mc} devices")
+                n = n_mc
+            _mark_all(m, n)
+            for i, mc in enumerate(mcs):
+                _batch_manual_computation(m, mc, axis_name, n, f"{func}_lanes_{i}",
+                                          batch_function_with_report)
+            from jaxlib.mlir import passmanager
+            passmanager.PassManager.parse("builtin.module(symbol-dce)").run(m.operation)
+        _strip_sharding_ops(m)
+        _drop_sdy(m)
+        for name in ("mhlo.num_partitions", "mhlo.num_replicas"):
+            if name in m.operation.attributes:
+                m.operation.attributes[name] = ir.IntegerAttr.get(
+                    ir.IntegerType.get_signless(32), 1)
+        del m.operation.attributes[LANES_ATTR]
+    verify(m, "spmd_to_batch")
+    return module_io.module_to_text(m, debug_info=debug_info)
+
+
+def _mark_all(m: ir.Module, n: int):
+    def mark(op):
+        if op.name in COLLECTIVES:
+            op.attributes[LANE_ATTR] = ir.UnitAttr.get()
+        return ir.WalkResult.ADVANCE
+    m.operation.walk(mark)
+    m.operation.attributes[LANES_ATTR] = ir.IntegerAttr.get(
+        ir.IntegerType.get_signless(64), n)
+
+
+def _num_partitions(m: ir.Module) -> int | None:
+    attrs = m.operation.attributes
+    for name in ("mhlo.num_partitions", "mhlo.num_replicas"):
+        if name in attrs and ir.IntegerAttr(attrs[name]).value > 1:
+            return ir.IntegerAttr(attrs[name]).value
+    return None
+
+
+def _meshes(m: ir.Module) -> dict[str, list[tuple[str, int]]]:
+    """sdy.mesh name -> [(axis, size), ...]."""
+    out = {}
+    for op in m.body.operations:
+        op = op.operation
+        if op.name == "sdy.mesh":
+            name = ir.StringAttr(op.attributes["sym_name"]).value
+            text = str(op.attributes["mesh"])
+            out[name] = [(a, int(s)) for a, s in re.findall(r'"([^"]+)"=(\d+)', text)]
+    return out
+
+
+def _shardings(attr) -> list[tuple[str, list[list[str]]]]:
+    """A sdy.sharding_per_value as [(mesh name, [[axes of dim 0], ...]), ...]."""
+    out = []
+    for mesh, dims in re.findall(r'<@([\w.$-]+)\s*,\s*\[((?:\{[^}]*\}(?:\s*,\s*)?)*)\]',
+                                 str(attr)):
+        out.append((mesh, [re.findall(r'"([^"]+)"', d)
+                           for d in re.findall(r'\{([^}]*)\}', dims)]))
+    return out
+
+
+def _lanes_of(mc, meshes, axis_name) -> int:
+    from passes.errors import BatchingError
+    manual = re.findall(r'"([^"]+)"', str(mc.attributes["manual_axes"]))
+    if axis_name not in manual:
+        raise BatchingError(f"the manual computation is over {manual}, not over "
+                            f"{axis_name!r}")
+    mesh_names = {mesh for mesh, _ in _shardings(mc.attributes["in_shardings"]) +
+                  _shardings(mc.attributes["out_shardings"])}
+    sizes = {}
+    for name in mesh_names:
+        sizes.update(dict(meshes.get(name, [])))
+    if axis_name not in sizes:
+        raise BatchingError(f"{axis_name!r} is not an axis of the module's mesh "
+                            f"({sorted(sizes)})")
+    others = [a for a, s in sizes.items() if a != axis_name and s > 1]
+    if others:
+        raise BatchingError(f"the mesh has axes {others} besides {axis_name!r}: only a "
+                            "one-axis mesh can become a batch dimension")
+    return sizes[axis_name]
+
+
+def _split_dim(dims: list[list[str]], axis_name: str, what: str) -> int | None:
+    from passes.errors import BatchingError
+    found = [d for d, axes in enumerate(dims) if axis_name in axes]
+    if any(len(axes) > 1 for axes in dims if axis_name in axes):
+        raise BatchingError(f"{what} is split over {axis_name!r} together with other axes")
+    return found[0] if found else None
+
+
+def _batch_manual_computation(m, mc, axis_name, n, name, batch_fn):
+    from jaxlib.mlir.dialects import func as func_d
+    from passes import builders as bld
+    in_dims = [_split_dim(d, axis_name, f"operand {i}")
+               for i, (_, d) in enumerate(_shardings(mc.attributes["in_shardings"]))]
+    out_dims = [_split_dim(d, axis_name, f"result {j}")
+                for j, (_, d) in enumerate(_shardings(mc.attributes["out_shardings"]))]
+    body = mc.regions[0].blocks[0]
+    term = list(body.operations)[-1].operation
+    fn_type = ir.FunctionType.get([a.type for a in body.arguments],
+                                  [v.type for v in term.operands])
+    with ir.InsertionPoint(m.body):
+        f = func_d.FuncOp(name, fn_type)
+    block = f.add_entry_block()
+    mapping = dict(zip(body.arguments, block.arguments))
+    with ir.InsertionPoint(block):
+        outs = bld.clone_block_ops(body, mapping)
+        func_d.ReturnOp(outs)
+    batch_fn(m, name, in_dims, [0 if d is None else d for d in out_dims], n)
+    with ir.InsertionPoint(mc), mc.location:
+        args = []
+        for v, d in zip(mc.operands, in_dims):
+            if d is not None:
+                s = bld.shape_of(v)
+                v = bld.reshape(v, s[:d] + [n, s[d] // n] + s[d + 1:])
+            args.append(v)
+        ftype = ir.FunctionType(ir.TypeAttr(f.operation.attributes["function_type"]).value)
+        call = func_d.CallOp(list(ftype.results), ir.FlatSymbolRefAttr.get(name), args)
+        for r, v, d in zip(mc.results, call.results, out_dims):
+            if d is None:  # replicated: every lane holds it, lane 0's is the result
+                s = bld.shape_of(v)
+                v = bld.reshape(bld.slice_(v, [0] * len(s), [1] + s[1:], [1] * len(s)), s[1:])
+            else:
+                v = bld.reshape(v, bld.shape_of(r))
+            r.replace_all_uses_with(v)
+    mc.erase()
+    f.operation.attributes["sym_visibility"] = ir.StringAttr.get("private")
+
+
+def _strip_sharding_ops(m: ir.Module):
+    """Sharding constraints mean nothing on one device: their operand replaces them."""
+    ops = []
+    m.operation.walk(lambda o: (ops.append(o) if o.name in (
+        "sdy.sharding_constraint", "sdy.reshard") else None) or ir.WalkResult.ADVANCE)
+    for op in ops:
+        op.results[0].replace_all_uses_with(op.operands[0])
+        op.erase()
+
+
+def bound_outside(err: NameError) -> bool:
+    """True when ``err`` is jax's unbound-axis error for a name that an
+    enclosing transformation (an outer ``jax.vmap`` or ``batch_lower``) binds."""
+    from jax._src import core
+    m = re.search(r"unbound axis name: (\S+?)\.?(\s|$)", str(err))
+    if m is None:
+        return False
+    env = core.get_axis_env()
+    return any(str(n) == m.group(1) for n in env.axis_names())
+
+
+def vmap_inside(bf, args, kwargs):
+    """An inner ``batch_lower`` whose collectives name an outer batch axis
+    has no module of its own to batch (its collectives span the outer lanes):
+    it is traced by ``jax.vmap`` into the enclosing function instead, whose
+    own batching (our rewrite, for an outer ``batch_lower``) then sees it."""
+    return jax.vmap(bf.fn, bf.in_axes, bf.out_axes, axis_name=bf.axis_name,
+                    axis_size=bf.axis_size)(*args, **kwargs)

@@ -1,0 +1,370 @@
+"""vmap's axis_name in batch_lower: every collective over the batch axis
+against jax.vmap(axis_name=...), under jit / grad / jvp, in loops and
+branches, nested; spmd_to_batch on shard_map programs; the errors.
+
+Ideas from JAX's tests/batching_test.py (the cases that use axis_name) are
+ported here as our own tests.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+from jax._src.lax import parallel
+
+import stablehlo_batch as sb
+from conftest import assert_same_tree
+
+
+def both(fn, *args, in_axes=0, out_axes=0, axis_size=None, name="i", **kw):
+    """batch_lower and jax.vmap, both with ``name`` bound, agree on ``args``."""
+    want = jax.vmap(fn, in_axes, out_axes, axis_name=name, axis_size=axis_size)(*args)
+    got = sb.batch_lower(fn, in_axes, out_axes, axis_name=name, axis_size=axis_size,
+                         **kw)(*args)
+    assert_same_tree(got, want, rtol=1e-5, atol=1e-5)
+    return got
+
+
+def arange(*shape, dtype=jnp.float32):
+    return (jnp.arange(np.prod(shape)) % 7 - 2).astype(dtype).reshape(shape) * (
+        1 if jnp.issubdtype(dtype, jnp.integer) else 0.5)
+
+
+# ---- each collective, batched and unbatched operands, in/out axes -------------------
+
+COLLECTIVES = {
+    "psum": lambda x, w: lax.psum(x, "i") * w,
+    "pmean": lambda x, w: x - lax.pmean(x * w, "i"),
+    "pmax": lambda x, w: lax.pmax(x, "i") + lax.pmax(w, "i"),
+    "pmin": lambda x, w: lax.pmin(x - w, "i"),
+    "psum_unbatched": lambda x, w: (x, lax.psum(w, "i")),
+    "all_gather": lambda x, w: lax.all_gather(x, "i") + w,
+    "all_gather_axis1": lambda x, w: lax.all_gather(x * w, "i", axis=1),
+    "all_gather_tiled": lambda x, w: lax.all_gather(x, "i", axis=1, tiled=True),
+    "all_gather_unbatched": lambda x, w: (lax.all_gather(w, "i"), x),
+    "psum_scatter": lambda x, w: lax.psum_scatter(jnp.stack([x, 2 * x, -x]), "i"),
+    "psum_scatter_tiled_dim1": lambda x, w: lax.psum_scatter(
+        jnp.tile(x, (1, 3)) * w[0, 0], "i", scatter_dimension=1, tiled=True),
+    "all_to_all": lambda x, w: lax.all_to_all(jnp.stack([x, 2 * x, -x]), "i", 0, 2),
+    "all_to_all_tiled": lambda x, w: lax.all_to_all(jnp.tile(x, (1, 3)), "i", 1, 0,
+                                                    tiled=True),
+    "ppermute": lambda x, w: lax.ppermute(x, "i", [(0, 1), (1, 2), (2, 0)]) * w,
+    "pshuffle": lambda x, w: lax.pshuffle(x, "i", [2, 0, 1]),
+    "axis_index": lambda x, w: x + lax.axis_index("i"),
+    "pargmax": lambda x, w: parallel.pargmax(x, "i"),
+    "pargmin": lambda x, w: parallel.pargmin(x, "i"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(COLLECTIVES))
+def test_collective_matches_vmap(name):
+    fn = COLLECTIVES[name]
+    x, w = arange(3, 2, 4), arange(2, 4) + 1
+    both(fn, x, w, in_axes=(0, None))
+
+
+@pytest.mark.parametrize("name,in_axes,out_axes,dtype", [
+    ("psum", (2, 0), -1, jnp.int32),
+    ("all_gather_tiled", (1, None), 1, jnp.float32),
+    ("psum_scatter", (1, None), 0, jnp.int32),
+    ("all_to_all", (2, None), 1, jnp.float32),
+    ("ppermute", (1, 0), 2, jnp.int32),
+    ("axis_index", (1, None), 1, jnp.int32),
+])
+def test_collective_axes_and_dtypes(name, in_axes, out_axes, dtype):
+    x = jnp.moveaxis(arange(3, 2, 4, dtype=dtype), 0, in_axes[0])
+    w = arange(2, 4, dtype=dtype) + 1
+    if in_axes[1] is not None:
+        w = jnp.stack([w, w * 2, w - 1], axis=in_axes[1])
+    both(COLLECTIVES[name], x, w, in_axes=in_axes, out_axes=out_axes)
+
+
+def test_reduction_body_without_an_identity():
+    # Complex pmax / pmin: a multi-op body; reduced by halves with stablehlo.map.
+    x = (jnp.arange(10) % 3 + 1j * (jnp.arange(10) % 4)).reshape(5, 2).astype(jnp.complex64)
+    both(lambda x: (lax.pmax(x, "i"), lax.pmin(x, "i"), lax.psum(x, "i")), x)
+
+
+def test_batch_of_one_and_unmapped_results():
+    x = arange(1, 3)
+    both(lambda x: (lax.psum(x, "i"), lax.all_gather(x, "i")), x, out_axes=None)
+    x = jnp.arange(15).reshape((3, 5))
+    # The mapped axis becomes the first axis of the unmapped gather.
+    got = both(lambda x: lax.all_gather(x, "i"), x, in_axes=1, out_axes=None)
+    np.testing.assert_array_equal(got, x.T)
+    got = both(lambda x: lax.all_gather(x[None], "i", tiled=True), x, in_axes=1,
+               out_axes=None)
+    a, b = both(lambda x: (lax.all_gather(jnp.ones_like(x), "i"), lax.all_gather(1, "i")),
+                x, in_axes=1, out_axes=None)
+    np.testing.assert_array_equal(b, np.ones(5, b.dtype))
+
+
+def test_all_to_all_every_split_and_concat():
+    x = arange(4, 4, 4)
+    f = sb.batch_lower(lambda x: [lax.all_to_all(x, "i", s, c) for s in range(2)
+                                  for c in range(2)], axis_name="i")
+    got = f(x)
+    for k, (s, c) in enumerate([(s, c) for s in range(2) for c in range(2)]):
+        ref = jnp.moveaxis(x, (0, s + 1), (c + 1, 0))
+        np.testing.assert_array_equal(got[k], ref)
+
+
+def test_ppermute_random_permutation_and_partial():
+    x = jnp.arange(6.0)
+    perm = np.random.default_rng(0).permutation(6)
+    pairs = [(int(s), int(t)) for s, t in zip(range(6), perm)]
+    got = both(lambda x: x - lax.ppermute(x, "i", pairs), x)
+    np.testing.assert_array_equal(got, x - x[np.argsort(perm)])
+    # A lane that no pair sends to receives zeros (jax.vmap refuses this perm).
+    got = sb.batch_lower(lambda x: lax.ppermute(x, "i", [(0, 1), (1, 2)]), axis_name="i")(x)
+    np.testing.assert_array_equal(got, [0, 0, 1, 0, 0, 0])
+
+
+def test_pbroadcast_and_replica_groups():
+    x = arange(4, 3)
+    got = sb.batch_lower(lambda x: lax.pbroadcast(x, "i", 2), axis_name="i")(x)
+    np.testing.assert_array_equal(got, jnp.broadcast_to(x[2], x.shape))
+    # jax.vmap has no axis_index_groups; shard_map semantics: each group reduces.
+    got = sb.batch_lower(lambda x: (lax.psum(x, "i", axis_index_groups=[[0, 2], [1, 3]]),
+                                    lax.pmax(x, "i", axis_index_groups=[[3, 1], [2, 0]])),
+                         axis_name="i")(x)
+    pairs = jnp.stack([x[0] + x[2], x[1] + x[3]])
+    np.testing.assert_allclose(got[0], pairs[jnp.array([0, 1, 0, 1])])
+    maxes = jnp.stack([jnp.maximum(x[1], x[3]), jnp.maximum(x[0], x[2])])
+    np.testing.assert_allclose(got[1], maxes[jnp.array([1, 0, 1, 0])])
+
+
+# ---- transformations ---------------------------------------------------------------
+
+def test_jit_grad_jvp_through_batched_function():
+    def f(x, w):
+        return jnp.tanh(x * w - lax.pmean(x, "i")) / lax.psum(jnp.abs(x).sum() + 1, "i")
+    x, w = arange(3, 4), arange(4) + 1
+    bl = sb.batch_lower(f, (0, None), axis_name="i")
+    vm = jax.vmap(f, (0, None), axis_name="i")
+    assert_same_tree(jax.jit(bl)(x, w), vm(x, w))
+    loss = lambda g: lambda x, w: (g(x, w) ** 2).sum()
+    assert_same_tree(jax.grad(loss(bl), (0, 1))(x, w), jax.grad(loss(vm), (0, 1))(x, w),
+                     rtol=1e-5, atol=1e-6)
+
+
+def test_grad_inside_the_batched_function():
+    a = jnp.ones(5)
+    both(jax.grad(lambda x: -lax.psum(x, "i")), a, out_axes=None)
+    both(jax.grad(lambda x: lax.ppermute(x, "i", perm=[[0, 1], [1, 0]])), jnp.array([1., 2.]))
+    x, y_bar = arange(3, 4), arange(3, 3, 4)
+    got = both(lambda x, y_bar: jax.vjp(lambda x: lax.all_gather(x, "i"), x)[1](y_bar),
+               x, y_bar)
+    np.testing.assert_allclose(got[0], y_bar.sum(0))
+    # psum_scatter's derivatives, both ways (JAX's testReduceScatterAutodiff).
+    x = arange(3, 3, 4)
+    rs = functools.partial(lax.psum_scatter, axis_name="i")
+    bl, vm = sb.batch_lower(rs, axis_name="i"), jax.vmap(rs, axis_name="i")
+    assert_same_tree(jax.jvp(bl, (x,), (x * 2,)), jax.jvp(vm, (x,), (x * 2,)))
+    ct = vm(x) + 1
+    assert_same_tree(jax.vjp(bl, x)[1](ct), jax.vjp(vm, x)[1](ct))
+
+
+# ---- control flow --------------------------------------------------------------------
+
+def test_collectives_in_scan_cond_and_while():
+    def scan(x):
+        def body(c, _):
+            c = c + lax.axis_index("i") + lax.psum(c, "i") * 0.1
+            return c, lax.pmax(c.sum(), "i")
+        return lax.scan(body, x, None, length=3)
+    both(scan, arange(3, 2))
+    # A loop whose carry is unbatched until the axis index enters it.
+    count = lambda: lax.scan(lambda c, _: (c + lax.axis_index("i"), c), 0, None, length=3)
+    both(count, axis_size=4)
+    # A batched predicate, collectives in both branches.
+    cond = lambda x: lax.cond(x.sum() > 1, lambda: lax.psum(x, "i"), lambda: lax.pmin(x, "i"))
+    both(cond, arange(3, 2))
+    # A while loop whose trip count is the same on every lane (a psum'd bound).
+    def loop(x):
+        n = lax.psum(1, "i")
+        return lax.while_loop(lambda c: c[0] < n, lambda c: (c[0] + 1, c[1] + lax.pmean(c[1], "i")),
+                              (0, x))[1]
+    both(loop, arange(3, 2))
+
+
+# ---- nesting -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("collective,bulk", [(lax.psum, jnp.sum), (lax.pmax, jnp.max)])
+def test_tuple_of_names_with_inner_vmap(collective, bulk):
+    x = arange(2, 3, 2)
+    for names in [("i", "j"), ("j", "i"), ("i",)]:
+        inner = jax.vmap(lambda y: y - collective(y, names), axis_name="j", in_axes=1,
+                         out_axes=1)
+        got = sb.batch_lower(inner, axis_name="i")(x)
+        axes = tuple(a for a, n in ((0, "i"), (2, "j")) if n in names)
+        np.testing.assert_allclose(got, x - bulk(x, axis=axes, keepdims=True))
+
+
+def test_tuple_of_names_across_nested_batch_lowers():
+    # JAX's testCommAssocCollective with batch_lower in every vmap's place:
+    # the inner function names the outer axis too, so it is traced into the
+    # outer one (named_axes.vmap_inside), whose module our rewrite batches.
+    x = arange(2, 2, 2)
+    for names in [("j", "i"), ("j",)]:
+        f = lambda y: y - lax.psum(y, names)
+        for i, name in enumerate(("i", "j")):
+            f = sb.batch_lower(f, axis_name=name, in_axes=i, out_axes=i)
+        axes = tuple(a for a, n in enumerate(("i", "j")) if n in names)
+        np.testing.assert_allclose(f(x), x - x.sum(axes, keepdims=True))
+    got = jax.vmap(sb.batch_lower(lambda y: lax.pmax(y, ("i", "j")), axis_name="i"),
+                   axis_name="j")(x)
+    np.testing.assert_allclose(got, jnp.broadcast_to(x.max((0, 1)), x.shape))
+
+
+def test_vmap_around_and_batch_lower_inside_batch_lower():
+    x = arange(2, 3, 4)
+    k = lambda x: lax.pmean(x, "i") - x
+    assert_same_tree(jax.vmap(sb.batch_lower(k, axis_name="i"))(x),
+                     jax.vmap(jax.vmap(k, axis_name="i"))(x))
+    inner = lambda y: lax.psum(y, "j") - y
+    outer = lambda x: sb.batch_lower(inner, axis_name="j")(x) + lax.psum(x, "i")
+    want = jax.vmap(lambda x: jax.vmap(inner, axis_name="j")(x) + lax.psum(x, "i"),
+                    axis_name="i")(x)
+    assert_same_tree(sb.batch_lower(outer, axis_name="i")(x), want)
+
+
+# ---- errors and options -----------------------------------------------------------
+
+def test_unbound_name_is_a_name_error_at_the_user_line():
+    def f(x):
+        return lax.psum(x, "j")  # the line the error must point at
+    with pytest.raises(NameError, match="unbound axis name: j") as info:
+        sb.batch_lower(f, axis_name="i")(jnp.ones((2, 3)))
+    assert any(t.name == "f" for t in info.traceback)
+    with pytest.raises(NameError, match="unbound axis name: i"):
+        sb.batch_lower(lambda x: lax.psum(x, "i"))(jnp.ones((2, 3)))
+
+
+def test_refused_combinations():
+    f = lambda x: lax.psum(x, "i")
+    with pytest.raises(ValueError, match="chunk_size cannot be combined with axis_name"):
+        sb.batch_lower(f, axis_name="i", chunk_size=2)
+    with pytest.raises(ValueError, match="check=True cannot be combined with axis_name"):
+        sb.batch_lower(f, axis_name="i", check=True)
+    with pytest.raises(ValueError, match="symbolic"):
+        sb.batch_lower(f, axis_name="i", axis_size="b")(jnp.ones((2, 3)))
+    with pytest.raises(TypeError, match="one axis name"):
+        sb.batch_lower(f, axis_name=("i", "j"))
+    with pytest.raises(ValueError, match="spmd_axis_name needs mesh"):
+        sb.batch_lower(f, spmd_axis_name="data")
+
+
+def test_mesh_axis_name_is_deprecated_for_spmd_axis_name():
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))
+    f = lambda x: x - lax.pmean(x, "data")
+    with pytest.warns(DeprecationWarning, match="spmd_axis_name"):
+        old = sb.batch_lower(f, mesh=mesh, axis_name="data")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        new = sb.batch_lower(f, mesh=mesh, axis_name="data", spmd_axis_name="data")
+    x = arange(2, 3)
+    want = jax.vmap(f, axis_name="data")(x)
+    assert_same_tree(old(x), want)
+    assert_same_tree(new(x), want)
+
+
+# ---- spmd_to_batch -------------------------------------------------------------------
+
+def _abstract_program(fn, in_specs, out_specs, *args, n=4):
+    mesh = jax.sharding.AbstractMesh((n,), ("d",))
+    sm = jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs))
+    return sm.trace(*args).lower(lowering_platforms=("cpu",)).as_text()
+
+
+def test_spmd_to_batch_without_devices(tmp_path, capsys):
+    from stablehlo_batch.check import run_module
+    P = jax.sharding.PartitionSpec
+
+    def prog(x, w):
+        y = x * w + lax.axis_index("d")
+        return y - lax.pmean(y, "d"), lax.psum(y.sum(), "d")
+    x, w = np.arange(8.0, dtype=np.float32).reshape(8, 1), np.float32(2)
+    text = _abstract_program(prog, (P("d"), P()), (P("d"), P()), x, w)
+    out = sb.spmd_to_batch(text, "d")
+    assert "manual_computation" not in out and "all_reduce" not in out
+    y = (x * w).reshape(4, 2, 1) + np.arange(4.0, dtype=np.float32)[:, None, None]
+    got = run_module(out, [x, w])
+    np.testing.assert_allclose(got[0], (y - y.mean(0)).reshape(8, 1))
+    np.testing.assert_allclose(got[1], y.sum(), rtol=1e-6)
+    # The command line: one `error:` line for an axis the module does not have.
+    path = tmp_path / "prog.mlir"
+    path.write_text(text)
+    from stablehlo_batch import cli
+    assert cli.main([str(path), "--spmd-axis=d", "-o", str(tmp_path / "out.mlir")]) == 0
+    assert "partition_id" not in (tmp_path / "out.mlir").read_text()
+    capsys.readouterr()
+    assert cli.main([str(path), "--spmd-axis=x"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "'x'" in err, err
+
+
+_DEVICES_SCRIPT = textwrap.dedent("""
+    import numpy as np, jax, jax.numpy as jnp
+    from jax import lax
+    from jax.sharding import Mesh, PartitionSpec as P
+    import stablehlo_batch as sb
+    from stablehlo_batch.check import run_module
+    N = 4
+    mesh = Mesh(np.array(jax.devices()), ("d",))
+
+    def ring_allreduce(x):
+        def step(c, _):
+            acc, buf = c
+            buf = lax.ppermute(buf, "d", [(k, (k + 1) % N) for k in range(N)])
+            return (acc + buf, buf), None
+        return lax.scan(step, (x, x), None, length=N - 1)[0][0]
+
+    def train_step(w, x, y):
+        g = jax.grad(lambda w: ((x @ w - y) ** 2).mean())(w)
+        return w - 0.1 * lax.pmean(g, "d")
+
+    def transpose(x):  # rows split over devices -> columns split over devices
+        return lax.all_to_all(x, "d", 1, 0, tiled=True)
+
+    rng = np.random.default_rng(0)
+    programs = [
+        (ring_allreduce, (P("d"),), P("d"), (rng.standard_normal((8, 3), np.float32),)),
+        (train_step, (P(), P("d"), P("d")), P(),
+         (rng.standard_normal((3, 2), np.float32), rng.standard_normal((8, 3), np.float32),
+          rng.standard_normal((8, 2), np.float32))),
+        (transpose, (P("d"),), P("d"), (np.arange(64, dtype=np.float32).reshape(8, 8),)),
+    ]
+    for fn, ins, out, args in programs:
+        f = jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=ins, out_specs=out))
+        want = np.asarray(f(*args))
+        text = sb.spmd_to_batch(f.lower(*args).as_text(), "d")
+        got = run_module(text, list(args))[0]
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+        print("spmd ok", fn.__name__)
+
+    # mesh= with collectives: the batch split over the 4 devices.
+    g = lambda x: x - lax.pmean(x, "i") + lax.axis_index("i")
+    x = np.arange(24, dtype=np.float32).reshape(8, 3)
+    got = sb.batch_lower(g, axis_name="i", mesh=mesh, spmd_axis_name="d")(x)
+    np.testing.assert_allclose(got, jax.vmap(g, axis_name="i")(x), rtol=1e-6)
+    print("mesh ok")
+""")
+
+
+def test_spmd_programs_match_their_run_on_four_devices():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+               JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", _DEVICES_SCRIPT], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("spmd ok") == 3 and "mesh ok" in proc.stdout, proc.stdout
