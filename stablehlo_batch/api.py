@@ -51,6 +51,7 @@ class _Plan:
     compiled: Any = None  # the executable, for host callbacks (no Exported then)
     traceable: bool = False  # exported.call may be traced inside another jit
     fn: Any = None  # primitive.BatchedFn: what jax's transformations see
+    tuning: Any = None  # tuning.TuningResult, with tune=
 
 
 class Compiled:
@@ -161,12 +162,17 @@ class _NotTraceable(Exception):
     """Raised while jax.jit traces a call whose plan must be called directly."""
 
 
+class _NeedsTuning(Exception):
+    """Raised while jax.jit traces a call whose plan (tune=) is not measured yet."""
+
+
 class BatchedFunction:
     """What ``batch_lower`` returns: call it like ``jax.vmap(fn, ...)``."""
 
     def __init__(self, fn: Callable, in_axes, out_axes, axis_size: int | None,
                  backend: str | None, strict: bool = False, check: bool = False,
-                 cache_size: int | None = 256, scale_options: dict | None = None):
+                 cache_size: int | None = 256, scale_options: dict | None = None,
+                 tune=False):
         if not callable(fn):
             raise TypeError(f"batch_lower requires a callable, got {fn!r}")
         self.fn = fn
@@ -182,6 +188,8 @@ class BatchedFunction:
         self.cache_size = cache_size
         # chunk_size / memory_limit_bytes / mesh / axis_name (export.batch_with_options)
         self._scale_options = dict(scale_options or {})
+        from stablehlo_batch import tuning
+        self.tune = tuning.canonicalize_tune(tune, self._scale_options, self.symbolic)
         # Calls go through jax.jit's own dispatch, which looks the signature
         # up in C++: a cached call costs what a call of jax.jit(jax.vmap(f))
         # does. Plans whose call cannot be traced (chunked or sharded calls,
@@ -200,9 +208,16 @@ class BatchedFunction:
                 return self._dispatch(*args, **kwargs)
             except _NotTraceable:
                 self._direct = True
+            except _NeedsTuning:
+                from stablehlo_batch import tuning
+                if not tuning.is_concrete((args, kwargs)):  # inside an outer jit
+                    with tuning.allow_untuned():
+                        return self._traced_call(*args, **kwargs)
+                self._plan_for(args, kwargs, concrete=True)  # measures
+                return self._dispatch(*args, **kwargs)
             except TypeError:
                 pass  # e.g. a non-array argument: the direct path names it as vmap would
-        plan = self._plan_for(args, kwargs)
+        plan = self._plan_for(args, kwargs, concrete=True)
         out = plan.call(*args, **kwargs)
         if self.check and not getattr(plan, "checked", False):
             from stablehlo_batch.check import check_call
@@ -214,6 +229,10 @@ class BatchedFunction:
         plan = self._plan_for(args, kwargs)
         if not plan.traceable:
             raise _NotTraceable()
+        if plan.tuning is not None and plan.tuning.pending:
+            from stablehlo_batch import tuning
+            if not tuning.untuned_ok():
+                raise _NeedsTuning()
         if plan.fn is None:
             return plan.exported.call(*args, **kwargs)
         return primitive.call(plan.fn, plan.exported.out_tree, *args, **kwargs)
@@ -222,7 +241,7 @@ class BatchedFunction:
         return Lowered(self._plan_for(args, kwargs), args, kwargs)
 
     # ---- building ----------------------------------------------------------
-    def _plan_for(self, args, kwargs) -> _Plan:
+    def _plan_for(self, args, kwargs, concrete: bool = False) -> _Plan:
         if isinstance(self.in_axes, tuple) and len(self.in_axes) != len(args):
             raise ValueError(
                 "batch_lower in_axes must be an int, None, or a tuple of entries "
@@ -231,8 +250,10 @@ class BatchedFunction:
         leaves, in_tree = tree_util.tree_flatten((args, kwargs))
         avals = ax.avals_of(self.fn, in_tree, leaves)
         plan = self._by_signature.get((in_tree, avals))
-        if plan is not None:  # the hot path: one dict lookup per call
-            return plan
+        # concrete: arguments to measure a plan with tune= on, if it needs that
+        retune = concrete and self.tune is not None
+        if plan is not None and not (retune and plan.tuning is not None and plan.tuning.pending):
+            return plan  # the hot path: one dict lookup per call
         dims = ax.flatten_axes("batch_lower in_axes", in_tree, (self.in_axes, 0))
         dims, size = ax.normalize_in_axes(self.fn, in_tree, [a.shape for a in avals],
                                           avals, dims, self.axis_size)
@@ -241,18 +262,21 @@ class BatchedFunction:
         if self.symbolic:  # one plan, whatever the batch size
             key = (in_tree, tuple(a if d is None else a.update(shape=a.shape[:d] + a.shape[d + 1:])
                                   for a, d in zip(avals, dims)), tuple(dims), None, platform)
+        def stale(plan):
+            return plan is None or (retune and plan.tuning is not None and plan.tuning.pending)
         plan = self._plans.get(key)
-        if plan is None:
+        if stale(plan):
             with self._lock:
                 plan = self._plans.get(key)
-                if plan is None:
+                if stale(plan):
                     with strict_mode(self.strict):
-                        plan = self._build(in_tree, avals, dims, size, platform)
+                        plan = self._build(in_tree, avals, dims, size, platform,
+                                           leaves if retune else None)
                     self._plans[key] = plan
         self._by_signature[(in_tree, avals)] = plan
         return plan
 
-    def _build(self, in_tree, avals, dims, size, platform) -> _Plan:
+    def _build(self, in_tree, avals, dims, size, platform, leaves=None) -> _Plan:
         def unbatched(a, d):
             shape = a.shape if d is None else a.shape[:d] + a.shape[d + 1:]
             return jax.ShapeDtypeStruct(shape, a.dtype, weak_type=a.weak_type)
@@ -274,8 +298,16 @@ class BatchedFunction:
         from stablehlo_batch.export import symbolic_size
         if self.symbolic:
             size = symbolic_size(self.symbolic)
-        built = batch_with_options(exp, dims, out_dims, size, what="batch_lower",
-                                   **self._scale_options)
+        tuned = None
+        if self.tune is not None:  # full batch or chunks, by measurement (tuning.py)
+            from stablehlo_batch import tuning
+            built, tuned = tuning.select(exp, dims, out_dims, size, platform, args=leaves,
+                                         chunks=self.tune, what="batch_lower")
+            if built.report is not None:
+                built.report.tuning = tuned
+        else:
+            built = batch_with_options(exp, dims, out_dims, size, what="batch_lower",
+                                       **self._scale_options)
         batched, module = built.exported, built.module
         result_batched, rewrite_seconds = built.result_batched, built.rewrite_seconds
         fn, call = None, built.call
@@ -297,7 +329,7 @@ class BatchedFunction:
         return _Plan(batched, module, result_batched, rewrite_seconds,
                      call or jax.jit(batched.call), built.report,
                      traceable=built.call is None,
-                     fn=fn)
+                     fn=fn, tuning=tuned)
 
 
 def batch_lower(fn: Callable, in_axes=0, out_axes=0, *, axis_size: int | None = None,
@@ -305,7 +337,7 @@ def batch_lower(fn: Callable, in_axes=0, out_axes=0, *, axis_size: int | None = 
                 chunk_size: int | str | None = None, memory_limit_bytes: int | None = None,
                 mesh: jax.sharding.Mesh | None = None,
                 axis_name: str = "batch", check: bool = False,
-                cache_size: int | None = 256) -> BatchedFunction:
+                cache_size: int | None = 256, tune=False) -> BatchedFunction:
     """Batches ``fn`` like ``jax.vmap(fn, in_axes, out_axes, axis_size=axis_size)``,
     by rewriting its lowered StableHLO instead of re-tracing it.
 
@@ -325,13 +357,17 @@ def batch_lower(fn: Callable, in_axes=0, out_axes=0, *, axis_size: int | None = 
     first op that differs, with a minimal reproducer) when they disagree.
     ``cache_size`` bounds the signatures kept compiled (least recently used
     dropped first; None: unbounded).
+    ``tune=True`` (or a tuple of chunk sizes to try) measures, on the first
+    call of a signature, the full batch against loops over chunks of lanes
+    and keeps the fastest, remembered on disk (stablehlo_batch/tuning.py,
+    docs/tuning.md).
     """
     options = dict(chunk_size=chunk_size, memory_limit_bytes=memory_limit_bytes, mesh=mesh)
     options = {k: v for k, v in options.items() if v is not None}
     if options:
         options["axis_name"] = axis_name
     return BatchedFunction(fn, in_axes, out_axes, axis_size, backend, strict, check=check,
-                           cache_size=cache_size, scale_options=options)
+                           cache_size=cache_size, scale_options=options, tune=tune)
 
 
 def batch_module(module: module_io.ModuleSource, in_axes: Sequence[int | None],

@@ -29,17 +29,20 @@ def _move(x, src, dst):
 
 def chunk_flat(exp: jax.export.Exported, dims: Sequence[int | None],
                out_dims: Sequence[int | None], size: int, chunk: int, *,
-               what: str = "batch_lower", summed: Sequence[int] = ()) -> BatchedExport:
+               what: str = "batch_lower", summed: Sequence[int] = (),
+               full: BatchedExport | None = None) -> BatchedExport:
     """Like ``export.batch_flat`` at batch ``size``, computed ``chunk`` lanes at
     a time. ``dims`` are positions in the batched arguments (non-negative).
     Results in ``summed`` are summed over the batch: each chunk's sum is
-    added to a running total, so no result ever holds the whole batch."""
+    added to a running total, so no result ever holds the whole batch.
+    ``full``: that ``batch_flat`` at ``size``, when the caller already has it."""
     size, chunk = int(size), int(chunk)
     if chunk <= 0:
         raise ValueError(f"chunk_size must be a positive int, got {chunk}")
     # The full-size batch gives the avals, the checks and the report; it is
     # also what runs when one chunk covers the batch.
-    full = batch_flat(exp, dims, out_dims, size, what=what, summed=summed)
+    if full is None:
+        full = batch_flat(exp, dims, out_dims, size, what=what, summed=summed)
     if chunk >= size:
         return full
     n_out = len(exp.out_avals)
