@@ -188,8 +188,10 @@ class BatchedFunction:
         self.cache_size = cache_size
         # chunk_size / memory_limit_bytes / mesh / axis_name (export.batch_with_options)
         self._scale_options = dict(scale_options or {})
-        from stablehlo_batch import tuning
-        self.tune = tuning.canonicalize_tune(tune, self._scale_options, self.symbolic)
+        self.tune = None  # chunk sizes to try against the full batch (tuning.py)
+        if tune is not False and tune is not None:
+            from stablehlo_batch import tuning
+            self.tune = tuning.canonicalize_tune(tune, self._scale_options, self.symbolic)
         # Calls go through jax.jit's own dispatch, which looks the signature
         # up in C++: a cached call costs what a call of jax.jit(jax.vmap(f))
         # does. Plans whose call cannot be traced (chunked or sharded calls,
@@ -208,7 +210,7 @@ class BatchedFunction:
                 return self._dispatch(*args, **kwargs)
             except _NotTraceable:
                 self._direct = True
-            except _NeedsTuning:
+            except _NeedsTuning:  # tune=: measure on these arrays first
                 from stablehlo_batch import tuning
                 if not tuning.is_concrete((args, kwargs)):  # inside an outer jit
                     with tuning.allow_untuned():
@@ -217,7 +219,12 @@ class BatchedFunction:
                 return self._dispatch(*args, **kwargs)
             except TypeError:
                 pass  # e.g. a non-array argument: the direct path names it as vmap would
-        plan = self._plan_for(args, kwargs, concrete=True)
+        try:
+            plan = self._plan_for(args, kwargs, concrete=True)
+        except _NeedsTuning:  # traced arguments: the record or the full batch
+            from stablehlo_batch import tuning
+            with tuning.allow_untuned():
+                plan = self._plan_for(args, kwargs)
         out = plan.call(*args, **kwargs)
         if self.check and not getattr(plan, "checked", False):
             from stablehlo_batch.check import check_call
@@ -238,7 +245,9 @@ class BatchedFunction:
         return primitive.call(plan.fn, plan.exported.out_tree, *args, **kwargs)
 
     def lower(self, *args, **kwargs) -> Lowered:
-        return Lowered(self._plan_for(args, kwargs), args, kwargs)
+        from stablehlo_batch import tuning
+        with tuning.allow_untuned():  # lowering runs nothing: tune= measures on a call
+            return Lowered(self._plan_for(args, kwargs), args, kwargs)
 
     # ---- building ----------------------------------------------------------
     def _plan_for(self, args, kwargs, concrete: bool = False) -> _Plan:
@@ -301,8 +310,11 @@ class BatchedFunction:
         tuned = None
         if self.tune is not None:  # full batch or chunks, by measurement (tuning.py)
             from stablehlo_batch import tuning
-            built, tuned = tuning.select(exp, dims, out_dims, size, platform, args=leaves,
-                                         chunks=self.tune, what="batch_lower")
+            try:
+                built, tuned = tuning.select(exp, dims, out_dims, size, platform,
+                                             args=leaves, chunks=self.tune, what="batch_lower")
+            except tuning.NeedsArguments:
+                raise _NeedsTuning() from None
             if built.report is not None:
                 built.report.tuning = tuned
         else:

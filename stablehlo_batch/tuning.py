@@ -272,6 +272,12 @@ def allow_untuned():
         _state.untuned_ok = old
 
 
+class NeedsArguments(Exception):
+    """Raised by ``select`` when it could measure with concrete arguments but
+    has none (the call is being traced) and ``allow_untuned`` is not on: the
+    caller retries with its arrays, or within ``allow_untuned``."""
+
+
 def untuned_ok() -> bool:
     return getattr(_state, "untuned_ok", False)
 
@@ -304,13 +310,16 @@ def _block(x):
     return jax.block_until_ready(x)
 
 
-def measure(calls: dict, args: tuple, kwargs: dict, *, budget_s: float = BUDGET_S,
-            min_rounds: int = MIN_ROUNDS, max_rounds: int = MAX_ROUNDS,
+def measure(calls: dict, args: tuple, kwargs: dict, *, budget_s: float | None = None,
+            min_rounds: int | None = None, max_rounds: int | None = None,
             reference=None) -> tuple[dict, dict, dict, dict, int]:
     """Times ``calls`` (name -> function, compiled on their first call) on the
     same arguments in alternating rounds, rotating who goes first.
     Returns (median seconds, median of per-round ratio to ``reference``,
     notes of dropped ones, seconds of the first call (compile), rounds)."""
+    budget_s = BUDGET_S if budget_s is None else budget_s
+    min_rounds = MIN_ROUNDS if min_rounds is None else min_rounds
+    max_rounds = MAX_ROUNDS if max_rounds is None else max_rounds
     first, warm = {}, {}
     for name, fn in calls.items():
         start = time.perf_counter()
@@ -347,7 +356,7 @@ def measure(calls: dict, args: tuple, kwargs: dict, *, budget_s: float = BUDGET_
 def select(exp: jax.export.Exported, dims: Sequence[int | None],
            out_dims: Sequence[int | None], size: int, platform: str, *,
            args: Sequence | None = None, chunks: Sequence[int] = DEFAULT_CHUNKS,
-           what: str = "batch_lower", budget_s: float = BUDGET_S,
+           what: str = "batch_lower", budget_s: float | None = None,
            on_build: Callable[[int | None], None] | None = None
            ) -> tuple[BatchedExport, TuningResult]:
     """The batched function for the fastest strategy, and what was measured.
@@ -358,6 +367,9 @@ def select(exp: jax.export.Exported, dims: Sequence[int | None],
     memory, then on disk) is used when there is one; otherwise, with
     concrete arguments, the candidates are measured and the record written.
     ``on_build(chunk)`` is called for every candidate built (tests count them).
+    Without arguments to measure on and no record, it raises
+    ``NeedsArguments`` unless within ``allow_untuned()`` (then: the full
+    batch, ``pending``).
     """
     size = int(size)
     dev = _device(platform)
@@ -383,6 +395,8 @@ def select(exp: jax.export.Exported, dims: Sequence[int | None],
         return finish(known.choice, known)
     ks = chunk_sizes(size, chunks)
     can_measure = (args is not None and dev is not None and is_concrete(args) and ks)
+    if not can_measure and ks and dev is not None and not untuned_ok():
+        raise NeedsArguments()
     if not can_measure:
         note = ("nothing to choose: the batch is no larger than every chunk size" if not ks
                 else "no device for this platform" if dev is None else "")
