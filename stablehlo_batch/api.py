@@ -216,6 +216,9 @@ class BatchedFunction:
                     with tuning.allow_untuned():
                         return self._traced_call(*args, **kwargs)
                 self._plan_for(args, kwargs, concrete=True)  # measures
+                # jit's C++ cache sends a signature whose trace raised to the
+                # Python path for good (~0.3 ms a call): start it afresh.
+                getattr(self._dispatch, "_clear_cache", lambda: None)()
                 return self._dispatch(*args, **kwargs)
             except TypeError:
                 pass  # e.g. a non-array argument: the direct path names it as vmap would

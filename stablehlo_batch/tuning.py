@@ -207,10 +207,12 @@ def _device(platform: str):
         return None
 
 
-def _identity(fp: str, size: int, platform: str, device_kind: str) -> dict:
+def _identity(fp: str, size: int, platform: str, device_kind: str,
+              chunks: Sequence[int]) -> dict:
     """The fields a record must match to be used."""
     return {"version": RECORD_VERSION, "fingerprint": fp, "batch_size": int(size),
-            "platform": platform, "device_kind": device_kind, "jax": jax.__version__}
+            "platform": platform, "device_kind": device_kind, "jax": jax.__version__,
+            "chunk_sizes": list(chunks)}
 
 
 def _key(identity: dict) -> str:
@@ -226,7 +228,7 @@ def _load(path: str, identity: dict, size: int) -> TuningResult | None:
         if not isinstance(rec, dict) or any(rec.get(k) != v for k, v in identity.items()):
             return None
         choice = rec["choice"]
-        if choice is not None and (type(choice) is not int or not 1 <= choice < size):
+        if choice is not None and (type(choice) is not int or choice not in rec["chunk_sizes"]):
             return None
         cands = [Candidate(c["chunk_size"], c.get("seconds"), c.get("ratio"),
                            c.get("build_seconds"), c.get("first_call_seconds"),
@@ -375,7 +377,8 @@ def select(exp: jax.export.Exported, dims: Sequence[int | None],
     dev = _device(platform)
     device_kind = f"{platform}:{dev.device_kind}" if dev is not None else f"{platform}:none"
     fp = fingerprint(exp, dims, out_dims)
-    identity = _identity(fp, size, platform, device_kind)
+    ks = chunk_sizes(size, chunks)
+    identity = _identity(fp, size, platform, device_kind, ks)
     key = _key(identity)
     path = os.path.join(records_dir(), key + ".json")
 
@@ -393,7 +396,6 @@ def select(exp: jax.export.Exported, dims: Sequence[int | None],
                 _memory[key] = known
     if known is not None:
         return finish(known.choice, known)
-    ks = chunk_sizes(size, chunks)
     can_measure = (args is not None and dev is not None and is_concrete(args) and ks)
     if not can_measure and ks and dev is not None and not untuned_ok():
         raise NeedsArguments()
