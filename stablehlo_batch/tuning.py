@@ -444,3 +444,43 @@ def select(exp: jax.export.Exported, dims: Sequence[int | None],
     with _memory_lock:
         _memory[key] = result
     return built[choice], result
+
+
+def example_arguments(avals, seed: int = 0) -> list:
+    """Arrays of the given avals to measure on when the caller has none:
+    standard normal floats, zeros for integers and booleans (valid indices)."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    out = []
+    for a in avals:
+        dt = np.dtype(a.dtype)
+        if np.issubdtype(dt, np.inexact):
+            x = rng.standard_normal(a.shape).astype(dt)
+        else:
+            x = np.zeros(a.shape, dt)
+        out.append(jax.numpy.asarray(x))
+    return out
+
+
+def select_exported(exp: jax.export.Exported, dims, out_dims, size, tune,
+                    tune_args=None) -> jax.export.Exported:
+    """``batch_exported(..., tune=...)``: the fastest strategy as an ``Exported``."""
+    from stablehlo_batch.export import _normalize, is_symbolic
+    chunks = canonicalize_tune(tune, {}, is_symbolic(size))
+    dims = _normalize("batch_exported in_axes", exp.in_avals, dims)
+    batched_avals = [a if d is None else a.update(shape=a.shape[:d] + (int(size),) + a.shape[d:])
+                     for a, d in zip(exp.in_avals, dims)]
+    if tune_args is None:
+        leaves = example_arguments(batched_avals)
+    else:
+        leaves, tree = tree_util.tree_flatten((tuple(tune_args), {}))
+        if tree != exp.in_tree:
+            raise ValueError(f"tune_args must be the batched positional arguments "
+                             f"({exp.in_tree}), got {tree}")
+    platform = jax.default_backend()
+    if platform not in exp.platforms:
+        platform, leaves = exp.platforms[0], None
+    with allow_untuned():
+        built, _ = select(exp, dims, out_dims, int(size), platform, args=leaves,
+                          chunks=chunks, what="batch_exported")
+    return built.exported

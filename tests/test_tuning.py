@@ -260,3 +260,17 @@ def test_second_process_pays_neither_tuning_nor_compile(tmp_path):
     assert second["measured"] == 0 and second["misses"] == 0 and second["hits"] > 0
     assert second["value"] == first["value"] == pytest.approx(8 * 3 * np.tanh(4.0))
     assert os.listdir(tmp_path / "stablehlo_batch_tuning")
+
+
+def test_batch_exported_tune(tuned_dir, monkeypatch):
+    prefer(monkeypatch, 4)
+    exp = jax.export.export(jax.jit(_f))(W, XS[0])
+    bexp = sb.batch_exported(exp, in_axes=(None, 0), axis_size=12, tune=(4,))
+    assert "stablehlo.while" in bexp.mlir_module()
+    assert_same_tree(tuple(bexp.call(W, XS)), tuple(jax.vmap(_f, in_axes=(None, 0))(W, XS)))
+    assert len(os.listdir(tuned_dir)) == 1
+    # the batched artifact serializes and runs like any other
+    again = jax.export.deserialize(bexp.serialize())
+    assert_same_tree(tuple(again.call(W, XS)), tuple(jax.vmap(_f, in_axes=(None, 0))(W, XS)))
+    with pytest.raises(ValueError, match="tune_args"):
+        sb.batch_exported(exp, in_axes=(None, 0), axis_size=12, tune=(3,), tune_args=(W,))
