@@ -322,10 +322,16 @@ def measure(calls: dict, args: tuple, kwargs: dict, *, budget_s: float | None = 
     budget_s = BUDGET_S if budget_s is None else budget_s
     min_rounds = MIN_ROUNDS if min_rounds is None else min_rounds
     max_rounds = MAX_ROUNDS if max_rounds is None else max_rounds
-    first, warm = {}, {}
+    first, warm, failed = {}, {}, {}
     for name, fn in calls.items():
         start = time.perf_counter()
-        _block(fn(*args, **kwargs))  # compile and warm up
+        try:
+            _block(fn(*args, **kwargs))  # compile and warm up
+        except Exception as e:  # noqa: BLE001 - the reference's failure is the user's
+            if name == reference:
+                raise
+            failed[name] = _failed(e)
+            continue
         warm[name] = time.perf_counter() - start
         start = time.perf_counter()
         _block(fn(*args, **kwargs))
@@ -333,7 +339,8 @@ def measure(calls: dict, args: tuple, kwargs: dict, *, budget_s: float | None = 
     best = min(first.values())
     notes = {n: f"dropped: first run {t / best:.1f}x the fastest" for n, t in first.items()
              if t > DROP_FACTOR * best and n != reference}
-    live = [n for n in calls if n not in notes]
+    notes.update(failed)
+    live = [n for n in first if n not in notes]
     one_round = sum(first[n] for n in live)
     rounds = int(max(min_rounds, min(max_rounds, budget_s / max(one_round, 1e-6))))
     if one_round * rounds > 3 * budget_s:  # slow calls: fewer rounds, at least one
@@ -346,13 +353,18 @@ def measure(calls: dict, args: tuple, kwargs: dict, *, budget_s: float | None = 
             times[n].append(time.perf_counter() - start)
     medians = {n: statistics.median(v) for n, v in times.items()}
     for n in notes:
-        medians[n] = first[n]
+        if n in first:
+            medians[n] = first[n]
     ratios = {}
     if reference in times:
         ref = times[reference]
         ratios = {n: statistics.median(a / b for a, b in zip(v, ref) if b > 0)
                   for n, v in times.items()}
     return medians, ratios, notes, warm, rounds
+
+
+def _failed(e: Exception) -> str:
+    return f"failed: {type(e).__name__}: {' '.join(str(e).split())[:200]}"
 
 
 def select(exp: jax.export.Exported, dims: Sequence[int | None],
@@ -420,7 +432,13 @@ def select(exp: jax.export.Exported, dims: Sequence[int | None],
         if on_build is not None:
             on_build(chunk)
         t0 = time.perf_counter()
-        b = build(exp, dims, out_dims, size, chunk, what=what, full=full)
+        try:
+            b = build(exp, dims, out_dims, size, chunk, what=what, full=full)
+        except Exception as e:  # noqa: BLE001 - a loop we cannot build is no candidate
+            if chunk is None:
+                raise
+            cands[chunk] = Candidate(chunk, note=_failed(e))
+            continue
         if chunk is None:
             full = b
         built[chunk] = b
@@ -430,10 +448,11 @@ def select(exp: jax.export.Exported, dims: Sequence[int | None],
                                                    reference=strategy_name(None))
     for chunk, c in cands.items():
         n = c.name
-        c.seconds, c.ratio, c.note = medians.get(n), ratios.get(n), notes.get(n, "")
+        c.seconds, c.ratio = medians.get(n), ratios.get(n)
+        c.note = notes.get(n, c.note)
         c.first_call_seconds = warm.get(n)
     choice = None
-    live = [c for c in ks if strategy_name(c) not in notes]
+    live = [c for c in ks if c in built and strategy_name(c) not in notes]
     if live:
         fastest = min(live, key=lambda c: ratios[strategy_name(c)])
         if ratios[strategy_name(fastest)] < MARGIN:

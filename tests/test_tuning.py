@@ -274,3 +274,18 @@ def test_batch_exported_tune(tuned_dir, monkeypatch):
     assert_same_tree(tuple(again.call(W, XS)), tuple(jax.vmap(_f, in_axes=(None, 0))(W, XS)))
     with pytest.raises(ValueError, match="tune_args"):
         sb.batch_exported(exp, in_axes=(None, 0), axis_size=12, tune=(3,), tune_args=(W,))
+
+
+def test_a_candidate_that_fails_is_skipped(tuned_dir, monkeypatch):
+    build = tuning.build
+
+    def failing(exp, dims, out_dims, size, chunk, **kw):
+        if chunk == 4:
+            raise RuntimeError("no loop today")
+        return build(exp, dims, out_dims, size, chunk, **kw)
+    monkeypatch.setattr(tuning, "build", failing)
+    bl = sb.batch_lower(_f, in_axes=(None, 0), tune=(4,))
+    assert_same_tree(bl(W, XS), jax.vmap(_f, in_axes=(None, 0))(W, XS))
+    res = bl.lower(W, XS).report().tuning
+    assert res.choice is None and res.source == "measured"
+    assert "no loop today" in res.candidates[1].note and "failed" in str(res)
