@@ -35,7 +35,7 @@ import statistics
 import tempfile
 import threading
 import time
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
 import jax
 from jax import tree_util
@@ -76,7 +76,7 @@ class Candidate:
 class TuningResult:
     """What ``select`` did for one plan; ``.report().tuning`` of a tuned plan."""
     choice: int | None                 # chunk size chosen; None: the full batch
-    source: str                        # "measured", "record" or "pending"
+    source: str                        # "measured", "record", "pending" or "fixed"
     candidates: list[Candidate]
     batch_size: int
     device: str
@@ -106,7 +106,8 @@ class TuningResult:
                 + (f", {self.seconds:.2f} s" if self.seconds is not None else ""),
                 "record": f"from the record {self.record_path}",
                 "pending": "not measured yet (traced arguments): the full batch runs; "
-                           "the first call with arrays measures"}.get(self.source, self.source)
+                           "the first call with arrays measures",
+                "fixed": "nothing to measure"}.get(self.source, self.source)
         lines = [f"  strategy: {strategy_name(self.choice)} -- {head}"]
         for c in self.candidates:
             t = "" if c.seconds is None else f"{c.seconds * 1e3:10.3f} ms"
@@ -219,7 +220,7 @@ def _key(identity: dict) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def _load(path: str, identity: dict, size: int) -> TuningResult | None:
+def _load(path: str, identity: dict) -> TuningResult | None:
     """The record at ``path`` if it is well formed and written for ``identity``;
     anything else (missing, corrupt, foreign, impossible choice) is None."""
     try:
@@ -233,7 +234,8 @@ def _load(path: str, identity: dict, size: int) -> TuningResult | None:
         cands = [Candidate(c["chunk_size"], c.get("seconds"), c.get("ratio"),
                            c.get("build_seconds"), c.get("first_call_seconds"),
                            str(c.get("note", ""))) for c in rec.get("candidates", [])]
-        return TuningResult(choice, "record", cands, size, identity["device_kind"],
+        return TuningResult(choice, "record", cands, identity["batch_size"],
+                            identity["device_kind"],
                             record_path=path, seconds=rec.get("seconds"),
                             rounds=int(rec.get("rounds", 0)))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -370,8 +372,7 @@ def _failed(e: Exception) -> str:
 def select(exp: jax.export.Exported, dims: Sequence[int | None],
            out_dims: Sequence[int | None], size: int, platform: str, *,
            args: Sequence | None = None, chunks: Sequence[int] = DEFAULT_CHUNKS,
-           what: str = "batch_lower", budget_s: float | None = None,
-           on_build: Callable[[int | None], None] | None = None
+           what: str = "batch_lower", budget_s: float | None = None
            ) -> tuple[BatchedExport, TuningResult]:
     """The batched function for the fastest strategy, and what was measured.
 
@@ -380,7 +381,6 @@ def select(exp: jax.export.Exported, dims: Sequence[int | None],
     order of ``exp.in_tree`` (None or traced: no measuring). The record (in
     memory, then on disk) is used when there is one; otherwise, with
     concrete arguments, the candidates are measured and the record written.
-    ``on_build(chunk)`` is called for every candidate built (tests count them).
     Without arguments to measure on and no record, it raises
     ``NeedsArguments`` unless within ``allow_untuned()`` (then: the full
     batch, ``pending``).
@@ -395,14 +395,18 @@ def select(exp: jax.export.Exported, dims: Sequence[int | None],
     path = os.path.join(records_dir(), key + ".json")
 
     def finish(choice, result):
-        if on_build is not None:
-            on_build(choice)
-        return build(exp, dims, out_dims, size, choice, what=what), result
+        if choice is not None:
+            try:
+                return build(exp, dims, out_dims, size, choice, what=what), result
+            except Exception as e:  # noqa: BLE001 - a recorded loop that no longer builds
+                result.candidates.append(Candidate(choice, note=_failed(e)))
+                result.choice = None
+        return build(exp, dims, out_dims, size, None, what=what), result
 
     with _memory_lock:
         known = _memory.get(key)
     if known is None:
-        known = _load(path, identity, size)
+        known = _load(path, identity)
         if known is not None:
             with _memory_lock:
                 _memory[key] = known
@@ -415,7 +419,7 @@ def select(exp: jax.export.Exported, dims: Sequence[int | None],
         note = ("nothing to choose: the batch is no larger than every chunk size" if not ks
                 else "no device for this platform" if dev is None else "")
         cands = [Candidate(None, note=note)] + [Candidate(k) for k in ks]
-        source = "measured" if not ks else "pending"
+        source = "fixed" if not ks else "pending"
         result = TuningResult(None, source, cands, size, device_kind)
         if not ks:  # a decision, not a deferral: remember it
             with _memory_lock:
@@ -429,8 +433,6 @@ def select(exp: jax.export.Exported, dims: Sequence[int | None],
     cands: dict = {}
     full = None
     for chunk in [None] + ks:
-        if on_build is not None:
-            on_build(chunk)
         t0 = time.perf_counter()
         try:
             b = build(exp, dims, out_dims, size, chunk, what=what, full=full)
