@@ -289,3 +289,20 @@ def test_a_candidate_that_fails_is_skipped(tuned_dir, monkeypatch):
     res = bl.lower(W, XS).report().tuning
     assert res.choice is None and res.source == "measured"
     assert "no loop today" in res.candidates[1].note and "failed" in str(res)
+
+
+def test_calls_after_measuring_take_jits_fast_path(tuned_dir, monkeypatch):
+    """The first call's trace raised (to measure outside it); jit's C++ cache
+    must not keep sending that signature through Python afterwards."""
+    from jax._src import pjit
+    if not hasattr(pjit, "_run_python_pjit"):
+        pytest.skip("jax internals changed")
+    prefer(monkeypatch, None)
+    bl = sb.batch_lower(_f, in_axes=(None, 0), tune=(4,))
+    bl(W, XS)
+    slow = []
+    run = pjit._run_python_pjit
+    monkeypatch.setattr(pjit, "_run_python_pjit", lambda *a, **k: slow.append(1) or run(*a, **k))
+    for _ in range(3):
+        bl(W, XS)
+    assert not slow
