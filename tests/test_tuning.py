@@ -306,3 +306,18 @@ def test_calls_after_measuring_take_jits_fast_path(tuned_dir, monkeypatch):
     for _ in range(3):
         bl(W, XS)
     assert not slow
+
+
+def test_lane_loop_runs_the_unbatched_function(rng):
+    """chunk 1 (the lane loop tune= tries) calls the per-example module itself;
+    values, the summed gradient of a shared weight and forward mode agree."""
+    x = jnp.asarray(rng.standard_normal((3, 5, 2)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((3, 2)), jnp.float32)
+    bl = sb.batch_lower(_g, in_axes=(1, None), out_axes=1, chunk_size=1)
+    vm = jax.vmap(_g, in_axes=(1, None), out_axes=1)
+    assert_same_tree(bl(x, w), vm(x, w))
+    loss = lambda f: (lambda x, w: f(x, w)[0].sum())
+    assert_same_tree(jax.grad(loss(bl), (0, 1))(x, w), jax.grad(loss(vm), (0, 1))(x, w),
+                     rtol=1e-5)
+    assert_same_tree(jax.jvp(loss(bl), (x, w), (x, w)), jax.jvp(loss(vm), (x, w), (x, w)),
+                     rtol=1e-5)
