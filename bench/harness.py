@@ -1,4 +1,6 @@
-"""Measuring one workload: batch_lower vs jax.jit(jax.vmap(f)) vs jax.lax.map.
+"""Measuring one workload: batch_lower vs jax.jit(jax.vmap(f)) vs jax.lax.map
+(and, on request, ``lax.map(batch_size=K)`` for several K and
+``batch_lower(tune=True)``).
 
 All contenders run in one process. Run times are taken in alternating
 rounds (bl, vmap, map, bl, vmap, map, ...) so that drift on a shared machine
@@ -63,10 +65,17 @@ class Measurement:
     rounds: int = 0
     report: Any = None
     max_abs_diff: float | None = None
+    # with map_chunks / with_tune (issue 15's columns)
+    best_map_chunk: int | None = None     # K of the fastest lax.map(batch_size=K)
+    fastest_alternative: str | None = None  # fastest of vmap, lax.map, lax.map(batch_size=K)
+    ratio_tune_fastest: float | None = None  # median of per-round bl(tune) / that one
+    ratio_tune_vmap: float | None = None
+    tuning: Any = None                    # tuning.TuningResult of batch_lower(tune=True)
 
     def as_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["report"] = None if self.report is None else self.report.as_dict()
+        d["tuning"] = None if self.tuning is None else self.tuning.as_dict()
         return d
 
 
@@ -83,18 +92,23 @@ def _timed(fn, args) -> tuple[float, float]:
     return time.perf_counter() - start, time.process_time() - cpu
 
 
-def _lax_map_fn(f, in_axes, n_args):
-    """jit(f mapped with lax.map over the batched arguments): a loop baseline."""
+def _lax_map_fn(f, in_axes, n_args, batch_size: int | None = None):
+    """jit(f mapped with lax.map over the batched arguments): a loop baseline
+    (``batch_size``: lax.map's chunks of lanes, vmapped inside). A batch
+    axis other than 0 is moved to the front first, as lax.map needs."""
     axes = in_axes if isinstance(in_axes, tuple) else (in_axes,) * n_args
 
+    def front(a, ax):
+        return jax.tree_util.tree_map(lambda x: jax.numpy.moveaxis(x, ax, 0), a)
+
     def looped(*args):
-        batched = [a for a, ax in zip(args, axes) if ax is not None]
+        batched = [front(a, ax) for a, ax in zip(args, axes) if ax is not None]
 
         def one(xs):
             it = iter(xs)
             full = [next(it) if ax is not None else a for a, ax in zip(args, axes)]
             return f(*full)
-        return jax.lax.map(one, batched)
+        return jax.lax.map(one, batched, batch_size=batch_size)
     return jax.jit(looped)
 
 
@@ -114,8 +128,12 @@ def _max_diff(a, b) -> float:
 
 
 def measure(w: Workload, batch: int, *, budget_s: float = 2.0, min_rounds: int = 5,
-            max_rounds: int = 200, seed: int = 0, with_map: bool = True) -> Measurement:
-    """Measures ``w`` at ``batch``; ``budget_s`` bounds the timed rounds."""
+            max_rounds: int = 200, seed: int = 0, with_map: bool = True,
+            map_chunks=(), with_tune: bool = False) -> Measurement:
+    """Measures ``w`` at ``batch``; ``budget_s`` bounds the timed rounds.
+    ``map_chunks``: also ``lax.map(batch_size=K)`` for each K below ``batch``;
+    ``with_tune``: also ``batch_lower(tune=True)`` (its first result includes
+    the tuning; records go where ``stablehlo_batch.tuning.records_dir`` says)."""
     m = Measurement(w.name, batch)
     args = w.make(batch, np.random.default_rng(seed))
     n = len(args)
@@ -140,6 +158,20 @@ def measure(w: Workload, batch: int, *, budget_s: float = 2.0, min_rounds: int =
         lm = _lax_map_fn(w.fn, w.in_axes, n)
         _block(lm(*args))
         contenders["lax_map"] = lm
+        for k in sorted({int(k) for k in map_chunks if 1 < int(k) < batch}):
+            lk = _lax_map_fn(w.fn, w.in_axes, n, batch_size=k)
+            _block(lk(*args))
+            contenders[f"lax_map_{k}"] = lk
+    if with_tune:
+        try:
+            start = time.perf_counter()
+            bt = sb.batch_lower(w.fn, in_axes=w.in_axes, out_axes=w.out_axes, tune=True)
+            _block(bt(*args))
+            m.first_result["batch_lower_tune"] = time.perf_counter() - start
+            m.tuning = bt.lower(*args).report().tuning
+            contenders["batch_lower_tune"] = bt
+        except Exception as e:  # noqa: BLE001 - tuning failing is a result too
+            m.status = f"error: tune: {type(e).__name__}: {' '.join(str(e).split())[:300]}"
 
     lowered = bl.lower(*args)
     m.report = lowered.report()
@@ -176,6 +208,17 @@ def measure(w: Workload, batch: int, *, budget_s: float = 2.0, min_rounds: int =
     if "lax_map" in times:
         m.ratio_map = statistics.median(a / b for a, b in zip(times["batch_lower"],
                                                               times["lax_map"]))
+    maps = [k for k in times if k.startswith("lax_map_")]
+    if maps:
+        best = min(maps, key=lambda k: m.times[k])
+        m.best_map_chunk = int(best.rsplit("_", 1)[1])
+    alternatives = [k for k in times if k == "vmap" or k.startswith("lax_map")]
+    m.fastest_alternative = min(alternatives, key=lambda k: m.times[k])
+    if "batch_lower_tune" in times:
+        tt = times["batch_lower_tune"]
+        m.ratio_tune_fastest = statistics.median(
+            a / b for a, b in zip(tt, times[m.fastest_alternative]))
+        m.ratio_tune_vmap = statistics.median(a / b for a, b in zip(tt, times["vmap"]))
     return m
 
 

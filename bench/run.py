@@ -4,9 +4,12 @@
     python -m bench.run --quick    # a subset in about a minute
 
 Writes ``bench/results/latest.md`` (tables, targets, batching reports),
-``latest.json`` and two PNG plots (``ratio.png``: batch_lower / vmap run
-time per workload; ``rewrite_scaling.png``: rewrite time against op count).
-Targets are reported, never asserted.
+``latest.json`` and PNG plots (``ratio.png``: batch_lower / vmap run
+time per workload; ``tune_ratio.png``: batch_lower(tune=True) / the fastest
+of vmap, lax.map and lax.map(batch_size=K); ``rewrite_scaling.png``: rewrite
+time against op count). Targets are reported, never asserted. Tuning
+records go to a fresh temporary directory unless STABLEHLO_BATCH_TUNING_DIR
+is set, so every run measures its own choices.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ QUICK_WORKLOADS = ["ensemble_mlp", "transformer_block", "newton", "embed_scatter
                    "host_callback"]
 SCALING = {"mlp": (3, 33, 333, 1700), "transformer": (1, 10, 50)}
 QUICK_SCALING = {"mlp": (3, 33, 333), "transformer": (1, 4)}
+MAP_CHUNKS = (8, 32)  # lax.map(batch_size=K) contenders
 
 
 class Progress:
@@ -82,6 +86,43 @@ def _ms(s):
 
 def _mib(b):
     return "" if b is None else f"{b / 2**20:.2f}"
+
+
+def tune_targets(results) -> dict:
+    """batch_lower(tune=True) against the fastest alternative (issue 15)."""
+    tuned = [m for m in results if m.status == "ok" and m.ratio_tune_fastest is not None]
+    r = [m.ratio_tune_fastest for m in tuned]
+    return {"geomean_tune_fastest": geomean(r),
+            "max_tune_fastest": max(r) if r else float("nan"),
+            "tune_over_1_10": sorted(f"{m.workload}@{m.batch} ({m.ratio_tune_fastest:.2f})"
+                                     for m in tuned if m.ratio_tune_fastest > 1.10)}
+
+
+def tune_table(results) -> list[str]:
+    """Issue 15's columns: every contender, the fastest alternative and
+    batch_lower(tune=True) against it."""
+    rows = [m for m in results if m.status == "ok" and m.ratio_tune_fastest is not None]
+    if not rows:
+        return []
+    L = ["## Strategy selection: batch_lower(tune=True) against the fastest alternative\n",
+         "Median ms per call. `lax.map(K)`: `lax.map(batch_size=K)` at its best K of "
+         f"{', '.join(map(str, MAP_CHUNKS))}. Ratios are medians of per-round ratios; "
+         "`tune/fastest` below 1: the tuned function beats every alternative.\n",
+         "| workload | batch | jit(vmap) | lax.map | lax.map(K) | fastest alternative "
+         "| batch_lower | bl(tune) | choice | tune/fastest | tune/vmap | first result tune (s) |",
+         "|---|---:|---:|---:|---:|---|---:|---:|---|---:|---:|---:|"]
+    for m in rows:
+        t = m.times
+        k = m.best_map_chunk
+        fa = m.fastest_alternative.replace("lax_map_", "lax.map(").replace("lax_map", "lax.map")
+        fa = fa + ")" if "(" in fa else fa
+        choice = "" if m.tuning is None else m.tuning.summary().removeprefix("tuned: ")
+        L.append(f"| {m.workload} | {m.batch} | {_ms(t.get('vmap'))} | {_ms(t.get('lax_map'))} | "
+                 f"{'' if k is None else _ms(t.get(f'lax_map_{k}')) + f' (K={k})'} | {fa} | "
+                 f"{_ms(t.get('batch_lower'))} | {_ms(t.get('batch_lower_tune'))} | {choice} | "
+                 f"{m.ratio_tune_fastest:.3f} | {m.ratio_tune_vmap:.3f} | "
+                 f"{m.first_result.get('batch_lower_tune', float('nan')):.2f} |")
+    return L + [""]
 
 
 def targets(results) -> dict:
@@ -174,7 +215,13 @@ def write_markdown(path, info, results, scaling, tg, plots):
     L.append("")
     if plots:
         L.append(" ".join(f"![{p}]({p})" for p in plots) + "\n")
+    if not math.isnan(tg.get("geomean_tune_fastest", float("nan"))):
+        L.append(f"- batch_lower(tune=True) / fastest alternative: geometric mean "
+                 f"**{tg['geomean_tune_fastest']:.3f}** (target <= 0.95), largest "
+                 f"**{tg['max_tune_fastest']:.3f}** (target <= 1.10); above 1.10: "
+                 f"{', '.join(tg['tune_over_1_10']) or 'none'}\n")
     L.extend(summary_table(results))
+    L.extend(tune_table(results))
     L.append("## Run time per call (ms)\n")
     L.append("| workload | batch | batch_lower | jit(vmap) | lax.map | bl/vmap | bl/map "
              "| bl/vmap CPU time | bl/vmap best | rounds |")
@@ -257,6 +304,24 @@ def plot(out_dir, results, scaling, prefix: str = "") -> list[str]:
         fig.savefig(os.path.join(out_dir, prefix + "ratio.png"), dpi=110)
         plt.close(fig)
         names.append(prefix + "ratio.png")
+    tuned = [m for m in ok if m.ratio_tune_fastest is not None]
+    if tuned:
+        labels = [f"{m.workload}@{m.batch}" for m in tuned]
+        fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(tuned) + 2), 4))
+        x = np.arange(len(tuned))
+        ax.bar(x - 0.2, [m.ratio_tune_fastest for m in tuned], 0.4,
+               label="batch_lower(tune=True) / fastest alternative")
+        ax.bar(x + 0.2, [m.ratio_vmap for m in tuned], 0.4, label="batch_lower / jit(vmap)")
+        ax.axhline(1.0, color="k", lw=0.8)
+        ax.axhline(1.1, color="r", lw=0.8, ls="--")
+        ax.set_xticks(x)
+        ax.set_xticklabels(labels, rotation=30, ha="right")
+        ax.set_ylabel("run time ratio")
+        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False, ncol=2)
+        fig.tight_layout()
+        fig.savefig(os.path.join(out_dir, prefix + "tune_ratio.png"), dpi=110)
+        plt.close(fig)
+        names.append(prefix + "tune_ratio.png")
     if scaling:
         fig, ax = plt.subplots(figsize=(6, 4))
         for kind, marker in (("mlp", "o"), ("transformer", "s")):
@@ -289,8 +354,14 @@ def main(argv=None):
     p.add_argument("--no-scaling", action="store_true")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     p.add_argument("--name", default="latest", help="base name of the output files")
+    p.add_argument("--no-tune", action="store_true",
+                   help="skip batch_lower(tune=True) and lax.map(batch_size=K)")
     args = p.parse_args(argv)
     warnings.simplefilter("ignore")  # fallback warnings are in the reports
+    from stablehlo_batch import tuning
+    if not os.environ.get(tuning.ENV_DIR):  # every run measures its own choices
+        import tempfile
+        os.environ[tuning.ENV_DIR] = tempfile.mkdtemp(prefix="sb_bench_tuning_")
 
     names = args.workloads.split(",") if args.workloads else (
         QUICK_WORKLOADS if args.quick else [w.name for w in WORKLOADS])
@@ -301,13 +372,16 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
 
     info = machine()
-    steps = [(n, b) for n in names for b in sizes]
+    steps = [(n, b) for n in names
+             for b in (sizes if args.sizes or not BY_NAME[n].sizes else BY_NAME[n].sizes)]
     bar = Progress(len(steps) + sum(len(d) for d in scaling_plan.values()))
     results = []
     for n, b in steps:
         bar.note(f"{n} @ {b}")
         m = harness.measure(BY_NAME[n], b, budget_s=budget,
-                            min_rounds=3 if args.quick else 15)
+                            min_rounds=3 if args.quick else 15,
+                            map_chunks=() if args.no_tune else MAP_CHUNKS,
+                            with_tune=not args.no_tune)
         results.append(m)
         bar.step(f"{n} @ {b}: " + (f"{m.ratio_vmap:.2f}x vmap" if m.status == "ok"
                                    else m.status.split(":")[0]))
@@ -323,6 +397,7 @@ def main(argv=None):
             bar.step(f"{kind} x{d}: {r['ops']} ops {r['rewrite_s'] * 1e3:.0f} ms")
 
     tg = targets(results)
+    tg.update(tune_targets(results))
     plots = plot(args.out, results, scaling,
                  "" if args.name == "latest" else args.name + "_")
     md = os.path.join(args.out, f"{args.name}.md")

@@ -24,6 +24,7 @@ class Workload:
     make: Callable  # (batch, rng) -> tuple of batched/unbatched arguments
     what: str = ""
     out_axes: object = 0
+    sizes: tuple | None = None  # its own batch sizes (None: the run's sizes)
 
 
 def _normal(rng, *shape, scale=1.0):
@@ -209,6 +210,75 @@ def _host_make(batch, rng):
     return (_normal(rng, batch, 256),)
 
 
+# ---- issue 15: where a loop over lanes or chunks beats the full batch ---------------------
+
+def _ensemble_wide_make(batch, rng):
+    return _mlp_params(rng, [64, 256, 256, 16], batch), _normal(rng, 64, 64)
+
+
+def matmul_chain(x, ws):
+    """A chain of 96x96 products, both sides batched (x and the weights)."""
+    for w in ws:
+        x = jnp.tanh(x @ w)
+    return x
+
+
+def _matmul_chain_make(batch, rng):
+    return (_normal(rng, batch, 96, 96, scale=0.1),
+            [_normal(rng, batch, 96, 96, scale=1 / np.sqrt(96)) for _ in range(4)])
+
+
+def _cnn_ensemble_make(batch, rng):
+    params = (_normal(rng, batch, 3, 3, 1, 8, scale=0.3), _normal(rng, batch, 3, 3, 8, 16, scale=0.1),
+              _normal(rng, batch, 16, 10, scale=0.2), _normal(rng, batch, 10, scale=0.1))
+    return params, _normal(rng, 28, 28, 1)
+
+
+def topk(x):
+    return jax.lax.top_k(x, 16)
+
+
+def _topk_axis1_make(batch, rng):
+    return (_normal(rng, 32, batch, 1024),)
+
+
+def scan_decay(xs):
+    """A 256-step scan (exponential moving average with tanh)."""
+    def step(h, x):
+        h = jnp.tanh(0.9 * h + x)
+        return h, h
+    h, hs = jax.lax.scan(step, jnp.zeros(xs.shape[1:]), xs)
+    return h, jnp.mean(hs, 0)
+
+
+def _scan_axis1_make(batch, rng):
+    return (_normal(rng, 256, batch, 64),)
+
+
+def _mlp_axis1_make(batch, rng):
+    return _mlp_params(rng, [32, 128, 128, 10]), _normal(rng, 16, batch, 32)
+
+
+def _mlp_axis1(params, x):
+    return mlp(params, x)
+
+
+ISSUE_15 = [
+    Workload("ensemble_mlp_wide", mlp, (0, None), _ensemble_wide_make,
+             "ensemble of 64-256-256-16 MLPs: params batched, shared 64x64 data",
+             sizes=(128,)),
+    Workload("matmul_chain", matmul_chain, 0, _matmul_chain_make,
+             "4 tanh(x @ w) steps of 96x96, x and w both batched", sizes=(256,)),
+    Workload("cnn_ensemble", cnn, (0, None), _cnn_ensemble_make,
+             "the CNN with batched kernels on one shared 28x28 image", sizes=(64,)),
+    Workload("topk_axis1", topk, 1, _topk_axis1_make,
+             "lax.top_k(16) of (32, 1024) per example, batch on axis 1", sizes=(256,)),
+    Workload("scan_axis1", scan_decay, 1, _scan_axis1_make,
+             "256-step scan over (256, 64) per example, batch on axis 1", sizes=(64,)),
+    Workload("mlp_axis1", _mlp_axis1, (None, 1), _mlp_axis1_make,
+             "shared 32-128-128-10 MLP on 16x32 per example, batch on axis 1", sizes=(256,)),
+]
+
 WORKLOADS: list[Workload] = [
     Workload("ensemble_mlp", mlp, (0, None), _ensemble_make,
              "ensemble of 3-layer MLPs: params batched, a shared 64x32 data batch"),
@@ -228,7 +298,7 @@ WORKLOADS: list[Workload] = [
     Workload("linalg_solve", solve, 0, _solve_make, "jnp.linalg.solve of a 48x48 system"),
     Workload("host_callback", host_callback, 0, _host_make,
              "jax.pure_callback: the per-lane fallback loop"),
-]
+] + ISSUE_15
 
 BY_NAME = {w.name: w for w in WORKLOADS}
 

@@ -112,6 +112,8 @@ class BatchingReport:
     # every BatchNote the rules recorded (branches_to_selects, fallback, ...).
     notes: list
     rewrite_seconds: float | None = None
+    # with batch_lower(tune=...): stablehlo_batch.tuning.TuningResult
+    tuning: object = None
 
     # ---- derived fields ------------------------------------------------------
     def inserted(self, op_name: str) -> Inserted:
@@ -166,6 +168,7 @@ class BatchingReport:
             "constant_broadcasts": dataclasses.asdict(self.constant_broadcasts),
             "notes": [dataclasses.asdict(n) for n in self.notes],
             "rewrite_seconds": self.rewrite_seconds,
+            "tuning": None if self.tuning is None else self.tuning.as_dict(),
         }
 
     # ---- text ------------------------------------------------------------------
@@ -181,6 +184,8 @@ class BatchingReport:
             parts.append(f"{cb.count} broadcasts of constants")
         for kind, n in Counter(n.kind for n in self.notes).items():
             parts.append(f"{n} {kind}")
+        if self.tuning is not None:
+            parts.append(self.tuning.summary())
         return ", ".join(parts)
 
     def __str__(self) -> str:
@@ -203,6 +208,8 @@ class BatchingReport:
                 where = f" in @{n.func_name}" if n.func_name != self.func else ""
                 lines.append(f"    {n.kind}: {n.op_name} at {n.location}{where}"
                              + (f" -- {n.detail}" if n.detail else ""))
+        if self.tuning is not None:
+            lines.append(str(self.tuning))
         return "\n".join(lines)
 
 

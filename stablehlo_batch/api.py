@@ -28,7 +28,7 @@ from passes import AxisSpecError, batch_function_in_module
 from passes.engine import batch_function_with_report
 from passes.fallback import strict_mode
 from stablehlo_batch import axes as ax
-from stablehlo_batch import callbacks, levels, module_io, primitive, xla_compat
+from stablehlo_batch import callbacks, levels, module_io, primitive, tuning, xla_compat
 
 
 # The functions we trace for the user run under our frames; jax's source
@@ -62,6 +62,7 @@ class _Plan:
     traceable: bool = False  # exported.call may be traced inside another jit
     fn: Any = None  # primitive.BatchedFn: what jax's transformations see
     traced_call: Callable | None = None  # the call under outer transformations
+    tuning: Any = None  # tuning.TuningResult, with tune=
 
 
 class Compiled:
@@ -172,13 +173,17 @@ class _NotTraceable(Exception):
     """Raised while jax.jit traces a call whose plan must be called directly."""
 
 
+class _NeedsTuning(Exception):
+    """Raised while jax.jit traces a call whose plan (tune=) is not measured yet."""
+
+
 class BatchedFunction:
     """What ``batch_lower`` returns: call it like ``jax.vmap(fn, ...)``."""
 
     def __init__(self, fn: Callable, in_axes, out_axes, axis_size: int | None,
                  backend: str | None, strict: bool = False, check: bool = False,
                  cache_size: int | None = 256, scale_options: dict | None = None,
-                 axis_name=None):
+                 axis_name=None, tune=False):
         if not callable(fn):
             raise TypeError(f"batch_lower requires a callable, got {fn!r}")
         self.fn = fn
@@ -196,6 +201,10 @@ class BatchedFunction:
         self.cache_size = cache_size
         # chunk_size / memory_limit_bytes / mesh / axis_name (export.batch_with_options)
         self._scale_options = dict(scale_options or {})
+        self.tune = None  # chunk sizes to try against the full batch (tuning.py)
+        if tune is not False and tune is not None:
+            from stablehlo_batch import tuning
+            self.tune = tuning.canonicalize_tune(tune, self._scale_options, self.symbolic)
         # Calls go through jax.jit's own dispatch, which looks the signature
         # up in C++: a cached call costs what a call of jax.jit(jax.vmap(f))
         # does. Plans whose call cannot be traced (chunked or sharded calls,
@@ -247,12 +256,27 @@ class BatchedFunction:
                 return self._dispatch(*args, **kwargs)
             except _NotTraceable:
                 self._direct = True
+            except _NeedsTuning:  # tune=: measure on these arrays first
+                from stablehlo_batch import tuning
+                if not tuning.is_concrete((args, kwargs)):  # inside an outer jit
+                    with tuning.allow_untuned():
+                        return self._traced_call(*args, **kwargs)
+                self._plan_for(args, kwargs, concrete=True)  # measures
+                # jit's C++ cache sends a signature whose trace raised to the
+                # Python path for good (~0.3 ms a call): start it afresh.
+                getattr(self._dispatch, "_clear_cache", lambda: None)()
+                return self._dispatch(*args, **kwargs)
             except TypeError:
                 # e.g. a non-array argument (static when its in_axes is None):
                 # later calls check their leaves first, since jit's TypeError
                 # costs milliseconds.
                 self._static_seen = True
-        plan, call_args = self._plan_and_args(args, kwargs)
+        try:
+            plan, call_args = self._plan_and_args(args, kwargs, concrete=True)
+        except _NeedsTuning:  # traced arguments: the record or the full batch
+            from stablehlo_batch import tuning
+            with tuning.allow_untuned():
+                plan, call_args = self._plan_and_args(args, kwargs)
         out = plan.call(*call_args[0], **call_args[1])
         if self.check and call_args[0] is args and not getattr(plan, "checked", False):
             from stablehlo_batch.check import check_call
@@ -264,6 +288,10 @@ class BatchedFunction:
         plan = self._plan_for(args, kwargs)
         if not plan.traceable:
             raise _NotTraceable()
+        if plan.tuning is not None and plan.tuning.pending:
+            from stablehlo_batch import tuning
+            if not tuning.untuned_ok():
+                raise _NeedsTuning()
         if plan.fn is None:
             return plan.exported.call(*args, **kwargs)
         return primitive.call(plan.fn, plan.exported.out_tree, *args, **kwargs)
@@ -271,20 +299,22 @@ class BatchedFunction:
     def lower(self, *args, **kwargs) -> Lowered:
         if self._axis_size_error:
             raise TypeError(self._axis_size_error)
-        plan, (args, kwargs) = self._plan_and_args(args, kwargs)
+        from stablehlo_batch import tuning
+        with tuning.allow_untuned():  # lowering runs nothing: tune= measures on a call
+            plan, (args, kwargs) = self._plan_and_args(args, kwargs)
         return Lowered(plan, args, kwargs)
 
-    def _plan_and_args(self, args, kwargs):
+    def _plan_and_args(self, args, kwargs, concrete: bool = False):
         """The plan and the (args, kwargs) to call it with: the arguments as
         they are, or the flat array leaves when some are static."""
         try:
-            return self._plan_for(args, kwargs), (args, kwargs)
+            return self._plan_for(args, kwargs, concrete=concrete), (args, kwargs)
         except _HasStatic:
             plan, flat = self._general_plan(args, kwargs, traced=False)
             return plan, (flat, {})
 
     # ---- building ----------------------------------------------------------
-    def _plan_for(self, args, kwargs) -> _Plan:
+    def _plan_for(self, args, kwargs, concrete: bool = False) -> _Plan:
         if isinstance(self.in_axes, tuple) and len(self.in_axes) != len(args):
             raise ValueError(
                 "batch_lower in_axes must be an int, None, or a tuple of entries "
@@ -296,8 +326,10 @@ class BatchedFunction:
         except TypeError:
             raise _HasStatic() from None
         plan = self._by_signature.get((in_tree, avals))
-        if plan is not None:  # the hot path: one dict lookup per call
-            return plan
+        # concrete: arguments to measure a plan with tune= on, if it needs that
+        retune = concrete and self.tune is not None
+        if plan is not None and not (retune and plan.tuning is not None and plan.tuning.pending):
+            return plan  # the hot path: one dict lookup per call
         dims = ax.flatten_axes("batch_lower in_axes", in_tree, (self.in_axes, 0))
         dims, size = ax.normalize_in_axes(self.fn, in_tree, [a.shape for a in avals],
                                           avals, dims, self.axis_size)
@@ -306,21 +338,24 @@ class BatchedFunction:
         if self.symbolic:  # one plan, whatever the batch size
             key = (in_tree, tuple(a if d is None else a.update(shape=a.shape[:d] + a.shape[d + 1:])
                                   for a, d in zip(avals, dims)), tuple(dims), None, platform)
+        def stale(plan):
+            return plan is None or (retune and plan.tuning is not None and plan.tuning.pending)
         plan = self._plans.get(key)
-        if plan is None:
+        if stale(plan):
             with self._lock:
                 plan = self._plans.get(key)
-                if plan is None:
+                if stale(plan):
                     with strict_mode(self.strict):
-                        plan = self._build(in_tree, avals, dims, size, platform)
+                        plan = self._build(in_tree, avals, dims, size, platform,
+                                           leaves=leaves if retune else None)
                     self._plans[key] = plan
         self._by_signature[(in_tree, avals)] = plan
         return plan
 
-    def _build(self, in_tree, avals, dims, size, platform, fn=None) -> _Plan:
+    def _build(self, in_tree, avals, dims, size, platform, fn=None, leaves=None) -> _Plan:
         """The plan for ``fn`` (default: the user's function) called with
         arguments of tree ``in_tree`` and avals ``avals`` (batched along
-        ``dims``)."""
+        ``dims``); ``leaves``: concrete arguments to measure ``tune=`` on."""
         src = self.fn if fn is None else fn
         ex_args, ex_kwargs = tree_util.tree_unflatten(
             in_tree, [_unbatched(a, d) for a, d in zip(avals, dims)])
@@ -344,8 +379,19 @@ class BatchedFunction:
         from stablehlo_batch.export import symbolic_size
         if self.symbolic:
             size = symbolic_size(self.symbolic)
-        built = batch_with_options(exp, dims, out_dims, size, what="batch_lower",
-                                   **self._scale_options)
+        tuned = None
+        if self.tune is not None:  # full batch or chunks, by measurement (tuning.py)
+            from stablehlo_batch import tuning
+            try:
+                built, tuned = tuning.select(exp, dims, out_dims, size, platform,
+                                             args=leaves, chunks=self.tune, what="batch_lower")
+            except tuning.NeedsArguments:
+                raise _NeedsTuning() from None
+            if built.report is not None:
+                built.report.tuning = tuned
+        else:
+            built = batch_with_options(exp, dims, out_dims, size, what="batch_lower",
+                                       **self._scale_options)
         batched, module = built.exported, built.module
         result_batched, rewrite_seconds = built.result_batched, built.rewrite_seconds
         fn, call = None, built.call
@@ -367,7 +413,7 @@ class BatchedFunction:
         return _Plan(batched, module, result_batched, rewrite_seconds,
                      call or jax.jit(batched.call), built.report,
                      traceable=built.call is None,
-                     fn=fn)
+                     fn=fn, tuning=tuned)
 
 
     def _general_plan(self, args, kwargs, *, traced: bool):
@@ -437,7 +483,9 @@ class BatchedFunction:
                 if plan is None and shared_key is not None:
                     plan = _SHARED_PLANS.get(shared_key)
                 if plan is None:
-                    with strict_mode(self.strict):
+                    # Static or closed-over arguments: tune= has no concrete
+                    # batch to measure on here, so the record or the full batch.
+                    with strict_mode(self.strict), tuning.allow_untuned():
                         plan = self._build(flat_tree, dyn_avals, list(dyn_dims),
                                            size, platform, fn=src)
                     # the static values stay alive: their ids stay unique
@@ -570,7 +618,7 @@ def batch_lower(fn: Callable, in_axes=0, out_axes=0, *, axis_size: int | None = 
                 chunk_size: int | str | None = None, memory_limit_bytes: int | None = None,
                 mesh: jax.sharding.Mesh | None = None,
                 axis_name=None, spmd_axis_name=None, check: bool = False,
-                cache_size: int | None = 256) -> BatchedFunction:
+                cache_size: int | None = 256, tune=False) -> BatchedFunction:
     """Batches ``fn`` like ``jax.vmap(fn, in_axes, out_axes, axis_size=axis_size)``,
     by rewriting its lowered StableHLO instead of re-tracing it.
 
@@ -594,6 +642,10 @@ def batch_lower(fn: Callable, in_axes=0, out_axes=0, *, axis_size: int | None = 
     first op that differs, with a minimal reproducer) when they disagree.
     ``cache_size`` bounds the signatures kept compiled (least recently used
     dropped first; None: unbounded).
+    ``tune=True`` (or a tuple of chunk sizes to try) measures, on the first
+    call of a signature, the full batch against loops over chunks of lanes
+    and keeps the fastest, remembered on disk (stablehlo_batch/tuning.py,
+    docs/tuning.md).
     """
     from stablehlo_batch.named_axes import resolve_names
     axis_name, spmd_axis_name = resolve_names(axis_name, spmd_axis_name, mesh)
@@ -609,7 +661,7 @@ def batch_lower(fn: Callable, in_axes=0, out_axes=0, *, axis_size: int | None = 
                          "reference runs the function once per lane, without the batch)")
     return BatchedFunction(fn, in_axes, out_axes, axis_size, backend, strict, check=check,
                            cache_size=cache_size, scale_options=options,
-                           axis_name=axis_name)
+                           axis_name=axis_name, tune=tune)
 
 
 def batch_module(module: module_io.ModuleSource, in_axes: Sequence[int | None],

@@ -29,23 +29,31 @@ def _move(x, src, dst):
 
 def chunk_flat(exp: jax.export.Exported, dims: Sequence[int | None],
                out_dims: Sequence[int | None], size: int, chunk: int, *,
-               what: str = "batch_lower", summed: Sequence[int] = ()) -> BatchedExport:
+               what: str = "batch_lower", summed: Sequence[int] = (),
+               full: BatchedExport | None = None) -> BatchedExport:
     """Like ``export.batch_flat`` at batch ``size``, computed ``chunk`` lanes at
     a time. ``dims`` are positions in the batched arguments (non-negative).
     Results in ``summed`` are summed over the batch: each chunk's sum is
-    added to a running total, so no result ever holds the whole batch."""
+    added to a running total, so no result ever holds the whole batch.
+    ``full``: that ``batch_flat`` at ``size``, when the caller already has it."""
     size, chunk = int(size), int(chunk)
     if chunk <= 0:
         raise ValueError(f"chunk_size must be a positive int, got {chunk}")
     # The full-size batch gives the avals, the checks and the report; it is
     # also what runs when one chunk covers the batch.
-    full = batch_flat(exp, dims, out_dims, size, what=what, summed=summed)
+    if full is None:
+        full = batch_flat(exp, dims, out_dims, size, what=what, summed=summed)
     if chunk >= size:
         return full
     n_out = len(exp.out_avals)
     lane_dims = [None if d is None else 0 for d in dims]
     out0 = [None if d is None else 0 for d in out_dims]
-    per_chunk = batch_flat(exp, lane_dims, out0, chunk, what=what, summed=summed).exported
+    # One lane at a time runs the unbatched function itself, as lax.map does:
+    # its batch-1 form would pay for batching (selects, lane reductions of
+    # loop predicates) and gain nothing.
+    lane = chunk == 1
+    per_chunk = exp if lane else batch_flat(exp, lane_dims, out0, chunk, what=what,
+                                            summed=summed).exported
     rem = size % chunk
     remainder = (batch_flat(exp, lane_dims, out0, rem, what=what, summed=summed).exported
                  if rem else None)
@@ -66,7 +74,8 @@ def chunk_flat(exp: jax.export.Exported, dims: Sequence[int | None],
             return ([t + outs[j] for t, j in zip(totals, summed)],
                     tuple(outs[j] for j in kept))
 
-        head = [flat[i][:n_chunks * chunk].reshape((n_chunks, chunk) + flat[i].shape[1:])
+        head = [flat[i] if lane else
+                flat[i][:n_chunks * chunk].reshape((n_chunks, chunk) + flat[i].shape[1:])
                 for i in batched]
         zeros = [jnp.zeros(a.shape, a.dtype) for a in
                  (per_chunk.out_avals[j] for j in summed)]
@@ -76,7 +85,8 @@ def chunk_flat(exp: jax.export.Exported, dims: Sequence[int | None],
             outs[j] = t
         for j, o in zip(kept, stacked):
             d = out_dims[j]
-            outs[j] = o[0] if d is None else o.reshape((n_chunks * chunk,) + o.shape[2:])
+            outs[j] = (o[0] if d is None else o if lane
+                       else o.reshape((n_chunks * chunk,) + o.shape[2:]))
         if remainder is not None:
             args = list(flat)
             for i in batched:

@@ -259,7 +259,8 @@ def load(exp) -> jax.export.Exported:
                     f"{type(exp).__name__}")
 
 
-def batch_exported(exp, in_axes=0, out_axes=0, *, axis_size) -> jax.export.Exported:
+def batch_exported(exp, in_axes=0, out_axes=0, *, axis_size, tune=False,
+                   tune_args=None) -> jax.export.Exported:
     """The batched function of ``exp`` (an ``Exported`` or serialized bytes) as a
     new ``Exported``, like ``jax.export.export(jax.jit(jax.vmap(f, in_axes,
     out_axes)))`` of the original ``f``.
@@ -267,7 +268,10 @@ def batch_exported(exp, in_axes=0, out_axes=0, *, axis_size) -> jax.export.Expor
     ``in_axes`` is a vmap-style prefix of the positional arguments (keyword
     arguments are batched along 0), ``out_axes`` a prefix of the results.
     ``axis_size`` is the batch size, or a name such as ``"b"`` for one
-    artifact that runs at every batch size (shape polymorphism)."""
+    artifact that runs at every batch size (shape polymorphism).
+    ``tune=True`` (or chunk sizes to try) measures on this machine whether a
+    loop over chunks of lanes beats the full batch, as ``batch_lower`` does,
+    on ``tune_args`` (the batched positional arguments) or on random ones."""
     exp = load(exp)
     in_axes = ax.canonicalize_in_axes(in_axes)
     ax.check_out_axes(out_axes)
@@ -283,6 +287,9 @@ def batch_exported(exp, in_axes=0, out_axes=0, *, axis_size) -> jax.export.Expor
     size = symbolic_size(axis_size)
     if not is_symbolic(size) and int(size) < 0:
         raise ValueError(f"axis_size must be >= 0, got {size}")
+    if tune is not False and tune is not None:
+        from stablehlo_batch import tuning
+        return tuning.select_exported(exp, dims, out_dims, size, tune, tune_args)
     return batch_flat(exp, dims, out_dims, size, what="batch_exported").exported
 
 

@@ -49,3 +49,25 @@ def test_workloads_are_well_formed():
         args = w.make(2, rng)
         axes = w.in_axes if isinstance(w.in_axes, tuple) else (w.in_axes,) * len(args)
         assert len(axes) == len(args), w.name
+
+
+def test_tune_columns(tmp_path, monkeypatch):
+    """lax.map(batch_size=K), batch_lower(tune=True) and the tune table."""
+    from stablehlo_batch import tuning
+    monkeypatch.setenv(tuning.ENV_DIR, str(tmp_path / "records"))
+    monkeypatch.setattr(tuning, "BUDGET_S", 0.0)
+    monkeypatch.setattr(tuning, "MIN_ROUNDS", 1)
+    m = harness.measure(TINY, 4, budget_s=0.0, min_rounds=1, max_rounds=1,
+                        map_chunks=(2, 8), with_tune=True)
+    assert m.status == "ok", m.status
+    assert set(m.times) == {"batch_lower", "vmap", "lax_map", "lax_map_2", "batch_lower_tune"}
+    assert m.best_map_chunk == 2 and m.fastest_alternative in m.times
+    assert m.ratio_tune_fastest > 0 and m.tuning is not None
+    assert m.first_result["batch_lower_tune"] > 0 and m.as_dict()["tuning"]["candidates"]
+    tg = run.targets([m])
+    tg.update(run.tune_targets([m]))
+    out = tmp_path / "r.md"
+    run.write_markdown(out, run.machine(), [m], [], tg, [])
+    text = out.read_text()
+    assert "Strategy selection" in text and "| tiny | 4 |" in text
+    assert "lax.map(K)" in text and "(K=2)" in text

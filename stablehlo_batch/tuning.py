@@ -1,0 +1,507 @@
+"""Strategy selection by measurement: ``batch_lower(..., tune=True)``.
+
+A batched function can run as one program over the whole batch (the plan
+``batch_lower`` builds by default, what ``jax.vmap`` does), or K lanes at a
+time in a loop over chunks (``chunking.chunk_flat``, like
+``jax.lax.map(batch_size=K)``; K = 1 is the per-lane loop). Which is fastest
+depends on the function, the batch size and the device: on a CPU a loop over
+small chunks often beats the full batch because its working set stays in
+cache. ``select`` builds the candidates, runs each on the real arguments on
+the real device in alternating rounds within a small time budget, keeps the
+fastest (the full batch unless another is clearly faster) and writes the
+choice to a small JSON record on disk, so that the next process (or another
+``batch_lower`` of the same function) reads it instead of measuring again.
+
+Records are keyed by a fingerprint of the unbatched module (its text without
+locations, the batch axes of arguments and results), the batch size, the
+platform and device kind, and the jax version. They live in, by priority:
+``$STABLEHLO_BATCH_TUNING_DIR``; ``<jax_compilation_cache_dir>/stablehlo_batch_tuning``
+when jax's persistent compilation cache is configured; else
+``$XDG_CACHE_HOME/stablehlo_batch/tuning`` (``~/.cache/...``). A record that
+cannot be read, or that was written for something else, is ignored.
+
+Measuring needs concrete arguments: inside ``jax.jit`` tracing (or for a
+platform this machine lacks) the plan uses the record when there is one and
+the full batch otherwise (``TuningResult.pending`` says it was not measured).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import statistics
+import tempfile
+import threading
+import time
+from typing import Sequence
+
+import jax
+from jax import tree_util
+
+from stablehlo_batch import module_io
+from stablehlo_batch.export import BatchedExport, batch_flat
+
+DEFAULT_CHUNKS = (1, 8, 32)
+ENV_DIR = "STABLEHLO_BATCH_TUNING_DIR"
+RECORD_VERSION = 1
+# A loop over chunks is kept only when it beats the full batch by this much:
+# below it, timing noise would decide, and the full batch is vmap's program.
+MARGIN = 0.97
+# Seconds of timed rounds (after each candidate's compile and warm-up run).
+BUDGET_S = 1.0
+MIN_ROUNDS, MAX_ROUNDS = 3, 25
+# A candidate whose first timed run is this much slower than the best is
+# dropped before the rounds: it cannot win and would eat the budget.
+DROP_FACTOR = 3.0
+
+
+@dataclasses.dataclass
+class Candidate:
+    """One strategy and what measuring it found."""
+    chunk_size: int | None           # None: the full batch; 1: the per-lane loop
+    seconds: float | None = None     # median seconds per call (None: not measured)
+    ratio: float | None = None       # median of per-round time / full batch's
+    build_seconds: float | None = None    # rewrite (and chunk loop export)
+    first_call_seconds: float | None = None  # XLA compile + one run
+    note: str = ""                   # why it was not measured, or dropped
+
+    @property
+    def name(self) -> str:
+        return strategy_name(self.chunk_size)
+
+
+@dataclasses.dataclass
+class TuningResult:
+    """What ``select`` did for one plan; ``.report().tuning`` of a tuned plan."""
+    choice: int | None                 # chunk size chosen; None: the full batch
+    source: str                        # "measured", "record", "pending" or "fixed"
+    candidates: list[Candidate]
+    batch_size: int
+    device: str
+    record_path: str | None = None
+    seconds: float | None = None       # time spent building and measuring
+    rounds: int = 0
+
+    @property
+    def pending(self) -> bool:
+        """Not measured (no concrete arguments yet, no record): the full batch
+        runs, and the first direct call with arrays measures."""
+        return self.source == "pending"
+
+    def as_dict(self) -> dict:
+        return {"choice": self.choice, "choice_name": strategy_name(self.choice),
+                "source": self.source, "batch_size": self.batch_size,
+                "device": self.device, "record_path": self.record_path,
+                "seconds": self.seconds, "rounds": self.rounds,
+                "candidates": [dict(dataclasses.asdict(c), name=c.name)
+                               for c in self.candidates]}
+
+    def summary(self) -> str:
+        return f"tuned: {strategy_name(self.choice)} ({self.source})"
+
+    def __str__(self) -> str:
+        head = {"measured": f"measured on {self.device}, {self.rounds} rounds"
+                + (f", {self.seconds:.2f} s" if self.seconds is not None else ""),
+                "record": f"from the record {self.record_path}",
+                "pending": "not measured yet (traced arguments): the full batch runs; "
+                           "the first call with arrays measures",
+                "fixed": "nothing to measure"}.get(self.source, self.source)
+        lines = [f"  strategy: {strategy_name(self.choice)} -- {head}"]
+        for c in self.candidates:
+            t = "" if c.seconds is None else f"{c.seconds * 1e3:10.3f} ms"
+            r = "" if c.ratio is None else f"  x{c.ratio:.2f} of full batch"
+            mark = "*" if c.chunk_size == self.choice else " "
+            lines.append(f"   {mark} {c.name:<16}{t:>14}{r}" + (f"  ({c.note})" if c.note else ""))
+        return "\n".join(lines)
+
+
+def strategy_name(chunk_size: int | None) -> str:
+    if chunk_size is None:
+        return "full batch"
+    return "lane loop" if chunk_size == 1 else f"chunks of {chunk_size}"
+
+
+def canonicalize_tune(tune, scale_options: dict, symbolic) -> tuple[int, ...] | None:
+    """``batch_lower``'s ``tune=`` as the chunk sizes to try (None: no tuning)."""
+    if tune is None or tune is False:
+        return None
+    if tune is True:
+        chunks = DEFAULT_CHUNKS
+    else:
+        try:
+            chunks = tuple(tune)
+        except TypeError:
+            raise TypeError(f"tune must be a bool or a tuple of chunk sizes, got {tune!r}") from None
+        if not chunks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1
+                             for k in chunks):
+            raise ValueError(f"tune's chunk sizes must be positive ints, got {tune!r}")
+    if scale_options:
+        raise ValueError("tune cannot be combined with chunk_size, memory_limit_bytes or "
+                         "mesh: it chooses the chunk size itself")
+    if symbolic:
+        raise ValueError("tune needs a static batch size (axis_size must not be a name)")
+    return tuple(chunks)
+
+
+# ---- where records live ------------------------------------------------------------
+
+def records_dir() -> str:
+    """The directory of tuning records (see the module docstring)."""
+    env = os.environ.get(ENV_DIR)
+    if env:
+        return env
+    jax_dir = getattr(jax.config, "jax_compilation_cache_dir", None)
+    if jax_dir:
+        return os.path.join(str(jax_dir), "stablehlo_batch_tuning")
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "stablehlo_batch", "tuning")
+
+
+def clear_records(directory: str | None = None) -> int:
+    """Deletes the tuning records in ``directory`` (default: ``records_dir()``)
+    and forgets the choices held in memory; returns how many files went."""
+    clear_memory()
+    directory = directory or records_dir()
+    n = 0
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return 0
+    for name in names:
+        if name.endswith(".json"):
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(directory, name))
+                n += 1
+    return n
+
+
+# Choices made in this process, by record key: a second batch_lower of the
+# same function neither measures nor reads the disk.
+_memory: dict[str, TuningResult] = {}
+_memory_lock = threading.Lock()
+
+
+def clear_memory():
+    """Forgets the choices held in memory (the records on disk stay)."""
+    with _memory_lock:
+        _memory.clear()
+
+
+def fingerprint(exp: jax.export.Exported, dims: Sequence[int | None],
+                out_dims: Sequence[int | None]) -> str:
+    """Hash of the unbatched module (text without locations, so moving the
+    source code does not matter) and the batch axes of its arguments and results."""
+    text = module_io.module_to_text(module_io.parse_module(exp.mlir_module_serialized))
+    h = hashlib.sha256(text.encode())
+    h.update(repr((list(dims), list(out_dims), [str(a) for a in exp.in_avals],
+                   [str(a) for a in exp.out_avals])).encode())
+    return h.hexdigest()
+
+
+def _device(platform: str):
+    """The first device of ``platform``, or None when this process has none."""
+    try:
+        return jax.devices(platform)[0]
+    except RuntimeError:
+        return None
+
+
+def _identity(fp: str, size: int, platform: str, device_kind: str,
+              chunks: Sequence[int]) -> dict:
+    """The fields a record must match to be used."""
+    return {"version": RECORD_VERSION, "fingerprint": fp, "batch_size": int(size),
+            "platform": platform, "device_kind": device_kind, "jax": jax.__version__,
+            "chunk_sizes": list(chunks)}
+
+
+def _key(identity: dict) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _load(path: str, identity: dict) -> TuningResult | None:
+    """The record at ``path`` if it is well formed and written for ``identity``;
+    anything else (missing, corrupt, foreign, impossible choice) is None."""
+    try:
+        with open(path) as f:
+            rec = json.load(f)
+        if not isinstance(rec, dict) or any(rec.get(k) != v for k, v in identity.items()):
+            return None
+        choice = rec["choice"]
+        if choice is not None and (type(choice) is not int or choice not in rec["chunk_sizes"]):
+            return None
+        cands = [Candidate(c["chunk_size"], c.get("seconds"), c.get("ratio"),
+                           c.get("build_seconds"), c.get("first_call_seconds"),
+                           str(c.get("note", ""))) for c in rec.get("candidates", [])]
+        return TuningResult(choice, "record", cands, identity["batch_size"],
+                            identity["device_kind"],
+                            record_path=path, seconds=rec.get("seconds"),
+                            rounds=int(rec.get("rounds", 0)))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _save(path: str, identity: dict, result: TuningResult):
+    """Writes the record atomically; a directory we cannot write is no error
+    (the choice still holds for this process)."""
+    rec = dict(identity, choice=result.choice, seconds=result.seconds, rounds=result.rounds,
+               candidates=[dataclasses.asdict(c) for c in result.candidates],
+               written=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(rec, f, indent=1)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError, UnboundLocalError):
+            os.remove(tmp)
+
+
+# ---- tracing -------------------------------------------------------------------------
+
+_state = threading.local()
+
+
+@contextlib.contextmanager
+def allow_untuned():
+    """Within: a plan that could not be measured may run (the full batch);
+    ``api`` uses it when the call is traced by an outer ``jax.jit``."""
+    old = getattr(_state, "untuned_ok", False)
+    _state.untuned_ok = True
+    try:
+        yield
+    finally:
+        _state.untuned_ok = old
+
+
+class NeedsArguments(Exception):
+    """Raised by ``select`` when it could measure with concrete arguments but
+    has none (the call is being traced) and ``allow_untuned`` is not on: the
+    caller retries with its arrays, or within ``allow_untuned``."""
+
+
+def untuned_ok() -> bool:
+    return getattr(_state, "untuned_ok", False)
+
+
+def is_concrete(leaves) -> bool:
+    """Whether every argument is a value we can run on (no tracer)."""
+    return not any(isinstance(x, jax.core.Tracer) for x in tree_util.tree_leaves(leaves))
+
+
+# ---- candidates and measurement ----------------------------------------------------------
+
+def chunk_sizes(size: int, chunks: Sequence[int] = DEFAULT_CHUNKS) -> list[int]:
+    """The chunk sizes worth trying at batch ``size``: those below it."""
+    out = sorted({int(k) for k in chunks if 1 <= int(k) < int(size)})
+    return out
+
+
+def build(exp, dims, out_dims, size: int, chunk: int | None, *, what: str = "batch_lower",
+          full: BatchedExport | None = None) -> BatchedExport:
+    """The batched function for one strategy (``chunk`` None: the full batch)."""
+    if full is None:
+        full = batch_flat(exp, dims, out_dims, size, what=what)
+    if chunk is None:
+        return full
+    from stablehlo_batch.chunking import chunk_flat
+    return chunk_flat(exp, dims, out_dims, size, chunk, what=what, full=full)
+
+
+def _block(x):
+    return jax.block_until_ready(x)
+
+
+def measure(calls: dict, args: tuple, kwargs: dict, *, budget_s: float | None = None,
+            min_rounds: int | None = None, max_rounds: int | None = None,
+            reference=None) -> tuple[dict, dict, dict, dict, int]:
+    """Times ``calls`` (name -> function, compiled on their first call) on the
+    same arguments in alternating rounds, rotating who goes first.
+    Returns (median seconds, median of per-round ratio to ``reference``,
+    notes of dropped ones, seconds of the first call (compile), rounds)."""
+    budget_s = BUDGET_S if budget_s is None else budget_s
+    min_rounds = MIN_ROUNDS if min_rounds is None else min_rounds
+    max_rounds = MAX_ROUNDS if max_rounds is None else max_rounds
+    first, warm, failed = {}, {}, {}
+    for name, fn in calls.items():
+        start = time.perf_counter()
+        try:
+            _block(fn(*args, **kwargs))  # compile and warm up
+        except Exception as e:  # noqa: BLE001 - the reference's failure is the user's
+            if name == reference:
+                raise
+            failed[name] = _failed(e)
+            continue
+        warm[name] = time.perf_counter() - start
+        start = time.perf_counter()
+        _block(fn(*args, **kwargs))
+        first[name] = time.perf_counter() - start
+    best = min(first.values())
+    notes = {n: f"dropped: first run {t / best:.1f}x the fastest" for n, t in first.items()
+             if t > DROP_FACTOR * best and n != reference}
+    notes.update(failed)
+    live = [n for n in first if n not in notes]
+    one_round = sum(first[n] for n in live)
+    rounds = int(max(min_rounds, min(max_rounds, budget_s / max(one_round, 1e-6))))
+    if one_round * rounds > 3 * budget_s:  # slow calls: fewer rounds, at least one
+        rounds = max(1, int(3 * budget_s / max(one_round, 1e-6)))
+    times = {n: [] for n in live}
+    for r in range(rounds):
+        for n in live[r % len(live):] + live[:r % len(live)]:
+            start = time.perf_counter()
+            _block(calls[n](*args, **kwargs))
+            times[n].append(time.perf_counter() - start)
+    medians = {n: statistics.median(v) for n, v in times.items()}
+    for n in notes:
+        if n in first:
+            medians[n] = first[n]
+    ratios = {}
+    if reference in times:
+        ref = times[reference]
+        ratios = {n: statistics.median(a / b for a, b in zip(v, ref) if b > 0)
+                  for n, v in times.items()}
+    return medians, ratios, notes, warm, rounds
+
+
+def _failed(e: Exception) -> str:
+    return f"failed: {type(e).__name__}: {' '.join(str(e).split())[:200]}"
+
+
+def select(exp: jax.export.Exported, dims: Sequence[int | None],
+           out_dims: Sequence[int | None], size: int, platform: str, *,
+           args: Sequence | None = None, chunks: Sequence[int] = DEFAULT_CHUNKS,
+           what: str = "batch_lower", budget_s: float | None = None
+           ) -> tuple[BatchedExport, TuningResult]:
+    """The batched function for the fastest strategy, and what was measured.
+
+    ``dims`` / ``out_dims`` as for ``export.batch_flat`` (non-negative
+    argument axes); ``args`` the flat concrete batched arguments in the
+    order of ``exp.in_tree`` (None or traced: no measuring). The record (in
+    memory, then on disk) is used when there is one; otherwise, with
+    concrete arguments, the candidates are measured and the record written.
+    Without arguments to measure on and no record, it raises
+    ``NeedsArguments`` unless within ``allow_untuned()`` (then: the full
+    batch, ``pending``).
+    """
+    size = int(size)
+    dev = _device(platform)
+    device_kind = f"{platform}:{dev.device_kind}" if dev is not None else f"{platform}:none"
+    fp = fingerprint(exp, dims, out_dims)
+    ks = chunk_sizes(size, chunks)
+    identity = _identity(fp, size, platform, device_kind, ks)
+    key = _key(identity)
+    path = os.path.join(records_dir(), key + ".json")
+
+    def finish(choice, result):
+        if choice is not None:
+            try:
+                return build(exp, dims, out_dims, size, choice, what=what), result
+            except Exception as e:  # noqa: BLE001 - a recorded loop that no longer builds
+                result.candidates.append(Candidate(choice, note=_failed(e)))
+                result.choice = None
+        return build(exp, dims, out_dims, size, None, what=what), result
+
+    with _memory_lock:
+        known = _memory.get(key)
+    if known is None:
+        known = _load(path, identity)
+        if known is not None:
+            with _memory_lock:
+                _memory[key] = known
+    if known is not None:
+        return finish(known.choice, known)
+    can_measure = (args is not None and dev is not None and is_concrete(args) and ks)
+    if not can_measure and ks and dev is not None and not untuned_ok():
+        raise NeedsArguments()
+    if not can_measure:
+        note = ("nothing to choose: the batch is no larger than every chunk size" if not ks
+                else "no device for this platform" if dev is None else "")
+        cands = [Candidate(None, note=note)] + [Candidate(k) for k in ks]
+        source = "fixed" if not ks else "pending"
+        result = TuningResult(None, source, cands, size, device_kind)
+        if not ks:  # a decision, not a deferral: remember it
+            with _memory_lock:
+                _memory[key] = result
+        return finish(None, result)
+
+    start = time.perf_counter()
+    a, k = tree_util.tree_unflatten(exp.in_tree, list(args))
+    built: dict = {}
+    calls: dict = {}
+    cands: dict = {}
+    full = None
+    for chunk in [None] + ks:
+        t0 = time.perf_counter()
+        try:
+            b = build(exp, dims, out_dims, size, chunk, what=what, full=full)
+        except Exception as e:  # noqa: BLE001 - a loop we cannot build is no candidate
+            if chunk is None:
+                raise
+            cands[chunk] = Candidate(chunk, note=_failed(e))
+            continue
+        if chunk is None:
+            full = b
+        built[chunk] = b
+        calls[strategy_name(chunk)] = jax.jit(b.exported.call)
+        cands[chunk] = Candidate(chunk, build_seconds=time.perf_counter() - t0)
+    medians, ratios, notes, warm, rounds = measure(calls, a, k, budget_s=budget_s,
+                                                   reference=strategy_name(None))
+    for chunk, c in cands.items():
+        n = c.name
+        c.seconds, c.ratio = medians.get(n), ratios.get(n)
+        c.note = notes.get(n, c.note)
+        c.first_call_seconds = warm.get(n)
+    choice = None
+    live = [c for c in ks if c in built and strategy_name(c) not in notes]
+    if live:
+        fastest = min(live, key=lambda c: ratios[strategy_name(c)])
+        if ratios[strategy_name(fastest)] < MARGIN:
+            choice = fastest
+    result = TuningResult(choice, "measured", list(cands.values()), size, device_kind,
+                          record_path=path, seconds=time.perf_counter() - start, rounds=rounds)
+    _save(path, identity, result)
+    with _memory_lock:
+        _memory[key] = result
+    return built[choice], result
+
+
+def example_arguments(avals, seed: int = 0) -> list:
+    """Arrays of the given avals to measure on when the caller has none:
+    standard normal floats, zeros for integers and booleans (valid indices)."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    out = []
+    for a in avals:
+        dt = np.dtype(a.dtype)
+        if np.issubdtype(dt, np.inexact):
+            x = rng.standard_normal(a.shape).astype(dt)
+        else:
+            x = np.zeros(a.shape, dt)
+        out.append(jax.numpy.asarray(x))
+    return out
+
+
+def select_exported(exp: jax.export.Exported, dims, out_dims, size, tune,
+                    tune_args=None) -> jax.export.Exported:
+    """``batch_exported(..., tune=...)``: the fastest strategy as an ``Exported``."""
+    from stablehlo_batch.export import _normalize, is_symbolic
+    chunks = canonicalize_tune(tune, {}, is_symbolic(size))
+    dims = _normalize("batch_exported in_axes", exp.in_avals, dims)
+    batched_avals = [a if d is None else a.update(shape=a.shape[:d] + (int(size),) + a.shape[d:])
+                     for a, d in zip(exp.in_avals, dims)]
+    if tune_args is None:
+        leaves = example_arguments(batched_avals)
+    else:
+        leaves, tree = tree_util.tree_flatten((tuple(tune_args), {}))
+        if tree != exp.in_tree:
+            raise ValueError(f"tune_args must be the batched positional arguments "
+                             f"({exp.in_tree}), got {tree}")
+    platform = jax.default_backend()
+    if platform not in exp.platforms:
+        platform, leaves = exp.platforms[0], None
+    with allow_untuned():
+        built, _ = select(exp, dims, out_dims, int(size), platform, args=leaves,
+                          chunks=chunks, what="batch_exported")
+    return built.exported
