@@ -13,18 +13,20 @@ import collections
 import dataclasses
 import functools
 import threading
-import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 from jax import tree_util
 from jaxlib.mlir import ir
 
-from passes import AxisSpecError, batch_function_in_module
-from passes.engine import batch_function_with_report
-from passes.fallback import strict_mode
 from stablehlo_batch import axes as ax
 from stablehlo_batch import callbacks, module_io, primitive
+from stablehlo_batch.flat import symbolic_size
+from stablehlo_batch.passes.fallback import strict_mode
+from stablehlo_batch.passes.report import BatchingReport
+from stablehlo_batch.rewrite import batch_function
+from stablehlo_batch.scaling import batch_with_options
+from stablehlo_batch.selfcheck import check_call
 
 
 def _platform(backend: str | None) -> str:
@@ -47,7 +49,7 @@ class _Plan:
     result_batched: list[bool]
     rewrite_seconds: float
     call: Callable
-    report: Any = None  # passes.report.BatchingReport
+    report: BatchingReport | None = None
     compiled: Any = None  # the executable, for host callbacks (no Exported then)
     traceable: bool = False  # exported.call may be traced inside another jit
     fn: Any = None  # primitive.BatchedFn: what jax's transformations see
@@ -152,9 +154,23 @@ class _LRU:
     def __len__(self):
         return len(self._d)
 
+    def clear(self):
+        with self._lock:
+            self._d.clear()
+
     def values(self):
         with self._lock:
             return list(self._d.values())
+
+
+class CacheInfo(NamedTuple):
+    """``BatchedFunction.cache_info()``, like ``functools.lru_cache``'s:
+    ``misses`` counts the plans built (one batched module each), ``hits``
+    the calls and ``lower``s that found theirs, ``currsize`` the plans kept."""
+    hits: int
+    misses: int
+    maxsize: int | None
+    currsize: int
 
 
 class _NotTraceable(Exception):
@@ -192,12 +208,16 @@ class BatchedFunction:
         self._by_signature = _LRU(cache_size)
         self._lock = threading.Lock()
         self._direct = bool(self._scale_options)
+        self._count_lock = threading.Lock()
+        self._calls = self._misses = 0
         functools.update_wrapper(self, fn, updated=())
 
     def __call__(self, *args, **kwargs):
         if not (self._direct or self.check):
             try:
-                return self._dispatch(*args, **kwargs)
+                out = self._dispatch(*args, **kwargs)
+                self._count_call()
+                return out
             except _NotTraceable:
                 self._direct = True
             except TypeError:
@@ -205,10 +225,31 @@ class BatchedFunction:
         plan = self._plan_for(args, kwargs)
         out = plan.call(*args, **kwargs)
         if self.check and not getattr(plan, "checked", False):
-            from stablehlo_batch.check import check_call
             check_call(self, args, kwargs, out)
             plan.checked = True
+        self._count_call()
         return out
+
+    def _count_call(self):
+        with self._count_lock:
+            self._calls += 1
+
+    def cache_info(self) -> CacheInfo:
+        """Hits, misses, maxsize (``cache_size``) and current size of the
+        per-signature cache of batched modules, as ``functools`` reports them."""
+        with self._count_lock:
+            calls, misses = self._calls, self._misses
+        return CacheInfo(max(calls - misses, 0), misses, self.cache_size, len(self._plans))
+
+    def cache_clear(self):
+        """Drops every cached plan (and jax.jit's executables of them) and
+        resets the statistics."""
+        with self._lock:
+            self._plans.clear()
+            self._by_signature.clear()
+            self._dispatch.clear_cache()
+            with self._count_lock:
+                self._calls = self._misses = 0
 
     def _traced_call(self, *args, **kwargs):
         plan = self._plan_for(args, kwargs)
@@ -219,7 +260,9 @@ class BatchedFunction:
         return primitive.call(plan.fn, plan.exported.out_tree, *args, **kwargs)
 
     def lower(self, *args, **kwargs) -> Lowered:
-        return Lowered(self._plan_for(args, kwargs), args, kwargs)
+        lowered = Lowered(self._plan_for(args, kwargs), args, kwargs)
+        self._count_call()
+        return lowered
 
     # ---- building ----------------------------------------------------------
     def _plan_for(self, args, kwargs) -> _Plan:
@@ -239,8 +282,8 @@ class BatchedFunction:
         platform = _platform(self.backend)
         key = (in_tree, avals, tuple(dims), size, platform)
         if self.symbolic:  # one plan, whatever the batch size
-            key = (in_tree, tuple(a if d is None else a.update(shape=a.shape[:d] + a.shape[d + 1:])
-                                  for a, d in zip(avals, dims)), tuple(dims), None, platform)
+            key = (in_tree, tuple(ax.unbatched_struct(a, d) for a, d in zip(avals, dims)),
+                   tuple(dims), None, platform)
         plan = self._plans.get(key)
         if plan is None:
             with self._lock:
@@ -249,16 +292,14 @@ class BatchedFunction:
                     with strict_mode(self.strict):
                         plan = self._build(in_tree, avals, dims, size, platform)
                     self._plans[key] = plan
+                    with self._count_lock:
+                        self._misses += 1
         self._by_signature[(in_tree, avals)] = plan
         return plan
 
     def _build(self, in_tree, avals, dims, size, platform) -> _Plan:
-        def unbatched(a, d):
-            shape = a.shape if d is None else a.shape[:d] + a.shape[d + 1:]
-            return jax.ShapeDtypeStruct(shape, a.dtype, weak_type=a.weak_type)
-
         ex_args, ex_kwargs = tree_util.tree_unflatten(
-            in_tree, [unbatched(a, d) for a, d in zip(avals, dims)])
+            in_tree, [ax.unbatched_struct(a, d) for a, d in zip(avals, dims)])
         try:
             exp = jax.export.export(jax.jit(self.fn), platforms=(platform,))(
                 *ex_args, **ex_kwargs)
@@ -270,8 +311,6 @@ class BatchedFunction:
             return _Plan(None, cb.module, cb.result_batched, cb.rewrite_seconds,
                          cb.call, cb.report, compiled=cb.compiled)
         out_dims = ax.flatten_axes("batch_lower out_axes", exp.out_tree, self.out_axes)
-        from stablehlo_batch.export import batch_with_options
-        from stablehlo_batch.export import symbolic_size
         if self.symbolic:
             size = symbolic_size(self.symbolic)
         built = batch_with_options(exp, dims, out_dims, size, what="batch_lower",
@@ -358,33 +397,11 @@ def batch_module_with_report(module: module_io.ModuleSource,
     """``batch_module`` that also returns the batching report
     (``passes.report.BatchingReport``): ``(text, report)``."""
     m = module_io.parse_module(module)
-    fn_block = _func_block(m, func)
+    fn_block = module_io.func_block(m, func)
     n_args = len(fn_block.arguments)
     n_res = len(list(fn_block.operations)[-1].operands)
-    in_axes = _flat_axes(in_axes, n_args)
-    out_axes = _flat_axes(out_axes, n_res)
-    start = time.perf_counter()
-    _, report = batch_function_with_report(m, func, in_axes, out_axes, axis_size,
-                                           strict=strict)
-    report.rewrite_seconds = time.perf_counter() - start
+    in_axes = ax.flat_axes(in_axes, n_args)
+    out_axes = ax.flat_axes(out_axes, n_res)
+    _, report = batch_function(m, func, in_axes, out_axes, axis_size, strict=strict)
     return module_io.module_to_text(m, debug_info=debug_info), report
 
-
-def _func_block(module: ir.Module, func: str) -> ir.Block:
-    try:
-        op = ir.SymbolTable(module.operation)[func]
-    except KeyError:
-        raise AxisSpecError(f"function @{func} not found in the module") from None
-    if op.operation.name != "func.func" or not len(op.operation.regions[0].blocks):
-        raise AxisSpecError(f"@{func} is not a function with a body")
-    return op.operation.regions[0].blocks[0]
-
-
-def _flat_axes(spec, n: int) -> list[int | None]:
-    if spec is None or isinstance(spec, int):
-        return [spec] * n
-    spec = list(spec)
-    for a in spec:
-        if a is not None and type(a) is not int:
-            raise AxisSpecError(f"axes must be ints or None, got {a!r}")
-    return spec

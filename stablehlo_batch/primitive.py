@@ -33,6 +33,10 @@ from jax import tree_util
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
+from stablehlo_batch import axes as ax
+from stablehlo_batch.chunking import chunk_flat
+from stablehlo_batch.flat import batch_flat, spread_to_lanes
+
 batched_call_p = Primitive("stablehlo_batch_call")
 batched_call_p.multiple_results = True
 
@@ -73,7 +77,7 @@ class BatchedFn:
                  what: str = "batch_lower"):
         self.src = src
         self.example_avals = tuple(_struct(a) for a in example_avals)
-        self.dims = tuple(None if d is None else d % (len(a.shape) + 1)
+        self.dims = tuple(ax.batch_position(d, len(a.shape))
                           for a, d in zip(self.example_avals, dims))
         self._raw_out_dims = tuple(out_dims)
         # Results summed over the batch inside the module (passes/sum_lanes.py).
@@ -104,7 +108,7 @@ class BatchedFn:
 
     @functools.cached_property
     def out_dims(self) -> tuple[int | None, ...]:
-        return tuple(None if d is None else d % (len(a.shape) + 1)
+        return tuple(ax.batch_position(d, len(a.shape))
                      for a, d in zip(self.example_out_avals, self._raw_out_dims))
 
     def batch_size(self, avals):
@@ -126,8 +130,6 @@ class BatchedFn:
     def exported(self) -> jax.export.Exported:
         with self._lock:
             if self._exported is None:
-                from stablehlo_batch.chunking import chunk_flat
-                from stablehlo_batch.export import batch_flat
                 exp = jax.export.export(jax.jit(self.src), platforms=(self.platform,))(
                     *self.example_avals)
                 summed = [j for j, s in enumerate(self.summed) if s]
@@ -207,9 +209,7 @@ class BatchedFn:
 
     def vmapped(self, avals, bdims, size) -> "BatchedFn":
         """This batched function, batched again (jax.vmap of it)."""
-        example = tuple(jax.ShapeDtypeStruct(a.shape if d is None else a.shape[:d] + a.shape[d + 1:],
-                                             a.dtype, weak_type=a.weak_type)
-                        for a, d in zip(avals, bdims))
+        example = tuple(ax.unbatched_struct(a, d) for a, d in zip(avals, bdims))
         key = ("vmap", example, tuple(bdims), size)
 
         def build():
@@ -272,10 +272,7 @@ def _transpose(cts, *args, fun: BatchedFn):
     size = fun.batch_size([x.aval if ad.is_undefined_primal(x) else jax.typeof(x)
                            for x in args])
     cts = [ad.instantiate_zeros(ct) for ct in cts]
-    # A result that is not batched is the same for every lane; its cotangent
-    # must count once, not once per lane.
-    cts = [jnp.zeros((size,) + ct.shape, ct.dtype).at[0].set(ct) if lane0 else ct
-           for ct, lane0 in zip(cts, vjp.lane0)]
+    cts = [spread_to_lanes(ct, size) if lane0 else ct for ct, lane0 in zip(cts, vjp.lane0)]
     in_cts = batched_call_p.bind(*xs, *cts, fun=vjp)
     return [None] * n + [ct if u else None for ct, u in zip(in_cts, undefined)]
 
