@@ -172,7 +172,7 @@ def _retype(fop):
 
 
 def text_of(module) -> str:
-    return module_io.module_totext_of(module, debug_info=True)
+    return module_io.module_to_text(module, debug_info=True)
 
 
 def _probe_upto(text, func, k):
@@ -352,7 +352,7 @@ def check_call(bf, args, kwargs, got, *, rtol=1e-5, atol=1e-5, directory=None):
         return  # tokens and platform indices: nothing the loop below can feed
     out_dims = ax.flatten_axes("batch_lower out_axes", exp.out_tree, bf.out_axes)
     kept = list(exp.module_kept_var_idx)
-    text = module_io.module_totext_of(module_io.parse_module(exp.mlir_module_serialized),
+    text = module_io.module_to_text(module_io.parse_module(exp.mlir_module_serialized),
                                     debug_info=True)
     in_axes = [dims[i] for i in kept]
     inputs = [np.asarray(leaves[i]) for i in kept]
