@@ -61,6 +61,14 @@ def load(exp) -> jax.export.Exported:
                     f"{type(exp).__name__}")
 
 
+def replace_exported(exp: jax.export.Exported, *, vjp=None, **fields) -> jax.export.Exported:
+    """``exp`` with ``fields`` replaced (a new module, new avals, ...) and
+    ``vjp`` as its VJP (a function of the new ``Exported``; None: none).
+    jax.export has no public way to set the VJP: its private field is set
+    here only."""
+    return dataclasses.replace(exp, _get_vjp=vjp, **fields)
+
+
 def _with_batch(a, d, size):
     return a.update(shape=ax.insert_batch(a.shape, d, size))
 
@@ -105,17 +113,15 @@ def batch_flat(exp: jax.export.Exported, dims: Sequence[int | None],
             module.operation.attributes["jax.uses_shape_polymorphism"] = ir.BoolAttr.get(True)
     rewrite_seconds = time.perf_counter() - start
     report.rewrite_seconds = rewrite_seconds
-    batched = dataclasses.replace(
-        exp,
+    vjp = (functools.partial(batched_vjp, exp, dims, out_dims, size)
+           if exp.has_vjp() and not summed else None)
+    batched = replace_exported(
+        exp, vjp=vjp,
         in_avals=tuple(_with_batch(a, d, size) for a, d in zip(exp.in_avals, dims)),
         out_avals=tuple(_with_batch(a, None if j in summed else d, size)
                         for j, (a, d) in enumerate(zip(exp.out_avals, out_pos))),
         mlir_module_serialized=module_io.module_to_portable_artifact(module),
-        uses_global_constants=exp.uses_global_constants or symbolic,
-        _get_vjp=None)
-    if exp.has_vjp() and not summed:
-        batched = dataclasses.replace(
-            batched, _get_vjp=functools.partial(batched_vjp, exp, dims, out_dims, size))
+        uses_global_constants=exp.uses_global_constants or symbolic)
     return BatchedExport(batched, module, result_batched, rewrite_seconds, report)
 
 

@@ -30,6 +30,7 @@ from jaxlib.mlir.dialects import func as func_d
 
 from stablehlo_batch import axes as ax
 from stablehlo_batch import module_io
+from stablehlo_batch.flat import replace_exported
 from stablehlo_batch.passes.builders import ranked
 from stablehlo_batch.passes.errors import BatchingError, format_location
 from stablehlo_batch.rewrite import batch_function
@@ -77,12 +78,11 @@ def _compiled(text: str, func: str):
     ins, outs = tensor_specs(ftype.inputs), tensor_specs(ftype.results)
     template = jax.export.export(jax.jit(
         lambda *a: tuple(jnp.zeros(o.shape, o.dtype) for o in outs)))(*ins)
-    exported = dataclasses.replace(
+    exported = replace_exported(
         template, mlir_module_serialized=module_io.module_to_portable_artifact(module),
         module_kept_var_idx=tuple(range(len(ins))), in_avals=tuple(
             jax.core.ShapedArray(a.shape, a.dtype) for a in ins),
-        out_avals=tuple(jax.core.ShapedArray(o.shape, o.dtype) for o in outs),
-        _get_vjp=None)
+        out_avals=tuple(jax.core.ShapedArray(o.shape, o.dtype) for o in outs))
     call = jax.jit(exported.call)
     return lambda *args: [np.asarray(r) for r in call(*args)]
 
