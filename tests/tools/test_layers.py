@@ -95,10 +95,10 @@ class _Import:
         return f"{MODULES[self.source].relative_to(ROOT)}:{self.line}"
 
 
-def _imports(module: str) -> tuple[list[_Import], list[str]]:
+def _imports(module: str, source: str | None = None) -> tuple[list[_Import], list[str]]:
     """The imports of ``module`` (the internal module each one reaches) and
     the private attributes it reads from internal modules."""
-    tree = ast.parse(MODULES[module].read_text())
+    tree = ast.parse(MODULES[module].read_text() if source is None else source)
     found, aliases, private_reads = [], {}, []
 
     def visit(node, nested):
@@ -145,14 +145,28 @@ def test_every_module_has_a_layer():
         _layer(m)
 
 
-def test_imports_follow_the_layer_order():
+def _upward(m, imports) -> list[str]:
     bad = []
-    for m, (imports, _) in IMPORTS.items():
-        for imp in imports:
-            t = _internal(imp.target)
-            if t is not None and _layer(t) > _layer(m):
-                bad.append(f"{imp}: {m} ({LAYER_NAMES[_layer(m)]}) imports {t} "
-                           f"({LAYER_NAMES[_layer(t)]})")
+    for imp in imports:
+        t = _internal(imp.target)
+        if t is not None and _layer(t) > _layer(m):
+            bad.append(f"{imp}: {m} ({LAYER_NAMES[_layer(m)]}) imports {t} "
+                       f"({LAYER_NAMES[_layer(t)]})")
+    return bad
+
+
+def _private(imports, private_reads) -> list[str]:
+    bad = list(private_reads)
+    for imp in imports:
+        if _internal(imp.target) is None:
+            continue
+        bad += [f"{imp}: imports {n} from {imp.target}" for n in imp.names
+                if n.startswith("_") and not n.startswith("__")]
+    return bad
+
+
+def test_imports_follow_the_layer_order():
+    bad = [b for m, (imports, _) in IMPORTS.items() for b in _upward(m, imports)]
     assert not bad, "imports against the layer order:\n" + "\n".join(bad)
 
 
@@ -205,15 +219,21 @@ def test_the_cycle_check_can_fail():
     assert _find_cycle(graph) is not None
 
 
+def test_the_checks_can_fail():
+    engine = f"{REWRITE}.engine"
+    imports, reads = _imports(engine, "from stablehlo_batch.api import batch_lower\n")
+    assert _upward(engine, imports)
+    imports, reads = _imports(f"{PKG}.api", "from stablehlo_batch.axes import _arg_names\n"
+                                            "from stablehlo_batch import flat\n"
+                                            "def f():\n    return flat._with_batch\n")
+    assert len(_private(imports, reads)) == 2
+    assert [i.nested for i in imports] == [False, False]
+    imports, _ = _imports(f"{PKG}.api", "def f():\n    import jax\n")
+    assert [i.nested for i in imports] == [True]
+
+
 def test_no_private_names_across_modules():
-    bad = []
-    for m, (imports, private_reads) in IMPORTS.items():
-        bad += private_reads
-        for imp in imports:
-            if _internal(imp.target) is None:
-                continue
-            bad += [f"{imp}: imports {n} from {imp.target}" for n in imp.names
-                    if n.startswith("_") and not n.startswith("__")]
+    bad = [b for imports, reads in IMPORTS.values() for b in _private(imports, reads)]
     assert not bad, "private names used across modules:\n" + "\n".join(bad)
 
 
