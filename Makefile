@@ -48,4 +48,4 @@ fuzz: $(STAMP)
 	$(BIN)/python tests/fuzz_cli.py $(CLI_INPUTS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info lit_tests/Output
+	rm -rf $(VENV) build dist *.egg-info lit_tests/Output

@@ -22,8 +22,12 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxlib.mlir import ir
+
 import stablehlo_batch as sb
 from bench.workloads import Workload
+from stablehlo_batch import module_io
+from stablehlo_batch.rewrite import batch_function
 
 _INSTR = re.compile(r"^\s*(ROOT\s+)?%?[\w.\-]+\s*=\s")
 _SHAPE_OP = re.compile(r"=\s*(.*?)\s([\w\-]+)\(")
@@ -83,7 +87,7 @@ def _block(x):
     return jax.block_until_ready(x)
 
 
-def _timed(fn, args) -> tuple[float, float]:
+def timed(fn, args) -> tuple[float, float]:
     """(wall seconds, CPU seconds of this process) of one call. CPU time does
     not count the time other processes take the cores from us: on a shared
     machine it is the steadier measure of the same executable."""
@@ -112,7 +116,7 @@ def _lax_map_fn(f, in_axes, n_args, batch_size: int | None = None):
     return jax.jit(looped)
 
 
-def _memory(compiled) -> dict:
+def memory(compiled) -> dict:
     try:
         m = compiled.memory_analysis()
         return {"temp": int(m.temp_size_in_bytes), "argument": int(m.argument_size_in_bytes),
@@ -121,7 +125,7 @@ def _memory(compiled) -> dict:
         return {}
 
 
-def _max_diff(a, b) -> float:
+def max_diff(a, b) -> float:
     la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
     return max((float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64))))
                 if np.size(x) else 0.0) for x, y in zip(la, lb))
@@ -152,7 +156,7 @@ def measure(w: Workload, batch: int, *, budget_s: float = 2.0, min_rounds: int =
     vm = jax.jit(jax.vmap(w.fn, in_axes=w.in_axes, out_axes=w.out_axes))
     want = _block(vm(*args))
     m.first_result["vmap"] = time.perf_counter() - start
-    m.max_abs_diff = _max_diff(got, want)
+    m.max_abs_diff = max_diff(got, want)
     contenders = {"batch_lower": bl, "vmap": vm}
     if with_map and w.out_axes == 0:
         lm = _lax_map_fn(w.fn, w.in_axes, n)
@@ -182,12 +186,12 @@ def measure(w: Workload, batch: int, *, budget_s: float = 2.0, min_rounds: int =
     m.hlo_instructions = {"batch_lower": hlo_instruction_count(bl_hlo),
                           "vmap": hlo_instruction_count(vm_hlo)}
     m.same_hlo = hlo_signature(bl_hlo) == hlo_signature(vm_hlo)
-    m.memory = {"batch_lower": _memory(bl_c), "vmap": _memory(vm_c)}
+    m.memory = {"batch_lower": memory(bl_c), "vmap": memory(vm_c)}
 
     # alternating rounds
     for fn in contenders.values():  # warm
         _block(fn(*args))
-    one_round = sum(_timed(fn, args)[0] for fn in contenders.values())
+    one_round = sum(timed(fn, args)[0] for fn in contenders.values())
     rounds = int(min(max_rounds, max(min_rounds, budget_s / max(one_round, 1e-6))))
     times = {k: [] for k in contenders}
     cpu = {k: [] for k in contenders}
@@ -195,7 +199,7 @@ def measure(w: Workload, batch: int, *, budget_s: float = 2.0, min_rounds: int =
     for r in range(rounds):
         # rotate who goes first: a contender must not always run after another
         for k in order[r % len(order):] + order[:r % len(order)]:
-            wall_s, cpu_s = _timed(contenders[k], args)
+            wall_s, cpu_s = timed(contenders[k], args)
             times[k].append(wall_s)
             cpu[k].append(cpu_s)
     m.rounds = rounds
@@ -230,7 +234,6 @@ def count_ops(module) -> int:
     def visit(op):
         nonlocal n
         n += 1
-        from jaxlib.mlir import ir
         return ir.WalkResult.ADVANCE
     module.operation.walk(visit)
     return n - 1  # not the module itself
@@ -239,8 +242,6 @@ def count_ops(module) -> int:
 def rewrite_cost(fn, args, in_axes, batch: int, repeats: int = 3) -> dict:
     """Rewrite time of ``fn``'s per-example module against jax's trace+lower
     of ``jax.vmap(fn)``; ``args`` are one example's arguments."""
-    from passes.engine import batch_function_with_report
-    from stablehlo_batch import module_io
     exp = jax.export.export(jax.jit(fn))(*args)
     flat_axes = jax.tree_util.tree_leaves(
         jax.tree_util.tree_map(lambda ax, a: jax.tree_util.tree_map(lambda _: ax, a),
@@ -252,7 +253,7 @@ def rewrite_cost(fn, args, in_axes, batch: int, repeats: int = 3) -> dict:
     for _ in range(repeats):
         module = module_io.parse_module(exp.mlir_module_serialized)
         start = time.perf_counter()
-        batch_function_with_report(module, "main", dims, [0] * len(exp.out_avals), batch)
+        batch_function(module, "main", dims, [0] * len(exp.out_avals), batch)
         rewrites.append(time.perf_counter() - start)
 
     def batched_arg(a, ax):

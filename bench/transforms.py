@@ -20,8 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import stablehlo_batch as sb
-from bench.harness import _max_diff, _memory, _timed, hlo_instruction_count
-from bench.workloads import _mlp_params, _normal, mlp
+from bench.harness import max_diff, memory, timed, hlo_instruction_count
+from bench.workloads import mlp_params, normal, mlp
 
 
 def _loss(params, x, y):
@@ -30,10 +30,10 @@ def _loss(params, x, y):
 
 def cases(batch: int, rng):
     """(name, what, use, args): ``use(batching)`` returns a jitted function."""
-    members = _mlp_params(rng, [32, 128, 128, 10], batch)
-    x, y = _normal(rng, 64, 32), _normal(rng, 64, 10)
-    params = _mlp_params(rng, [32, 128, 128, 10])
-    xs = _normal(rng, batch, 32)
+    members = mlp_params(rng, [32, 128, 128, 10], batch)
+    x, y = normal(rng, 64, 32), normal(rng, 64, 10)
+    params = mlp_params(rng, [32, 128, 128, 10])
+    xs = normal(rng, batch, 32)
     tangent = jax.tree.map(jnp.ones_like, params)
 
     def ensemble_grad(b):
@@ -62,7 +62,7 @@ def cases(batch: int, rng):
         f = b(mlp, in_axes=(None, 0))
         return jax.jit(jax.vmap(f, in_axes=(None, 0)))
 
-    xs4 = _normal(rng, 4, batch, 32)
+    xs4 = normal(rng, 4, batch, 32)
     return [
         ("ensemble_grad", "grad of an ensemble's summed loss (weights batched, data shared)",
          ensemble_grad, (members, x, y)),
@@ -80,16 +80,16 @@ def cases(batch: int, rng):
 def measure(use, args, budget_s: float, min_rounds: int = 7) -> dict:
     fns = {"bl": use(sb.batch_lower), "vmap": use(jax.vmap)}
     out = {k: f(*args) for k, f in fns.items()}
-    res = {"max_diff": _max_diff(out["bl"], out["vmap"])}
+    res = {"max_diff": max_diff(out["bl"], out["vmap"])}
     for k, f in fns.items():
         compiled = f.lower(*args).compile()
         res[f"{k}_instr"] = hlo_instruction_count(compiled.as_text())
-        res[f"{k}_temp"] = _memory(compiled).get("temp")
+        res[f"{k}_temp"] = memory(compiled).get("temp")
     times = {k: [] for k in fns}
     ratios = []
     start = time.perf_counter()
     while len(ratios) < min_rounds or time.perf_counter() - start < budget_s:
-        t = {k: _timed(f, args)[0] for k, f in fns.items()}
+        t = {k: timed(f, args)[0] for k, f in fns.items()}
         for k in fns:
             times[k].append(t[k])
         ratios.append(t["bl"] / t["vmap"])

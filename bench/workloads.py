@@ -27,13 +27,13 @@ class Workload:
     sizes: tuple | None = None  # its own batch sizes (None: the run's sizes)
 
 
-def _normal(rng, *shape, scale=1.0):
+def normal(rng, *shape, scale=1.0):
     return jnp.asarray(rng.standard_normal(shape) * scale, jnp.float32)
 
 
-def _mlp_params(rng, sizes, batch=None):
+def mlp_params(rng, sizes, batch=None):
     lead = () if batch is None else (batch,)
-    return [(_normal(rng, *lead, m, n, scale=1 / np.sqrt(m)), _normal(rng, *lead, n, scale=0.1))
+    return [(normal(rng, *lead, m, n, scale=1 / np.sqrt(m)), normal(rng, *lead, n, scale=0.1))
             for m, n in zip(sizes[:-1], sizes[1:])]
 
 
@@ -48,7 +48,7 @@ def mlp(params, x):
 # ---- 1. ensemble of MLPs: params batched, data shared -------------------------------
 
 def _ensemble_make(batch, rng):
-    return _mlp_params(rng, [32, 128, 128, 10], batch), _normal(rng, 64, 32)
+    return mlp_params(rng, [32, 128, 128, 10], batch), normal(rng, 64, 32)
 
 
 # ---- 2. per-example gradients of an MLP ------------------------------------------------
@@ -62,7 +62,7 @@ per_example_grad = jax.grad(_loss)
 
 
 def _grad_make(batch, rng):
-    return (_mlp_params(rng, [128, 128, 128, 10]), _normal(rng, batch, 128),
+    return (mlp_params(rng, [128, 128, 128, 10]), normal(rng, batch, 128),
             jnp.asarray(rng.integers(0, 10, batch), jnp.int32))
 
 
@@ -80,9 +80,9 @@ def cnn(params, img):
 
 
 def _cnn_make(batch, rng):
-    params = (_normal(rng, 3, 3, 1, 8, scale=0.3), _normal(rng, 3, 3, 8, 16, scale=0.1),
-              _normal(rng, 16, 10, scale=0.2), _normal(rng, 10, scale=0.1))
-    return params, _normal(rng, batch, 28, 28, 1)
+    params = (normal(rng, 3, 3, 1, 8, scale=0.3), normal(rng, 3, 3, 8, 16, scale=0.1),
+              normal(rng, 16, 10, scale=0.2), normal(rng, 10, scale=0.1))
+    return params, normal(rng, batch, 28, 28, 1)
 
 
 # ---- 4. transformer block per sequence ----------------------------------------------------
@@ -109,13 +109,13 @@ def transformer_block(p, x, heads=4):
 def _transformer_params(rng, d=64, f=256):
     sc = 1 / np.sqrt(d)
     return {"g1": jnp.ones(d), "b1": jnp.zeros(d), "g2": jnp.ones(d), "b2": jnp.zeros(d),
-            "wq": _normal(rng, d, d, scale=sc), "wk": _normal(rng, d, d, scale=sc),
-            "wv": _normal(rng, d, d, scale=sc), "wo": _normal(rng, d, d, scale=sc),
-            "w1": _normal(rng, d, f, scale=sc), "w2": _normal(rng, f, d, scale=1 / np.sqrt(f))}
+            "wq": normal(rng, d, d, scale=sc), "wk": normal(rng, d, d, scale=sc),
+            "wv": normal(rng, d, d, scale=sc), "wo": normal(rng, d, d, scale=sc),
+            "w1": normal(rng, d, f, scale=sc), "w2": normal(rng, f, d, scale=1 / np.sqrt(f))}
 
 
 def _transformer_make(batch, rng):
-    return _transformer_params(rng), _normal(rng, batch, 32, 64)
+    return _transformer_params(rng), normal(rng, batch, 32, 64)
 
 
 # ---- 5. Newton's method with per-lane trip counts ----------------------------------------
@@ -152,9 +152,9 @@ def rnn(params, xs):
 
 
 def _rnn_make(batch, rng):
-    params = (_normal(rng, 128, 128, scale=1 / np.sqrt(128)),
-              _normal(rng, 32, 128, scale=1 / np.sqrt(32)), _normal(rng, 128, scale=0.1))
-    return params, _normal(rng, batch, 40, 32)
+    params = (normal(rng, 128, 128, scale=1 / np.sqrt(128)),
+              normal(rng, 32, 128, scale=1 / np.sqrt(32)), normal(rng, 128, scale=0.1))
+    return params, normal(rng, batch, 40, 32)
 
 
 # ---- 7. embedding lookup into an unbatched table plus a scatter-add ----------------------
@@ -167,8 +167,8 @@ def embed_scatter(table, ids, weights):
 
 
 def _embed_make(batch, rng):
-    return (_normal(rng, 2000, 64), jnp.asarray(rng.integers(0, 2000, (batch, 128)), jnp.int32),
-            _normal(rng, batch, 128))
+    return (normal(rng, 2000, 64), jnp.asarray(rng.integers(0, 2000, (batch, 128)), jnp.int32),
+            normal(rng, batch, 128))
 
 
 # ---- 8. sort and top-k ----------------------------------------------------------------------
@@ -180,7 +180,7 @@ def sort_topk(x):
 
 
 def _sort_make(batch, rng):
-    return (_normal(rng, batch, 1024),)
+    return (normal(rng, batch, 1024),)
 
 
 # ---- 9. batched linear solves ------------------------------------------------------------------
@@ -190,8 +190,8 @@ def solve(a, b):
 
 
 def _solve_make(batch, rng):
-    a = _normal(rng, batch, 48, 48) + 48 * jnp.eye(48)
-    return a, _normal(rng, batch, 48)
+    a = normal(rng, batch, 48, 48) + 48 * jnp.eye(48)
+    return a, normal(rng, batch, 48)
 
 
 # ---- 10. through the per-lane fallback: a host callback ------------------------------------------
@@ -207,7 +207,7 @@ def host_callback(x):
 
 
 def _host_make(batch, rng):
-    return (_normal(rng, batch, 256),)
+    return (normal(rng, batch, 256),)
 
 
 # ---- issue 15: where a loop over lanes or chunks beats the full batch ---------------------
@@ -308,8 +308,8 @@ BY_NAME = {w.name: w for w in WORKLOADS}
 def scaling_models(kind: str, depth: int, rng):
     """(fn, args, in_axes) of a ``depth``-deep model with one example's args."""
     if kind == "mlp":
-        params = _mlp_params(rng, [16] * (depth + 1))
-        return mlp, (params, _normal(rng, 16)), (None, 0)
+        params = mlp_params(rng, [16] * (depth + 1))
+        return mlp, (params, normal(rng, 16)), (None, 0)
     if kind == "transformer":
         layers = [_transformer_params(rng, d=16, f=32) for _ in range(depth)]
 
@@ -317,5 +317,5 @@ def scaling_models(kind: str, depth: int, rng):
             for p in ps:
                 x = transformer_block(p, x, heads=2)
             return x
-        return stack, (layers, _normal(rng, 8, 16)), (None, 0)
+        return stack, (layers, normal(rng, 8, 16)), (None, 0)
     raise ValueError(kind)

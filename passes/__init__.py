@@ -3,11 +3,11 @@
 ``batch_function_in_module`` is the entry point; ``rules.RULES`` maps op names
 to batching rules.
 """
-from passes.errors import (AxisSpecError, BatchingError, UnsupportedOpError,
-                           VerificationError)
-from passes.engine import ModuleBatcher, batch_function_in_module
-from passes.rules import RULES, register_rule, unregister_rule
-from passes.fallback import FallbackWarning, per_lane, strict_mode
+from stablehlo_batch.passes.errors import (AxisSpecError, BatchingError, UnsupportedOpError,
+                                           VerificationError)
+from stablehlo_batch.passes.engine import ModuleBatcher, batch_function_in_module
+from stablehlo_batch.passes.rules import RULES, register_rule, unregister_rule
+from stablehlo_batch.passes.fallback import FallbackWarning, per_lane, strict_mode
 
 __all__ = ["AxisSpecError", "BatchingError", "UnsupportedOpError",
            "VerificationError", "ModuleBatcher", "batch_function_in_module",

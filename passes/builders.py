@@ -12,8 +12,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 from jaxlib.mlir import ir
+from jaxlib.mlir.dialects import stablehlo
 
-from passes import report as _report
+from stablehlo_batch.passes import report as _report
 
 
 # ---- the symbolic batch size -------------------------------------------------
@@ -262,7 +263,6 @@ def reduce_all(v: ir.Value, combiner: str) -> ir.Value:
 
 def compare(lhs: ir.Value, rhs: ir.Value, direction: str) -> ir.Value:
     """Elementwise comparison ("EQ", "LT", ...) giving an i1 tensor."""
-    from jaxlib.mlir.dialects import stablehlo
     shape = shape_of(lhs)
     return create("stablehlo.compare", [tensor_type(shape, ir.IntegerType.get_signless(1))],
                   [lhs, rhs],

@@ -20,14 +20,15 @@ import dataclasses
 from typing import Callable, Sequence
 
 from jaxlib.mlir import ir
+from jaxlib.mlir import passmanager
 
-from passes import builders as bld
-from passes import report as _report
-from passes.fallback import fallback, is_strict
-from passes.rules import find_rule
-from passes.rules.collectives import LANE_ATTR, LANES_ATTR
-from passes.errors import (AxisSpecError, UnsupportedOpError, VerificationError,
-                           format_location)
+from stablehlo_batch.passes import builders as bld
+from stablehlo_batch.passes import report as _report
+from stablehlo_batch.passes.fallback import fallback, is_strict
+from stablehlo_batch.passes.rules import RULES, find_rule
+from stablehlo_batch.passes.rules.collectives import LANE_ATTR, LANES_ATTR
+from stablehlo_batch.passes.errors import (AxisSpecError, UnsupportedOpError, VerificationError,
+                                           format_location)
 
 # A rule result: one (new value, is batched) pair per result of the op.
 Results = list[tuple[ir.Value, bool]]
@@ -257,7 +258,6 @@ class ModuleBatcher:
 
     def __init__(self, module: ir.Module, axis_size: int,
                  rules: dict[str, Rule] | None = None, *, strict: bool | None = None):
-        from passes.rules import RULES
         self.module = module
         # axis_size "?" (or any name) asks for a symbolic batch size: the batch
         # dim of every type is then ``?`` (bld.DYN).
@@ -406,7 +406,6 @@ class ModuleBatcher:
 
     def _drop_unused_private_functions(self):
         """Removes private functions that only the pre-batching calls used."""
-        from jaxlib.mlir import passmanager
         passmanager.PassManager.parse("builtin.module(symbol-dce)").run(self.module.operation)
 
 

@@ -19,8 +19,8 @@ import warnings
 
 from jaxlib.mlir import ir
 
-from passes.errors import format_location
-from passes.lane_loop import lane_loop
+from stablehlo_batch.passes.errors import format_location
+from stablehlo_batch.passes.lane_loop import lane_loop
 
 
 class FallbackWarning(UserWarning):

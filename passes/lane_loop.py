@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from jaxlib.mlir import ir
 
-from passes import builders as bld
+from stablehlo_batch.passes import builders as bld
 
 
 def _is_token(t: ir.Type) -> bool:

@@ -17,7 +17,7 @@ from typing import Sequence
 from jaxlib.mlir import ir
 from jaxlib.mlir.dialects import stablehlo
 
-from passes import builders as bld
+from stablehlo_batch.passes import builders as bld
 
 _DN = "dot_dimension_numbers"
 

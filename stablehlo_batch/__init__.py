@@ -10,22 +10,28 @@ The names are imported on first use (PEP 562), so that importing
 ``stablehlo_batch.cli`` can configure XLA's logging before jax loads.
 """
 import importlib
+import importlib.metadata
 
+_P = "stablehlo_batch.passes"
 _EXPORTS = {
     "batch_lower": "stablehlo_batch.api", "batch_module": "stablehlo_batch.api",
     "BatchedFunction": "stablehlo_batch.api", "Lowered": "stablehlo_batch.api",
     "Compiled": "stablehlo_batch.api",
-    "BatchingError": "passes.errors", "UnsupportedOpError": "passes.errors",
-    "VerificationError": "passes.errors", "AxisSpecError": "passes.errors",
+    "BatchingError": f"{_P}.errors", "UnsupportedOpError": f"{_P}.errors",
+    "VerificationError": f"{_P}.errors", "AxisSpecError": f"{_P}.errors",
     "ModuleParseError": "stablehlo_batch.module_io",
-    "FallbackWarning": "passes.fallback", "per_lane": "passes.fallback",
-    "register_rule": "passes.rules", "unregister_rule": "passes.rules",
+    "FallbackWarning": f"{_P}.fallback", "per_lane": f"{_P}.fallback",
+    "register_rule": f"{_P}.rules", "unregister_rule": f"{_P}.rules",
     "batch_exported": "stablehlo_batch.export", "vmappable": "stablehlo_batch.export",
     "batching_pass": "stablehlo_batch.pipeline",
     "spmd_to_batch": "stablehlo_batch.named_axes",
+    "BatchMismatchError": "stablehlo_batch.selfcheck",
 }
 __all__ = list(_EXPORTS)
-__version__ = "0.1.0"
+try:  # the one version number is pyproject.toml's, read from the installed metadata
+    __version__ = importlib.metadata.version("stablehlo-batch")
+except importlib.metadata.PackageNotFoundError:  # a source tree that is not installed
+    __version__ = "0+unknown"
 
 
 def __getattr__(name):

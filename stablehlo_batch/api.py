@@ -15,8 +15,8 @@ import functools
 import operator
 import os
 import threading
-import time
-from typing import Any, Callable, Sequence
+import warnings
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -24,11 +24,15 @@ from jax import tree_util
 from jax._src import core, source_info_util, util
 from jaxlib.mlir import ir
 
-from passes import AxisSpecError, batch_function_in_module
-from passes.engine import batch_function_with_report
-from passes.fallback import strict_mode
 from stablehlo_batch import axes as ax
-from stablehlo_batch import callbacks, levels, module_io, primitive, tuning, xla_compat
+from stablehlo_batch import (callbacks, levels, module_io, named_axes, primitive, tuning,
+                             xla_compat)
+from stablehlo_batch.flat import export_in_process, symbolic_size
+from stablehlo_batch.passes.fallback import FallbackWarning, strict_mode
+from stablehlo_batch.passes.report import BatchingReport
+from stablehlo_batch.rewrite import batch_function
+from stablehlo_batch.scaling import batch_with_options
+from stablehlo_batch.selfcheck import check_call
 
 
 # The functions we trace for the user run under our frames; jax's source
@@ -57,7 +61,7 @@ class _Plan:
     result_batched: list[bool]
     rewrite_seconds: float
     call: Callable
-    report: Any = None  # passes.report.BatchingReport
+    report: BatchingReport | None = None
     compiled: Any = None  # the executable, for host callbacks (no Exported then)
     traceable: bool = False  # exported.call may be traced inside another jit
     fn: Any = None  # primitive.BatchedFn: what jax's transformations see
@@ -164,9 +168,23 @@ class _LRU:
     def __len__(self):
         return len(self._d)
 
+    def clear(self):
+        with self._lock:
+            self._d.clear()
+
     def values(self):
         with self._lock:
             return list(self._d.values())
+
+
+class CacheInfo(NamedTuple):
+    """``BatchedFunction.cache_info()``, like ``functools.lru_cache``'s:
+    ``misses`` counts the plans built (one batched module each), ``hits``
+    the calls and ``lower``s that found theirs, ``currsize`` the plans kept."""
+    hits: int
+    misses: int
+    maxsize: int | None
+    currsize: int
 
 
 class _NotTraceable(Exception):
@@ -203,7 +221,6 @@ class BatchedFunction:
         self._scale_options = dict(scale_options or {})
         self.tune = None  # chunk sizes to try against the full batch (tuning.py)
         if tune is not False and tune is not None:
-            from stablehlo_batch import tuning
             self.tune = tuning.canonicalize_tune(tune, self._scale_options, self.symbolic)
         # Calls go through jax.jit's own dispatch, which looks the signature
         # up in C++: a cached call costs what a call of jax.jit(jax.vmap(f))
@@ -216,6 +233,8 @@ class BatchedFunction:
         self._lock = threading.Lock()
         self._direct = bool(self._scale_options)
         self._static_seen = False
+        self._count_lock = threading.Lock()
+        self._calls = self._misses = 0
         functools.update_wrapper(self, fn, updated=())
         # jax.vmap's docstring form (jax/_src/api.py)
         name = util.fun_name(fn)
@@ -228,7 +247,6 @@ class BatchedFunction:
     def __call__(self, *args, **kwargs):
         if self.axis_name is None:
             return self._call(args, kwargs)
-        from stablehlo_batch import named_axes
         try:
             return self._call(args, kwargs)
         except NameError as e:  # a collective over an enclosing batch's name
@@ -253,11 +271,12 @@ class BatchedFunction:
         if not (self._direct or self.check) and not (
                 self._static_seen and not _all_jax_values((args, kwargs))):
             try:
-                return self._dispatch(*args, **kwargs)
+                out = self._dispatch(*args, **kwargs)
+                self._count_call()
+                return out
             except _NotTraceable:
                 self._direct = True
             except _NeedsTuning:  # tune=: measure on these arrays first
-                from stablehlo_batch import tuning
                 if not tuning.is_concrete((args, kwargs)):  # inside an outer jit
                     with tuning.allow_untuned():
                         return self._traced_call(*args, **kwargs)
@@ -274,22 +293,41 @@ class BatchedFunction:
         try:
             plan, call_args = self._plan_and_args(args, kwargs, concrete=True)
         except _NeedsTuning:  # traced arguments: the record or the full batch
-            from stablehlo_batch import tuning
             with tuning.allow_untuned():
                 plan, call_args = self._plan_and_args(args, kwargs)
         out = plan.call(*call_args[0], **call_args[1])
         if self.check and call_args[0] is args and not getattr(plan, "checked", False):
-            from stablehlo_batch.check import check_call
             check_call(self, args, kwargs, out)
             plan.checked = True
+        self._count_call()
         return out
+
+    def _count_call(self):
+        with self._count_lock:
+            self._calls += 1
+
+    def cache_info(self) -> CacheInfo:
+        """Hits, misses, maxsize (``cache_size``) and current size of the
+        per-signature cache of batched modules, as ``functools`` reports them."""
+        with self._count_lock:
+            calls, misses = self._calls, self._misses
+        return CacheInfo(max(calls - misses, 0), misses, self.cache_size, len(self._plans))
+
+    def cache_clear(self):
+        """Drops every cached plan (and jax.jit's executables of them) and
+        resets the statistics."""
+        with self._lock:
+            self._plans.clear()
+            self._by_signature.clear()
+            self._dispatch.clear_cache()
+            with self._count_lock:
+                self._calls = self._misses = 0
 
     def _traced_call(self, *args, **kwargs):
         plan = self._plan_for(args, kwargs)
         if not plan.traceable:
             raise _NotTraceable()
         if plan.tuning is not None and plan.tuning.pending:
-            from stablehlo_batch import tuning
             if not tuning.untuned_ok():
                 raise _NeedsTuning()
         if plan.fn is None:
@@ -299,9 +337,9 @@ class BatchedFunction:
     def lower(self, *args, **kwargs) -> Lowered:
         if self._axis_size_error:
             raise TypeError(self._axis_size_error)
-        from stablehlo_batch import tuning
         with tuning.allow_untuned():  # lowering runs nothing: tune= measures on a call
             plan, (args, kwargs) = self._plan_and_args(args, kwargs)
+        self._count_call()
         return Lowered(plan, args, kwargs)
 
     def _plan_and_args(self, args, kwargs, concrete: bool = False):
@@ -349,6 +387,8 @@ class BatchedFunction:
                         plan = self._build(in_tree, avals, dims, size, platform,
                                            leaves=leaves if retune else None)
                     self._plans[key] = plan
+                    with self._count_lock:
+                        self._misses += 1
         self._by_signature[(in_tree, avals)] = plan
         return plan
 
@@ -358,12 +398,10 @@ class BatchedFunction:
         ``dims``); ``leaves``: concrete arguments to measure ``tune=`` on."""
         src = self.fn if fn is None else fn
         ex_args, ex_kwargs = tree_util.tree_unflatten(
-            in_tree, [_unbatched(a, d) for a, d in zip(avals, dims)])
-        from stablehlo_batch.export import export_in_process
+            in_tree, [ax.unbatched_struct(a, d) for a, d in zip(avals, dims)])
         try:
             if self.axis_name is not None:
-                from stablehlo_batch.named_axes import export_named
-                exp = export_named(src, ex_args, ex_kwargs, self.axis_name,
+                exp = named_axes.export_named(src, ex_args, ex_kwargs, self.axis_name,
                                    self.symbolic or size, platform)
             else:
                 exp = export_in_process(src, platform)(*ex_args, **ex_kwargs)
@@ -375,13 +413,10 @@ class BatchedFunction:
             return _Plan(None, cb.module, cb.result_batched, cb.rewrite_seconds,
                          cb.call, cb.report, compiled=cb.compiled)
         out_dims = ax.flatten_axes("batch_lower out_axes", exp.out_tree, self.out_axes)
-        from stablehlo_batch.export import batch_with_options
-        from stablehlo_batch.export import symbolic_size
         if self.symbolic:
             size = symbolic_size(self.symbolic)
         tuned = None
         if self.tune is not None:  # full batch or chunks, by measurement (tuning.py)
-            from stablehlo_batch import tuning
             try:
                 built, tuned = tuning.select(exp, dims, out_dims, size, platform,
                                              args=leaves, chunks=self.tune, what="batch_lower")
@@ -457,7 +492,7 @@ class BatchedFunction:
         consts = []
         key = ("static", in_tree, static_key, dyn_avals, dyn_dims, size, platform)
         if traced:
-            examples = [_unbatched(a, d) for a, d in zip(dyn_avals, dyn_dims)]
+            examples = [ax.unbatched_struct(a, d) for a, d in zip(dyn_avals, dyn_dims)]
             closed, out_shape = jax.make_jaxpr(src, return_shape=True)(*examples)
             consts = list(closed.consts)
             out_tree = tree_util.tree_structure(out_shape)
@@ -549,8 +584,6 @@ def _lane_loop(src, dims, result_batched, out_dims, size, *flat):
     """``src`` (flat arguments, pytree result) batched as a ``lax.map`` over
     the lanes: for functions with host callbacks under jax's transformations,
     where their batched executable cannot be traced."""
-    import warnings
-    from passes.fallback import FallbackWarning
     warnings.warn("batch_lower of a function with host callbacks under jax.jit / "
                   "jax.grad / jax.vmap runs once per lane in a loop (lax.map)",
                   FallbackWarning, stacklevel=4)
@@ -592,12 +625,6 @@ def _check_axis_size(axis_size):
     if n < 0:
         return None, f"batch_lower axis_size must be a non-negative int, got {n}"
     return n, None
-
-
-def _unbatched(a, d) -> jax.ShapeDtypeStruct:
-    """The per-example aval of ``a`` batched along ``d`` (None: unbatched)."""
-    shape = a.shape if d is None else a.shape[:d] + a.shape[d + 1:]
-    return jax.ShapeDtypeStruct(shape, a.dtype, weak_type=a.weak_type)
 
 
 def _static_key(x):
@@ -647,8 +674,7 @@ def batch_lower(fn: Callable, in_axes=0, out_axes=0, *, axis_size: int | None = 
     and keeps the fastest, remembered on disk (stablehlo_batch/tuning.py,
     docs/tuning.md).
     """
-    from stablehlo_batch.named_axes import resolve_names
-    axis_name, spmd_axis_name = resolve_names(axis_name, spmd_axis_name, mesh)
+    axis_name, spmd_axis_name = named_axes.resolve_names(axis_name, spmd_axis_name, mesh)
     options = dict(chunk_size=chunk_size, memory_limit_bytes=memory_limit_bytes, mesh=mesh)
     options = {k: v for k, v in options.items() if v is not None}
     if options:
@@ -696,35 +722,12 @@ def batch_module_with_report(module: module_io.ModuleSource,
                                                            debug_info=d, strict=strict),
             debug_info)
     m = xla_compat.legalize(module_io.parse_module(module))
-    fn_block = _func_block(m, func)
+    fn_block = module_io.func_block(m, func)
     n_args = len(fn_block.arguments)
     n_res = len(list(fn_block.operations)[-1].operands)
-    in_axes = _flat_axes(in_axes, n_args)
-    out_axes = _flat_axes(out_axes, n_res)
-    start = time.perf_counter()
-    from stablehlo_batch.export import readable_mlir_errors
-    with readable_mlir_errors("batch_module"):
-        _, report = batch_function_with_report(m, func, in_axes, out_axes, axis_size,
-                                               strict=strict)
-    report.rewrite_seconds = time.perf_counter() - start
+    in_axes = ax.flat_axes(in_axes, n_args)
+    out_axes = ax.flat_axes(out_axes, n_res)
+    _, report = batch_function(m, func, in_axes, out_axes, axis_size, strict=strict,
+                               what="batch_module")
     return module_io.module_to_text(m, debug_info=debug_info), report
 
-
-def _func_block(module: ir.Module, func: str) -> ir.Block:
-    try:
-        op = ir.SymbolTable(module.operation)[func]
-    except KeyError:
-        raise AxisSpecError(f"function @{func} not found in the module") from None
-    if op.operation.name != "func.func" or not len(op.operation.regions[0].blocks):
-        raise AxisSpecError(f"@{func} is not a function with a body")
-    return op.operation.regions[0].blocks[0]
-
-
-def _flat_axes(spec, n: int) -> list[int | None]:
-    if spec is None or isinstance(spec, int):
-        return [spec] * n
-    spec = list(spec)
-    for a in spec:
-        if a is not None and type(a) is not int:
-            raise AxisSpecError(f"axes must be ints or None, got {a!r}")
-    return spec

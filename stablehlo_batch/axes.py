@@ -13,6 +13,8 @@ from typing import Any, Sequence
 import jax
 from jax import tree_util
 
+from stablehlo_batch.passes.errors import AxisSpecError
+
 NAME = "batch_lower"
 
 
@@ -168,3 +170,50 @@ def aval_of(x) -> jax.core.ShapedArray:
         return jax.typeof(x)
     except TypeError:
         raise TypeError(f"Argument '{x}' of type {type(x)} is not a valid JAX type") from None
+
+
+# ---- one batch axis in one value ------------------------------------------------
+
+def batch_position(d: int | None, rank: int) -> int | None:
+    """Where the batch axis ``d`` (possibly negative, None: unbatched) lands in
+    the batched value, whose rank is ``rank + 1`` for an unbatched ``rank``."""
+    return None if d is None else d % (rank + 1)
+
+
+def batch_positions(what: str, avals, dims) -> list[int | None]:
+    """``batch_position`` of every (unbatched aval, axis) pair, checking each
+    axis against the rank (ValueError naming ``what[i]``)."""
+    out = []
+    for i, (a, d) in enumerate(zip(avals, dims)):
+        r = len(a.shape)
+        if d is not None and (type(d) is not int or not -r - 1 <= d <= r):
+            raise ValueError(f"{what}[{i}]={d!r} is out of range for a value of rank {r}")
+        out.append(batch_position(d, r))
+    return out
+
+
+def insert_batch(shape: Sequence, d: int | None, size) -> tuple:
+    """``shape`` with the batch axis of ``size`` inserted at ``d`` (None: as is)."""
+    shape = list(shape)
+    if d is not None:
+        shape.insert(batch_position(d, len(shape)), size)
+    return tuple(shape)
+
+
+def unbatched_struct(a, d: int | None) -> jax.ShapeDtypeStruct:
+    """The example (per-lane) spec of a batched aval ``a`` whose batch axis is
+    ``d`` (non-negative; None: unbatched, kept as is)."""
+    shape = a.shape if d is None else a.shape[:d] + a.shape[d + 1:]
+    return jax.ShapeDtypeStruct(shape, a.dtype, weak_type=getattr(a, "weak_type", False))
+
+
+def flat_axes(spec, n: int) -> list[int | None]:
+    """One axis per flat value from a module-level spec: an int or None for all
+    ``n`` values, else a sequence of ints / None (AxisSpecError otherwise)."""
+    if spec is None or isinstance(spec, int):
+        return [spec] * n
+    spec = list(spec)
+    for a in spec:
+        if a is not None and type(a) is not int:
+            raise AxisSpecError(f"axes must be ints or None, got {a!r}")
+    return spec

@@ -22,17 +22,22 @@ once, and hoisted constant arguments, are refused.
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax import tree_util
+# jax private APIs: only this module uses them (the ordered-effect classes,
+# and the lowering's compile arguments below).
+from jax._src import callback as jcb
+from jax._src import debugging
+from jax.experimental import io_callback
 
-from passes import AxisSpecError, UnsupportedOpError
-from passes.engine import batch_function_with_report
 from stablehlo_batch import axes as ax
 from stablehlo_batch import module_io
+from stablehlo_batch.passes.errors import UnsupportedOpError
+from stablehlo_batch.passes.report import BatchingReport
+from stablehlo_batch.rewrite import batch_function
 
 
 def needs_callback_route(err: Exception) -> bool:
@@ -47,22 +52,12 @@ class CallbackBuild:
     rewrite_seconds: float
     compiled: Any
     call: Any
-    report: Any = None  # passes.report.BatchingReport
-
-
-def _insert(shape, d, size):
-    shape = list(shape)
-    if d is not None:
-        shape.insert(d % (len(shape) + 1), size)
-    return tuple(shape)
+    report: BatchingReport | None = None
 
 
 def _ordered_twin(effect):
     """A no-op that has ``effect`` (an ordered effect), or None."""
-    from jax._src import callback as jcb
-    from jax._src import debugging
     if isinstance(effect, jcb.OrderedIOEffect):
-        from jax.experimental import io_callback
         return lambda: io_callback(lambda: None, None, ordered=True)
     if isinstance(effect, debugging.OrderedDebugEffect):
         return lambda: jax.debug.callback(lambda: None, ordered=True)
@@ -73,12 +68,8 @@ def build(fn, in_tree, avals, dims, size, platform, out_axes, what="batch_lower"
     """Lowers ``fn`` for one example in-process, batches it and compiles it
     keeping its host callbacks; ``avals``/``dims`` are the flat batched
     arguments and where each carries the batch (None: unbatched)."""
-    def unbatched(a, d):
-        shape = a.shape if d is None else a.shape[:d] + a.shape[d + 1:]
-        return jax.ShapeDtypeStruct(shape, a.dtype, weak_type=a.weak_type)
-
     ex_args, ex_kwargs = tree_util.tree_unflatten(
-        in_tree, [unbatched(a, d) for a, d in zip(avals, dims)])
+        in_tree, [ax.unbatched_struct(a, d) for a, d in zip(avals, dims)])
     lowered = jax.jit(fn, keep_unused=True).trace(*ex_args, **ex_kwargs).lower(
         lowering_platforms=(platform,))
     lowering = lowered._lowering
@@ -97,30 +88,15 @@ def build(fn, in_tree, avals, dims, size, platform, out_axes, what="batch_lower"
     out_tree = lowered.out_tree
     out_dims = ax.flatten_axes(f"{what} out_axes", out_tree, out_axes)
 
-    start = time.perf_counter()
     module = module_io.parse_module(
         lowered.compiler_ir("stablehlo").operation.get_asm(enable_debug_info=True))
-    from stablehlo_batch.export import readable_mlir_errors
-    try:
-        with readable_mlir_errors(what):
-            result_batched, report = batch_function_with_report(
-                module, "main", [None] * n_tok + list(dims),
-                [None] * n_tok + list(out_dims), size)
-        result_batched = result_batched[n_tok:]
-    except AxisSpecError as e:
-        if e.result_index is None:
-            raise
-        j = e.result_index - n_tok
-        path = ax.leaf_path(out_tree, j, "out_axes")
-        if out_dims[j] is None:
-            raise ValueError(f"{what} has mapped output ({path}) but out_axes "
-                             "is None") from None
-        raise ValueError(f"at {what} {path}: {e}") from None
-    rewrite_seconds = time.perf_counter() - start
-    report.rewrite_seconds = rewrite_seconds
+    result_batched, report = batch_function(
+        module, "main", dims, out_dims, size, n_leading_in=n_tok, n_leading_out=n_tok,
+        out_tree=out_tree, what=what)
+    rewrite_seconds = report.rewrite_seconds
 
     out_avals = cargs["global_out_avals"]
-    out_specs = [jax.ShapeDtypeStruct(_insert(a.shape, d, size), a.dtype)
+    out_specs = [jax.ShapeDtypeStruct(ax.insert_batch(a.shape, d, size), a.dtype)
                  for a, d in zip(out_avals, out_dims)]
     in_specs = [jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=a.weak_type)
                 for a in avals]

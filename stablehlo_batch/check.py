@@ -1,440 +1,21 @@
-"""Self-check: run the batched module against a loop of the unbatched one.
-
-``check_module`` (the CLI's ``--check``) and ``check_call`` (what
-``batch_lower(..., check=True)`` runs on the first call of each signature)
-compare the batched executable with the unbatched module run once per lane
-and stacked. On a mismatch they bisect over the top-level ops of the
-function: a probe module returns every op result up to op k, and "some
-result up to k differs" is monotone in k, so a binary search finds the
-first op whose batched result differs from the per-lane results. That op
-alone, with its operands as arguments (batched ones at axis 0), becomes a
-minimal ``.mlir`` reproducer (plus an ``.npz`` of its inputs) written next
-to the one-paragraph ``BatchMismatchError``.
+"""The CLI's ``--check``: batch a module, run it and the unbatched module once
+per lane on the same inputs (an ``.npz``, else random ones) and compare; a
+mismatch raises ``BatchMismatchError`` with a minimal reproducer
+(stablehlo_batch/selfcheck.py finds the first op that differs).
 """
 from __future__ import annotations
 
-import dataclasses
-import functools
-import hashlib
-import os
-import re
-import tempfile
-from typing import Sequence
-
 import numpy as np
-
-from passes.errors import BatchingError, format_location
-
-# Every StableHLO element type jax can run, by its MLIR spelling; the narrow
-# floats and ints are ml_dtypes' (which jax uses for them).
-_ELEM = {"i1": "bool", "i2": "int2", "i4": "int4", "i8": "int8", "i16": "int16",
-         "i32": "int32", "i64": "int64", "ui2": "uint2", "ui4": "uint4", "ui8": "uint8",
-         "ui16": "uint16", "ui32": "uint32", "ui64": "uint64",
-         "f4E2M1FN": "float4_e2m1fn", "f6E2M3FN": "float6_e2m3fn",
-         "f6E3M2FN": "float6_e3m2fn", "f8E3M4": "float8_e3m4", "f8E4M3": "float8_e4m3",
-         "f8E4M3FN": "float8_e4m3fn", "f8E4M3FNUZ": "float8_e4m3fnuz",
-         "f8E4M3B11FNUZ": "float8_e4m3b11fnuz", "f8E5M2": "float8_e5m2",
-         "f8E5M2FNUZ": "float8_e5m2fnuz", "f8E8M0FNU": "float8_e8m0fnu",
-         "bf16": "bfloat16", "f16": "float16", "f32": "float32", "f64": "float64",
-         "complex<f32>": "complex64", "complex<f64>": "complex128"}
-
-
-# jaxlib 0.10's CPU backend crashes generating code for any op on these
-# (even compare and select), printing LLVM's complaints on stderr.
-_NOT_ON_CPU = ("f6E2M3FN", "f6E3M2FN")
-
-
-def element_dtype(element_type) -> np.dtype:
-    """The numpy dtype of an MLIR element type; BatchingError for one jax
-    cannot run (quantized types, index, tf32, ...)."""
-    import ml_dtypes
-    name = _ELEM.get(str(element_type))
-    if name is None:
-        raise BatchingError(f"values of element type {element_type} cannot be run here "
-                            "(jax has no dtype for it)")
-    if str(element_type) in _NOT_ON_CPU:
-        import jax
-        if jax.default_backend() == "cpu":
-            raise BatchingError(f"XLA's CPU backend cannot compile ops on {element_type} "
-                                "values (it fails in code generation)")
-    return np.dtype(getattr(ml_dtypes, name, None) or name)
-
-
-def needs_x64(avals) -> bool:
-    """True when some value is 64 bits wide: jax runs those only in x64 mode."""
-    return any(np.dtype(a.dtype).itemsize == 8 or np.dtype(a.dtype) == np.complex128
-               for a in avals)
-
-
-def x64_scope(avals):
-    """jax's 64-bit mode for this block only, when ``avals`` need it; the
-    caller's global setting is left as it was."""
-    import contextlib
-    import jax
-    return jax.enable_x64(True) if needs_x64(avals) else contextlib.nullcontext()
-
-
-class BatchMismatchError(BatchingError):
-    """The batched function disagrees with the unbatched one run per lane.
-
-    ``op_name`` / ``location`` name the first op whose batched result differs
-    (None when only the final move to out_axes differs); ``reproducer`` is the
-    path of a minimal module showing it."""
-
-    def __init__(self, message: str, op_name: str | None = None,
-                 location: str | None = None, reproducer: str | None = None):
-        self.op_name, self.location, self.reproducer = op_name, location, reproducer
-        super().__init__(message)
-
-
-# ---- running modules ----------------------------------------------------------------
-
-def _avals(types):
-    import jax
-    from jaxlib.mlir import ir
-    out = []
-    for t in types:
-        from passes.builders import ranked
-        if ranked(t) is None:
-            raise BatchingError(f"a function with a {t} argument or result cannot be run "
-                                "here (only ranked tensors)")
-        rt = ir.RankedTensorType(t)
-        out.append(jax.ShapeDtypeStruct(tuple(rt.shape), element_dtype(rt.element_type)))
-    return out
-
-
-@functools.lru_cache(maxsize=32)
-def _compiled(text: str, func: str):
-    """@func of a module (text) as a jitted callable returning a list."""
-    import dataclasses as dc
-    import jax
-    import jax.numpy as jnp
-    from jaxlib.mlir import ir
-    from stablehlo_batch import module_io, xla_compat
-
-    module = xla_compat.legalize(module_io.parse_module(text))
-    fop = ir.SymbolTable(module.operation)[func].operation
-    if func != "main":
-        _rename_entry(module, func)
-    ftype = ir.FunctionType(ir.TypeAttr(fop.attributes["function_type"]).value)
-    ins, outs = _avals(ftype.inputs), _avals(ftype.results)
-    scope = functools.partial(x64_scope, ins + outs)
-    with scope():
-        template = jax.export.export(jax.jit(
-            lambda *a: tuple(jnp.zeros(o.shape, o.dtype) for o in outs)))(*ins)
-    exported = dc.replace(
-        template, mlir_module_serialized=module_io.module_to_portable_artifact(module),
-        module_kept_var_idx=tuple(range(len(ins))), in_avals=tuple(
-            jax.core.ShapedArray(a.shape, a.dtype) for a in ins),
-        out_avals=tuple(jax.core.ShapedArray(o.shape, o.dtype) for o in outs),
-        _get_vjp=None)
-    call = jax.jit(exported.call)
-
-    def run(*args):
-        with scope():
-            return [np.asarray(r) for r in call(*args)]
-    return run
-
-
-def _rename_entry(module, func):
-    """Makes @func the module's @main (what jax.export runs), renaming an
-    existing @main and every reference to either."""
-    from jaxlib.mlir import ir
-    with module.context:
-        table = ir.SymbolTable(module.operation)
-        if "main" in table:
-            ir.SymbolTable.replace_all_symbol_uses("main", "main_orig", module.operation)
-            table["main"].operation.attributes["sym_name"] = ir.StringAttr.get("main_orig")
-        ir.SymbolTable.replace_all_symbol_uses(func, "main", module.operation)
-        entry = table[func].operation
-        entry.attributes["sym_name"] = ir.StringAttr.get("main")
-        entry.attributes["sym_visibility"] = ir.StringAttr.get("public")
-
-
-def run_module(text: str, args, func: str = "main") -> list[np.ndarray]:
-    return _compiled(text, func)(*args)
-
-
-def per_lane(text: str, args, in_axes, out_axes, size, func="main",
-             run=None) -> list[np.ndarray]:
-    """The unbatched module run once per lane, results stacked at out_axes.
-    ``run(lane_args)`` runs one lane (default: the module itself; nested
-    batch dimensions pass another per_lane)."""
-    run = run or (lambda lane: run_module(text, lane, func))
-    lanes = []
-    for i in range(size):
-        lanes.append(run([a if d is None else np.take(a, i, axis=d)
-                          for a, d in zip(args, in_axes)]))
-    n_out = len(lanes[0]) if lanes else len(out_axes)
-    out = []
-    for j in range(n_out):
-        d = out_axes[j]
-        out.append(lanes[0][j] if d is None else np.stack([r[j] for r in lanes], axis=d))
-    return out
-
-
-def per_lane_levels(text: str, args, levels, func="main") -> list[np.ndarray]:
-    """``per_lane`` over several batch dimensions: ``levels`` is a list of
-    (flat in_axes, flat out_axes, size), outer first."""
-    if not levels:
-        return run_module(text, args, func)
-    (in_axes, out_axes, size), inner = levels[0], levels[1:]
-    return per_lane(text, args, in_axes, out_axes, size, func,
-                    run=lambda lane: per_lane_levels(text, lane, inner, func))
-
-
-def _is_inexact(dt) -> bool:
-    import jax.numpy as jnp  # knows ml_dtypes' floats, which numpy does not
-    return bool(jnp.issubdtype(dt, jnp.inexact))
-
-
-def _close(got, want, rtol, atol) -> bool:
-    got, want = np.asarray(got), np.asarray(want)
-    if got.shape != want.shape or got.dtype != want.dtype:
-        return False
-    if not _is_inexact(want.dtype):
-        return bool(np.array_equal(got, want))
-    wide = np.complex128 if np.iscomplexobj(want) else np.float64
-    if not np.iscomplexobj(want):  # bf16, f16, float8: a few ulps, not f32's tolerance
-        import ml_dtypes
-        eps = float(ml_dtypes.finfo(want.dtype).eps)
-        rtol, atol = max(rtol, 4 * eps), max(atol, 4 * eps)
-    return bool(np.allclose(got.astype(wide), want.astype(wide), rtol=rtol, atol=atol,
-                            equal_nan=True))
-
-
-# ---- probe modules -------------------------------------------------------------------
-
-def _parse(text):
-    from stablehlo_batch import module_io
-    return module_io.parse_module(text)
-
-
-def _entry(module, func):
-    from jaxlib.mlir import ir
-    return ir.SymbolTable(module.operation)[func].operation
-
-
-def _is_tensor(v) -> bool:
-    from passes.builders import ranked
-    return ranked(v.type) is not None
-
-
-def _top_ops(module, func):
-    block = _entry(module, func).regions[0].blocks[0]
-    return [o.operation for o in block.operations][:-1]
-
-
-def _set_return(module, func, values):
-    """Makes @func return ``values`` (and drops what they no longer need)."""
-    from jaxlib.mlir import ir
-    from jaxlib.mlir.dialects import func as func_d
-    fop = _entry(module, func)
-    block = fop.regions[0].blocks[0]
-    ret = [o.operation for o in block.operations][-1]
-    with ir.InsertionPoint(ret), ret.location:
-        func_d.ReturnOp(list(values))
-    ret.erase()
-    _retype(fop)
-
-
-def _retype(fop):
-    from jaxlib.mlir import ir
-    block = fop.regions[0].blocks[0]
-    ret = [o.operation for o in block.operations][-1]
-    with fop.context:
-        fop.attributes["function_type"] = ir.TypeAttr.get(ir.FunctionType.get(
-            [a.type for a in block.arguments], [v.type for v in ret.operands]))
-    for name in ("res_attrs", "arg_attrs"):
-        if name in fop.attributes:
-            del fop.attributes[name]
-
-
-def _text(module) -> str:
-    from stablehlo_batch import module_io
-    return module_io.module_to_text(module, debug_info=True)
-
-
-def _probe_upto(text, func, k):
-    """The module with @func returning every tensor result of its ops 0..k."""
-    m = _parse(text)
-    ops = _top_ops(m, func)
-    values = [r for op in ops[:k + 1] for r in op.results if _is_tensor(r)]
-    _set_return(m, func, values)
-    return _text(m), len(values)
-
-
-def _outside_values(op):
-    """Operands of ``op`` and outer values its regions use, in order."""
-    seen, out = set(), []
-    inner = set()
-
-    def visit(o):
-        for region in o.regions:
-            for block in region.blocks:
-                for a in block.arguments:
-                    inner.add(a)
-                for x in block.operations:
-                    for r in x.operation.results:
-                        inner.add(r)
-                    visit(x.operation)
-    visit(op)
-
-    def note(v):
-        if v not in inner and v not in seen:
-            seen.add(v)
-            out.append(v)
-    for v in op.operands:
-        note(v)
-
-    def uses(o):
-        for region in o.regions:
-            for block in region.blocks:
-                for x in block.operations:
-                    for v in x.operation.operands:
-                        note(v)
-                    uses(x.operation)
-    uses(op)
-    return out
-
-
-# ---- the checks ----------------------------------------------------------------------
-
-@dataclasses.dataclass
-class _Setup:
-    text: str          # the unbatched module
-    func: str
-    args: list         # batched inputs, one per argument of @func
-    in_axes: list
-    out_axes: list
-    size: int
-    rtol: float
-    atol: float
-
-
-def _batch(text, func, in_axes, out_axes, size):
-    from stablehlo_batch.api import batch_module
-    return batch_module(text, in_axes, out_axes, size, func=func, debug_info=True)
-
-
-def _mismatches(s: _Setup, text, out_axes) -> list[int]:
-    got = run_module(_batch(text, s.func, s.in_axes, out_axes, s.size), s.args, s.func)
-    want = per_lane(text, s.args, s.in_axes, out_axes, s.size, s.func)
-    return [j for j, (g, w) in enumerate(zip(got, want)) if not _close(g, w, s.rtol, s.atol)]
-
-
-def _first_bad_op(s: _Setup) -> int | None:
-    """Index of the first top-level op whose batched results differ."""
-    n = len(_top_ops(_parse(s.text), s.func))
-
-    def bad(k):
-        text, n_out = _probe_upto(s.text, s.func, k)
-        return n_out > 0 and bool(_mismatches(s, text, [0] * n_out))
-
-    if n == 0 or not bad(n - 1):
-        return None
-    lo, hi = 0, n - 1  # bad(hi) holds
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if bad(mid):
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
-
-
-def _reproducer(s: _Setup, k: int, directory: str):
-    """Writes op k alone as a module (+ inputs); returns (path, op name, loc)."""
-    from jaxlib.mlir import ir
-    from passes import batch_function_in_module
-
-    # Which of op k's inputs are batched, and their values per lane.
-    m = _parse(s.text)
-    op = _top_ops(m, s.func)[k]
-    op_name, loc = op.name, format_location(op.location)
-    inputs = _outside_values(op)
-    _set_return(m, s.func, inputs)
-    probe = _text(m)
-    flags = batch_function_in_module(_parse(probe), s.func, s.in_axes,
-                                     [0] * len(inputs), s.size)
-    values = per_lane(probe, s.args, s.in_axes, [0] * len(inputs), s.size, s.func)
-    values = [v if b else v[0] for v, b in zip(values, flags)]
-
-    # The module: @main takes op k's inputs and returns its results.
-    m = _parse(s.text)
-    fop = _entry(m, s.func)
-    block = fop.regions[0].blocks[0]
-    op = _top_ops(m, s.func)[k]
-    n_old = len(block.arguments)
-    for v in _outside_values(op):
-        v.replace_all_uses_with(block.add_argument(v.type, op.location))
-    _set_return(m, s.func, [r for r in op.results])
-    for other in reversed(_top_ops(m, s.func)):
-        if other != op:
-            other.erase()
-    for i in reversed(range(n_old)):
-        block.erase_argument(i)
-    _retype(fop)
-    if s.func != "main":
-        _rename_entry(m, s.func)
-    from jaxlib.mlir import passmanager
-    with m.context:
-        passmanager.PassManager.parse("builtin.module(symbol-dce)").run(m.operation)
-    in_axes = ",".join("0" if b else "none" for b in flags)
-    text = _text(m)
-    digest = hashlib.sha1(text.encode()).hexdigest()[:10]
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, f"batch_mismatch_{digest}.mlir")
-    npz = path[:-5] + ".npz"
-    np.savez(npz, *values)
-    with open(path, "w") as f:
-        f.write(f"// The batched result of {op_name} ({loc}) differs from running it once\n"
-                f"// per lane. Reproduce with:\n"
-                f"//   stablehlo-batch-opt {os.path.basename(path)} --axis-size={s.size} "
-                f"--in-axes={in_axes} --check --inputs={os.path.basename(npz)}\n")
-        f.write(text)
-    return path, op_name, loc
-
-
-def repro_dir() -> str:
-    return os.environ.get("STABLEHLO_BATCH_REPRO_DIR") or tempfile.gettempdir()
-
-
-def _diagnose(s: _Setup, what: str, bad_outputs: Sequence[int], directory: str | None):
-    """Bisects, writes the reproducer and raises BatchMismatchError."""
-    directory = directory or repro_dir()
-    k = _first_bad_op(s)
-    outs = ", ".join(str(j) for j in bad_outputs)
-    if k is None:
-        raise BatchMismatchError(
-            f"{what}: the batched function differs from the unbatched one run per lane "
-            f"(results {outs}), but every op's batched result matches its per-lane "
-            f"results: the error is in moving results to out_axes={list(s.out_axes)}.")
-    path, op_name, loc = _reproducer(s, k, directory)
-    raise BatchMismatchError(
-        f"{what}: the batched function differs from the unbatched one run once per "
-        f"lane (results {outs}, batch size {s.size}). The first op whose batched result "
-        f"differs is '{op_name}' at {loc}, op {k} of @{s.func}; the batching rule for "
-        f"'{op_name}' is wrong for this use. A minimal reproducer (that op alone, its "
-        f"inputs in the .npz beside it) is in {path}; please attach it to a bug report.",
-        op_name, loc, path)
-
-
-def _random_array(rng, shape, dt: np.dtype) -> np.ndarray:
-    """Small values that every dtype holds exactly or nearly (int2 too)."""
-    import ml_dtypes
-    if dt == np.bool_:
-        return rng.random(shape) > 0.5
-    if not _is_inexact(dt):
-        info = ml_dtypes.iinfo(dt)
-        return rng.integers(max(int(info.min), -5), min(int(info.max), 5) + 1,
-                            shape).astype(dt)
-    if np.issubdtype(dt, np.complexfloating):
-        return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(dt)
-    v = rng.standard_normal(shape)
-    if np.isnan(np.float32(np.array(-1.0).astype(dt))):  # no sign bit (f8E8M0FNU)
-        v = np.abs(v)
-    return v.astype(dt)
+from jax import tree_util
+
+from stablehlo_batch import axes as ax
+from stablehlo_batch import levels as lv
+from stablehlo_batch import module_io
+from stablehlo_batch.api import batch_module
+from stablehlo_batch.passes.errors import BatchingError
+from stablehlo_batch.selfcheck import (BatchMismatchError, Setup, close, diagnose, parse,
+                                       per_lane, per_lane_levels, random_array, run_module,
+                                       running, tensor_avals, text_of, x64_scope)
 
 
 def load_inputs(path: str) -> list[np.ndarray]:
@@ -446,44 +27,17 @@ def load_inputs(path: str) -> list[np.ndarray]:
         return [z[n] for n in names]
 
 
-_MISSING_KERNEL = (  # XLA's words for a custom call with no implementation here
-    re.compile(r"No FFI handler registered for (\S+?) on a platform"),
-    re.compile(r"No registered implementation for (?:FFI )?custom call to (\S+?) "
-               r"for platform"))
-
-
-def _running(what: str, run, *args):
-    """``run(*args)``; a failure becomes one BatchingError line that starts
-    with ``what`` (a kernel this platform lacks is said plainly)."""
-    try:
-        return run(*args)
-    except BatchingError as e:
-        raise BatchingError(f"{what}: {' '.join(str(e).split())}") from None
-    except Exception as e:  # jax's and XLA's errors (JaxRuntimeError, TypeError, ...)
-        text = " ".join(str(e).split())
-        for pattern in _MISSING_KERNEL:
-            m = pattern.search(text)
-            if m:
-                target = m.group(1).strip("'\"`")
-                import jax
-                raise BatchingError(
-                    f"{what.split(': ')[0]} needs the platform the module was lowered "
-                    f"for: it calls the kernel '{target}', which this machine "
-                    f"({jax.default_backend()}) does not have") from None
-        raise BatchingError(f"{what}: {type(e).__name__}: {text}") from None
-
 
 def _flat_levels(levels, arg_avals, n_res) -> list[tuple[list, list, int]]:
     """Per level, outer first: in_axes made non-negative for the rank the
     arguments have at that level, flat out_axes, size."""
-    from stablehlo_batch.api import _flat_axes
     ranks = [len(a.shape) for a in arg_avals]
     flat = []
-    for lv in reversed(levels):  # innermost first: ranks grow outwards
+    for level in reversed(levels):  # innermost first: ranks grow outwards
         ins = [None if d is None else d % (r + 1)
-               for d, r in zip(_flat_axes(lv.in_axes, len(ranks)), ranks)]
+               for d, r in zip(ax.flat_axes(level.in_axes, len(ranks)), ranks)]
         ranks = [r + (d is not None) for r, d in zip(ranks, ins)]
-        flat.append((ins, _flat_axes(lv.out_axes, n_res), lv.size))
+        flat.append((ins, ax.flat_axes(level.out_axes, n_res), level.size))
     return flat[::-1]
 
 
@@ -505,24 +59,22 @@ def check_module(text: str, in_axes, out_axes, size, inputs=None, *,
     ``size`` may be a tuple (several batch dimensions, stablehlo_batch/levels.py).
     Every other failure is a BatchingError whose message starts with ``what``
     and says which step failed."""
-    from stablehlo_batch import levels as lv
-    from stablehlo_batch.api import _func_block
     multi = lv.is_multi(size)
     level_list = (lv.split(in_axes, out_axes, size) if multi
                   else [lv.Level(in_axes, out_axes, size)])
     for level in level_list:
         if not isinstance(level.size, (int, np.integer)):
             raise BatchingError(f"{what} needs a numeric batch size, got {level.size!r}")
-    m = _parse(text)
-    block = _func_block(m, func)
+    m = parse(text)
+    block = module_io.func_block(m, func)
     n_args, n_res = len(block.arguments), len(list(block.operations)[-1].operands)
-    arg_avals = _running(f"{what}: reading the arguments of @{func}", _avals,
+    arg_avals = running(f"{what}: reading the arguments of @{func}", tensor_avals,
                          [a.type for a in block.arguments])
     flat = _flat_levels(level_list, arg_avals, n_res)
-    text = _text(m)
+    text = text_of(m)
     if inputs is None:
         rng = np.random.default_rng(seed)
-        inputs = [_random_array(rng, _batched_shape(a.shape, flat, i), np.dtype(a.dtype))
+        inputs = [random_array(rng, _batched_shape(a.shape, flat, i), np.dtype(a.dtype))
                   for i, a in enumerate(arg_avals)]
     inputs = [np.asarray(a) for a in inputs]
     if len(inputs) != n_args:
@@ -536,17 +88,17 @@ def check_module(text: str, in_axes, out_axes, size, inputs=None, *,
             raise BatchingError(
                 f"{what}: input {i} is {x.dtype}{list(x.shape)}, but argument {i} of "
                 f"@{func} batched {where} takes {np.dtype(a.dtype)}{shape}")
-    batched = batched_text or _batch(text, func, in_axes, out_axes, size)
-    got = _running(f"{what}: running the batched module", run_module, batched, inputs, func)
-    want = _running(f"{what}: running the input module once per lane", per_lane_levels,
+    batched = batched_text or batch_module_text(text, func, in_axes, out_axes, size)
+    got = running(f"{what}: running the batched module", run_module, batched, inputs, func)
+    want = running(f"{what}: running the input module once per lane", per_lane_levels,
                     text, inputs, flat, func)
-    bad = [j for j, (g, w) in enumerate(zip(got, want)) if not _close(g, w, rtol, atol)]
+    bad = [j for j, (g, w) in enumerate(zip(got, want)) if not close(g, w, rtol, atol)]
     if bad and multi:
         _diagnose_levels(text, func, level_list, bad, what, rtol, atol, directory, seed)
     if bad:
         (ins, outs, n), = flat
-        s = _Setup(text, func, inputs, ins, outs, n, rtol, atol)
-        _diagnose(s, f"{what} failed", bad, directory)
+        s = Setup(text, func, inputs, ins, outs, n, rtol, atol)
+        diagnose(s, f"{what} failed", bad, directory)
     return inputs
 
 
@@ -559,50 +111,13 @@ def _diagnose_levels(text, func, level_list, bad, what, rtol, atol, directory, s
         check_module(text, level.in_axes, level.out_axes, level.size, func=func,
                      rtol=rtol, atol=atol, directory=directory, seed=seed,
                      what=f"{what} (batch dimension {k}, size {level.size})")
-        text = _batch(text, func, level.in_axes, level.out_axes, level.size)
+        text = batch_module_text(text, func, level.in_axes, level.out_axes, level.size)
     outs = ", ".join(str(j) for j in bad)
     raise BatchMismatchError(
         f"{what} failed: the module batched at sizes {[lv.size for lv in level_list]} "
         f"differs from the unbatched one run per lane (results {outs}), but each batch "
         f"dimension alone matches on random inputs")
 
-
-def check_call(bf, args, kwargs, got, *, rtol=1e-5, atol=1e-5, directory=None):
-    """For ``batch_lower(..., check=True)``: ``got`` (the batched call's result)
-    against the unbatched function run per lane on the same ``args``."""
-    import jax
-    from jax import tree_util
-    from stablehlo_batch import axes as ax
-    from stablehlo_batch import module_io
-
-    leaves, in_tree = tree_util.tree_flatten((args, kwargs))
-    avals = [ax.aval_of(x) for x in leaves]
-    dims = ax.flatten_axes("batch_lower in_axes", in_tree, (bf.in_axes, 0))
-    dims, size = ax.normalize_in_axes(bf.fn, in_tree, [a.shape for a in avals], avals,
-                                      dims, bf.axis_size)
-
-    def unbatched(a, d):
-        shape = a.shape if d is None else a.shape[:d] + a.shape[d + 1:]
-        return jax.ShapeDtypeStruct(shape, a.dtype, weak_type=a.weak_type)
-    ex_args, ex_kwargs = tree_util.tree_unflatten(
-        in_tree, [unbatched(a, d) for a, d in zip(avals, dims)])
-    exp = jax.export.export(jax.jit(bf.fn))(*ex_args, **ex_kwargs)
-    if exp.ordered_effects or len(exp.platforms) > 1:
-        return  # tokens and platform indices: nothing the loop below can feed
-    out_dims = ax.flatten_axes("batch_lower out_axes", exp.out_tree, bf.out_axes)
-    kept = list(exp.module_kept_var_idx)
-    text = module_io.module_to_text(module_io.parse_module(exp.mlir_module_serialized),
-                                    debug_info=True)
-    in_axes = [dims[i] for i in kept]
-    inputs = [np.asarray(leaves[i]) for i in kept]
-    name = getattr(bf.fn, "__name__", "fn")
-    want = _running(f"batch_lower({name}, check=True): running the function once per lane",
-                    per_lane, text, inputs, in_axes, out_dims, size)
-    got_leaves = [np.asarray(g) for g in tree_util.tree_leaves(got)]
-    bad = [j for j, (g, w) in enumerate(zip(got_leaves, want)) if not _close(g, w, rtol, atol)]
-    if bad:
-        s = _Setup(text, "main", inputs, in_axes, out_dims, size, rtol, atol)
-        _diagnose(s, f"batch_lower({name}, check=True)", bad, directory)
 
 
 def check_exported(original, batched, in_axes, out_axes, size, inputs=None, *,
@@ -611,8 +126,6 @@ def check_exported(original, batched, in_axes, out_axes, size, inputs=None, *,
     ``batched.call`` against ``original.call`` run per lane, on flat inputs
     (random when None). Axes are flat per leaf, or per level for several
     batch dimensions, as ``check_module`` takes them."""
-    from jax import tree_util
-    from stablehlo_batch import levels as lv
     level_list = (lv.split(in_axes, out_axes, size) if lv.is_multi(size)
                   else [lv.Level(in_axes, out_axes, size)])
     for level in level_list:
@@ -624,7 +137,7 @@ def check_exported(original, batched, in_axes, out_axes, size, inputs=None, *,
     flat = _flat_levels(level_list, avals, len(original.out_avals))
     if inputs is None:
         rng = np.random.default_rng(seed)
-        inputs = [_random_array(rng, _batched_shape(a.shape, flat, i), np.dtype(a.dtype))
+        inputs = [random_array(rng, _batched_shape(a.shape, flat, i), np.dtype(a.dtype))
                   for i, a in enumerate(avals)]
 
     def call(exp, leaves):
@@ -637,13 +150,17 @@ def check_exported(original, batched, in_axes, out_axes, size, inputs=None, *,
             return call(original, leaves)
         (ins, outs, n), inner = levels[0], levels[1:]
         return per_lane("", leaves, ins, outs, n, run=lambda lane: lanes(lane, inner))
-    got = _running(f"{what}: running the batched function", call, batched, inputs)
-    want = _running(f"{what}: running the exported function once per lane", lanes,
+    got = running(f"{what}: running the batched function", call, batched, inputs)
+    want = running(f"{what}: running the exported function once per lane", lanes,
                     inputs, flat)
-    bad = [j for j, (g, w) in enumerate(zip(got, want)) if not _close(g, w, rtol, atol)]
+    bad = [j for j, (g, w) in enumerate(zip(got, want)) if not close(g, w, rtol, atol)]
     if bad:
         raise BatchMismatchError(
             f"{what} failed: the batched function differs from the exported one run "
             f"once per lane (results {', '.join(map(str, bad))}, batch size {size}); "
             f"batch its module (exp.mlir_module()) with --check to find the op")
     return inputs
+
+
+def batch_module_text(text, func, in_axes, out_axes, size):
+    return batch_module(text, in_axes, out_axes, size, func=func, debug_info=True)

@@ -20,7 +20,9 @@ import jax
 import jax.numpy as jnp
 from jax import tree_util
 
-from stablehlo_batch.export import BatchedExport, batch_flat
+from stablehlo_batch import axes as ax
+from stablehlo_batch import module_io
+from stablehlo_batch.flat import BatchedExport, batch_flat
 
 
 def _move(x, src, dst):
@@ -31,7 +33,7 @@ def chunk_flat(exp: jax.export.Exported, dims: Sequence[int | None],
                out_dims: Sequence[int | None], size: int, chunk: int, *,
                what: str = "batch_lower", summed: Sequence[int] = (),
                full: BatchedExport | None = None) -> BatchedExport:
-    """Like ``export.batch_flat`` at batch ``size``, computed ``chunk`` lanes at
+    """Like ``flat.batch_flat`` at batch ``size``, computed ``chunk`` lanes at
     a time. ``dims`` are positions in the batched arguments (non-negative).
     Results in ``summed`` are summed over the batch: each chunk's sum is
     added to a running total, so no result ever holds the whole batch.
@@ -95,7 +97,7 @@ def chunk_flat(exp: jax.export.Exported, dims: Sequence[int | None],
             tail = tree_util.tree_leaves(remainder.call(*a, **k))
             outs = [o + t if j in summed else o if d is None else jnp.concatenate([o, t], axis=0)
                     for j, (o, t, d) in enumerate(zip(outs, tail, out_dims))]
-        outs = [o if d is None or j in summed else _move(o, 0, d % o.ndim)
+        outs = [o if d is None or j in summed else _move(o, 0, ax.batch_position(d, o.ndim - 1))
                 for j, (o, d) in enumerate(zip(outs, out_dims))]
         return tree_util.tree_unflatten(exp.out_tree, outs[:n_out])
 
@@ -107,7 +109,6 @@ def chunk_flat(exp: jax.export.Exported, dims: Sequence[int | None],
 
     wrapped = jax.export.export(jax.jit(wrapper), platforms=exp.platforms,
                                 disabled_checks=exp.disabled_safety_checks)(*args, **kwargs)
-    from stablehlo_batch import module_io
     return BatchedExport(wrapped, module_io.parse_module(wrapped.mlir_module_serialized),
                          full.result_batched, full.rewrite_seconds,
                          full.report, chunk)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Sequence
 
-from passes.errors import AxisSpecError
+from stablehlo_batch.passes.errors import AxisSpecError
 
 
 @dataclasses.dataclass(frozen=True)

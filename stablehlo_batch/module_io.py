@@ -13,7 +13,8 @@ from jaxlib.mlir import ir
 from jaxlib.mlir._mlir_libs import _jax_mlir_ext
 from jaxlib.mlir.dialects import chlo, mhlo, sdy, stablehlo
 
-from passes.errors import BatchingError, VerificationError
+from stablehlo_batch.passes.errors import (AxisSpecError, BatchingError, VerificationError,
+                                           format_location)
 
 ModuleSource = Union[str, bytes, bytearray, ir.Module]
 
@@ -38,7 +39,6 @@ def make_context() -> ir.Context:
 
 
 def _diagnostics(err: ir.MLIRError) -> str:
-    from passes.errors import format_location
     parts = [f"{d.message} at {format_location(d.location)}" for d in err.error_diagnostics]
     return "; ".join(parts) or str(err).splitlines()[0]
 
@@ -271,3 +271,14 @@ def is_hlo_proto(data: bytes) -> bool:
         return True
     except ModuleParseError:
         return False
+
+
+def func_block(module: ir.Module, func: str) -> ir.Block:
+    """The body of @``func`` (AxisSpecError when there is no such function)."""
+    try:
+        op = ir.SymbolTable(module.operation)[func]
+    except KeyError:
+        raise AxisSpecError(f"function @{func} not found in the module") from None
+    if op.operation.name != "func.func" or not len(op.operation.regions[0].blocks):
+        raise AxisSpecError(f"@{func} is not a function with a body")
+    return op.operation.regions[0].blocks[0]

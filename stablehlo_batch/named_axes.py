@@ -26,7 +26,7 @@ import jax
 from jax import tree_util
 from jaxlib.mlir import ir
 
-from passes.rules.collectives import LANE_ATTR, LANES_ATTR
+from stablehlo_batch.passes.rules.collectives import LANE_ATTR, LANES_ATTR
 from stablehlo_batch import module_io
 
 # Ops whose meaning depends on the device, hence on the lane.
@@ -221,8 +221,8 @@ def spmd_to_batch(module: module_io.ModuleSource, axis_name: str, *,
     (plain SPMD: collectives with replica groups over ``num_devices``
     devices, by default ``mhlo.num_partitions``): every argument and result
     then gets a leading dimension of N, one entry per device."""
-    from passes.engine import batch_function_with_report, verify
-    from passes.errors import BatchingError
+    from stablehlo_batch.passes.engine import batch_function_with_report, verify
+    from stablehlo_batch.passes.errors import BatchingError
     m = module_io.parse_module(module)
     with m.context, ir.Location.unknown(m.context):
         table = ir.SymbolTable(m.operation)
@@ -309,7 +309,7 @@ def _shardings(attr) -> list[tuple[str, list[list[str]]]]:
 
 
 def _lanes_of(mc, meshes, axis_name) -> int:
-    from passes.errors import BatchingError
+    from stablehlo_batch.passes.errors import BatchingError
     manual = re.findall(r'"([^"]+)"', str(mc.attributes["manual_axes"]))
     if axis_name not in manual:
         raise BatchingError(f"the manual computation is over {manual}, not over "
@@ -330,7 +330,7 @@ def _lanes_of(mc, meshes, axis_name) -> int:
 
 
 def _split_dim(dims: list[list[str]], axis_name: str, what: str) -> int | None:
-    from passes.errors import BatchingError
+    from stablehlo_batch.passes.errors import BatchingError
     found = [d for d, axes in enumerate(dims) if axis_name in axes]
     if any(len(axes) > 1 for axes in dims if axis_name in axes):
         raise BatchingError(f"{what} is split over {axis_name!r} together with other axes")
@@ -339,7 +339,7 @@ def _split_dim(dims: list[list[str]], axis_name: str, what: str) -> int | None:
 
 def _batch_manual_computation(m, mc, axis_name, n, name, batch_fn):
     from jaxlib.mlir.dialects import func as func_d
-    from passes import builders as bld
+    from stablehlo_batch.passes import builders as bld
     in_dims = [_split_dim(d, axis_name, f"operand {i}")
                for i, (_, d) in enumerate(_shardings(mc.attributes["in_shardings"]))]
     out_dims = [_split_dim(d, axis_name, f"result {j}")

@@ -26,7 +26,7 @@ from typing import Any
 
 from jaxlib.mlir import ir, passmanager
 
-from passes.errors import BatchingError
+from stablehlo_batch.passes.errors import BatchingError
 
 
 class BatchingPass:

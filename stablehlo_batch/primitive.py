@@ -33,6 +33,11 @@ from jax import tree_util
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
+from stablehlo_batch import axes as ax
+from stablehlo_batch.chunking import chunk_flat
+from stablehlo_batch import named_axes
+from stablehlo_batch.flat import batch_flat, export_in_process, spread_to_lanes
+
 batched_call_p = Primitive("stablehlo_batch_call")
 batched_call_p.multiple_results = True
 
@@ -80,7 +85,7 @@ class BatchedFn:
         # carrying it (and with it, jax.checkpoint would refuse the call).
         self.effects = frozenset(e for e in effects if type(e).__name__ != "NoDCEEffect")
         self.example_avals = tuple(_struct(a) for a in example_avals)
-        self.dims = tuple(None if d is None else d % (len(a.shape) + 1)
+        self.dims = tuple(ax.batch_position(d, len(a.shape))
                           for a, d in zip(self.example_avals, dims))
         self._raw_out_dims = tuple(out_dims)
         # Results summed over the batch inside the module (passes/sum_lanes.py).
@@ -113,7 +118,7 @@ class BatchedFn:
 
     @functools.cached_property
     def out_dims(self) -> tuple[int | None, ...]:
-        return tuple(None if d is None else d % (len(a.shape) + 1)
+        return tuple(ax.batch_position(d, len(a.shape))
                      for a, d in zip(self.example_out_avals, self._raw_out_dims))
 
     def batch_size(self, avals):
@@ -135,12 +140,9 @@ class BatchedFn:
     def exported(self) -> jax.export.Exported:
         with self._lock:
             if self._exported is None:
-                from stablehlo_batch.chunking import chunk_flat
-                from stablehlo_batch.export import batch_flat, export_in_process
                 if self.axis_name is not None:
-                    from stablehlo_batch.named_axes import export_named
-                    exp = export_named(self.src, tuple(self.example_avals), {},
-                                       self.axis_name, self.size, self.platform)
+                    exp = named_axes.export_named(self.src, tuple(self.example_avals), {},
+                                                  self.axis_name, self.size, self.platform)
                 else:
                     exp = export_in_process(self.src, self.platform)(*self.example_avals)
                 summed = [j for j, s in enumerate(self.summed) if s]
@@ -220,9 +222,7 @@ class BatchedFn:
 
     def vmapped(self, avals, bdims, size) -> "BatchedFn":
         """This batched function, batched again (jax.vmap of it)."""
-        example = tuple(jax.ShapeDtypeStruct(a.shape if d is None else a.shape[:d] + a.shape[d + 1:],
-                                             a.dtype, weak_type=a.weak_type)
-                        for a, d in zip(avals, bdims))
+        example = tuple(ax.unbatched_struct(a, d) for a, d in zip(avals, bdims))
         key = ("vmap", example, tuple(bdims), size)
 
         def build():
@@ -285,10 +285,7 @@ def _transpose(cts, *args, fun: BatchedFn):
     size = fun.batch_size([x.aval if ad.is_undefined_primal(x) else jax.typeof(x)
                            for x in args])
     cts = [ad.instantiate_zeros(ct) for ct in cts]
-    # A result that is not batched is the same for every lane; its cotangent
-    # must count once, not once per lane.
-    cts = [jnp.zeros((size,) + ct.shape, ct.dtype).at[0].set(ct) if lane0 else ct
-           for ct, lane0 in zip(cts, vjp.lane0)]
+    cts = [spread_to_lanes(ct, size) if lane0 else ct for ct, lane0 in zip(cts, vjp.lane0)]
     in_cts = batched_call_p.bind(*xs, *cts, fun=vjp)
     return [None] * n + [ct if u else None for ct, u in zip(in_cts, undefined)]
 

@@ -16,7 +16,9 @@ import jax
 from jax import tree_util
 from jax.sharding import NamedSharding, PartitionSpec
 
-from stablehlo_batch.export import BatchedExport, batch_flat
+from stablehlo_batch import axes as ax
+from stablehlo_batch import module_io
+from stablehlo_batch.flat import BatchedExport, batch_flat
 
 
 def batch_spec(rank: int, dim: int | None, axis_name: str) -> PartitionSpec:
@@ -28,7 +30,7 @@ def batch_spec(rank: int, dim: int | None, axis_name: str) -> PartitionSpec:
 
 def shard_flat(exp: jax.export.Exported, dims, out_dims, size, mesh: jax.sharding.Mesh,
                axis_name: str, *, what: str = "batch_lower") -> BatchedExport:
-    """``export.batch_flat`` whose batch axis is split over ``mesh[axis_name]``."""
+    """``flat.batch_flat`` whose batch axis is split over ``mesh[axis_name]``."""
     if not isinstance(mesh, jax.sharding.Mesh):
         raise TypeError(f"mesh must be a jax.sharding.Mesh, got {type(mesh).__name__}")
     if axis_name not in mesh.axis_names:
@@ -45,8 +47,9 @@ def shard_flat(exp: jax.export.Exported, dims, out_dims, size, mesh: jax.shardin
     bexp = full.exported
     in_sh = [NamedSharding(mesh, batch_spec(len(a.shape), d, axis_name))
              for a, d in zip(bexp.in_avals, dims)]
-    out_sh = [NamedSharding(mesh, batch_spec(len(a.shape), None if d is None
-                                             else d % len(a.shape), axis_name))
+    out_sh = [NamedSharding(mesh, batch_spec(len(a.shape),
+                                             ax.batch_position(d, len(a.shape) - 1),
+                                             axis_name))
               for a, d in zip(bexp.out_avals, out_dims)]
     in_sh_tree = tree_util.tree_unflatten(exp.in_tree.children()[0], in_sh)
     out_sh_tree = tree_util.tree_unflatten(exp.out_tree, out_sh)
@@ -56,7 +59,6 @@ def shard_flat(exp: jax.export.Exported, dims, out_dims, size, mesh: jax.shardin
     args = tree_util.tree_unflatten(exp.in_tree.children()[0], avals)
     sharded = jax.export.export(jitted, platforms=bexp.platforms,
                                 disabled_checks=bexp.disabled_safety_checks)(*args)
-    from stablehlo_batch import module_io
     built = BatchedExport(sharded, module_io.parse_module(sharded.mlir_module_serialized),
                           full.result_batched, full.rewrite_seconds, full.report)
     built.call = jax.jit(sharded.call, in_shardings=tuple(in_sh_tree),

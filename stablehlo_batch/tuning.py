@@ -41,7 +41,8 @@ import jax
 from jax import tree_util
 
 from stablehlo_batch import module_io
-from stablehlo_batch.export import BatchedExport, batch_flat
+from stablehlo_batch import axes as ax
+from stablehlo_batch.flat import BatchedExport, batch_flat, is_symbolic
 
 DEFAULT_CHUNKS = (1, 8, 32)
 ENV_DIR = "STABLEHLO_BATCH_TUNING_DIR"
@@ -376,7 +377,7 @@ def select(exp: jax.export.Exported, dims: Sequence[int | None],
            ) -> tuple[BatchedExport, TuningResult]:
     """The batched function for the fastest strategy, and what was measured.
 
-    ``dims`` / ``out_dims`` as for ``export.batch_flat`` (non-negative
+    ``dims`` / ``out_dims`` as for ``flat.batch_flat`` (non-negative
     argument axes); ``args`` the flat concrete batched arguments in the
     order of ``exp.in_tree`` (None or traced: no measuring). The record (in
     memory, then on disk) is used when there is one; otherwise, with
@@ -486,9 +487,8 @@ def example_arguments(avals, seed: int = 0) -> list:
 def select_exported(exp: jax.export.Exported, dims, out_dims, size, tune,
                     tune_args=None) -> jax.export.Exported:
     """``batch_exported(..., tune=...)``: the fastest strategy as an ``Exported``."""
-    from stablehlo_batch.export import _normalize, is_symbolic
     chunks = canonicalize_tune(tune, {}, is_symbolic(size))
-    dims = _normalize("batch_exported in_axes", exp.in_avals, dims)
+    dims = ax.batch_positions("batch_exported in_axes", exp.in_avals, dims)
     batched_avals = [a if d is None else a.update(shape=a.shape[:d] + (int(size),) + a.shape[d:])
                      for a, d in zip(exp.in_avals, dims)]
     if tune_args is None:

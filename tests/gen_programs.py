@@ -27,7 +27,7 @@ from jax import lax
 
 import stablehlo_batch as sb
 from conftest import assert_same_tree, random_array
-from passes.rules import RULES
+from stablehlo_batch.passes.rules import RULES
 
 F32, I32, BOOL = "float32", "int32", "bool"  # plus int8 / uint8 (wrap-around exact)
 

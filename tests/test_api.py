@@ -121,13 +121,20 @@ def test_vmap_of_jit_inside_function_is_func_call():
 
 
 def test_cache_reuses_plans():
-    b = sb.batch_lower(lambda x: x + 1)
+    b = sb.batch_lower(lambda x: x + 1, cache_size=8)
+    assert b.cache_info() == (0, 0, 8, 0)
     b(jnp.ones((3, 2)))
     b(jnp.zeros((3, 2)))
-    assert len(b._plans) == 1
+    assert b.cache_info() == (1, 1, 8, 1)
     b(jnp.zeros((4, 2)))
     b(jnp.zeros((3, 2), jnp.int32))
-    assert len(b._plans) == 3
+    b.lower(jnp.zeros((4, 2)))
+    info = b.cache_info()
+    assert (info.hits, info.misses, info.maxsize, info.currsize) == (2, 3, 8, 3)
+    b.cache_clear()
+    assert b.cache_info() == (0, 0, 8, 0)
+    np.testing.assert_array_equal(b(jnp.zeros((3, 2))), np.ones((3, 2)))
+    assert b.cache_info().misses == 1
 
 
 def test_lower_and_compile_stages():

@@ -11,10 +11,10 @@ import warnings
 import jax
 import numpy as np
 
-from stablehlo_batch import check, cli, module_io
+from stablehlo_batch import check, cli, module_io, selfcheck
 
 # f6 types: XLA's CPU backend cannot compile any op on them (tested below).
-RUNNABLE = [t for t in check._ELEM if not t.startswith("f6E")]
+RUNNABLE = [t for t in selfcheck.ELEMENT_TYPES if not t.startswith("f6E")]
 
 
 def _all_types_module(types):
@@ -60,15 +60,15 @@ def test_every_element_type_checks_without_x64():
 
 
 def test_comparisons_of_narrow_floats_allow_their_precision():
-    bf16, f8 = check.element_dtype("bf16"), check.element_dtype("f8E4M3FN")
+    bf16, f8 = selfcheck.element_dtype("bf16"), selfcheck.element_dtype("f8E4M3FN")
     x = np.array([1.0, 2.0, 3.0])
-    assert check._close(x.astype(bf16), (x * (1 + 2 ** -8)).astype(bf16), 1e-5, 1e-5)
-    assert not check._close(x.astype(bf16), (x * 1.1).astype(bf16), 1e-5, 1e-5)
-    assert check._close(x.astype(f8), x.astype(f8), 1e-5, 1e-5)
-    assert not check._close(x.astype(f8), x.astype(check.element_dtype("f8E5M2")), 1e-5,
+    assert selfcheck.close(x.astype(bf16), (x * (1 + 2 ** -8)).astype(bf16), 1e-5, 1e-5)
+    assert not selfcheck.close(x.astype(bf16), (x * 1.1).astype(bf16), 1e-5, 1e-5)
+    assert selfcheck.close(x.astype(f8), x.astype(f8), 1e-5, 1e-5)
+    assert not selfcheck.close(x.astype(f8), x.astype(selfcheck.element_dtype("f8E5M2")), 1e-5,
                             1e-5)  # dtypes differ
-    nan = np.array([np.nan], check.element_dtype("f8E5M2"))
-    assert check._close(nan, nan, 1e-5, 1e-5)
+    nan = np.array([np.nan], selfcheck.element_dtype("f8E5M2"))
+    assert selfcheck.close(nan, nan, 1e-5, 1e-5)
 
 
 def test_f6_types_on_cpu_are_one_plain_error(capfd, tmp_path):
@@ -127,8 +127,8 @@ def test_rng_bit_generator_with_a_float_output(capfd, tmp_path):
     # the per-lane reference runs the same bits: lane i equals the unbatched run
     seeds = np.arange(6, dtype=np.uint64).reshape(3, 2)
     with jax.enable_x64(True):
-        got = check.run_module(out, [seeds])
-        want = [check.run_module(RNG_F64, [s]) for s in seeds]
+        got = selfcheck.run_module(out, [seeds])
+        want = [selfcheck.run_module(RNG_F64, [s]) for s in seeds]
     assert got[1].dtype == np.float64 and want[0][1].dtype == np.float64
     np.testing.assert_array_equal(got[1].view(np.uint64),
                                   np.stack([w[1] for w in want]).view(np.uint64))
@@ -167,5 +167,5 @@ def test_inputs_of_the_wrong_dtype_say_which_and_what(capfd, tmp_path):
 
 
 def test_module_io_reads_every_type():
-    text = _all_types_module(list(check._ELEM))
+    text = _all_types_module(list(selfcheck.ELEMENT_TYPES))
     assert module_io.parse_module(text).operation.verify()

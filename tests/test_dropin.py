@@ -211,7 +211,7 @@ def test_custom_calls_without_compatibility_guarantee():
             algorithm=lax.linalg.SvdAlgorithm.QR))(a), rtol=1e-4, atol=1e-4)
         assert got.shape == (3, 4)
         lowered = sb.batch_lower(lambda a: jax.scipy.linalg.qr(a, pivoting=True)).lower(a)
-    from stablehlo_batch.export import unstable_targets
+    from stablehlo_batch.flat import unstable_targets
     assert "lapack_sgeqp3_ffi" in unstable_targets(lowered.exported)
 
 
@@ -227,8 +227,8 @@ def test_bad_axis_size_is_a_type_error(axis_size):
 
 def test_mlir_errors_are_one_typed_error_without_pass_manager_text():
     from jaxlib.mlir import ir
-    from passes.errors import VerificationError
-    from stablehlo_batch.export import readable_mlir_errors
+    from stablehlo_batch.passes.errors import VerificationError
+    from stablehlo_batch.rewrite import readable_mlir_errors
     with pytest.raises(VerificationError) as info:
         with readable_mlir_errors("batch_lower"), ir.Context():
             ir.Module.parse('func.func @f() { "foo.bar"() : () -> () loc("x.py":3:4) }')

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 import stablehlo_batch as sb
-from passes import builders as bld
-from passes.rules import RULES
+from stablehlo_batch.passes import builders as bld
+from stablehlo_batch.passes.rules import RULES
 from stablehlo_batch import cli
-from stablehlo_batch.check import BatchMismatchError
+from stablehlo_batch.selfcheck import BatchMismatchError
 
 HERE = os.path.basename(__file__)
 

@@ -29,8 +29,8 @@ from jax.experimental import io_callback
 import stablehlo_batch as sb
 from batch_cases import check_module, make
 from conftest import assert_same_tree, check_vmap
-from passes.fallback import fallback
-from passes.rules import RULES
+from stablehlo_batch.passes.fallback import fallback
+from stablehlo_batch.passes.rules import RULES
 
 
 @pytest.fixture
@@ -224,7 +224,7 @@ def test_custom_call_target_without_rule_runs_per_lane(monkeypatch, rng, in_axes
                                                        out_axes, size):
     """A real LAPACK kernel whose target rule is taken away: the custom-call
     rule's no-rule branch sends it to the fallback, and XLA runs the copy."""
-    from passes.rules.custom_calls import CUSTOM_CALL_RULES
+    from stablehlo_batch.passes.rules.custom_calls import CUSTOM_CALL_RULES
     monkeypatch.delitem(CUSTOM_CALL_RULES, "lapack_spotrf_ffi")
     a = np.stack([np.eye(3) * 3 + m @ m.T for m in rng.standard_normal((size, 3, 3))])
     a = jnp.asarray(np.moveaxis(a, 0, in_axes), jnp.float32)
@@ -337,7 +337,7 @@ func.func @main(%x: tensor<2x3xf32>, %w: tensor<3xf32>) -> tensor<2x3xf32> {
 def _my_sine_rule(used):
     """The vectorized rule a user would write: my_sine is elementwise, so the
     batched operand goes into one stablehlo.sine."""
-    from passes import builders as bld
+    from stablehlo_batch.passes import builders as bld
 
     def rule(fb, op, flags):
         used.append(flags)
@@ -389,7 +389,7 @@ def test_user_rule_overrides_builtin_rule(rng, no_fallback_warnings):
 def test_register_rule_forms():
     def rule(fb, op, flags):
         return []
-    from passes.rules import USER_CUSTOM_CALL_RULES, USER_RULES
+    from stablehlo_batch.passes.rules import USER_CUSTOM_CALL_RULES, USER_RULES
     with sb.register_rule("stablehlo.fancy_new_op", rule):
         assert USER_RULES["stablehlo.fancy_new_op"] is rule
     assert "stablehlo.fancy_new_op" not in USER_RULES

@@ -13,7 +13,7 @@ import pytest
 
 import stablehlo_batch as sb
 from conftest import assert_same_tree, random_array
-from stablehlo_batch import check, cli, module_io
+from stablehlo_batch import check, cli, module_io, selfcheck
 
 
 def _f(x, w):
@@ -41,7 +41,7 @@ def test_hlo_text_batches_like_vmap(rng, dtype, in_axes, size):
     x = random_array(rng, (4, 5)[:in_axes[0]] + (size,) + (4, 5)[in_axes[0]:], dtype)
     w = random_array(rng, (size, 5, 2), dtype) if in_axes[1] == 0 else random_array(
         rng, (5, 2), dtype)
-    got = check.run_module(out, [np.asarray(x), np.asarray(w)])
+    got = selfcheck.run_module(out, [np.asarray(x), np.asarray(w)])
     want = jax.vmap(_f, in_axes)(x, w)
     assert_same_tree(tuple(got), tuple(np.asarray(v) for v in want), rtol=1e-5, atol=1e-5)
 
@@ -96,7 +96,7 @@ def test_a_real_xla_dump(capfd, tmp_path):
         assert rc == 0 and err == "", err
         hlo_text = out_hlo.read_text()
         assert hlo_text.startswith("HloModule") and "f32[3,4,3]" in hlo_text
-        got = check.run_module(module_io.module_to_text(module_io.parse_module(hlo_text)),
+        got = selfcheck.run_module(module_io.module_to_text(module_io.parse_module(hlo_text)),
                                [x, w, b])
         assert_same_tree(tuple(got), tuple(np.asarray(v) for v in want), rtol=1e-5,
                          atol=1e-5)

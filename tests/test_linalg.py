@@ -28,7 +28,7 @@ from jaxlib.mlir import ir
 import stablehlo_batch as sb
 from batch_cases import check_module, make, x64
 from conftest import assert_same_tree, check_vmap
-from passes.fallback import strict_mode
+from stablehlo_batch.passes.fallback import strict_mode
 
 f16, f32, f64, c64 = jnp.float16, jnp.float32, jnp.float64, jnp.complex64
 
@@ -55,7 +55,7 @@ def _herm(a):
 def _kernel_calls(lowered):
     """(target, operand shapes, num_batch_dims) of every linear-algebra
     custom call in a batched module."""
-    from passes.rules.custom_calls import LINALG_TARGETS
+    from stablehlo_batch.passes.rules.custom_calls import LINALG_TARGETS
     calls = []
 
     def visit(op):

@@ -7,9 +7,9 @@ import pytest
 
 import stablehlo_batch as sb
 from conftest import assert_same_tree, random_array
-from passes import builders as bld
-from passes.rules import RULES
-from stablehlo_batch import check, cli, module_io
+from stablehlo_batch.passes import builders as bld
+from stablehlo_batch.passes.rules import RULES
+from stablehlo_batch import check, cli, module_io, selfcheck
 
 
 def _f(x, w):
@@ -55,7 +55,7 @@ def test_batch_module_equals_nested_vmap(rng, dtype, k):
     want = want_fn(*args)
     out = sb.batch_module(text, list(in_levels), list(out_levels), axis_size=sizes)
     assert module_io.parse_module(out).operation.verify()
-    got = check.run_module(out, [np.asarray(a) for a in args])
+    got = selfcheck.run_module(out, [np.asarray(a) for a in args])
     assert_same_tree(tuple(got), tuple(np.asarray(w) for w in want), rtol=1e-5, atol=1e-5)
 
 

@@ -287,7 +287,7 @@ def _abstract_program(fn, in_specs, out_specs, *args, n=4):
 
 
 def test_spmd_to_batch_without_devices(tmp_path, capsys):
-    from stablehlo_batch.check import run_module
+    from stablehlo_batch.selfcheck import run_module
     P = jax.sharding.PartitionSpec
 
     def prog(x, w):
@@ -318,7 +318,7 @@ _DEVICES_SCRIPT = textwrap.dedent("""
     from jax import lax
     from jax.sharding import Mesh, PartitionSpec as P
     import stablehlo_batch as sb
-    from stablehlo_batch.check import run_module
+    from stablehlo_batch.selfcheck import run_module
     N = 4
     mesh = Mesh(np.array(jax.devices()), ("d",))
 

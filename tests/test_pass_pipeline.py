@@ -8,7 +8,7 @@ from jaxlib.mlir import ir, passmanager
 
 import stablehlo_batch as sb
 from conftest import assert_same_tree
-from stablehlo_batch import check, cli, module_io
+from stablehlo_batch import check, cli, module_io, selfcheck
 
 
 def _model(params, x):
@@ -49,7 +49,7 @@ def test_pass_in_a_pipeline_equals_vmap_and_is_smaller():
     alone = module_io.parse_module(sb.batch_module(_text(), IN_AXES, 0, 3))
     assert _count(module) < _count(alone)  # cse merges the constants batching repeats
     xs = np.random.default_rng(0).standard_normal((3, 8)).astype(np.float32)
-    got = check.run_module(module_io.module_to_text(module),
+    got = selfcheck.run_module(module_io.module_to_text(module),
                            [a for wb in PARAMS for a in wb] + [xs])
     want = jax.vmap(_model, (None, 0))(PARAMS, xs)
     assert_same_tree(tuple(got), tuple(np.asarray(w) for w in want), rtol=1e-5, atol=1e-5)

@@ -13,7 +13,7 @@ import pytest
 
 from gen_programs import Arg, Outcome, Program, Step, check_program  # noqa: F401
 from stablehlo_batch import cli
-from passes.errors import BatchingError
+from stablehlo_batch.passes.errors import BatchingError
 
 # Found by test_generated while passes/report.py was being written: nothing
 # batched (axis_size only), two outputs, one with out_axes None. The report's

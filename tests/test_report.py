@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import pytest
 
 import stablehlo_batch as sb
-from passes.report import ENTRY, EXIT, BatchingReport
+from stablehlo_batch.passes.report import ENTRY, EXIT, BatchingReport
 from stablehlo_batch.api import batch_module_with_report
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from batch_cases import run_module
 from conftest import assert_same_tree, random_array
-from passes.sum_lanes import sum_results_over_lanes
+from stablehlo_batch.passes.sum_lanes import sum_results_over_lanes
 from stablehlo_batch import module_io
 
 # Per-lane outer products (a weight gradient), transposed; a bias gradient;

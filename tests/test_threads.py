@@ -115,7 +115,7 @@ def test_ten_thousand_calls_keep_memory_flat():
     out.block_until_ready()
     grown = _rss_bytes() - before
     assert grown < 32 * 2**20, f"RSS grew by {grown / 2**20:.1f} MiB over 10 000 calls"
-    assert len(bf._plans) == 1
+    assert bf.cache_info().currsize == 1
 
 
 def test_cache_is_bounded_lru(monkeypatch):
@@ -127,15 +127,15 @@ def test_cache_is_bounded_lru(monkeypatch):
                   for b, n, k in _shapes()[:3]]
         for x, w in inputs + inputs[2:]:  # a, b, c, c
             np.testing.assert_allclose(bf(x, w), _reference(x, w), rtol=1e-5, atol=1e-5)
-        assert len(bf._plans) == 2 and len(bf._by_signature) == 2
+        assert bf.cache_info() == (1, 3, 2, 2)
         x, w = inputs[0]  # evicted: rebuilt, still right
         np.testing.assert_allclose(bf(x, w), _reference(x, w), rtol=1e-5, atol=1e-5)
         assert counters.builds[((2, 3), (3, 4))] == 2
         assert sum(counters.builds.values()) == 4
-        assert len(bf._plans) == 2
+        assert bf.cache_info().currsize == 2
         unbounded = sb.batch_lower(_model, in_axes=(0, None), cache_size=None)
         for x, w in inputs:
             unbounded(x, w)
-        assert len(unbounded._plans) == 3
+        assert unbounded.cache_info() == (0, 3, None, 3)
     finally:
         counters.close()

@@ -9,7 +9,7 @@ import pytest
 
 import stablehlo_batch as sb
 from conftest import check_vmap
-from passes.rules import control_flow
+from stablehlo_batch.passes.rules import control_flow
 
 
 def chain(k):

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+from jaxlib.mlir import ir
+
 RULES: dict[str, Callable] = {}
 
 
@@ -89,7 +91,6 @@ def find_rule(op, rules: dict) -> Callable | None:
     """The rule for ``op``: a user rule (by custom call target, then by op
     name), else the one in ``rules``; None when there is none."""
     if USER_CUSTOM_CALL_RULES and op.name == "stablehlo.custom_call":
-        from jaxlib.mlir import ir
         target = ir.StringAttr(op.attributes["call_target_name"]).value
         if target in USER_CUSTOM_CALL_RULES:
             return USER_CUSTOM_CALL_RULES[target]
@@ -108,6 +109,6 @@ def retype_batched(fb, op) -> list:
 
 
 # Importing the family modules fills RULES.
-from passes.rules import (elementwise, shape_ops, dot, reduce, structural,  # noqa: E402,F401
-                          control_flow, indexing, custom_calls, random,
-                          windows, linalg, fft, collectives)
+from stablehlo_batch.passes.rules import (  # noqa: E402,F401
+    elementwise, shape_ops, dot, reduce, structural, control_flow, indexing, custom_calls,
+    random, windows, linalg, fft, collectives)

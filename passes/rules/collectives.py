@@ -26,9 +26,9 @@ from __future__ import annotations
 import numpy as np
 from jaxlib.mlir import ir
 
-from passes import builders as bld
-from passes.fallback import fallback
-from passes.rules import register
+from stablehlo_batch.passes import builders as bld
+from stablehlo_batch.passes.fallback import fallback
+from stablehlo_batch.passes.rules import register
 
 # Unit attribute on a collective over the named batch axis.
 LANE_ATTR = "stablehlo_batch.lane"

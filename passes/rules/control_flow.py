@@ -24,8 +24,8 @@ from __future__ import annotations
 
 from jaxlib.mlir import ir
 
-from passes import builders as bld
-from passes.rules import register, retype_batched
+from stablehlo_batch.passes import builders as bld
+from stablehlo_batch.passes.rules import register, retype_batched
 
 def _block(op, region: int) -> ir.Block:
     return op.regions[region].blocks[0]

@@ -10,8 +10,10 @@ import numpy as np
 from jaxlib.mlir import ir
 from jaxlib.mlir.dialects import sdy
 
-from passes import builders as bld
-from passes.rules import register, retype_batched
+from stablehlo_batch.passes import builders as bld
+from stablehlo_batch.passes.fallback import fallback
+from stablehlo_batch.passes.rules import register, retype_batched
+from stablehlo_batch.passes.rules.linalg import fold_rhs_lanes
 
 # custom_call target name -> rule, like RULES but keyed by call_target_name.
 CUSTOM_CALL_RULES: dict = {}
@@ -31,7 +33,6 @@ _SYMBOLIC_OK = frozenset({"Sharding", "shape_assertion"})
 
 @register("stablehlo.custom_call")
 def custom_call(fb, op, flags):
-    from passes.fallback import fallback
     target = ir.StringAttr(op.attributes["call_target_name"]).value
     rule = CUSTOM_CALL_RULES.get(target)
     if rule is None:
@@ -196,7 +197,6 @@ def trsm(fb, op, flags):
               if "mhlo.backend_config" in op.attributes else None)
     if flags[0] or len(op.operands) != 2 or config is None or "side" not in config:
         return _batch_kernel_call(fb, op, flags)
-    from passes.rules.linalg import fold_rhs_lanes
     left = ir.IntegerAttr(config["side"]).value == ord("L")
     a, b = op.operands
     fb.note("rhs_lanes_folded", op, "unbatched matrix: the lanes are more right-hand-side "

@@ -10,8 +10,8 @@ from __future__ import annotations
 from jaxlib.mlir import ir
 from jaxlib.mlir.dialects import stablehlo
 
-from passes import builders as bld
-from passes.rules import register, retype_batched
+from stablehlo_batch.passes import builders as bld
+from stablehlo_batch.passes.rules import register, retype_batched
 
 _DN = "dot_dimension_numbers"
 

@@ -5,7 +5,7 @@ leading dim as a batch, so a leading batch dim only changes the types.
 """
 from __future__ import annotations
 
-from passes.rules import register, retype_batched
+from stablehlo_batch.passes.rules import register, retype_batched
 
 
 @register("stablehlo.fft")

@@ -10,8 +10,8 @@ depend on its position in the batch.)
 """
 from __future__ import annotations
 
-from passes.lane_loop import lane_loop
-from passes.rules import register
+from stablehlo_batch.passes.lane_loop import lane_loop
+from stablehlo_batch.passes.rules import register
 
 
 @register("stablehlo.rng_bit_generator", "stablehlo.rng")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from jaxlib.mlir import ir
 
-from passes import builders as bld
-from passes.rules import all_batched, register, retype_batched
+from stablehlo_batch.passes import builders as bld
+from stablehlo_batch.passes.rules import all_batched, register, retype_batched
 
 
 def _dims(op, name) -> list[int]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from jaxlib.mlir import ir
 
-from passes.errors import UnsupportedOpError, format_location
-from passes.rules import all_batched, register, retype_batched
+from stablehlo_batch.passes.errors import UnsupportedOpError, format_location
+from stablehlo_batch.passes.rules import all_batched, register, retype_batched
+from stablehlo_batch.passes.rules.elementwise import CHLO_ELEMENTWISE
 
 
 @register("func.call")
@@ -52,7 +53,6 @@ def _keeps_meaning_with_leading_dims(name: str) -> bool:
     """Composites whose named op means the same on tensors with extra leading
     dims (elementwise ops, top_k over the last dim): a backend that matches
     the name may still use its own kernel after batching."""
-    from passes.rules.elementwise import CHLO_ELEMENTWISE
     return name == "chlo.top_k" or name.removeprefix("chlo.") in CHLO_ELEMENTWISE
 
 

@@ -23,9 +23,9 @@ import numpy as np
 from jaxlib.mlir import ir
 from jaxlib.mlir.dialects import stablehlo
 
-from passes import builders as bld
-from passes.fallback import fallback
-from passes.rules import register, retype_batched
+from stablehlo_batch.passes import builders as bld
+from stablehlo_batch.passes.fallback import fallback
+from stablehlo_batch.passes.rules import register, retype_batched
 
 
 def _i64(op, name) -> int:

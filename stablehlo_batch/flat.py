@@ -1,0 +1,217 @@
+"""The flat export core: batch a ``jax.export.Exported`` with one axis entry
+per flat argument and result, and give the result a VJP.
+
+``batch_flat`` parses the exported module, batches it through the rewrite
+(stablehlo_batch/rewrite.py) and wraps it back into an ``Exported`` whose
+avals carry the batch axis; its VJP (``batched_vjp``) is the per-example VJP
+module batched the same way. Everything that builds a batched module from an
+``Exported`` goes through here: ``batch_lower``, ``batch_exported``,
+``vmappable``, chunking, sharding, the primitive's derivatives and the CLI.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+import time
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxlib.mlir import ir
+
+from stablehlo_batch import axes as ax
+from stablehlo_batch import module_io
+from stablehlo_batch.passes.report import BatchingReport
+from stablehlo_batch.passes.sum_lanes import sum_results_over_lanes
+from stablehlo_batch.rewrite import batch_function
+
+
+@dataclasses.dataclass
+class BatchedExport:
+    """The batched function as an ``Exported`` plus what building it learnt."""
+    exported: jax.export.Exported
+    module: ir.Module
+    result_batched: list[bool]
+    rewrite_seconds: float
+    report: BatchingReport | None = None
+    chunk_size: int | None = None  # lanes per chunk when computed in chunks
+    call: Any = None  # how to call it when jax.jit(exported.call) is not enough
+    shardings: Any = None  # (in_shardings, out_shardings) for jax.jit, with mesh=
+
+
+_UNSTABLE_TARGETS = "custom calls whose targets have no compatibility guarantees"
+
+
+def export_in_process(fn, platforms, disabled_checks=()):
+    """``jax.export.export(jax.jit(fn), platforms=...)`` for use in this process.
+
+    jax.export refuses custom calls without a serialization guarantee (e.g.
+    ``lapack_sgeqp3_ffi`` of a pivoted QR); a module that is batched and run
+    here needs no such guarantee, so the export is retried with exactly the
+    refused targets allowed. The ``Exported`` lists them in
+    ``disabled_safety_checks``, which is what ``batch_exported`` callers see."""
+    platforms = (platforms,) if isinstance(platforms, str) else tuple(platforms)
+    checks = list(disabled_checks)
+
+    def export(*args, **kwargs):
+        try:
+            return jax.export.export(jax.jit(fn), platforms=platforms,
+                                     disabled_checks=checks)(*args, **kwargs)
+        except ValueError as e:
+            if _UNSTABLE_TARGETS not in str(e):
+                raise
+            targets = sorted(set(re.findall(r"stablehlo\.custom_call @([\w.$-]+)", str(e)) +
+                                 re.findall(r'call_target_name = "([^"]+)"', str(e))))
+            if not targets:
+                raise
+            more = [jax.export.DisabledSafetyCheck.custom_call(t) for t in targets]
+            return jax.export.export(jax.jit(fn), platforms=platforms,
+                                     disabled_checks=checks + more)(*args, **kwargs)
+    return export
+
+
+def unstable_targets(exp: jax.export.Exported) -> list[str]:
+    """Custom call targets ``exp`` was allowed to use without jax's
+    serialization guarantee (see ``export_in_process``)."""
+    out = []
+    for c in exp.disabled_safety_checks:
+        t = c.is_custom_call()
+        if t is not None:
+            out.append(t)
+    return out
+
+
+def symbolic_size(size):
+    """``size`` as jax.export's symbolic dimension when it is a name ("b")."""
+    if isinstance(size, str):
+        return jax.export.symbolic_shape(size)[0]
+    return size
+
+
+def is_symbolic(size) -> bool:
+    return not isinstance(size, (int, np.integer))
+
+
+def load(exp) -> jax.export.Exported:
+    """An ``Exported`` from itself or its serialized bytes."""
+    if isinstance(exp, jax.export.Exported):
+        return exp
+    if isinstance(exp, (bytes, bytearray, memoryview)):
+        return jax.export.deserialize(bytearray(exp))
+    raise TypeError(f"expected a jax.export.Exported or its serialized bytes, got "
+                    f"{type(exp).__name__}")
+
+
+def replace_exported(exp: jax.export.Exported, *, vjp=None, **fields) -> jax.export.Exported:
+    """``exp`` with ``fields`` replaced (a new module, new avals, ...) and
+    ``vjp`` as its VJP (a function of the new ``Exported``; None: none).
+    jax.export has no public way to set the VJP: its private field is set
+    here only."""
+    return dataclasses.replace(exp, _get_vjp=vjp, **fields)
+
+
+def _with_batch(a, d, size):
+    return a.update(shape=ax.insert_batch(a.shape, d, size))
+
+
+def batch_flat(exp: jax.export.Exported, dims: Sequence[int | None],
+               out_dims: Sequence[int | None], size, *, what: str = "batch_lower",
+               rewrite_hook=None, summed: Sequence[int] = ()) -> BatchedExport:
+    """Batches ``exp`` with one axis entry per flat argument (``dims``, the
+    position of the batch axis in the batched argument) and per flat result.
+    The results listed in ``summed`` are summed over the batch inside the
+    module (passes/sum_lanes.py): a shared weight's gradient, say.
+
+    ``size`` is an int or a symbolic dimension (``symbolic_size("b")``).
+    ``rewrite_hook(module)`` may change the batched module before it is
+    serialized (sharding annotations use it)."""
+    if exp.uses_global_constants or any(
+            not all(isinstance(s, int) for s in a.shape) for a in exp.in_avals):
+        raise ValueError(f"{what}: the exported function is already shape-polymorphic; "
+                         "export it with static shapes")
+    dims = ax.batch_positions(f"{what} in_axes", exp.in_avals, dims)
+    # Negative out_axes count from the end of the value's own rank: for a
+    # typed PRNG key the IR has a hidden trailing dimension (the key data),
+    # so the engine must get them resolved. Out-of-range ones go through
+    # unchanged: the engine names them.
+    out_dims = [d if d is None or type(d) is not int or d >= 0
+                or d < -len(a.shape) - 1 else d % (len(a.shape) + 1)
+                for d, a in zip(out_dims, exp.out_avals)]
+    # The module's main takes a platform index when lowered for several
+    # platforms, and tokens first for ordered effects: never batched.
+    n_extra_in = (1 if len(exp.platforms) > 1 else 0) + len(exp.ordered_effects)
+    n_extra_out = len(exp.ordered_effects)
+    start = time.perf_counter()
+    module = module_io.parse_module(exp.mlir_module_serialized)
+    symbolic = is_symbolic(size)
+    result_batched, report = batch_function(
+        module, "main", [dims[i] for i in exp.module_kept_var_idx], out_dims,
+        "?" if symbolic else int(size), n_leading_in=n_extra_in,
+        n_leading_out=n_extra_out, out_tree=exp.out_tree, what=what)
+    out_pos = [ax.batch_position(d, len(a.shape))
+               for a, d in zip(exp.out_avals, out_dims)]
+    if summed:
+        sum_results_over_lanes(module, "main", [n_extra_out + j for j in summed],
+                               [out_pos[j] for j in summed])
+    if rewrite_hook is not None:
+        rewrite_hook(module)
+    if symbolic:
+        with module.context:
+            module.operation.attributes["jax.uses_shape_polymorphism"] = ir.BoolAttr.get(True)
+    rewrite_seconds = time.perf_counter() - start
+    report.rewrite_seconds = rewrite_seconds
+    vjp = (functools.partial(batched_vjp, exp, dims, out_dims, size)
+           if exp.has_vjp() and not summed else None)
+    batched = replace_exported(
+        exp, vjp=vjp,
+        in_avals=tuple(_with_batch(a, d, size) for a, d in zip(exp.in_avals, dims)),
+        out_avals=tuple(_with_batch(a, None if j in summed else d, size)
+                        for j, (a, d) in enumerate(zip(exp.out_avals, out_pos))),
+        mlir_module_serialized=module_io.module_to_portable_artifact(module),
+        uses_global_constants=exp.uses_global_constants or symbolic)
+    return BatchedExport(batched, module, result_batched, rewrite_seconds, report)
+
+
+def spread_to_lanes(ct, size):
+    """The cotangent of an unbatched result, as a batched cotangent: it must
+    count once, not once per lane, so it goes to lane 0 (the other lanes get
+    zeros). Used by every transpose of a batched call."""
+    return jnp.zeros((size,) + ct.shape, ct.dtype).at[0].set(ct)
+
+
+def batched_vjp(exp, dims, out_dims, size, batched: jax.export.Exported):
+    """The VJP of the batched function, as an Exported: the per-example VJP
+    module of ``exp`` batched by our rewrite; cotangents of unbatched
+    arguments are summed over the batch, as jax.vmap's transpose does."""
+    vjp = exp.vjp()  # (primals..., output cotangents...) -> input cotangents
+    float0 = jax.dtypes.float0
+    out_dims = [ax.batch_position(d, len(a.shape)) for a, d in zip(exp.out_avals, out_dims)]
+    to_lane0 = [d is None and a.to_tangent_aval().dtype != float0
+                for a, d in zip(exp.out_avals, out_dims)]
+    ct_dims = [0 if z else d for z, d in zip(to_lane0, out_dims)]
+    # Cotangents of unbatched arguments are summed inside the module, where
+    # the sum becomes the contraction of the product that made them.
+    summed = [i for i, (d, a) in enumerate(zip(dims, exp.in_avals))
+              if d is None and a.to_tangent_aval().dtype != float0]
+    inner = batch_flat(vjp, list(dims) + ct_dims,
+                       [0 if d is None else d for d in dims], size,
+                       what="gradient of the batched function", summed=summed).exported
+    n_in = len(exp.in_avals)
+
+    def bwd(*flat):
+        primals, cts = list(flat[:n_in]), list(flat[n_in:])
+        cts = [spread_to_lanes(ct, size) if z else ct for ct, z in zip(cts, to_lane0)]
+        in_cts = inner.call(*primals, *cts)
+        out = []
+        for ct, d, a in zip(in_cts, dims, exp.in_avals):
+            if d is None and ct.dtype == float0:
+                ct = np.zeros(a.shape, float0)
+            out.append(ct)
+        return out
+
+    vjp_avals = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in batched.in_avals] + \
+        [jax.ShapeDtypeStruct(a.shape, a.to_tangent_aval().dtype) for a in batched.out_avals]
+    return jax.export.export(jax.jit(bwd), platforms=batched.platforms,
+                             disabled_checks=batched.disabled_safety_checks)(*vjp_avals)
