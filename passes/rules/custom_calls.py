@@ -209,6 +209,32 @@ def trsm(fb, op, flags):
     return [(unfold(new.results[0]), True)]
 
 
+# ---- approximate top-k ----------------------------------------------------------
+
+@register_custom_call("ApproxTopK")
+def approx_top_k(fb, op, flags):
+    """``lax.approx_max_k`` / ``approx_min_k``: ``ApproxTopK(operand, iota,
+    init_value, init_index)`` reduces ``reduction_dim`` (in the
+    ``mhlo.backend_config`` dict) of the operand and its index iota to the
+    top ``top_k``. Any other dim is a batch dim to the kernel, so the batched
+    call is the same call with the batch dim first and ``reduction_dim`` one
+    further (jax's vmap rule binds the primitive the same way)."""
+    from passes.fallback import fallback
+    config = (ir.DictAttr(op.attributes["mhlo.backend_config"])
+              if "mhlo.backend_config" in op.attributes else None)
+    if (config is None or "reduction_dim" not in config or len(op.operands) != 4
+            or any(flags[2:])):
+        # An unknown layout of the call, or batched init values (not what jax emits).
+        return fallback(fb, op, flags, "an ApproxTopK call of a form this rule does not know")
+    op.operands[0] = fb.materialize(op.operands[0])
+    op.operands[1] = fb.materialize(op.operands[1])
+    entries = {a.name: a.attr for a in config}
+    dim = ir.IntegerAttr(entries["reduction_dim"]).value
+    entries["reduction_dim"] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), dim + 1)
+    op.attributes["mhlo.backend_config"] = ir.DictAttr.get(entries)
+    return retype_batched(fb, op)
+
+
 # ---- shape assertions (jax shape polymorphism) --------------------------------
 
 @register_custom_call("shape_assertion")
