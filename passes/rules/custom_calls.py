@@ -209,6 +209,23 @@ def trsm(fb, op, flags):
     return [(unfold(new.results[0]), True)]
 
 
+# ---- elementwise kernels ----------------------------------------------------------
+
+@register_custom_call("cu_threefry2x32_ffi", "hip_threefry2x32_ffi")
+def elementwise_kernel(fb, op, flags):
+    """The GPU threefry kernel (``jax_threefry_gpu_kernel_lowering``) hashes
+    its operands elementwise; they must share one shape, so every operand is
+    batched (the unbatched counters are copied per lane, as jax's own
+    lowering broadcasts them to the keys' shape)."""
+    for i, (v, batched) in enumerate(zip(list(op.operands), flags)):
+        if not batched:
+            op.operands[i] = fb.materialize(v)
+    retype_batched(fb, op)
+    _prepend_layouts(op, "operand_layouts")
+    _prepend_layouts(op, "result_layouts")
+    return [(r, True) for r in op.results]
+
+
 # ---- approximate top-k ----------------------------------------------------------
 
 @register_custom_call("ApproxTopK")
