@@ -188,3 +188,63 @@ def test_approx_top_k_is_vectorized(size):
     xb = rng.standard_normal((size, 6, 4)).astype(jnp.bfloat16)
     _no_fallback(lambda x, y: lax.approx_max_k(x + y, 2, reduction_dimension=1), xb, xb[0],
                  in_axes=(0, None))
+
+
+def test_approx_top_k_tpu_lowering_runs_here():
+    # The TPU form (no is_fallback) is XLA's approximate algorithm; XLA's CPU
+    # compiler still runs it, so the batched TPU module is checked per lane.
+    from batch_cases import check_module
+    from passes.fallback import strict_mode
+    fn = lambda x: lax.approx_max_k(x, 4, reduction_dimension=1, recall_target=0.9)
+    spec = jax.ShapeDtypeStruct((3, 64), jnp.float32)
+    text = jax.jit(fn).trace(spec).lower(lowering_platforms=("tpu",)).as_text()
+    assert "is_fallback" not in text
+    x = np.random.default_rng(1).standard_normal((2, 3, 64)).astype(np.float32)
+    with strict_mode(True):
+        check_module(text, [x], [0], [0, 0], 2)
+
+
+# ---- custom calls jax emits, per platform --------------------------------------
+# Modules lowered for cpu / cuda / rocm / tpu (IR only: only cpu runs here).
+# Every kernel target must get its vectorized rule: batched with strict=True
+# (no per-lane fallback), and the target is still called once, on batched types.
+
+_SQ = jax.ShapeDtypeStruct((3, 3), jnp.float32)
+_VEC = jax.ShapeDtypeStruct((3,), jnp.float32)
+_PLATFORM_CASES = [
+    ("solve", jnp.linalg.solve, (_SQ, _VEC), ("cpu", "cuda", "rocm", "tpu")),
+    ("cholesky", jnp.linalg.cholesky, (_SQ,), ("cpu", "cuda", "rocm")),
+    ("eigh", jnp.linalg.eigh, (_SQ,), ("cpu", "cuda", "rocm", "tpu")),
+    ("eig", jnp.linalg.eig, (_SQ,), ("cpu", "cuda", "rocm")),
+    ("svd", jnp.linalg.svd, (_SQ,), ("cpu", "cuda", "rocm")),
+    ("svd_qr", lambda a: lax.linalg.svd(a, algorithm=lax.linalg.SvdAlgorithm.QR), (_SQ,),
+     ("cpu", "cuda", "rocm")),
+    ("qr_pivoting", lambda a: jsl.qr(a, pivoting=True), (_SQ,), ("cpu", "cuda", "rocm")),
+    ("qr", jnp.linalg.qr, (_SQ,), ("tpu",)),
+    ("schur", jsl.schur, (_SQ,), ("cpu",)),
+    ("hessenberg", jsl.hessenberg, (_SQ,), ("cpu",)),
+    ("tridiagonal", lax.linalg.tridiagonal, (_SQ,), ("cpu", "cuda", "rocm")),
+    ("tridiagonal_solve", lambda d, b: lax.linalg.tridiagonal_solve(d * 0, d + 3, d * 0,
+                                                                     b[:, None]),
+     (_VEC, _VEC), ("cpu", "cuda", "rocm")),
+    ("approx_max_k", lambda x: lax.approx_max_k(x, 2), (_SQ,), ("cpu", "cuda", "rocm", "tpu")),
+]
+
+
+@pytest.mark.parametrize("platform", ["cpu", "cuda", "rocm", "tpu"])
+def test_custom_calls_of_every_platform_are_vectorized(platform):
+    import re
+    seen = set()
+    for name, fn, specs, platforms in _PLATFORM_CASES:
+        if platform not in platforms:
+            continue
+        text = jax.jit(fn).trace(*specs).lower(lowering_platforms=(platform,)).as_text()
+        targets = re.findall(r"custom_call @([\w$.]+)", text)
+        assert targets, name
+        n_out = len(jax.tree_util.tree_leaves(jax.eval_shape(fn, *specs)))
+        batched = sb.batch_module(text, [0] * len(specs), [0] * n_out, 2, strict=True)
+        # each call is still one call, now on batch-first types
+        assert sorted(re.findall(r"custom_call @([\w$.]+)", batched)) == sorted(targets), name
+        assert "stablehlo.while" not in batched or "stablehlo.while" in text, name
+        seen.update(targets)
+    assert seen
