@@ -248,3 +248,19 @@ def test_custom_calls_of_every_platform_are_vectorized(platform):
         assert "stablehlo.while" not in batched or "stablehlo.while" in text, name
         seen.update(targets)
     assert seen
+
+
+
+def test_batch_zero_shape_assertion():
+    # jax's shape_assertion with a batched message input: at batch 0 there is
+    # no lane to read it from (a size-1 slice of it was invalid IR). XLA does
+    # not run the call (jax's shape refinement removes it), so IR only.
+    text = """
+func.func @main(%p: tensor<i1>, %n: tensor<i32>) -> tensor<i32> {
+  stablehlo.custom_call @shape_assertion(%p, %n) {api_version = 2 : i32,
+      error_message = "bad {0}", has_side_effect = true} : (tensor<i1>, tensor<i32>) -> ()
+  return %n : tensor<i32>
+}"""
+    out = sb.batch_module(text, [0, 0], [0], 0)  # verified before it returns
+    assert "dynamic_slice" not in out and "@shape_assertion" in out
+    assert "tensor<0xi32>" in out

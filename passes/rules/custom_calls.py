@@ -262,6 +262,15 @@ def shape_assertion(fb, op, flags):
     lane (any lane, when the predicate is unbatched: then all of them fail)."""
     pred, *inputs = op.operands
     pred_batched, input_flags = flags[0], flags[1:]
+    if fb.batch_dim == 0:
+        # No lane to check: a per-lane assertion holds, and batched message
+        # inputs (scalars) have no lane to be read from.
+        if pred_batched:
+            op.operands[0] = bld.splat(ir.IntegerType.get_signless(1), [], 1)
+        for i, (v, batched) in enumerate(zip(inputs, input_flags), start=1):
+            if batched:
+                op.operands[i] = bld.splat(bld.element_type(v), [], 0)
+        return []
     lane = None
     if any(input_flags):
         lane = _first_failing_lane(fb, pred) if pred_batched else bld.splat(
