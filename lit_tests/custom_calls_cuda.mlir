@@ -18,6 +18,8 @@
 // RUN: stablehlo-batch-opt %s --func=hip_lu --axis-size=2 | filecheck %s --check-prefix=HIPLU
 // RUN: stablehlo-batch-opt %s --func=hip_svd --axis-size=2 | filecheck %s --check-prefix=HIPSVD
 // RUN: stablehlo-batch-opt %s --func=tpu_lu --axis-size=2 | filecheck %s --check-prefix=TPULU
+// RUN: stablehlo-batch-opt %s --func=threefry --axis-size=2 --in-axes=0,0,none,none --strict | filecheck %s --check-prefix=THREEFRY
+// RUN: stablehlo-batch-opt %s --func=tpu_approx_top_k --axis-size=2 --strict | filecheck %s --check-prefix=TPUTOPK
 // RUN: not stablehlo-batch-opt %s --func=cholesky_update --axis-size=2 --strict 2>&1 | filecheck %s --check-prefix=CHUPD
 
 // jnp.linalg.solve for cuda, as lowered: getrf + lu_pivots_to_permutation
@@ -199,4 +201,37 @@ func.func @tpu_lu(%arg0: tensor<4x4xf32>) -> (tensor<4x4xf32>, tensor<4xi32>, te
 func.func @cholesky_update(%arg0: tensor<4x4xf32>, %arg1: tensor<4xf32>) -> tensor<4x4xf32> {
   %0:2 = stablehlo.custom_call @cu_cholesky_update_ffi(%arg0, %arg1) {api_version = 4 : i32, output_operand_aliases = [#stablehlo.output_operand_alias<output_tuple_indices = [0], operand_index = 0, operand_tuple_indices = []>, #stablehlo.output_operand_alias<output_tuple_indices = [1], operand_index = 1, operand_tuple_indices = []>]} : (tensor<4x4xf32>, tensor<4xf32>) -> (tensor<4x4xf32>, tensor<4xf32>)
   return %0#0 : tensor<4x4xf32>
+}
+
+// The GPU threefry kernel (jax_threefry_gpu_kernel_lowering) is elementwise
+// over four same-shape operands: the unbatched counters are copied per lane
+// and the call takes the batch as one more (most major) dim.
+// THREEFRY-LABEL: func.func @threefry
+// THREEFRY-SAME: (%[[K0:[^:]+]]: tensor<2x3xui32>, %[[K1:[^:]+]]: tensor<2x3xui32>, %[[X0:[^:]+]]: tensor<3xui32>, %[[X1:[^:]+]]: tensor<3xui32>)
+// THREEFRY-DAG: %[[B0:.+]] = stablehlo.broadcast_in_dim %[[X0]], dims = [1] : (tensor<3xui32>) -> tensor<2x3xui32>
+// THREEFRY-DAG: %[[B1:.+]] = stablehlo.broadcast_in_dim %[[X1]], dims = [1] : (tensor<3xui32>) -> tensor<2x3xui32>
+// THREEFRY: stablehlo.custom_call @cu_threefry2x32_ffi(%[[K0]], %[[K1]], %[[B0]], %[[B1]])
+// THREEFRY-SAME: operand_layouts = [dense<[1, 0]> : tensor<2xindex>, dense<[1, 0]> : tensor<2xindex>, dense<[1, 0]> : tensor<2xindex>, dense<[1, 0]> : tensor<2xindex>]
+// THREEFRY-SAME: -> (tensor<2x3xui32>, tensor<2x3xui32>)
+func.func @threefry(%k0: tensor<3xui32>, %k1: tensor<3xui32>, %x0: tensor<3xui32>, %x1: tensor<3xui32>) -> (tensor<3xui32>, tensor<3xui32>) {
+  %0:2 = stablehlo.custom_call @cu_threefry2x32_ffi(%k0, %k1, %x0, %x1) {backend_config = "", mhlo.backend_config = {}, operand_layouts = [dense<0> : tensor<1xindex>, dense<0> : tensor<1xindex>, dense<0> : tensor<1xindex>, dense<0> : tensor<1xindex>], result_layouts = [dense<0> : tensor<1xindex>, dense<0> : tensor<1xindex>]} : (tensor<3xui32>, tensor<3xui32>, tensor<3xui32>, tensor<3xui32>) -> (tensor<3xui32>, tensor<3xui32>)
+  return %0#0, %0#1 : tensor<3xui32>, tensor<3xui32>
+}
+
+// TPU's ApproxTopK (no is_fallback: XLA's approximate TPU algorithm): the same
+// rule as on CPU, reduction_dim one further.
+// TPUTOPK-LABEL: func.func @tpu_approx_top_k
+// TPUTOPK: stablehlo.custom_call @ApproxTopK
+// TPUTOPK-SAME: reduction_dim = 2 : i64
+// TPUTOPK-SAME: (tensor<2x3x16xbf16>, tensor<2x3x16xi32>, tensor<bf16>, tensor<i32>) -> (tensor<2x3x4xbf16>, tensor<2x3x4xi32>)
+func.func private @top_k_gt_bf16_comparator(%arg0: tensor<bf16>, %arg1: tensor<bf16>, %arg2: tensor<i32>, %arg3: tensor<i32>) -> tensor<i1> {
+  %0 = stablehlo.compare GT, %arg0, %arg1 : (tensor<bf16>, tensor<bf16>) -> tensor<i1>
+  return %0 : tensor<i1>
+}
+func.func @tpu_approx_top_k(%arg0: tensor<3x16xbf16>) -> (tensor<3x4xbf16>, tensor<3x4xi32>) {
+  %0 = stablehlo.iota dim = 1 : tensor<3x16xi32>
+  %c = stablehlo.constant dense<-1> : tensor<i32>
+  %cst = stablehlo.constant dense<0xFF80> : tensor<bf16>
+  %1:2 = stablehlo.custom_call @ApproxTopK(%arg0, %0, %cst, %c) {called_computations = [@top_k_gt_bf16_comparator], mhlo.backend_config = {aggregate_to_topk = true, recall_target = 0.949999988 : f32, reduction_dim = 1 : i64, reduction_input_size_override = -1 : i64, top_k = 4 : i64}} : (tensor<3x16xbf16>, tensor<3x16xi32>, tensor<bf16>, tensor<i32>) -> (tensor<3x4xbf16>, tensor<3x4xi32>)
+  return %1#0, %1#1 : tensor<3x4xbf16>, tensor<3x4xi32>
 }

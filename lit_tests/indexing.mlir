@@ -11,6 +11,8 @@
 // RUN: stablehlo-batch-opt %s --func=scatter_add --axis-size=4 --in-axes=none,0,none | filecheck %s --check-prefix=S-IDX
 // RUN: stablehlo-batch-opt %s --func=scatter_add --axis-size=4 --in-axes=none,none,0 | filecheck %s --check-prefix=S-UPD
 // RUN: stablehlo-batch-opt %s --func=scatter_add --axis-size=4 --in-axes=0,0,0 | filecheck %s --check-prefix=S-ALL
+// RUN: stablehlo-batch-opt %s --func=scalar_dynamic_slice --axis-size=3 | filecheck %s --check-prefix=DS-SCALAR
+// RUN: stablehlo-batch-opt %s --func=scalar_dynamic_update_slice --axis-size=3 --in-axes=0,none | filecheck %s --check-prefix=DUS-SCALAR
 
 // G-OP-LABEL: func.func @gather
 // G-OP-SAME: (%[[X:[^:]+]]: tensor<4x5x3xf32>, %[[I:[^:]+]]: tensor<2x1xi32>)
@@ -71,4 +73,24 @@ func.func @scatter_add(%x: tensor<5x3xf32>, %i: tensor<2x1xi32>, %u: tensor<2x3x
     stablehlo.return %1 : tensor<f32>
   }) : (tensor<5x3xf32>, tensor<2x1xi32>, tensor<2x3xf32>) -> tensor<5x3xf32>
   return %0 : tensor<5x3xf32>
+}
+
+// A slice of a scalar has no start indices: the batched op still slices
+// the whole batch dim from 0 (an i32 start when there is no other to copy).
+// DS-SCALAR-LABEL: func.func @scalar_dynamic_slice
+// DS-SCALAR-SAME: (%[[X:[^:]+]]: tensor<3xf32>)
+// DS-SCALAR: %[[Z:.+]] = stablehlo.constant dense<0> : tensor<i32>
+// DS-SCALAR: stablehlo.dynamic_slice %[[X]], %[[Z]], sizes = [3] : (tensor<3xf32>, tensor<i32>) -> tensor<3xf32>
+func.func @scalar_dynamic_slice(%x: tensor<f32>) -> tensor<f32> {
+  %0 = stablehlo.dynamic_slice %x, sizes = [] : (tensor<f32>) -> tensor<f32>
+  return %0 : tensor<f32>
+}
+
+// DUS-SCALAR-LABEL: func.func @scalar_dynamic_update_slice
+// DUS-SCALAR-SAME: (%[[X:[^:]+]]: tensor<3xf32>, %[[U:[^:]+]]: tensor<f32>)
+// DUS-SCALAR: %[[UB:.+]] = stablehlo.broadcast_in_dim %[[U]], dims = [] : (tensor<f32>) -> tensor<3xf32>
+// DUS-SCALAR: stablehlo.dynamic_update_slice %[[X]], %[[UB]], %{{.+}} : (tensor<3xf32>, tensor<3xf32>, tensor<i32>) -> tensor<3xf32>
+func.func @scalar_dynamic_update_slice(%x: tensor<f32>, %u: tensor<f32>) -> tensor<f32> {
+  %0 = stablehlo.dynamic_update_slice %x, %u : (tensor<f32>, tensor<f32>) -> tensor<f32>
+  return %0 : tensor<f32>
 }

@@ -16,6 +16,7 @@
 // RUN: stablehlo-batch-opt %s --func=lapack_trsm --axis-size=4 --in-axes=0,none | filecheck %s --check-prefix=LTRSM-A
 // RUN: stablehlo-batch-opt %s --func=gesdd --axis-size=4 | filecheck %s --check-prefix=GESDD
 // RUN: stablehlo-batch-opt %s --func=shape_assertion --axis-size=4 --in-axes=0,0 | filecheck %s --check-prefix=ASSERT
+// RUN: stablehlo-batch-opt %s --func=shape_assertion --axis-size=0 --in-axes=0,0 | filecheck %s --check-prefix=ASSERT0
 // RUN: not stablehlo-batch-opt %s --func=legacy_getrf --axis-size=4 --strict 2>&1 | filecheck %s --check-prefix=LEGACY
 
 // CHOL-LABEL: func.func @cholesky
@@ -181,6 +182,12 @@ func.func @gesdd(%a: tensor<2x3x3xcomplex<f32>>) -> (tensor<2x3xf32>, tensor<2xi
 // ASSERT: %[[ONE:.+]] = stablehlo.dynamic_slice %[[N]], %[[LANE]], sizes = [1] : (tensor<4xi32>, tensor<i32>) -> tensor<1xi32>
 // ASSERT: %[[V:.+]] = stablehlo.reshape %[[ONE]] : (tensor<1xi32>) -> tensor<i32>
 // ASSERT: stablehlo.custom_call @shape_assertion(%[[ALL]], %[[V]]) {{.*}}error_message = "bad {0}"{{.*}} : (tensor<i1>, tensor<i32>) -> ()
+// An empty batch: nothing to assert, no lane to read a message input from.
+// ASSERT0-LABEL: func.func @shape_assertion
+// ASSERT0-NOT: dynamic_slice
+// ASSERT0-DAG: %[[T:.+]] = stablehlo.constant dense<true> : tensor<i1>
+// ASSERT0-DAG: %[[Z:.+]] = stablehlo.constant dense<0> : tensor<i32>
+// ASSERT0: stablehlo.custom_call @shape_assertion(%[[T]], %[[Z]])
 func.func @shape_assertion(%p: tensor<i1>, %n: tensor<i32>) -> tensor<i32> {
   stablehlo.custom_call @shape_assertion(%p, %n) {api_version = 2 : i32, error_message = "bad {0}", has_side_effect = true} : (tensor<i1>, tensor<i32>) -> ()
   return %n : tensor<i32>

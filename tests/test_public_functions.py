@@ -1,6 +1,6 @@
-"""The sweep: 100+ public jax.numpy, jax.numpy.linalg, jax.scipy (special,
-linalg, signal, stats, ndimage) and jax.nn functions, each batched with
-batch_lower and compared with jax.vmap, with no FallbackWarning allowed (a
+"""The sweep: 250+ public jax.numpy, jax.numpy.linalg, jax.scipy (special,
+linalg, signal, stats, ndimage), jax.nn, lax and jax.random functions, each
+batched with batch_lower and compared with jax.vmap, with no FallbackWarning allowed (a
 function that needs the per-lane loop is a missing rule). Host callbacks are
 the one exception: they are expected to fall back.
 
@@ -9,7 +9,12 @@ batches one function that calls a group of them, and compares each output
 (the failure names the function). Two configurations per group: every
 argument batched at axis 0, and a mix (the first argument batched at another
 axis, the others unbatched; single-argument functions alternate between
-batched at -1 and unbatched). ``SWEEP_ONE=name`` runs that function alone.
+batched at -1 and unbatched). ``SWEEP_ONE=name`` runs that function alone;
+``SWEEP_FULL=1`` adds batch sizes 0, 1 and 5.
+
+The list also covers lax (the ops jnp does not reach: windows, variadic
+reductions, control flow, lax.linalg, ApproxTopK, ...) and jax.random (raw
+key data in and out, wrapped into a typed key inside the function).
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ import jax.scipy.special as jsp
 import jax.scipy.stats as jst
 import numpy as np
 import pytest
+from jax import lax
 from jax.scipy import ndimage
 
 import stablehlo_batch as sb
@@ -51,6 +57,8 @@ def _gen(kind: str, shape, rng: np.random.Generator):
         return rng.integers(0, 5, shape).astype(np.int32)
     if kind == "b":
         return rng.random(shape) > 0.5
+    if kind == "key":  # raw data of a threefry key
+        return rng.integers(0, 2**32, tuple(shape) + (2,), dtype=np.uint32)
     if kind == "sorted":
         return np.sort(rng.standard_normal(shape), axis=-1).astype(np.float32)
     if kind == "prob":
@@ -300,6 +308,156 @@ FUNCS = [
       ("f", (4, 2, 8)), ("f", (6, 2, 8)), ("f", (6, 2, 8)), tol=1e-4),
 ]
 
+# lax: the ops jnp does not reach, control flow, linear algebra, windows.
+# (Not lax.rng_bit_generator: with batched states it runs once per lane on
+# purpose, where vmap draws every lane's bits from the first lane's state;
+# see passes/rules/random.py.)
+C, W = ("f", (2, 5, 5)), ("f", (3, 2, 2, 2))  # an image (CHW) and OIHW filters
+
+
+def _maxpool_grad(x):
+    return jax.grad(lambda x: lax.reduce_window(x, -jnp.inf, lax.max, (2,), (2,),
+                                                "VALID").sum())(x)
+
+
+def _variadic_reduce(x, y):
+    return lax.reduce((x, y), (0.0, 0), lambda a, b: (a[0] + b[0], jnp.maximum(a[1], b[1])),
+                      (0,))
+
+
+LAX_FUNCS = [
+    F("lax.conv_general_dilated", lambda x, w: lax.conv_general_dilated(
+        x[None], w, (1, 1), "SAME", rhs_dilation=(2, 1))[0], C, W, tol=1e-4),
+    F("lax.conv_transpose", lambda x, w: lax.conv_transpose(
+        x[None], w, (2, 2), "SAME", dimension_numbers=("NCHW", "OIHW", "NCHW"))[0], C, W,
+      tol=1e-4),
+    F("lax.reduce_window", lambda x: lax.reduce_window(x, 0.0, lax.add, (2, 2), (1, 2), "SAME"),
+      ("f", (4, 5))),
+    F("lax.select_and_scatter_add", _maxpool_grad, ("f", (6,))),
+    F("lax.cummax", lambda x: lax.cummax(x, axis=1), ("f", M)),
+    F("lax.cumlogsumexp", lambda x: lax.cumlogsumexp(x, reverse=True), ("f", V)),
+    F("lax.sort_key_val", lax.sort_key_val, ("f", V), ("i", V)),
+    F("lax.top_k", lambda x: lax.top_k(x, 2), ("f", M)),
+    F("lax.approx_max_k", lambda x: lax.approx_max_k(x, 2, reduction_dimension=0), ("f", (5, 3))),
+    F("lax.approx_min_k", lambda x: lax.approx_min_k(x, 2), ("f", M)),
+    F("lax.dynamic_slice", lambda x, i: lax.dynamic_slice(x, (i, 1), (2, 2)), ("f", M), ("ni", S)),
+    F("lax.dynamic_update_slice", lambda x, u, i: lax.dynamic_update_slice(x, u, (i, 0)),
+      ("f", M), ("f", (1, 4)), ("ni", S)),
+    F("lax.dynamic_index_in_dim", lambda x, i: lax.dynamic_index_in_dim(x, i, 1), ("f", M),
+      ("ni", S)),
+    F("lax.scatter_max", lambda x, i, u: x.at[i].max(u), ("f", V), ("ni", (2,)), ("f", (2,))),
+    F("lax.scatter_mul", lambda x, i, u: x.at[i].multiply(u), ("f", V), ("ni", (2,)),
+      ("f", (2,))),
+    F("x.at[i].get(fill)", lambda x, i: x.at[i].get(mode="fill", fill_value=-1.0), ("f", V),
+      ("i", (3,))),
+    F("lax.select_n", lax.select_n, ("b", V), ("f", V), ("f", V)),
+    F("lax.clamp", lambda lo, x: lax.clamp(lo, x, 2.0), ("f", S), ("f", V)),
+    F("lax.pad", lambda x: lax.pad(x, 0.0, ((1, -1, 1), (0, 2, 0))), ("f", M)),
+    F("lax.rev", lambda x: lax.rev(x, (0,)), ("f", M)),
+    F("lax.reduce_precision", lambda x: lax.reduce_precision(x, 5, 10), ("f", V)),
+    F("lax.population_count", lax.population_count, ("i", V)),
+    F("lax.clz", lax.clz, ("i", V)),
+    F("lax.igamma", lax.igamma, ("pos", V), ("pos", V), tol=1e-4),
+    F("lax.igammac", lax.igammac, ("pos", V), ("pos", V), tol=1e-4),
+    F("lax.lgamma", lax.lgamma, ("pos", V), tol=1e-4),
+    F("lax.polygamma", lambda x: lax.polygamma(jnp.ones_like(x), x), ("pos", V), tol=1e-4),
+    F("lax.betainc", lax.betainc, ("pos", V), ("pos", V), ("unit", V), tol=1e-4),
+    F("lax.bessel_i1e", lax.bessel_i1e, ("f", V)),
+    F("lax.random_gamma_grad", lax.random_gamma_grad, ("pos", V), ("pos", V), tol=1e-3),
+    F("lax.complex", lambda a, b: jnp.abs(lax.complex(a, b)) + lax.imag(lax.conj(
+        lax.complex(a, b))), ("f", V), ("f", V)),
+    F("lax.bitcast_convert_type", lambda x: lax.bitcast_convert_type(x, jnp.int32), ("f", V)),
+    F("lax.shift_right_logical", lax.shift_right_logical, ("i", V), ("ni", V)),
+    F("lax.argmax", lambda x: lax.argmax(x, 1, jnp.int32), ("f", M)),
+    F("lax.reduce", _variadic_reduce, ("f", M), ("i", M)),
+    F("lax.reduce_xor", lambda x: lax.reduce_xor(x, (1,)), ("i", M)),
+    F("lax.reduce_and", lambda x: lax.reduce_and(x, (0,)), ("b", M)),
+    F("lax.erf_inv", lax.erf_inv, ("unit", V), tol=1e-4),
+    F("lax.rem", lax.rem, ("f", V), ("pos", V)),
+    F("lax.integer_pow", lambda x: lax.integer_pow(x, 3), ("f", V)),
+    F("lax.while_loop", lambda x: lax.while_loop(
+        lambda c: c[0] < 10.0, lambda c: (c[0] * 2 + 1, c[1] + 1), (x, 0))[1], ("pos", S)),
+    F("lax.fori_loop", lambda x, n: lax.fori_loop(0, n, lambda i, c: c * 1.5 + i, x),
+      ("f", V), ("ni", S)),
+    F("lax.scan", lambda xs: lax.scan(lambda c, x: (c * x + 1, c), 1.0, xs), ("f", V)),
+    F("lax.cond", lambda p, x: lax.cond(p > 0, jnp.sin, jnp.cos, x), ("f", S), ("f", V)),
+    F("lax.switch", lambda i, x: lax.switch(i, [jnp.sin, jnp.cos, jnp.exp], x), ("ni", S),
+      ("f", V)),
+    F("lax.map", lambda x: lax.map(jnp.cumsum, x), ("f", M)),
+    F("lax.associative_scan", lambda x: lax.associative_scan(jnp.add, x, axis=1), ("f", M)),
+    F("lax.linalg.eigh", lambda a: jnp.abs(lax.linalg.eigh(a)[0]), ("spd", SQ), tol=1e-3),
+    F("lax.linalg.lu", lax.linalg.lu, ("mat", SQ), tol=1e-4),
+    F("lax.linalg.qr", lambda a: jnp.abs(lax.linalg.qr(a)[1]), ("mat", SQ), tol=1e-4),
+    F("lax.linalg.svd", lambda a: lax.linalg.svd(a, full_matrices=False)[1], ("f", M),
+      tol=1e-4),
+    F("lax.linalg.triangular_solve", lambda a, b: lax.linalg.triangular_solve(
+        a, b, left_side=True, lower=True), ("tri", SQ), ("f", (3, 2)), tol=1e-4),
+    F("lax.linalg.tridiagonal_solve", lambda d, b: lax.linalg.tridiagonal_solve(
+        d * 0.1, d + 3, d * 0.2, b), ("pos", (4,)), ("f", (4, 2)), tol=1e-4),
+    F("lax.linalg.hessenberg", lambda a: jnp.abs(lax.linalg.hessenberg(a)[0]), ("mat", SQ),
+      tol=1e-4),
+    F("lax.linalg.householder_product", lax.linalg.householder_product, ("mat", SQ),
+      ("f", (2,)), tol=1e-4),
+    F("lax.linalg.tridiagonal", lambda a: lax.linalg.tridiagonal(a)[1], ("spd", SQ), tol=1e-4),
+    F("lax.linalg.schur", lambda a: jnp.abs(jnp.diagonal(lax.linalg.schur(a)[0])),
+      ("spd", SQ), tol=1e-3),
+    F("lax.fft", lambda x: lax.fft(x.astype(jnp.complex64), lax.FftType.FFT, (4,)), ("f", M),
+      tol=1e-4),
+    F("lax.split", lambda x: lax.split(x, (1, 3), axis=1), ("f", M)),
+    F("lax.collapse", lambda x: lax.collapse(x, 0, 2), ("f", (2, 3, 2))),
+    F("lax.dot_general", lambda a, b: lax.dot_general(a, b, (((2,), (1,)), ((0,), (0,)))),
+      ("f", (2, 3, 4)), ("f", (2, 4, 2))),
+    F("lax.optimization_barrier", lambda x, y: lax.optimization_barrier((x * 2, y)), ("f", V),
+      ("f", V)),
+    F("jax.checkpoint", jax.checkpoint(lambda x: jnp.sin(jnp.sin(x))), ("f", V)),
+]
+
+# jax.random, on raw key data (a typed key is wrapped inside the function)
+R, K = jax.random, jax.random.wrap_key_data
+
+RANDOM_FUNCS = [
+    F("random.split", lambda k: R.key_data(R.split(K(k), 3)), ("key", S)),
+    F("random.fold_in", lambda k, d: R.key_data(R.fold_in(K(k), d)), ("key", S), ("ni", S)),
+    F("random.bits", lambda k: R.bits(K(k), (3,)), ("key", S)),
+    F("random.uniform", lambda k: R.uniform(K(k), (3,)), ("key", S)),
+    F("random.normal", lambda k: R.normal(K(k), (3,)), ("key", S)),
+    F("random.bernoulli", lambda k, p: R.bernoulli(K(k), p, (3,)), ("key", S), ("unit", S)),
+    F("random.randint", lambda k: R.randint(K(k), (3,), 0, 10), ("key", S)),
+    F("random.choice", lambda k, x: R.choice(K(k), x, (2,), replace=False), ("key", S),
+      ("f", V)),
+    F("random.choice(p)", lambda k, x, p: R.choice(K(k), x, (2,), p=p), ("key", S), ("f", V),
+      ("prob", V)),
+    F("random.permutation", lambda k, x: R.permutation(K(k), x), ("key", S), ("f", V)),
+    F("random.permutation(independent)", lambda k, x: R.permutation(K(k), x, axis=1,
+                                                                    independent=True),
+      ("key", S), ("f", M)),
+    F("random.categorical", lambda k, logits: R.categorical(K(k), logits), ("key", S),
+      ("f", M)),
+    F("random.gamma", lambda k, a: R.gamma(K(k), a), ("key", S), ("pos", V), tol=1e-4),
+    F("random.beta", lambda k, a: R.beta(K(k), a, 2.0), ("key", S), ("pos", V), tol=1e-4),
+    F("random.dirichlet", lambda k, a: R.dirichlet(K(k), a), ("key", S), ("pos", (3,)),
+      tol=1e-4),
+    F("random.loggamma", lambda k, a: R.loggamma(K(k), a), ("key", S), ("pos", V), tol=1e-4),
+    F("random.poisson", lambda k, lam: R.poisson(K(k), lam), ("key", S), ("pos", V)),
+    F("random.binomial", lambda k, n, p: R.binomial(K(k), n, p), ("key", S), ("gt1", V),
+      ("unit", V), tol=1e-4),
+    F("random.geometric", lambda k, p: R.geometric(K(k), p), ("key", S), ("unit", V)),
+    F("random.exponential", lambda k: R.exponential(K(k), (3,)), ("key", S)),
+    F("random.truncated_normal", lambda k: R.truncated_normal(K(k), -1.0, 1.0, (3,)),
+      ("key", S)),
+    F("random.multivariate_normal", lambda k, m, c: R.multivariate_normal(K(k), m, c),
+      ("key", S), ("f", (3,)), ("spd", SQ), tol=1e-3),
+    F("random.orthogonal", lambda k: R.orthogonal(K(k), 3), ("key", S), tol=1e-4),
+    F("random.gumbel", lambda k: R.gumbel(K(k), (3,)), ("key", S)),
+    F("random.t", lambda k: R.t(K(k), 3.0, (3,)), ("key", S), tol=1e-4),
+    F("random.ball", lambda k: R.ball(K(k), 3), ("key", S), tol=1e-4),
+    F("random.rademacher", lambda k: R.rademacher(K(k), (3,)), ("key", S)),
+    F("random.generalized_normal", lambda k: R.generalized_normal(K(k), 1.5, (3,)), ("key", S),
+      tol=1e-4),
+]
+
+FUNCS += LAX_FUNCS + RANDOM_FUNCS
+
 assert len({f.name for f in FUNCS}) == len(FUNCS), "duplicate names"
 
 
@@ -322,8 +480,11 @@ def _inputs(fn: Fn, axes: tuple, size: int, seed: int):
         if ax is None:
             out.append(jnp.asarray(_gen(kind, shape, rng)))
         else:
-            lanes = [_gen(kind, shape, rng) for _ in range(size)]
-            out.append(jnp.asarray(np.stack(lanes, axis=ax)))
+            lanes = [_gen(kind, shape, rng) for _ in range(max(size, 1))]
+            stacked = np.stack(lanes, axis=ax)
+            if size == 0:  # an empty batch, of the same per-example shape
+                stacked = np.take(stacked, np.arange(0), axis=ax)
+            out.append(jnp.asarray(stacked))
     return tuple(out)
 
 
@@ -355,7 +516,14 @@ def _group_id(g):
     return f"{g[0].name}..{g[-1].name}"
 
 
-@pytest.mark.parametrize("config,size", [("all0", 3), ("mixed", 2)])
+# Exhaustive variants (SWEEP_FULL=1): batch sizes 1 and 0 (empty batches must
+# give vmap's empty results), and a larger mixed batch.
+CONFIGS = [("all0", 3), ("mixed", 2)]
+if os.environ.get("SWEEP_FULL"):
+    CONFIGS += [("all0", 1), ("all0", 0), ("mixed", 0), ("mixed", 5)]
+
+
+@pytest.mark.parametrize("config,size", CONFIGS)
 @pytest.mark.parametrize("fns", GROUPS, ids=_group_id)
 def test_group(fns, config, size):
     only = os.environ.get("SWEEP_ONE")

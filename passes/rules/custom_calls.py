@@ -209,6 +209,49 @@ def trsm(fb, op, flags):
     return [(unfold(new.results[0]), True)]
 
 
+# ---- elementwise kernels ----------------------------------------------------------
+
+@register_custom_call("cu_threefry2x32_ffi", "hip_threefry2x32_ffi")
+def elementwise_kernel(fb, op, flags):
+    """The GPU threefry kernel (``jax_threefry_gpu_kernel_lowering``) hashes
+    its operands elementwise; they must share one shape, so every operand is
+    batched (the unbatched counters are copied per lane, as jax's own
+    lowering broadcasts them to the keys' shape)."""
+    for i, (v, batched) in enumerate(zip(list(op.operands), flags)):
+        if not batched:
+            op.operands[i] = fb.materialize(v)
+    retype_batched(fb, op)
+    _prepend_layouts(op, "operand_layouts")
+    _prepend_layouts(op, "result_layouts")
+    return [(r, True) for r in op.results]
+
+
+# ---- approximate top-k ----------------------------------------------------------
+
+@register_custom_call("ApproxTopK")
+def approx_top_k(fb, op, flags):
+    """``lax.approx_max_k`` / ``approx_min_k``: ``ApproxTopK(operand, iota,
+    init_value, init_index)`` reduces ``reduction_dim`` (in the
+    ``mhlo.backend_config`` dict) of the operand and its index iota to the
+    top ``top_k``. Any other dim is a batch dim to the kernel, so the batched
+    call is the same call with the batch dim first and ``reduction_dim`` one
+    further (jax's vmap rule binds the primitive the same way)."""
+    from stablehlo_batch.passes.fallback import fallback
+    config = (ir.DictAttr(op.attributes["mhlo.backend_config"])
+              if "mhlo.backend_config" in op.attributes else None)
+    if (config is None or "reduction_dim" not in config or len(op.operands) != 4
+            or any(flags[2:])):
+        # An unknown layout of the call, or batched init values (not what jax emits).
+        return fallback(fb, op, flags, "an ApproxTopK call of a form this rule does not know")
+    op.operands[0] = fb.materialize(op.operands[0])
+    op.operands[1] = fb.materialize(op.operands[1])
+    entries = {a.name: a.attr for a in config}
+    dim = ir.IntegerAttr(entries["reduction_dim"]).value
+    entries["reduction_dim"] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), dim + 1)
+    op.attributes["mhlo.backend_config"] = ir.DictAttr.get(entries)
+    return retype_batched(fb, op)
+
+
 # ---- shape assertions (jax shape polymorphism) --------------------------------
 
 @register_custom_call("shape_assertion")
@@ -219,6 +262,15 @@ def shape_assertion(fb, op, flags):
     lane (any lane, when the predicate is unbatched: then all of them fail)."""
     pred, *inputs = op.operands
     pred_batched, input_flags = flags[0], flags[1:]
+    if fb.batch_dim == 0:
+        # No lane to check: a per-lane assertion holds, and batched message
+        # inputs (scalars) have no lane to be read from.
+        if pred_batched:
+            op.operands[0] = bld.splat(ir.IntegerType.get_signless(1), [], 1)
+        for i, (v, batched) in enumerate(zip(inputs, input_flags), start=1):
+            if batched:
+                op.operands[i] = bld.splat(bld.element_type(v), [], 0)
+        return []
     lane = None
     if any(input_flags):
         lane = _first_failing_lane(fb, pred) if pred_batched else bld.splat(

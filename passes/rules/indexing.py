@@ -18,6 +18,19 @@ def _sizes(op) -> list[int]:
     return list(ir.DenseI64ArrayAttr(op.attributes["slice_sizes"]))
 
 
+def _lane_slice(fb) -> int:
+    """The slice size of a gather's batching dim: one lane, or 0 when the
+    batch is empty (a batching dim's slice must fit in the operand)."""
+    return 0 if fb.batch_dim == 0 else 1
+
+
+def _zero_start(indices) -> ir.Value:
+    """The start index 0 for the new batch dim, of the other starts' type
+    (i32 when the op has none: a slice of a scalar)."""
+    elem = bld.element_type(indices[0]) if indices else ir.IntegerType.get_signless(32)
+    return bld.splat(elem, [], 0)
+
+
 def _index_vectors(fb, indices, flags, limits=None):
     """Per-lane start indices as one [B, n] tensor. ``limits[d]`` (if given)
     clamps index d to [0, limits[d]] as dynamic_update_slice does."""
@@ -47,7 +60,7 @@ def dynamic_slice(fb, op, flags):
     # A symbolic batch size cannot be a slice size: the starts then go per
     # lane through the gather below (same clamping, batch kept as a batching dim).
     if not any(index_flags) and not fb.symbolic:
-        zero = bld.splat(bld.element_type(indices[0]), [], 0)
+        zero = _zero_start(indices)
         new = bld.create("stablehlo.dynamic_slice",
                          [fb.batched_type(op.results[0].type)],
                          [operand, zero, *indices],
@@ -60,7 +73,7 @@ def dynamic_slice(fb, op, flags):
             offset_dims=list(range(1, n + 1)), collapsed_slice_dims=[],
             operand_batching_dims=[0], start_indices_batching_dims=[0],
             start_index_map=list(range(1, n + 1)), index_vector_dim=1)
-        slice_sizes = [1] + sizes
+        slice_sizes = [_lane_slice(fb)] + sizes
     else:  # gather straight from the unbatched operand: it is never copied per lane
         numbers = stablehlo.GatherDimensionNumbers.get(
             offset_dims=list(range(1, n + 1)), collapsed_slice_dims=[],
@@ -82,7 +95,7 @@ def dynamic_update_slice(fb, op, flags):
     operand = fb.materialize(operand)
     update = fb.materialize(update)
     if not any(index_flags):
-        zero = bld.splat(bld.element_type(indices[0]), [], 0)
+        zero = _zero_start(indices)
         new = bld.create("stablehlo.dynamic_update_slice", [operand.type],
                          [operand, update, zero, *indices]).result
         return [(new, True)]
@@ -146,7 +159,7 @@ def gather(fb, op, flags):
             operand_batching_dims=[0] + _shift(op_batching),
             start_indices_batching_dims=[0] + _shift(idx_batching),
             start_index_map=_shift(index_map), index_vector_dim=ivd + 1)
-        sizes = [1] + sizes
+        sizes = [_lane_slice(fb)] + sizes
         op.attributes["indices_are_sorted"] = ir.BoolAttr.get(False)
     op.attributes["dimension_numbers"] = numbers
     op.attributes["slice_sizes"] = bld.i64_array(sizes)
