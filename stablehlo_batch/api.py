@@ -23,6 +23,7 @@ from jaxlib.mlir import ir
 from passes import AxisSpecError, batch_function_in_module
 from passes.engine import batch_function_with_report
 from passes.fallback import strict_mode
+from passes.rules import RULES
 from stablehlo_batch import axes as ax
 from stablehlo_batch import callbacks, module_io, primitive
 
@@ -187,7 +188,9 @@ class BatchedFunction:
         # does. Plans whose call cannot be traced (chunked or sharded calls,
         # host callbacks) are called directly instead. Evicting a plan also
         # drops jit's executables, so cache_size bounds those too.
-        self._dispatch = jax.jit(self._traced_call)
+        # The rules' generation is a static argument: registering a rule
+        # makes the next call build (and jit trace) again.
+        self._dispatch = jax.jit(self._traced_call, static_argnames="_rules")
         self._plans = _LRU(cache_size, on_evict=self._dispatch.clear_cache)
         self._by_signature = _LRU(cache_size)
         self._lock = threading.Lock()
@@ -197,7 +200,7 @@ class BatchedFunction:
     def __call__(self, *args, **kwargs):
         if not (self._direct or self.check):
             try:
-                return self._dispatch(*args, **kwargs)
+                return self._dispatch(*args, _rules=RULES.generation, **kwargs)
             except _NotTraceable:
                 self._direct = True
             except TypeError:
@@ -210,7 +213,7 @@ class BatchedFunction:
             plan.checked = True
         return out
 
-    def _traced_call(self, *args, **kwargs):
+    def _traced_call(self, *args, _rules=None, **kwargs):
         plan = self._plan_for(args, kwargs)
         if not plan.traceable:
             raise _NotTraceable()
@@ -230,17 +233,19 @@ class BatchedFunction:
                 f"but got len(in_axes)={len(self.in_axes)}, len(args)={len(args)}")
         leaves, in_tree = tree_util.tree_flatten((args, kwargs))
         avals = ax.avals_of(self.fn, in_tree, leaves)
-        plan = self._by_signature.get((in_tree, avals))
+        rules = RULES.generation  # plans depend on the rules in force here
+        plan = self._by_signature.get((in_tree, avals, rules))
         if plan is not None:  # the hot path: one dict lookup per call
             return plan
         dims = ax.flatten_axes("batch_lower in_axes", in_tree, (self.in_axes, 0))
         dims, size = ax.normalize_in_axes(self.fn, in_tree, [a.shape for a in avals],
                                           avals, dims, self.axis_size)
         platform = _platform(self.backend)
-        key = (in_tree, avals, tuple(dims), size, platform)
+        key = (in_tree, avals, tuple(dims), size, platform, rules)
         if self.symbolic:  # one plan, whatever the batch size
             key = (in_tree, tuple(a if d is None else a.update(shape=a.shape[:d] + a.shape[d + 1:])
-                                  for a, d in zip(avals, dims)), tuple(dims), None, platform)
+                                  for a, d in zip(avals, dims)), tuple(dims), None, platform,
+                   rules)
         plan = self._plans.get(key)
         if plan is None:
             with self._lock:
@@ -249,7 +254,7 @@ class BatchedFunction:
                     with strict_mode(self.strict):
                         plan = self._build(in_tree, avals, dims, size, platform)
                     self._plans[key] = plan
-        self._by_signature[(in_tree, avals)] = plan
+        self._by_signature[(in_tree, avals, rules)] = plan
         return plan
 
     def _build(self, in_tree, avals, dims, size, platform) -> _Plan:

@@ -33,6 +33,8 @@ from jax import tree_util
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
+from passes.rules import RULES
+
 batched_call_p = Primitive("stablehlo_batch_call")
 batched_call_p.multiple_results = True
 
@@ -141,6 +143,8 @@ class BatchedFn:
             return self._exported
 
     def _cached(self, key, build: Callable[[], "BatchedFn"]) -> "BatchedFn":
+        # Derived functions build their modules with the rules in force.
+        key = (key, RULES.generation)
         with self._lock:
             fn = self._derived.get(key)
         if fn is None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from jaxlib.mlir import ir
 
 from passes import builders as bld
-from passes.rules import register, retype_batched
+from passes.rules import register
+from passes.rules.helpers import retype_batched
 
 STABLEHLO_ELEMENTWISE = """
 abs add and atan2 cbrt ceil complex compare convert cosine
@@ -80,7 +81,6 @@ def bitcast_convert(fb, op, flags):
     # batch size shape refinement cannot infer that result, so it runs per
     # lane, each lane with static shapes.
     if fb.symbolic and bld.rank_of(op.operands[0]) - 1 != bld.rank_of(op.results[0]):
-        from passes.fallback import fallback
-        return fallback(fb, op, flags, "a width-changing bitcast_convert needs static shapes "
-                                       "and the batch size is symbolic")
+        fb.decline(op, "a width-changing bitcast_convert needs static shapes "
+                       "and the batch size is symbolic")
     return elementwise(fb, op, flags)
