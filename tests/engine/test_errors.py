@@ -3,7 +3,7 @@
 Each error must be actionable in one line: the argument by its path (like
 jax: ``argument d['w']`` / ``args[1]['w']``), the op, and the user's source
 line (taken from the module's ``loc``). The self-check tests inject a wrong
-rule into passes.rules.RULES and expect the reproducer to name that op.
+rule into the rule table (the rule_override fixture) and expect the reproducer to name that op.
 """
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ import pytest
 
 import stablehlo_batch as sb
 from passes import builders as bld
-from passes.rules import RULES
 from stablehlo_batch import cli
 from stablehlo_batch.check import BatchMismatchError
 

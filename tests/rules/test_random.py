@@ -15,7 +15,7 @@ from jax import lax
 import stablehlo_batch as sb
 from conftest import check_vmap, random_array
 
-from .test_control_flow import SIZES, check_or_unsupported, f32, f64, i32, x64
+from .test_control_flow import SIZES, check_or_unsupported, f32, f64, i32
 
 
 # ---- jax.random --------------------------------------------------------------------
