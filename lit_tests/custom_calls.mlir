@@ -17,6 +17,11 @@
 // A kernel checks static shapes when compiled: with a symbolic batch size
 // its rule declines (per lane; an error under --strict).
 // RUN: not stablehlo-batch-opt %s --func=potrf --axis-size=b --strict 2>&1 | filecheck %s --check-prefix=SYMBOLIC
+// Shardy's sharding_constraint names one sharding per per-example dim: the
+// batched value goes through unannotated.
+// RUN: stablehlo-batch-opt %s --func=constraint --axis-size=2 --strict | filecheck %s --check-prefix=SDY
+
+sdy.mesh @mesh = <["x"=2]>
 
 // POTRF-LABEL: func.func @potrf
 // POTRF-SAME: (%{{[^:]+}}: tensor<4x3x3xf32>) -> (tensor<4x3x3xf32>, tensor<4xi32>)
@@ -81,4 +86,14 @@ func.func @assertion(%x: tensor<3xi32>, %n: tensor<i32>) -> tensor<3xi32> {
 func.func @unknown(%x: tensor<3xf32>) -> tensor<3xf32> {
   %0 = stablehlo.custom_call @my_cpu_kernel(%x) : (tensor<3xf32>) -> tensor<3xf32>
   return %0 : tensor<3xf32>
+}
+
+// SDY-LABEL: func.func @constraint
+// SDY-SAME: (%[[X:.+]]: tensor<2x4xf32>) -> tensor<2x4xf32>
+// SDY-NOT: sdy.sharding_constraint
+// SDY-NEXT: stablehlo.sine %[[X]] : tensor<2x4xf32>
+func.func @constraint(%x: tensor<4xf32>) -> tensor<4xf32> {
+  %0 = sdy.sharding_constraint %x <@mesh, [{"x"}]> : tensor<4xf32>
+  %1 = stablehlo.sine %0 : tensor<4xf32>
+  return %1 : tensor<4xf32>
 }
