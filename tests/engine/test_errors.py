@@ -205,7 +205,8 @@ def test_check_passes_for_correct_rules(rng):
         np.testing.assert_allclose(got["out"], want["out"], rtol=1e-5, atol=1e-5)
 
 
-def test_check_finds_the_wrong_rule_and_writes_a_reproducer(rule_override, rng, tmp_path, monkeypatch):
+def test_check_finds_the_wrong_rule_and_writes_a_reproducer(rule_override, rng, tmp_path,
+                                                            monkeypatch):
     monkeypatch.setenv("STABLEHLO_BATCH_REPRO_DIR", str(tmp_path))
     wrong = rule_override("stablehlo.cosine", _wrong_cosine)
     x, w, b = _inputs(rng)
