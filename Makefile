@@ -44,7 +44,7 @@ bench-quick: $(BENCH_STAMP)
 GEN_EXAMPLES ?= 3000
 CLI_INPUTS ?= 3000
 fuzz: $(STAMP)
-	HYPOTHESIS_PROFILE=fuzz GEN_EXAMPLES=$(GEN_EXAMPLES) $(BIN)/python -m pytest -p no:xdist -q -s tests/test_generated.py
+	HYPOTHESIS_PROFILE=fuzz GEN_EXAMPLES=$(GEN_EXAMPLES) $(BIN)/python -m pytest -p no:xdist -q -s tests/sweeps/test_generated.py
 	$(BIN)/python tests/fuzz_cli.py $(CLI_INPUTS)
 
 clean:

@@ -1,8 +1,8 @@
 // GPU linear-algebra kernels as jax lowers them for `cuda` / `rocm`
 // (jax.jit(f).trace(...).lower(lowering_platforms=("cuda",))), checked as IR
 // only: they cannot run on this machine. Also TPU's LuDecomposition (its Qr
-// and Eigh run on CPU: tests/test_linalg.py). Each kernel takes leading batch
-// dims, so a batched call gets one more: types, layouts (new dim most major),
+// and Eigh run on CPU: tests/rules/test_custom_calls.py). The CPU (LAPACK)
+// kernels are in custom_calls.mlir. Each kernel takes leading batch dims, so a batched call gets one more: types, layouts (new dim most major),
 // num_batch_dims and the sharding rule follow; backend configs and aliases
 // stay (passes/rules/custom_calls.py).
 //

@@ -11,9 +11,10 @@
 // The same inside a callee: the op's location in the callee's body, then
 // the call site that led there.
 // RUN: not stablehlo-batch-opt %s --func=calls_no_rule --axis-size=4 --in-axes=0,none --strict 2>&1 | filecheck %s --check-prefix=CALLEE
-// A rule that rejects one use of its op.
-// RUN: not stablehlo-batch-opt %s --func=reduce_batched_init --axis-size=4 2>&1 | filecheck %s --check-prefix=INIT
-// RUN: not stablehlo-batch-opt %s --func=reduce_body_capture --axis-size=4 --in-axes=none,0 2>&1 | filecheck %s --check-prefix=CAPTURE
+// A rule that declines one use of its op (fb.decline): under --strict, the
+// error says why (without it the op runs once per lane).
+// RUN: not stablehlo-batch-opt %s --func=reduce_batched_init --axis-size=4 --strict 2>&1 | filecheck %s --check-prefix=INIT
+// RUN: not stablehlo-batch-opt %s --func=reduce_body_capture --axis-size=4 --in-axes=none,0 --strict 2>&1 | filecheck %s --check-prefix=CAPTURE
 // An op without a rule is fine while none of its operands is batched.
 // RUN: stablehlo-batch-opt %s --func=cholesky_unbatched --axis-size=4 --in-axes=0,none --out-axes=0,none | filecheck %s --check-prefix=UNBATCHED
 //
@@ -74,7 +75,7 @@ func.func @calls_no_rule(%a: tensor<3x2xf32>, %shape: tensor<1xi64>) -> tensor<6
 }
 
 // INIT-NOT: {{.}}
-// INIT-LABEL: {{^}}error: cannot batch 'stablehlo.reduce' in function @reduce_batched_init: init values that differ per batch element are not supported at
+// INIT-LABEL: {{^}}error: cannot batch 'stablehlo.reduce' in function @reduce_batched_init: init values differ per batch element (strict mode: no per-lane fallback) at
 // INIT-SAME: {{.*}}:[[# @LINE + 3]]:{{[0-9]+}}{{$}}
 // INIT-NOT: {{.}}
 func.func @reduce_batched_init(%x: tensor<3xf32>, %init: tensor<f32>) -> tensor<f32> {
@@ -83,7 +84,7 @@ func.func @reduce_batched_init(%x: tensor<3xf32>, %init: tensor<f32>) -> tensor<
 }
 
 // CAPTURE-NOT: {{.}}
-// CAPTURE-LABEL: {{^}}error: cannot batch 'stablehlo.reduce' in function @reduce_body_capture: the reduction body uses a batched value from outside the op at
+// CAPTURE-LABEL: {{^}}error: cannot batch 'stablehlo.reduce' in function @reduce_body_capture: the reduction body uses a batched value from outside the op (strict mode: no per-lane fallback) at
 // CAPTURE-SAME: {{.*}}:[[# @LINE + 4]]:{{[0-9]+}}{{$}}
 // CAPTURE-NOT: {{.}}
 func.func @reduce_body_capture(%x: tensor<3xf32>, %s: tensor<f32>) -> tensor<f32> {

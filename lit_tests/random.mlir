@@ -30,3 +30,16 @@ func.func @rbg_shift(%s: tensor<2xui64>, %m: tensor<3xui32>) -> tensor<3xui32> {
   %2 = stablehlo.xor %1, %m : tensor<3xui32>
   return %2 : tensor<3xui32>
 }
+
+// stablehlo.rng with a per-lane bound: once per lane, like rng_bit_generator.
+// RUN: stablehlo-batch-opt %s --func=rng --axis-size=2 --in-axes=0,none --strict | filecheck %s --check-prefix=RNG
+// RNG-LABEL: func.func @rng
+// RNG-SAME: (%{{[^:]+}}: tensor<2xf32>, %{{[^:]+}}: tensor<f32>) -> tensor<2x3xf32>
+// RNG: stablehlo.while
+// RNG: stablehlo.rng %{{[^,]+}}, %{{[^,]+}}, %{{[^,]+}}, distribution = UNIFORM : (tensor<f32>, tensor<f32>, tensor<1xi64>) -> tensor<3xf32>
+// RNG: stablehlo.dynamic_update_slice
+func.func @rng(%lo: tensor<f32>, %hi: tensor<f32>) -> tensor<3xf32> {
+  %shape = stablehlo.constant dense<3> : tensor<1xi64>
+  %0 = stablehlo.rng %lo, %hi, %shape, distribution = UNIFORM : (tensor<f32>, tensor<f32>, tensor<1xi64>) -> tensor<3xf32>
+  return %0 : tensor<3xf32>
+}

@@ -290,3 +290,36 @@ def clone_block_ops(block: ir.Block, mapping: dict) -> list[ir.Value]:
         for old_r, new_r in zip(op.results, new.results):
             mapping[old_r] = new_r
     return [mapping.get(v, v) for v in ops[-1].operands]
+
+
+# ---- searching regions -------------------------------------------------------
+
+def find_nested(op, predicate: Callable[[ir.Operation], bool]) -> ir.Operation | None:
+    """The first op nested in ``op``'s regions (``op`` itself excluded) for
+    which ``predicate`` holds, in walk order; None if there is none."""
+    found = None
+    this = op.operation
+
+    def visit(inner):
+        nonlocal found
+        if inner.operation != this and predicate(inner.operation):
+            found = inner.operation
+            return ir.WalkResult.INTERRUPT
+        return ir.WalkResult.ADVANCE
+
+    this.walk(visit)
+    return found
+
+
+def nested_ops(op) -> list[ir.Operation]:
+    """Every op nested in ``op``'s regions (``op`` itself excluded), in walk order."""
+    out = []
+    this = op.operation
+
+    def visit(inner):
+        if inner.operation != this:
+            out.append(inner.operation)
+        return ir.WalkResult.ADVANCE
+
+    this.walk(visit)
+    return out

@@ -4,10 +4,12 @@ The rewrite works in place on a module that the caller owns. For each value
 the engine knows whether it is batched (it then carries the batch dimension
 first). An op none of whose operands, nor the values its regions capture, is
 batched is left exactly as it was: unbatched work stays unbatched. Any other
-op goes to the rule registered for its name (a user's ``register_rule`` rule
-first); the rule builds new ops before the old one (or retypes it in place)
-and returns the new results. An op with no rule goes to the per-lane fallback
-(passes/fallback.py), which ``strict`` turns into UnsupportedOpError.
+op goes to the rule the rule table (passes/rules/table.py) finds for it (a
+user's ``register_rule`` rule first); the rule builds new ops before the old
+one (or retypes it in place) and returns the new results. An op with no rule,
+and an op whose rule declines this use of it (``fb.decline``), goes to the
+per-lane fallback (passes/fallback.py), which ``strict`` turns into
+UnsupportedOpError.
 
 Entry arguments are moved to batch-first once on entry and results are moved
 to their ``out_axes`` once at exit. Callees of ``func.call`` are batched once
@@ -25,10 +27,11 @@ from jaxlib.mlir import passmanager
 from stablehlo_batch.passes import builders as bld
 from stablehlo_batch.passes import report as _report
 from stablehlo_batch.passes.fallback import fallback, is_strict
-from stablehlo_batch.passes.rules import RULES, find_rule
+from stablehlo_batch.passes.rules import RULES, RuleTable
+from stablehlo_batch.passes.rules.helpers import captures
+from stablehlo_batch.passes.errors import (AxisSpecError, Declined, UnsupportedOpError,
+                           VerificationError, format_location)
 from stablehlo_batch.passes.rules.collectives import LANE_ATTR, LANES_ATTR
-from stablehlo_batch.passes.errors import (AxisSpecError, UnsupportedOpError, VerificationError,
-                                           format_location)
 
 # A rule result: one (new value, is batched) pair per result of the op.
 Results = list[tuple[ir.Value, bool]]
@@ -158,19 +161,17 @@ class FunctionBatcher:
         return UnsupportedOpError(op.name, self.func_name,
                                   format_location(op.location), reason)
 
+    def decline(self, op: ir.Operation, why: str):
+        """Says that the rule has no vectorized form for this use of ``op``
+        (``why``: one line for the user); never returns. The engine then
+        batches ``op`` the way it batches an op without a rule: once per lane
+        with a FallbackWarning, or UnsupportedOpError under strict. Call it
+        before the rule changes or builds anything."""
+        raise Declined(why)
+
     def region_captures_batched(self, op: ir.Operation) -> bool:
         """True when an op nested in ``op``'s regions uses a batched outer value."""
-        found = False
-
-        def visit(inner):
-            nonlocal found
-            if inner.operation != op and any(v in self._batched for v in inner.operands):
-                found = True
-                return ir.WalkResult.INTERRUPT
-            return ir.WalkResult.ADVANCE
-
-        op.walk(visit)
-        return found
+        return captures(op, self.is_batched)
 
     # ---- the walk ----------------------------------------------------------
     def run(self, arg_axes: Sequence[int | None]) -> ir.Operation:
@@ -225,11 +226,14 @@ class FunctionBatcher:
                 and not self.program.lane_dependent(op):
             collector.kept += 1
             return
-        rule = find_rule(op, self.program.rules) or fallback
+        rule = self.program.rules.lookup(op) or fallback
         since = len(collector.pending)
         try:
             with ir.InsertionPoint(op), op.location, bld.batch_size_source(self.batch_size_1d):
-                results = rule(self, op, flags)
+                try:
+                    results = rule(self, op, flags)
+                except Declined as declined:
+                    results = fallback(self, op, flags, declined.why)
         except bld.SymbolicShapeError as e:
             why = f"not supported with a symbolic batch size: {e}" if self.symbolic else str(e)
             raise self.unsupported(op, why) from None
@@ -257,13 +261,15 @@ class ModuleBatcher:
     """Batches functions of one module; memoizes callees per batching pattern."""
 
     def __init__(self, module: ir.Module, axis_size: int,
-                 rules: dict[str, Rule] | None = None, *, strict: bool | None = None):
+                 rules: RuleTable | None = None, *, strict: bool | None = None):
         self.module = module
         # axis_size "?" (or any name) asks for a symbolic batch size: the batch
         # dim of every type is then ``?`` (bld.DYN).
         self.symbolic = isinstance(axis_size, str)
         self.batch_dim = bld.DYN if self.symbolic else int(axis_size)
         self.axis_size = "?" if self.symbolic else self.batch_dim
+        # The rule table; the global one sees the rules registered in the
+        # current context.
         self.rules = RULES if rules is None else rules
         # strict: an op without a rule raises instead of running per lane
         # (None: as the enclosing fallback.strict_mode says).
@@ -445,24 +451,27 @@ def verify(module: ir.Module, stage: str):
 def batch_function_in_module(module: ir.Module, func_name: str,
                              in_axes: Sequence[int | None],
                              out_axes: Sequence[int | None],
-                             axis_size: int, *, strict: bool | None = None) -> list[bool]:
+                             axis_size: int, *, strict: bool | None = None,
+                             rules: RuleTable | None = None) -> list[bool]:
     """Batches @func_name of ``module`` in place and verifies the result.
     ``strict``: an op without a batching rule raises UnsupportedOpError
-    instead of falling back to a per-lane loop (passes/fallback.py)."""
+    instead of falling back to a per-lane loop (passes/fallback.py).
+    ``rules``: the rule table (default: passes.rules.RULES)."""
     return batch_function_with_report(module, func_name, in_axes, out_axes,
-                                      axis_size, strict=strict)[0]
+                                      axis_size, strict=strict, rules=rules)[0]
 
 
 def batch_function_with_report(module: ir.Module, func_name: str,
                                in_axes: Sequence[int | None],
                                out_axes: Sequence[int | None],
-                               axis_size: int, *, strict: bool | None = None
+                               axis_size: int, *, strict: bool | None = None,
+                               rules: RuleTable | None = None
                                ) -> tuple[list[bool], _report.BatchingReport]:
     """``batch_function_in_module`` that also returns the batching report
     (passes/report.py)."""
     verify(module, "input")
     with module.context, ir.Location.unknown(module.context):
-        batcher = ModuleBatcher(module, axis_size, strict=strict)
+        batcher = ModuleBatcher(module, axis_size, rules, strict=strict)
         with batcher.collector:
             flags = batcher.batch_entry(func_name, in_axes, out_axes)
         report = batcher.collector.finish(func_name, batcher.axis_size)

@@ -71,3 +71,13 @@ def format_location(loc) -> str:
         return text
     where = f"{pos.group(1)}:{pos.group(2)}:{pos.group(3)}"
     return f"{where} ({name.group(1)})" if name and name.group(1) != pos.group(1) else where
+
+
+class Declined(Exception):
+    """Raised by ``FunctionBatcher.decline``: a rule has no vectorized form for
+    this use of its op. The engine catches it and batches the op per lane
+    (or raises UnsupportedOpError under strict); it never reaches users."""
+
+    def __init__(self, why: str):
+        super().__init__(why)
+        self.why = why

@@ -75,6 +75,8 @@ def fallback(fb, op, flags, why: str | None = None):
     """Batches an op that has no rule by a per-lane loop, or raises when the
     op is a collective or the batching is strict."""
     label = op_label(op)
+    if why is None and label != op.name:
+        why = f"custom call target {label.split()[-1]} has no batching rule"
     why = why or "no batching rule"
     if op.name in COLLECTIVES:
         raise fb.unsupported(op, "a collective cannot be batched: the module must be "

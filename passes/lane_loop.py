@@ -117,15 +117,10 @@ def _strip(t: ir.Type) -> ir.Type:
 def _captured_batched(fb, op) -> list[ir.Value]:
     """Batched values defined outside ``op`` that ops in its regions use."""
     found: list[ir.Value] = []
-
-    def visit(inner):
-        if inner.operation != op:
-            for v in inner.operands:
-                if fb.is_batched(v) and v not in found:
-                    found.append(v)
-        return ir.WalkResult.ADVANCE
-
-    op.walk(visit)
+    for inner in bld.nested_ops(op):
+        for v in inner.operands:
+            if fb.is_batched(v) and v not in found:
+                found.append(v)
     return found
 
 

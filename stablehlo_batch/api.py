@@ -24,6 +24,7 @@ from jax import tree_util
 from jax._src import core, source_info_util, util
 from jaxlib.mlir import ir
 
+from stablehlo_batch.passes.rules import RULES
 from stablehlo_batch import axes as ax
 from stablehlo_batch import (callbacks, levels, module_io, named_axes, primitive, tuning,
                              xla_compat)
@@ -227,7 +228,9 @@ class BatchedFunction:
         # does. Plans whose call cannot be traced (chunked or sharded calls,
         # host callbacks) are called directly instead. Evicting a plan also
         # drops jit's executables, so cache_size bounds those too.
-        self._dispatch = jax.jit(self._traced_call)
+        # The rules' generation is a static argument: registering a rule
+        # makes the next call build (and jit trace) again.
+        self._dispatch = jax.jit(self._traced_call, static_argnames="_rules")
         self._plans = _LRU(cache_size, on_evict=self._dispatch.clear_cache)
         self._by_signature = _LRU(cache_size)
         self._lock = threading.Lock()
@@ -271,7 +274,7 @@ class BatchedFunction:
         if not (self._direct or self.check) and not (
                 self._static_seen and not _all_jax_values((args, kwargs))):
             try:
-                out = self._dispatch(*args, **kwargs)
+                out = self._dispatch(*args, _rules=RULES.generation, **kwargs)
                 self._count_call()
                 return out
             except _NotTraceable:
@@ -284,7 +287,7 @@ class BatchedFunction:
                 # jit's C++ cache sends a signature whose trace raised to the
                 # Python path for good (~0.3 ms a call): start it afresh.
                 getattr(self._dispatch, "_clear_cache", lambda: None)()
-                return self._dispatch(*args, **kwargs)
+                return self._dispatch(*args, _rules=RULES.generation, **kwargs)
             except TypeError:
                 # e.g. a non-array argument (static when its in_axes is None):
                 # later calls check their leaves first, since jit's TypeError
@@ -323,7 +326,7 @@ class BatchedFunction:
             with self._count_lock:
                 self._calls = self._misses = 0
 
-    def _traced_call(self, *args, **kwargs):
+    def _traced_call(self, *args, _rules=None, **kwargs):
         plan = self._plan_for(args, kwargs)
         if not plan.traceable:
             raise _NotTraceable()
@@ -363,7 +366,8 @@ class BatchedFunction:
             avals = tuple(ax.aval_of(x) for x in leaves)
         except TypeError:
             raise _HasStatic() from None
-        plan = self._by_signature.get((in_tree, avals))
+        rules = RULES.generation  # plans depend on the rules in force here
+        plan = self._by_signature.get((in_tree, avals, rules))
         # concrete: arguments to measure a plan with tune= on, if it needs that
         retune = concrete and self.tune is not None
         if plan is not None and not (retune and plan.tuning is not None and plan.tuning.pending):
@@ -372,10 +376,11 @@ class BatchedFunction:
         dims, size = ax.normalize_in_axes(self.fn, in_tree, [a.shape for a in avals],
                                           avals, dims, self.axis_size)
         platform = _platform(self.backend)
-        key = (in_tree, avals, tuple(dims), size, platform)
+        key = (in_tree, avals, tuple(dims), size, platform, rules)
         if self.symbolic:  # one plan, whatever the batch size
             key = (in_tree, tuple(a if d is None else a.update(shape=a.shape[:d] + a.shape[d + 1:])
-                                  for a, d in zip(avals, dims)), tuple(dims), None, platform)
+                                  for a, d in zip(avals, dims)), tuple(dims), None, platform,
+                   rules)
         def stale(plan):
             return plan is None or (retune and plan.tuning is not None and plan.tuning.pending)
         plan = self._plans.get(key)
@@ -389,7 +394,7 @@ class BatchedFunction:
                     self._plans[key] = plan
                     with self._count_lock:
                         self._misses += 1
-        self._by_signature[(in_tree, avals)] = plan
+        self._by_signature[(in_tree, avals, rules)] = plan
         return plan
 
     def _build(self, in_tree, avals, dims, size, platform, fn=None, leaves=None) -> _Plan:
@@ -490,7 +495,8 @@ class BatchedFunction:
         if self.symbolic:
             size = None
         consts = []
-        key = ("static", in_tree, static_key, dyn_avals, dyn_dims, size, platform)
+        key = ("static", in_tree, static_key, dyn_avals, dyn_dims, size, platform,
+               RULES.generation)
         if traced:
             examples = [ax.unbatched_struct(a, d) for a, d in zip(dyn_avals, dyn_dims)]
             closed, out_shape = jax.make_jaxpr(src, return_shape=True)(*examples)
@@ -499,7 +505,7 @@ class BatchedFunction:
             jaxpr = closed.jaxpr
             const_avals = tuple(jax.typeof(c) for c in consts)
             key = ("traced", in_tree, static_key, dyn_avals, dyn_dims, size, platform,
-                   str(jaxpr), const_avals, out_tree)
+                   RULES.generation, str(jaxpr), const_avals, out_tree)
             n = len(consts)
 
             def src(*flat):  # noqa: F811 -- the jaxpr with its constants as arguments

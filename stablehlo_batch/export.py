@@ -17,6 +17,7 @@ from typing import Any
 import jax
 from jax import tree_util
 
+from stablehlo_batch.passes.rules import RULES
 from stablehlo_batch import axes as ax
 from stablehlo_batch import tuning
 from stablehlo_batch.flat import batch_flat, is_symbolic, load, symbolic_size
@@ -59,7 +60,8 @@ def batch_exported(exp, in_axes=0, out_axes=0, *, axis_size, tune=False,
 
 @functools.lru_cache(maxsize=256)
 def _batched_for(exp: jax.export.Exported, pattern: tuple[bool, ...],
-                 size: int) -> jax.export.Exported:
+                 size: int, rules: tuple) -> jax.export.Exported:
+    # ``rules``: the rule table's generation, so new rules mean a new module.
     dims = [0 if b else None for b in pattern]
     return batch_flat(exp, dims, [0] * len(exp.out_avals), size,
                       what="vmappable").exported
@@ -84,7 +86,8 @@ def vmappable(exp) -> Any:
 
     @call_flat.def_vmap
     def rule(axis_size, in_batched, *flat):
-        bexp = _batched_for(exp, tuple(bool(b) for b in in_batched), int(axis_size))
+        bexp = _batched_for(exp, tuple(bool(b) for b in in_batched), int(axis_size),
+                            RULES.generation)
         # Under an outer vmap the batched call is batched again the same way.
         return vmappable(bexp).flat(*flat), (True,) * len(bexp.out_avals)
 

@@ -127,7 +127,7 @@ def looks_like_hlo_text(data: str | bytes) -> bool:
 def _hlo_to_stablehlo_bytecode(data: str | bytes) -> bytes:
     """The one place that uses jaxlib's private HLO converter: HLO text or a
     serialized HloModuleProto -> StableHLO as MLIR bytecode."""
-    try:  # private API of jaxlib (0.10): checked by tests/test_hlo_input.py
+    try:  # private API of jaxlib (0.10): checked by tests/tools/test_hlo_input.py
         from jaxlib import _hlo, _jax  # jax._src.lib.xla_client._xla is _jax
         convert = _jax.mlir.hlo_to_stablehlo
         from_text = _hlo.hlo_module_from_text

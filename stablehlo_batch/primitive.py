@@ -37,6 +37,7 @@ from stablehlo_batch import axes as ax
 from stablehlo_batch.chunking import chunk_flat
 from stablehlo_batch import named_axes
 from stablehlo_batch.flat import batch_flat, export_in_process, spread_to_lanes
+from stablehlo_batch.passes.rules import RULES
 
 batched_call_p = Primitive("stablehlo_batch_call")
 batched_call_p.multiple_results = True
@@ -156,6 +157,8 @@ class BatchedFn:
             return self._exported
 
     def _cached(self, key, build: Callable[[], "BatchedFn"]) -> "BatchedFn":
+        # Derived functions build their modules with the rules in force.
+        key = (key, RULES.generation)
         with self._lock:
             fn = self._derived.get(key)
         if fn is None:

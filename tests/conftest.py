@@ -61,3 +61,21 @@ def random_array(rng: np.random.Generator, shape, dtype):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def rule_override():
+    """``rule_override(name, rule)`` registers a batching rule (an op name or
+    a custom call target) in this test's context until the test ends;
+    ``rule=None`` takes the rule away (the op then has the per-lane
+    fallback, as an op with no rule does)."""
+    from stablehlo_batch.passes.fallback import fallback
+    registrations = []
+
+    def override(name, rule, **kwargs):
+        registrations.append(sb.register_rule(name, fallback if rule is None else rule,
+                                              **kwargs))
+        return registrations[-1]  # .remove() ends it early
+    yield override
+    for registration in reversed(registrations):
+        registration.remove()

@@ -2,7 +2,7 @@
 
 A ``Program`` is plain data (arguments with their ``in_axes``, a list of
 ``Step``s, outputs with their ``out_axes``, a batch size), so hypothesis can
-shrink it and its ``repr`` pastes straight into tests/test_regressions.py.
+shrink it and its ``repr`` pastes straight into tests/sweeps/test_regressions.py.
 ``programs()`` is the hypothesis strategy; ``check_program`` runs one
 program through ``batch_lower`` and ``jax.vmap`` and compares.
 

@@ -18,14 +18,18 @@ only that one branch runs. That saves the wasted branch in the common case
 and avoids running a branch (a data-dependent while, say) on data it was
 never meant to see. A few elementwise ops are not worth skipping: there the
 test and the conditional (which XLA cannot fuse across) would cost more than
-the branch, so the selects run alone, as in vmap.
+the branch, so the selects run alone, as in vmap. Which ops are costly is
+each rule's own knowledge, kept in the rule table (``costly=``).
 """
 from __future__ import annotations
 
 from jaxlib.mlir import ir
 
 from stablehlo_batch.passes import builders as bld
-from stablehlo_batch.passes.rules import register, retype_batched
+from stablehlo_batch.passes.rules import register
+from stablehlo_batch.passes.rules.helpers import (captures, find_nested, materialize_operands, retype_batched,
+                                  retype_results, shift_dim_attr)
+
 
 def _block(op, region: int) -> ir.Block:
     return op.regions[region].blocks[0]
@@ -62,13 +66,16 @@ def _while_flags(fb, op, carry):
 
 
 class _Predict:
-    """Which values batching will make batched, found without rewriting: a
-    result is batched when an operand of its op, or a value its regions
-    capture, is. while / if / case / func.call / optimization_barrier are
-    followed inside, as their rules decide per result."""
+    """Which values batching will make batched, found without rewriting: an
+    op none of whose operands, nor the values its regions capture, is batched
+    stays unbatched; otherwise the op's entry in the rule table predicts its
+    results (``predict=``, registered beside the rule: while / if / case
+    follow their regions, func.call its callee), and without one every
+    result is taken to be batched."""
 
     def __init__(self, fb):
         self.fb = fb
+        self.rules = fb.program.rules
         self.local: set = set()
         self.calls: dict = {}
 
@@ -85,23 +92,16 @@ class _Predict:
         return [self.batched(v) for v in ops[-1].operands]
 
     def op(self, o):
-        name, ins = o.name, [self.batched(v) for v in o.operands]
+        ins = [self.batched(v) for v in o.operands]
         n = len(o.results)
-        if name == "stablehlo.while":
-            outs = self.while_(o, ins)
-        elif name in ("stablehlo.if", "stablehlo.case") and not ins[0]:
-            outs = [False] * n
-            for k in range(len(o.regions)):
-                outs = [a or b for a, b in zip(outs, self.block(_block(o, k), []))]
-        elif name == "func.call" and any(ins):
-            outs = self.call(o, ins)
-        elif name == "stablehlo.optimization_barrier":
-            outs = ins
-        elif (any(ins) or self.fb.program.lane_dependent(o)
-              or (len(o.regions) and self.captures(o))):
+        if self.fb.program.lane_dependent(o):  # a collective over the batch axis
             outs = [True] * n
-        else:
+        elif not (any(ins) or (len(o.regions) and self.captures(o))):
             outs = [False] * n
+        else:
+            entry = self.rules.entry(o)
+            outs = [True] * n if entry is None or entry.predict is None else \
+                entry.predict(self, o, ins)
         for r, f in zip(o.results, outs):
             if f:
                 self.local.add(r)
@@ -118,27 +118,32 @@ class _Predict:
                 return carry
             carry = new
 
-    def call(self, o, ins) -> list[bool]:
-        key = (ir.FlatSymbolRefAttr(o.attributes["callee"]).value, tuple(ins))
+    def callee(self, name: str, ins) -> list[bool]:
+        """Which results of function @name come out batched for ``ins``."""
+        key = (name, tuple(ins))
         if key not in self.calls:
-            self.calls[key] = [True] * len(o.results)  # recursion: assume batched
-            func = self.fb.program.lookup_func(key[0])
+            func = self.fb.program.lookup_func(name)
+            n = len(ir.FunctionType(ir.TypeAttr(func.attributes["function_type"]).value).results)
+            self.calls[key] = [True] * n  # recursion: assume batched
             if len(func.regions[0].blocks):
                 self.calls[key] = self.block(func.regions[0].blocks[0], ins)
         return self.calls[key]
 
     def captures(self, o) -> bool:
-        found = False
+        return captures(o, self.batched)
 
-        def visit(inner):
-            nonlocal found
-            if inner.operation != o and any(self.batched(v) for v in inner.operands):
-                found = True
-                return ir.WalkResult.INTERRUPT
-            return ir.WalkResult.ADVANCE
 
-        o.walk(visit)
-        return found
+def _predict_while(p, op, ins):
+    return p.while_(op, ins)
+
+
+def _predict_branches(p, op, ins):
+    if ins[0]:  # a per-lane selector: selects make every result batched
+        return [True] * len(op.results)
+    outs = [False] * len(op.results)
+    for k in range(len(op.regions)):
+        outs = [a or b for a, b in zip(outs, p.block(_block(op, k), []))]
+    return outs
 
 
 def _predicted_fixed_point(fb, op, flags, passthrough):
@@ -161,7 +166,7 @@ def _predicted_fixed_point(fb, op, flags, passthrough):
     return None
 
 
-@register("stablehlo.while")
+@register("stablehlo.while", predict=_predict_while, costly=True)
 def while_(fb, op, flags):
     body_block = _block(op, 1)
     passthrough = [v == a for v, a in zip(_terminator(body_block).operands,
@@ -177,16 +182,12 @@ def while_(fb, op, flags):
             break
         carry = new
 
-    for i, (v, batched) in enumerate(zip(list(op.operands), flags)):
-        if carry[i] and not batched:
-            op.operands[i] = fb.materialize(v)
+    materialize_operands(fb, op, flags, [i for i, c in enumerate(carry) if c])
     cond_term = fb.batch_block(_block(op, 0), carry)
     pred_batched = fb.is_batched(cond_term.operands[0])
     body_term = fb.batch_block(body_block, carry)
     _materialize_yields(fb, body_term, carry)
-    for r, batched in zip(op.results, carry):
-        if batched:
-            r.set_type(fb.batched_type(r.type))
+    retype_results(fb, op, carry)
     if pred_batched:
         fb.note("batched_predicate_loop", op,
                 "the trip count differs per lane: runs while any lane runs, "
@@ -222,10 +223,7 @@ def _batch_branches(fb, op):
             for i in range(len(op.results))]
     for t in terms:
         _materialize_yields(fb, t, want)
-    for r, batched in zip(op.results, want):
-        if batched:
-            r.set_type(fb.batched_type(r.type))
-    return list(zip(op.results, want))
+    return retype_results(fb, op, want)
 
 
 _SIDE_EFFECTING = {"stablehlo.outfeed", "stablehlo.send", "stablehlo.recv",
@@ -233,60 +231,34 @@ _SIDE_EFFECTING = {"stablehlo.outfeed", "stablehlo.send", "stablehlo.recv",
 
 
 def _has_side_effects(op) -> bool:
-    found = False
-
-    def visit(inner):
-        nonlocal found
-        name = inner.name
-        if name in _SIDE_EFFECTING or (
-                "has_side_effect" in inner.attributes
-                and ir.BoolAttr(inner.attributes["has_side_effect"]).value):
-            found = True
-            return ir.WalkResult.INTERRUPT
-        return ir.WalkResult.ADVANCE
-
-    op.walk(visit)
-    return found
+    return find_nested(op, lambda inner: inner.name in _SIDE_EFFECTING or (
+        "has_side_effect" in inner.attributes
+        and ir.BoolAttr(inner.attributes["has_side_effect"]).value)) is not None
 
 
-# Ops that make a branch worth skipping at run time: loops and nested
-# regions (a while may not even terminate on another lane's data), calls,
-# custom calls and the heavy compute ops.
-_COSTLY = {"stablehlo.while", "stablehlo.if", "stablehlo.case", "func.call",
-           "stablehlo.custom_call", "stablehlo.dot_general", "stablehlo.dot",
-           "stablehlo.convolution", "stablehlo.fft", "stablehlo.sort", "stablehlo.reduce",
-           "stablehlo.reduce_window", "stablehlo.select_and_scatter", "stablehlo.scatter",
-           "stablehlo.gather", "stablehlo.cholesky", "stablehlo.triangular_solve",
-           "stablehlo.map", "stablehlo.rng_bit_generator", "chlo.top_k"}
 _CHEAP_OPS = 16  # more ops than this across the branches: worth a run-time test
+_FREE = ("stablehlo.return", "stablehlo.constant")
 
 
-def _worth_skipping(op) -> bool:
+def _worth_skipping(fb, op) -> bool:
     """Whether a run-time "all lanes agree" test pays for itself: some
-    branch has a costly op, or the branches have many ops."""
-    count = 0
-    costly = False
+    branch has an op that the rule table calls costly (loops and nested
+    regions -- a while may not even terminate on another lane's data --,
+    calls, kernels, the heavy compute ops, ops without a rule), or the
+    branches have many ops."""
+    rules, count = fb.program.rules, 0
 
-    def visit(inner):
-        nonlocal count, costly
-        name = inner.name
-        if name in _COSTLY:
-            costly = True
-            return ir.WalkResult.INTERRUPT
-        if name not in ("stablehlo.return", "stablehlo.constant"):
-            count += 1
-        return ir.WalkResult.ADVANCE
+    def costly(inner):
+        nonlocal count
+        if inner.name in _FREE:
+            return False
+        count += 1
+        return rules.is_costly(inner)
 
-    for region in op.regions:
-        for block in region.blocks:
-            for inner in block.operations:
-                inner.operation.walk(visit)
-                if costly:
-                    return True
-    return count > _CHEAP_OPS
+    return find_nested(op, costly) is not None or count > _CHEAP_OPS
 
 
-@register("stablehlo.if", "stablehlo.case")
+@register("stablehlo.if", "stablehlo.case", predict=_predict_branches, costly=True)
 def branch(fb, op, flags):
     if not flags[0]:
         return _batch_branches(fb, op)
@@ -295,7 +267,7 @@ def branch(fb, op, flags):
                                  "that did not take it")
     selector = op.operands[0]
     is_if = op.name == "stablehlo.if"
-    fast_path = _worth_skipping(op)
+    fast_path = _worth_skipping(fb, op)
     fb.note("branches_to_selects", op,
             f"per-lane {'predicate' if is_if else 'index'}: all {len(op.regions)} branches "
             "run and selects pick each lane's result"
@@ -373,19 +345,16 @@ def _lane_mask(mask, like):
 
 # ---- sort / top_k ---------------------------------------------------------------
 
-@register("stablehlo.sort")
+@register("stablehlo.sort", costly=True)
 def sort(fb, op, flags):
     if fb.region_captures_batched(op):
-        raise fb.unsupported(op, "the comparator uses a batched value from outside the op")
-    for i, (v, batched) in enumerate(zip(list(op.operands), flags)):
-        if not batched:
-            op.operands[i] = fb.materialize(v)
-    dim = ir.IntegerAttr(op.attributes["dimension"]).value
-    op.attributes["dimension"] = bld.i64_attr(dim + 1)
+        fb.decline(op, "the comparator uses a batched value from outside the op")
+    materialize_operands(fb, op, flags)
+    shift_dim_attr(op, "dimension")
     return retype_batched(fb, op)
 
 
-@register("chlo.top_k")
+@register("chlo.top_k", costly=True)
 def top_k(fb, op, flags):
     # top_k works on the last dimension, which the batch dim never is.
     return retype_batched(fb, op)

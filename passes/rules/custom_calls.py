@@ -1,4 +1,4 @@
-"""Custom calls, dispatched by target name (``register_custom_call``), and
+"""Custom calls, looked up by target name (``register_custom_call``), and
 ops that annotate a value without changing it: sharding constraints
 (``sdy.sharding_constraint``, ``custom_call @Sharding``), jax's
 ``shape_assertion``, and the linear-algebra kernels jax calls (LAPACK,
@@ -11,37 +11,15 @@ from jaxlib.mlir import ir
 from jaxlib.mlir.dialects import sdy
 
 from stablehlo_batch.passes import builders as bld
-from stablehlo_batch.passes.fallback import fallback
-from stablehlo_batch.passes.rules import register, retype_batched
+from stablehlo_batch.passes.rules import register, register_custom_call
+from stablehlo_batch.passes.rules.helpers import materialize_operands, retype_batched
 from stablehlo_batch.passes.rules.linalg import fold_rhs_lanes
 
-# custom_call target name -> rule, like RULES but keyed by call_target_name.
-CUSTOM_CALL_RULES: dict = {}
-
-
-def register_custom_call(*targets: str):
-    def wrap(fn):
-        for t in targets:
-            CUSTOM_CALL_RULES[t] = fn
-        return fn
-    return wrap
-
-
-# Targets whose rule keeps a marker op that accepts a symbolic batch dim.
-_SYMBOLIC_OK = frozenset({"Sharding", "shape_assertion"})
-
-
-@register("stablehlo.custom_call")
-def custom_call(fb, op, flags):
-    target = ir.StringAttr(op.attributes["call_target_name"]).value
-    rule = CUSTOM_CALL_RULES.get(target)
-    if rule is None:
-        return fallback(fb, op, flags, f"custom call target @{target} has no batching rule")
-    if fb.symbolic and target not in _SYMBOLIC_OK:
-        # Kernels (LAPACK, cuSOLVER, ...) check static shapes when compiled:
-        # per lane, each call sees one example's static shapes.
-        return fallback(fb, op, flags, "it needs static shapes and the batch size is symbolic")
-    return rule(fb, op, flags)
+# A custom call is looked up by its target in the rule table
+# (``register_custom_call``); a target without a rule runs per lane.
+# Kernels (LAPACK, cuSOLVER, ...) check static shapes when compiled, so
+# their rules decline a symbolic batch size: per lane, each call sees one
+# example's static shapes. The marker targets below accept a symbolic batch.
 
 
 @register("sdy.sharding_constraint")
@@ -164,17 +142,17 @@ def _refresh_sharding_rule(op, prepend_batch: bool):
         is_custom=rule.is_custom)
 
 
+def _decline_symbolic(fb, op):
+    if fb.symbolic:
+        fb.decline(op, "it needs static shapes and the batch size is symbolic")
+
+
 def _batch_kernel_call(fb, op, flags):
     """The same kernel call with one more leading batch dim everywhere."""
-    broadcast = {}
-    for i, (v, batched) in enumerate(zip(list(op.operands), flags)):
-        if not batched:
-            if v not in broadcast:
-                broadcast[v] = fb.materialize(v)
-            op.operands[i] = broadcast[v]
+    broadcast = materialize_operands(fb, op, flags)
     if broadcast:
         # The kernels need equal batch dims on all operands.
-        fb.note("operand_broadcast", op, f"{len(broadcast)} unbatched operand(s) copied "
+        fb.note("operand_broadcast", op, f"{broadcast} unbatched operand(s) copied "
                 "per lane: the kernel needs every operand batched")
     retype_batched(fb, op)
     _prepend_layouts(op, "operand_layouts")
@@ -184,15 +162,17 @@ def _batch_kernel_call(fb, op, flags):
     return [(r, True) for r in op.results]
 
 
-@register_custom_call(*sorted(LINALG_TARGETS - _TRSM))
+@register_custom_call(*sorted(LINALG_TARGETS - _TRSM), costly=True)
 def linalg_kernel(fb, op, flags):
+    _decline_symbolic(fb, op)
     return _batch_kernel_call(fb, op, flags)
 
 
-@register_custom_call(*sorted(_TRSM))
+@register_custom_call(*sorted(_TRSM), costly=True)
 def trsm(fb, op, flags):
     """LAPACK triangular solve: with an unbatched matrix the lanes' right-hand
     sides become more columns / rows of one solve (see linalg.fold_rhs_lanes)."""
+    _decline_symbolic(fb, op)
     config = (ir.DictAttr(op.attributes["mhlo.backend_config"])
               if "mhlo.backend_config" in op.attributes else None)
     if flags[0] or len(op.operands) != 2 or config is None or "side" not in config:
@@ -228,7 +208,7 @@ def elementwise_kernel(fb, op, flags):
 
 # ---- approximate top-k ----------------------------------------------------------
 
-@register_custom_call("ApproxTopK")
+@register_custom_call("ApproxTopK", costly=True)
 def approx_top_k(fb, op, flags):
     """``lax.approx_max_k`` / ``approx_min_k``: ``ApproxTopK(operand, iota,
     init_value, init_index)`` reduces ``reduction_dim`` (in the
@@ -236,13 +216,12 @@ def approx_top_k(fb, op, flags):
     top ``top_k``. Any other dim is a batch dim to the kernel, so the batched
     call is the same call with the batch dim first and ``reduction_dim`` one
     further (jax's vmap rule binds the primitive the same way)."""
-    from stablehlo_batch.passes.fallback import fallback
     config = (ir.DictAttr(op.attributes["mhlo.backend_config"])
               if "mhlo.backend_config" in op.attributes else None)
     if (config is None or "reduction_dim" not in config or len(op.operands) != 4
             or any(flags[2:])):
         # An unknown layout of the call, or batched init values (not what jax emits).
-        return fallback(fb, op, flags, "an ApproxTopK call of a form this rule does not know")
+        fb.decline(op, "an ApproxTopK call of a form this rule does not know")
     op.operands[0] = fb.materialize(op.operands[0])
     op.operands[1] = fb.materialize(op.operands[1])
     entries = {a.name: a.attr for a in config}

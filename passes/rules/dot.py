@@ -11,7 +11,8 @@ from jaxlib.mlir import ir
 from jaxlib.mlir.dialects import stablehlo
 
 from stablehlo_batch.passes import builders as bld
-from stablehlo_batch.passes.rules import register, retype_batched
+from stablehlo_batch.passes.rules import register
+from stablehlo_batch.passes.rules.helpers import retype_batched, shift_dims as _plus1
 
 _DN = "dot_dimension_numbers"
 
@@ -22,11 +23,7 @@ def _numbers(op):
             list(dn.lhs_contracting_dimensions), list(dn.rhs_contracting_dimensions))
 
 
-def _plus1(dims):
-    return [d + 1 for d in dims]
-
-
-@register("stablehlo.dot_general")
+@register("stablehlo.dot_general", costly=True)
 def dot_general(fb, op, flags):
     lhs, rhs = op.operands
     lhs_b, rhs_b = flags

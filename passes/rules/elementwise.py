@@ -9,8 +9,8 @@ from __future__ import annotations
 from jaxlib.mlir import ir
 
 from stablehlo_batch.passes import builders as bld
-from stablehlo_batch.passes.fallback import fallback
-from stablehlo_batch.passes.rules import register, retype_batched
+from stablehlo_batch.passes.rules import register
+from stablehlo_batch.passes.rules.helpers import retype_batched
 
 STABLEHLO_ELEMENTWISE = """
 abs add and atan2 cbrt ceil complex compare convert cosine
@@ -81,6 +81,6 @@ def bitcast_convert(fb, op, flags):
     # batch size shape refinement cannot infer that result, so it runs per
     # lane, each lane with static shapes.
     if fb.symbolic and bld.rank_of(op.operands[0]) - 1 != bld.rank_of(op.results[0]):
-        return fallback(fb, op, flags, "a width-changing bitcast_convert needs static shapes "
-                                       "and the batch size is symbolic")
+        fb.decline(op, "a width-changing bitcast_convert needs static shapes "
+                       "and the batch size is symbolic")
     return elementwise(fb, op, flags)

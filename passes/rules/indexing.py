@@ -3,7 +3,9 @@
 Unbatched start indices keep the op a plain dynamic slice (start 0 on the
 batch dim) -- the shape of a scan's per-step slice. Per-lane start indices
 become a gather / scatter that uses StableHLO's batching dimensions, with the
-same clamping as the original op.
+same clamping as the original op. gather and scatter shift their
+dimension numbers past the batch dim (or make it a batching dim); a scatter
+whose update computation uses a batched outer value is declined (per lane).
 """
 from __future__ import annotations
 
@@ -11,11 +13,9 @@ from jaxlib.mlir import ir
 from jaxlib.mlir.dialects import stablehlo
 
 from stablehlo_batch.passes import builders as bld
-from stablehlo_batch.passes.rules import register, retype_batched
-
-
-def _sizes(op) -> list[int]:
-    return list(ir.DenseI64ArrayAttr(op.attributes["slice_sizes"]))
+from stablehlo_batch.passes.rules import register
+from stablehlo_batch.passes.rules.helpers import (i64_dims, materialize_operands, retype_batched,
+                                   shift_dims as _shift)
 
 
 def _lane_slice(fb) -> int:
@@ -56,7 +56,7 @@ def _index_vectors(fb, indices, flags, limits=None):
 def dynamic_slice(fb, op, flags):
     operand, *indices = op.operands
     operand_b, index_flags = flags[0], flags[1:]
-    sizes = _sizes(op)
+    sizes = i64_dims(op, "slice_sizes")
     # A symbolic batch size cannot be a slice size: the starts then go per
     # lane through the gather below (same clamping, batch kept as a batching dim).
     if not any(index_flags) and not fb.symbolic:
@@ -120,11 +120,7 @@ def dynamic_update_slice(fb, op, flags):
     return [(scatter.result, True)]
 
 
-def _shift(dims, by=1):
-    return [d + by for d in dims]
-
-
-@register("stablehlo.gather")
+@register("stablehlo.gather", costly=True)
 def gather(fb, op, flags):
     operand, indices = op.operands
     operand_b, indices_b = flags
@@ -132,7 +128,7 @@ def gather(fb, op, flags):
     offset, collapsed = list(dn.offset_dims), list(dn.collapsed_slice_dims)
     op_batching, idx_batching = list(dn.operand_batching_dims), list(dn.start_indices_batching_dims)
     index_map, ivd = list(dn.start_index_map), dn.index_vector_dim
-    sizes = list(ir.DenseI64ArrayAttr(op.attributes["slice_sizes"]))
+    sizes = i64_dims(op, "slice_sizes")
     if operand_b and not indices_b and fb.symbolic:
         # A symbolic batch size cannot be a slice size: per-lane indices instead.
         op.operands[1] = fb.materialize(indices)
@@ -166,11 +162,10 @@ def gather(fb, op, flags):
     return retype_batched(fb, op)
 
 
-@register("stablehlo.scatter")
+@register("stablehlo.scatter", costly=True)
 def scatter(fb, op, flags):
     if fb.region_captures_batched(op):
-        raise fb.unsupported(op, "the update computation uses a batched value from "
-                                 "outside the op")
+        fb.decline(op, "the update computation uses a batched value from outside the op")
     n = (len(op.operands) - 1) // 2
     indices_b = flags[n]
     dn = stablehlo.ScatterDimensionNumbers(op.attributes["scatter_dimension_numbers"])
@@ -178,9 +173,7 @@ def scatter(fb, op, flags):
     in_batching, idx_batching = list(dn.input_batching_dims), list(dn.scatter_indices_batching_dims)
     to_operand, ivd = list(dn.scattered_dims_to_operand_dims), dn.index_vector_dim
     # Every lane scatters into its own copy of the inputs.
-    for i in list(range(n)) + list(range(n + 1, 2 * n + 1)):
-        if not flags[i]:
-            op.operands[i] = fb.materialize(op.operands[i])
+    materialize_operands(fb, op, flags, [*range(n), *range(n + 1, 2 * n + 1)])
     if not indices_b:
         # The batch is a window dim of the updates covering the whole
         # operand dim: the same indices, one window per lane.

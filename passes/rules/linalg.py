@@ -20,23 +20,23 @@ from __future__ import annotations
 from jaxlib.mlir import ir
 
 from stablehlo_batch.passes import builders as bld
-from stablehlo_batch.passes.rules import register, retype_batched
+from stablehlo_batch.passes.rules import register
+from stablehlo_batch.passes.rules.helpers import materialize_operands, retype_batched
 
 
-@register("stablehlo.cholesky")
+@register("stablehlo.cholesky", costly=True)
 def cholesky(fb, op, flags):
     return retype_batched(fb, op)
 
 
-@register("stablehlo.triangular_solve")
+@register("stablehlo.triangular_solve", costly=True)
 def triangular_solve(fb, op, flags):
     a, b = op.operands
     a_batched = flags[0]
     if a_batched or getattr(fb, "symbolic", False):
         # (A symbolic batch size cannot be folded into a static column count:
         # the matrix is broadcast instead.)
-        op.operands[0] = fb.materialize(a)
-        op.operands[1] = fb.materialize(b)
+        materialize_operands(fb, op, flags)
         return retype_batched(fb, op)
     left = ir.BoolAttr(op.attributes["left_side"]).value
     fb.note("rhs_lanes_folded", op, "unbatched matrix: the lanes are more right-hand-side "

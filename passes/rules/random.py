@@ -14,7 +14,7 @@ from stablehlo_batch.passes.lane_loop import lane_loop
 from stablehlo_batch.passes.rules import register
 
 
-@register("stablehlo.rng_bit_generator", "stablehlo.rng")
+@register("stablehlo.rng_bit_generator", "stablehlo.rng", costly=True)
 def per_lane_generator(fb, op, flags):
     fb.note("per_lane_loop", op, "a batched generator state runs once per lane")
     return [(v, True) for v in lane_loop(fb, op, flags)]

@@ -9,21 +9,9 @@ from __future__ import annotations
 from jaxlib.mlir import ir
 
 from stablehlo_batch.passes import builders as bld
-from stablehlo_batch.passes.rules import all_batched, register, retype_batched
-
-
-def _dims(op, name) -> list[int]:
-    return list(ir.DenseI64ArrayAttr(op.attributes[name]))
-
-
-def _shift(op, name, head: int | None = None):
-    """Attribute ``name`` re-indexed for a leading batch dim; ``head`` is the
-    entry for the batch dim itself (None: dims are shifted, not extended)."""
-    dims = _dims(op, name)
-    if head is None:
-        op.attributes[name] = bld.i64_array([d + 1 for d in dims])
-    else:
-        op.attributes[name] = bld.i64_array([head] + list(dims))
+from stablehlo_batch.passes.rules import register
+from stablehlo_batch.passes.rules.helpers import (i64_dims as _dims, materialize_operands, retype_batched,
+                                   shift_dim_attr, shift_dims, shift_dims_attr)
 
 
 @register("stablehlo.reshape")
@@ -36,7 +24,7 @@ def reshape(fb, op, flags):
 
 @register("stablehlo.broadcast_in_dim")
 def broadcast_in_dim(fb, op, flags):
-    dims = [0] + [d + 1 for d in _dims(op, "broadcast_dimensions")]
+    dims = [0] + shift_dims(_dims(op, "broadcast_dimensions"))
     if fb.symbolic:  # a static result type is required: the dynamic op instead
         return [(bld.broadcast_in_dim(op.operands[0],
                                       [fb.batch_dim] + bld.shape_of(op.results[0]), dims),
@@ -57,8 +45,7 @@ def broadcast(fb, op, flags):
 
 @register("stablehlo.transpose")
 def transpose(fb, op, flags):
-    op.attributes["permutation"] = bld.i64_array(
-        [0] + [p + 1 for p in _dims(op, "permutation")])
+    op.attributes["permutation"] = bld.i64_array([0] + shift_dims(_dims(op, "permutation")))
     return retype_batched(fb, op)
 
 
@@ -81,17 +68,14 @@ def _shift_slice(fb, op):
 
 @register("stablehlo.reverse")
 def reverse(fb, op, flags):
-    op.attributes["dimensions"] = bld.i64_array([d + 1 for d in _dims(op, "dimensions")])
+    shift_dims_attr(op, "dimensions")
     return retype_batched(fb, op)
 
 
 @register("stablehlo.concatenate")
 def concatenate(fb, op, flags):
-    for i, (v, batched) in enumerate(zip(list(op.operands), flags)):
-        if not batched:
-            op.operands[i] = fb.materialize(v)
-    dim = ir.IntegerAttr(op.attributes["dimension"]).value
-    op.attributes["dimension"] = bld.i64_attr(dim + 1)
+    materialize_operands(fb, op, flags)
+    shift_dim_attr(op, "dimension")
     return retype_batched(fb, op)
 
 
@@ -101,7 +85,7 @@ def pad(fb, op, flags):
     x_batched, pv_batched = flags
     if not pv_batched:
         for name in ("edge_padding_low", "edge_padding_high", "interior_padding"):
-            op.attributes[name] = bld.i64_array([0] + _dims(op, name))
+            shift_dims_attr(op, name, head=0)
         return retype_batched(fb, op)
     # A per-lane padding value: pad with a placeholder, pad a mask the same
     # way, and pick each lane's padding value where the mask says "padding".
@@ -136,8 +120,8 @@ def _pad(x, pv, lo, hi, interior, batched):
                                 "interior_padding": bld.i64_array(interior)}).result
 
 
-@register("stablehlo.get_dimension_size")
+# The size of a per-example dim is the same in every lane: never batched.
+@register("stablehlo.get_dimension_size", predict=lambda p, op, ins: [False])
 def get_dimension_size(fb, op, flags):
-    dim = ir.IntegerAttr(op.attributes["dimension"]).value
-    op.attributes["dimension"] = bld.i64_attr(dim + 1)
+    shift_dim_attr(op, "dimension")
     return [(op.results[0], False)]

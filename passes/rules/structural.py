@@ -6,11 +6,17 @@ from __future__ import annotations
 from jaxlib.mlir import ir
 
 from stablehlo_batch.passes.errors import UnsupportedOpError, format_location
-from stablehlo_batch.passes.rules import all_batched, register, retype_batched
+from stablehlo_batch.passes.rules import register
+from stablehlo_batch.passes.rules.helpers import materialize_operands, retype_batched, retype_results
 from stablehlo_batch.passes.rules.elementwise import CHLO_ELEMENTWISE
 
 
-@register("func.call")
+def _predict_call(p, op, ins):
+    """The callee's body decides which results are batched."""
+    return p.callee(ir.FlatSymbolRefAttr(op.attributes["callee"]).value, ins)
+
+
+@register("func.call", predict=_predict_call, costly=True)
 def call(fb, op, flags):
     callee = ir.FlatSymbolRefAttr(op.attributes["callee"]).value
     declared = fb.program.lookup_func(callee)
@@ -20,27 +26,19 @@ def call(fb, op, flags):
                                  f"@{callee} is only declared, it has no body to batch")
     new_name, result_flags = fb.program.batch_callee(callee, tuple(flags))
     op.attributes["callee"] = ir.FlatSymbolRefAttr.get(new_name)
-    for r, batched in zip(op.results, result_flags):
-        if batched:
-            r.set_type(fb.batched_type(r.type))
-    return list(zip(op.results, result_flags))
+    return retype_results(fb, op, result_flags)
 
 
-@register("stablehlo.optimization_barrier")
+# Each result aliases its operand, so batched-ness passes straight through.
+@register("stablehlo.optimization_barrier", predict=lambda p, op, ins: list(ins))
 def optimization_barrier(fb, op, flags):
-    # Each result aliases its operand, so batched-ness passes straight through.
-    for r, batched in zip(op.results, flags):
-        if batched:
-            r.set_type(fb.batched_type(r.type))
-    return list(zip(op.results, flags))
+    return retype_results(fb, op, flags)
 
 
 @register("stablehlo.tuple")
 def tuple_(fb, op, flags):
     # A tuple value has one batched flag, so its elements are all made batched.
-    for i, (v, batched) in enumerate(zip(list(op.operands), flags)):
-        if not batched:
-            op.operands[i] = fb.materialize(v)
+    materialize_operands(fb, op, flags)
     return retype_batched(fb, op)
 
 
@@ -64,17 +62,12 @@ def composite(fb, op, flags):
     if keeps_name:
         # A backend may expand the name instead of the decomposition, and the
         # named op needs same-shape operands: broadcast the unbatched ones.
-        for i, (v, batched) in enumerate(zip(list(op.operands), flags)):
-            if not batched:
-                op.operands[i] = fb.materialize(v)
+        materialize_operands(fb, op, flags)
         flags = (True,) * len(flags)
     new_name, result_flags = fb.program.batch_callee(decomposition, tuple(flags))
     if keeps_name:
         op.attributes["decomposition"] = ir.FlatSymbolRefAttr.get(new_name)
-        for r, batched in zip(op.results, result_flags):
-            if batched:
-                r.set_type(fb.batched_type(r.type))
-        return list(zip(op.results, result_flags))
+        return retype_results(fb, op, result_flags)
     # Any other composite becomes a call of its batched decomposition, which
     # is what it means; a backend must not match its name on batched shapes.
     types = [fb.batched_type(r.type) if b else r.type

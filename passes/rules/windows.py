@@ -14,8 +14,8 @@ window of 1 (stride 1, no padding, no dilation); ``map`` applies its body
 per element, so only its dimensions shift. An init value is folded in an
 implementation-defined number of times, so a per-lane one (which jax.vmap
 refuses) has no one-op equivalent: such an op, like one whose body uses a
-batched outer value, takes the per-lane fallback (passes/fallback.py: a
-warning, or the typed error under ``strict``).
+batched outer value, is declined (``fb.decline``): the engine runs it per
+lane with a warning, or raises the typed error under ``strict``.
 """
 from __future__ import annotations
 
@@ -24,16 +24,12 @@ from jaxlib.mlir import ir
 from jaxlib.mlir.dialects import stablehlo
 
 from stablehlo_batch.passes import builders as bld
-from stablehlo_batch.passes.fallback import fallback
-from stablehlo_batch.passes.rules import register, retype_batched
+from stablehlo_batch.passes.rules import register
+from stablehlo_batch.passes.rules.helpers import i64_dims as _dims, materialize_operands, retype_batched, shift_dims
 
 
 def _i64(op, name) -> int:
     return ir.IntegerAttr(op.attributes[name]).value
-
-
-def _dims(op, name) -> list[int]:
-    return list(ir.DenseI64ArrayAttr(op.attributes[name]))
 
 
 # ---- convolution ---------------------------------------------------------------
@@ -69,7 +65,7 @@ def _unfold(v, d: int, size: int, groups: int = 1) -> ir.Value:
     return bld.reshape(v, [size] + shape[:d] + [groups * rest] + shape[d + 1:])
 
 
-@register("stablehlo.convolution")
+@register("stablehlo.convolution", costly=True)
 def convolution(fb, op, flags):
     lhs, rhs = op.operands
     lhs_b, rhs_b = flags
@@ -132,55 +128,42 @@ def _lead_window_dim(op, names_one=(), padding="padding"):
             np.concatenate([np.zeros((1, 2), np.int64), pads]))
 
 
-def _per_lane_reason(fb, op, flags) -> str | None:
-    """Why ``op`` cannot be one batched op, or None: a per-lane init value (it
-    is folded in an implementation-defined number of times) or a body that
-    uses a batched outer value (a body sees scalars only)."""
+def _decline_per_lane(fb, op, flags):
+    """Declines ``op`` when it cannot be one batched op: a per-lane init value
+    (it is folded in an implementation-defined number of times) or a body
+    that uses a batched outer value (a body sees scalars only)."""
     n_inputs = {"stablehlo.reduce_window": len(op.operands) // 2,
                 "stablehlo.select_and_scatter": 2}.get(op.name, len(op.operands))
     if any(flags[n_inputs:]):
-        return "an init value differs per batch element"
+        fb.decline(op, "an init value differs per batch element")
     if fb.region_captures_batched(op):
-        return "the body uses a batched value from outside the op"
-    return None
+        fb.decline(op, "the body uses a batched value from outside the op")
 
 
-@register("stablehlo.reduce_window")
+@register("stablehlo.reduce_window", costly=True)
 def reduce_window(fb, op, flags):
-    why = _per_lane_reason(fb, op, flags)
-    if why:
-        return fallback(fb, op, flags, why)
+    _decline_per_lane(fb, op, flags)
     # Inputs reduced together share a shape: an unbatched one is broadcast.
-    for i in range(len(op.operands) // 2):
-        if not flags[i]:
-            op.operands[i] = fb.materialize(op.operands[i])
+    materialize_operands(fb, op, flags, range(len(op.operands) // 2))
     _lead_window_dim(op, ("window_dimensions", "window_strides", "base_dilations",
                           "window_dilations"))
     return retype_batched(fb, op)
 
 
-@register("stablehlo.select_and_scatter")
+@register("stablehlo.select_and_scatter", costly=True)
 def select_and_scatter(fb, op, flags):
-    why = _per_lane_reason(fb, op, flags)
-    if why:
-        return fallback(fb, op, flags, why)
+    _decline_per_lane(fb, op, flags)
     # The source is one value per window of the operand: both need the batch.
-    for i in range(2):
-        if not flags[i]:
-            op.operands[i] = fb.materialize(op.operands[i])
+    materialize_operands(fb, op, flags, range(2))
     _lead_window_dim(op, ("window_dimensions", "window_strides"))
     return retype_batched(fb, op)
 
 
 # ---- map -----------------------------------------------------------------------
 
-@register("stablehlo.map")
+@register("stablehlo.map", costly=True)
 def map_(fb, op, flags):
-    why = _per_lane_reason(fb, op, flags)
-    if why:
-        return fallback(fb, op, flags, why)
-    for i, batched in enumerate(flags):
-        if not batched:
-            op.operands[i] = fb.materialize(op.operands[i])
-    op.attributes["dimensions"] = bld.i64_array([0] + [d + 1 for d in _dims(op, "dimensions")])
+    _decline_per_lane(fb, op, flags)
+    materialize_operands(fb, op, flags)
+    op.attributes["dimensions"] = bld.i64_array([0] + shift_dims(_dims(op, "dimensions")))
     return retype_batched(fb, op)

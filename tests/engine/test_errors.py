@@ -3,7 +3,7 @@
 Each error must be actionable in one line: the argument by its path (like
 jax: ``argument d['w']`` / ``args[1]['w']``), the op, and the user's source
 line (taken from the module's ``loc``). The self-check tests inject a wrong
-rule into passes.rules.RULES and expect the reproducer to name that op.
+rule into the rule table (the rule_override fixture) and expect the reproducer to name that op.
 """
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ import pytest
 
 import stablehlo_batch as sb
 from stablehlo_batch.passes import builders as bld
-from stablehlo_batch.passes.rules import RULES
 from stablehlo_batch import cli
 from stablehlo_batch.selfcheck import BatchMismatchError
 
@@ -85,8 +84,8 @@ def test_malformed_in_axes_is_type_error():
 
 # ---- op errors name the op and the user's source line ---------------------------------
 
-def test_unsupported_op_names_op_and_source_line(monkeypatch):
-    monkeypatch.delitem(RULES, "stablehlo.cosine")
+def test_unsupported_op_names_op_and_source_line(rule_override):
+    rule_override("stablehlo.cosine", None)
 
     def f(x, w):
         y = x * w
@@ -100,8 +99,8 @@ def test_unsupported_op_names_op_and_source_line(monkeypatch):
     assert e.value.op_name == "stablehlo.cosine"
 
 
-def test_unsupported_op_in_callee_names_call_site(monkeypatch):
-    monkeypatch.delitem(RULES, "stablehlo.cosine")
+def test_unsupported_op_in_callee_names_call_site(rule_override):
+    rule_override("stablehlo.cosine", None)
 
     @jax.jit
     def helper(y):
@@ -116,11 +115,11 @@ def test_unsupported_op_in_callee_names_call_site(monkeypatch):
     assert f"{HERE}:{_line_of(helper, 'jnp.cos')}" in msg, msg
 
 
-def test_rule_building_invalid_ir_is_verification_error_with_location(monkeypatch):
+def test_rule_building_invalid_ir_is_verification_error_with_location(rule_override):
     def broken(fb, op, flags):  # keeps the unbatched result type: invalid
         new = bld.create("stablehlo.sine", [op.results[0].type], [op.operands[0]]).result
         return [(new, True)]
-    monkeypatch.setitem(RULES, "stablehlo.cosine", broken)
+    rule_override("stablehlo.cosine", broken)
 
     def f(x):
         return jnp.cos(x)
@@ -161,8 +160,8 @@ def test_cli_axis_errors_are_one_line(tmp_path, capfd, argv, needles):
     assert err.startswith("error: ") and all(n in err for n in needles), err
 
 
-def test_cli_unsupported_op_names_source_line(tmp_path, capfd, monkeypatch):
-    monkeypatch.delitem(RULES, "stablehlo.cosine")
+def test_cli_unsupported_op_names_source_line(tmp_path, capfd, rule_override):
+    rule_override("stablehlo.cosine", None)
     src = tmp_path / "m.mlir"
     src.write_text(MODULE)
     rc, out, err = _cli(capfd, str(src), "--axis-size=2", "--strict")
@@ -206,9 +205,10 @@ def test_check_passes_for_correct_rules(rng):
         np.testing.assert_allclose(got["out"], want["out"], rtol=1e-5, atol=1e-5)
 
 
-def test_check_finds_the_wrong_rule_and_writes_a_reproducer(rng, tmp_path, monkeypatch):
+def test_check_finds_the_wrong_rule_and_writes_a_reproducer(rule_override, rng, tmp_path,
+                                                            monkeypatch):
     monkeypatch.setenv("STABLEHLO_BATCH_REPRO_DIR", str(tmp_path))
-    monkeypatch.setitem(RULES, "stablehlo.cosine", _wrong_cosine)
+    wrong = rule_override("stablehlo.cosine", _wrong_cosine)
     x, w, b = _inputs(rng)
     with pytest.raises(BatchMismatchError) as e:
         sb.batch_lower(_model, (0, None, None), check=True)(x, w, b)
@@ -229,14 +229,14 @@ def test_check_finds_the_wrong_rule_and_writes_a_reproducer(rng, tmp_path, monke
                                "--inputs=" + str(tmp_path / f.split("=", 1)[1]) for f in flags]
     assert cli.main(argv) == 1
     # ... and passes once it is right again.
-    monkeypatch.undo()
+    wrong.remove()
     assert cli.main(argv) == 0
 
 
-def test_check_with_unbatched_weight_inside_loop(rng, tmp_path, monkeypatch):
+def test_check_with_unbatched_weight_inside_loop(rule_override, rng, tmp_path, monkeypatch):
     """The bad op sits after a batched/unbatched mix; bisection skips the rest."""
     monkeypatch.setenv("STABLEHLO_BATCH_REPRO_DIR", str(tmp_path))
-    monkeypatch.setitem(RULES, "stablehlo.cosine", _wrong_cosine)
+    rule_override("stablehlo.cosine", _wrong_cosine)
 
     def f(x, w):
         y = jax.lax.fori_loop(0, 2, lambda i, c: jnp.tanh(c @ w), x)
@@ -247,7 +247,7 @@ def test_check_with_unbatched_weight_inside_loop(rng, tmp_path, monkeypatch):
     assert e.value.op_name == "stablehlo.cosine"
 
 
-def test_cli_check_random_and_given_inputs(tmp_path, capfd, monkeypatch):
+def test_cli_check_random_and_given_inputs(rule_override, tmp_path, capfd, monkeypatch):
     src = tmp_path / "m.mlir"
     src.write_text(MODULE)
     rc, out, err = _cli(capfd, str(src), "--axis-size=3", "--in-axes=0,none", "--check")
@@ -255,7 +255,7 @@ def test_cli_check_random_and_given_inputs(tmp_path, capfd, monkeypatch):
     npz = tmp_path / "in.npz"
     np.savez(npz, np.ones((3, 3), np.float32), np.full(3, 2.0, np.float32))
     monkeypatch.setenv("STABLEHLO_BATCH_REPRO_DIR", str(tmp_path))
-    monkeypatch.setitem(RULES, "stablehlo.cosine", _wrong_cosine)
+    rule_override("stablehlo.cosine", _wrong_cosine)
     rc, out, err = _cli(capfd, str(src), "--axis-size=3", "--in-axes=0,none", "--check",
                         f"--inputs={npz}")
     assert rc == 1 and out == "" and len(err.splitlines()) == 1, err

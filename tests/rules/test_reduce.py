@@ -107,12 +107,18 @@ def test_reduce_chain_jit(rng):
                x, w, in_axes=(1, None), out_axes=(0, -1), jit=True, rtol=1e-5, atol=1e-5)
 
 
-def test_batched_init_value_is_rejected_like_vmap(rng):
-    """jax.vmap has no batching rule for per-example init values either."""
+def test_batched_init_value_runs_per_lane(rng):
+    """jax.vmap has no batching rule for per-example init values; the rule
+    declines them (fb.decline): a per-lane loop with a FallbackWarning, and
+    under strict the typed error."""
     x = make(rng, (3, 4), f32, 0, 3)
     init = make(rng, (), f32, 0, 3)
     fn = lambda a, i: lax.reduce(a, i, lax.add, (0,))
     with pytest.raises(NotImplementedError):
         jax.vmap(fn)(x, init)
+    with pytest.warns(sb.FallbackWarning, match="init values differ per batch element"):
+        got = sb.batch_lower(fn)(x, init)
+    want = np.stack([fn(x[i], init[i]) for i in range(3)])  # each lane alone
+    np.testing.assert_allclose(got, want, rtol=1e-6)
     with pytest.raises(sb.UnsupportedOpError, match="init values"):
-        sb.batch_lower(fn)(x, init)
+        sb.batch_lower(fn, strict=True)(x, init)

@@ -7,7 +7,7 @@ import sys
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from bench import harness, run  # noqa: E402
 from bench.workloads import BY_NAME, Workload, scaling_models  # noqa: E402

@@ -20,7 +20,7 @@ from stablehlo_batch import module_io
 from stablehlo_batch.export import batch_exported, vmappable
 
 TOL = dict(rtol=1e-5, atol=1e-5)
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _params(rng, sizes=(4, 5, 3)):
