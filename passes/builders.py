@@ -116,13 +116,13 @@ def slice_(v: ir.Value, start: Sequence[int], limit: Sequence[int],
                    "strides": i64_array(strides)}).result
 
 
-def _down(t: ir.Type) -> ir.Type:
+def down(t: ir.Type) -> ir.Type:
     """The most specific Python class of ``t`` (TupleType, RankedTensorType, ...)."""
     return t.maybe_downcast() if hasattr(t, "maybe_downcast") else t
 
 
 def is_tuple(t: ir.Type) -> bool:
-    return isinstance(_down(t), ir.TupleType)
+    return isinstance(down(t), ir.TupleType)
 
 
 def i64_array(values: Sequence[int]) -> ir.Attribute:
@@ -134,7 +134,7 @@ def i64_attr(value: int) -> ir.Attribute:
 
 
 def ranked(t: ir.Type) -> ir.RankedTensorType | None:
-    return ir.RankedTensorType(t) if isinstance(_down(t), ir.RankedTensorType) else None
+    return ir.RankedTensorType(t) if isinstance(down(t), ir.RankedTensorType) else None
 
 
 def shape_of(v: ir.Value | ir.Type) -> list[int]:
@@ -156,7 +156,7 @@ def tensor_type(shape: Sequence[int], elem: ir.Type,
     """A ranked tensor type; keeps the encoding of ``like`` when it has one."""
     _check_shape(shape)
     encoding = None
-    if like is not None and isinstance(_down(like), ir.RankedTensorType):
+    if like is not None and isinstance(down(like), ir.RankedTensorType):
         encoding = ir.RankedTensorType(like).encoding
     if encoding is not None:
         return ir.RankedTensorType.get(list(shape), elem, encoding)
@@ -234,7 +234,7 @@ def splat(elem: ir.Type, shape: Sequence[int], scalar) -> ir.Value:
     if is_dynamic(shape):
         return broadcast_in_dim(splat(elem, [], scalar), shape, [])
     t = tensor_type(shape, elem)
-    if isinstance(_down(elem), ir.IntegerType):
+    if isinstance(down(elem), ir.IntegerType):
         width = ir.IntegerType(elem).width
         attr = ir.IntegerAttr.get(elem, int(scalar) if width > 1 else int(bool(scalar)))
     else:

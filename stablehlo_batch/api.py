@@ -21,13 +21,12 @@ from typing import Any, Callable, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 from jax import tree_util
-from jax._src import core, source_info_util, util
 from jaxlib.mlir import ir
 
 from stablehlo_batch.passes.rules import RULES
 from stablehlo_batch import axes as ax
-from stablehlo_batch import (callbacks, levels, module_io, named_axes, primitive, tuning,
-                             xla_compat)
+from stablehlo_batch import (callbacks, jax_internals, levels, module_io, named_axes,
+                             primitive, tuning, xla_compat)
 from stablehlo_batch.flat import export_in_process, symbolic_size
 from stablehlo_batch.passes.fallback import FallbackWarning, strict_mode
 from stablehlo_batch.passes.report import BatchingReport
@@ -39,7 +38,7 @@ from stablehlo_batch.selfcheck import check_call
 # The functions we trace for the user run under our frames; jax's source
 # locations (hence every error naming an op's line) skip them, as they skip
 # jax's own, so they point at the user's code.
-source_info_util.register_exclusion(os.path.dirname(os.path.abspath(__file__)))
+jax_internals.exclude_from_source_info(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _platform(backend: str | None) -> str:
@@ -240,7 +239,7 @@ class BatchedFunction:
         self._calls = self._misses = 0
         functools.update_wrapper(self, fn, updated=())
         # jax.vmap's docstring form (jax/_src/api.py)
-        name = util.fun_name(fn)
+        name = jax_internals.fun_name(fn)
         self.__name__ = name
         self.__doc__ = (f"Vectorized version of {name}. Takes similar arguments as {name} "
                         f"but with additional array axes over which {name} is mapped.")
@@ -266,7 +265,7 @@ class BatchedFunction:
             # forever); fn itself is traced once, as for any plan.
             with jax.disable_jit(False):
                 return self(*args, **kwargs)
-        if not core.trace_ctx.is_top_level():
+        if not jax_internals.is_top_level_trace():
             # Under jit / grad / vmap / scan / ...: fn may close over values
             # of those traces; they become arguments of the plan.
             plan, call_args = self._general_plan(args, kwargs, traced=True)

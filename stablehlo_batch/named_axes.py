@@ -16,18 +16,21 @@ devices with manual collectives (a shard_map program).
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import threading
 import re
+import warnings
 from typing import Callable
 
 import jax
 from jax import tree_util
-from jaxlib.mlir import ir
+from jaxlib.mlir import ir, passmanager
+from jaxlib.mlir.dialects import func as func_d
 
+from stablehlo_batch.passes import builders as bld
+from stablehlo_batch.passes.engine import batch_function_with_report, verify
+from stablehlo_batch.passes.errors import BatchingError
 from stablehlo_batch.passes.rules.collectives import LANE_ATTR, LANES_ATTR
-from stablehlo_batch import module_io
+from stablehlo_batch import jax_internals, module_io
 
 # Ops whose meaning depends on the device, hence on the lane.
 COLLECTIVES = frozenset({
@@ -75,7 +78,7 @@ def export_named(fn: Callable, args, kwargs, axis_name, size, platform: str
     # Inside another batch_lower's trace the context mesh is that one's: this
     # function is lowered on its own (it names only its own axis).
     outer = jax.sharding.get_abstract_mesh()
-    with _collective_broadcast_lowering(platform), \
+    with jax_internals.collective_broadcast_lowering(platform), \
             jax.sharding.use_abstract_mesh(outer if outer.empty else
                                            jax.sharding.AbstractMesh((), ())):
         exp = jax.export.export(jax.jit(wrapper), platforms=(platform,))(*args, **kwargs)
@@ -84,29 +87,6 @@ def export_named(fn: Callable, args, kwargs, axis_name, size, platform: str
     return dataclasses.replace(
         exp, mlir_module_serialized=module_io.module_to_portable_artifact(module),
         nr_devices=1, _get_vjp=None)
-
-
-_LOWERING_LOCK = threading.RLock()  # re-entered by nested batch_lower calls
-
-
-@contextlib.contextmanager
-def _collective_broadcast_lowering(platform: str):
-    """``lax.pbroadcast`` lowers to ``collective_broadcast`` for GPUs only; our
-    rewrite takes it on any platform, so it is lowered the same way while a
-    function is exported for a named batch axis."""
-    from jax._src.interpreters import mlir as jax_mlir
-    from jax._src.lax import parallel
-    table = jax_mlir._platform_specific_lowerings[platform]
-    with _LOWERING_LOCK:
-        added = parallel.pbroadcast_p not in table
-        if added:
-            table[parallel.pbroadcast_p] = jax_mlir.LoweringRuleEntry(
-                parallel._pbroadcast_lowering, True)
-        try:
-            yield
-        finally:
-            if added:
-                table.pop(parallel.pbroadcast_p, None)
 
 
 def lanes_module(module: ir.Module, size: int, func: str = "main") -> ir.Module:
@@ -184,7 +164,6 @@ def resolve_names(axis_name, spmd_axis_name, mesh, stacklevel: int = 3):
     DeprecationWarning, and also bound for collectives: ``jax.vmap`` with
     ``axis_name == spmd_axis_name`` means the same, so either reading of the
     call computes what its author meant."""
-    import warnings
     check_axis_name(axis_name)
     if mesh is None:
         if spmd_axis_name is not None:
@@ -221,8 +200,6 @@ def spmd_to_batch(module: module_io.ModuleSource, axis_name: str, *,
     (plain SPMD: collectives with replica groups over ``num_devices``
     devices, by default ``mhlo.num_partitions``): every argument and result
     then gets a leading dimension of N, one entry per device."""
-    from stablehlo_batch.passes.engine import batch_function_with_report, verify
-    from stablehlo_batch.passes.errors import BatchingError
     m = module_io.parse_module(module)
     with m.context, ir.Location.unknown(m.context):
         table = ir.SymbolTable(m.operation)
@@ -255,7 +232,6 @@ def spmd_to_batch(module: module_io.ModuleSource, axis_name: str, *,
             for i, mc in enumerate(mcs):
                 _batch_manual_computation(m, mc, axis_name, n, f"{func}_lanes_{i}",
                                           batch_function_with_report)
-            from jaxlib.mlir import passmanager
             passmanager.PassManager.parse("builtin.module(symbol-dce)").run(m.operation)
         _strip_sharding_ops(m)
         _drop_sdy(m)
@@ -309,7 +285,6 @@ def _shardings(attr) -> list[tuple[str, list[list[str]]]]:
 
 
 def _lanes_of(mc, meshes, axis_name) -> int:
-    from stablehlo_batch.passes.errors import BatchingError
     manual = re.findall(r'"([^"]+)"', str(mc.attributes["manual_axes"]))
     if axis_name not in manual:
         raise BatchingError(f"the manual computation is over {manual}, not over "
@@ -330,7 +305,6 @@ def _lanes_of(mc, meshes, axis_name) -> int:
 
 
 def _split_dim(dims: list[list[str]], axis_name: str, what: str) -> int | None:
-    from stablehlo_batch.passes.errors import BatchingError
     found = [d for d, axes in enumerate(dims) if axis_name in axes]
     if any(len(axes) > 1 for axes in dims if axis_name in axes):
         raise BatchingError(f"{what} is split over {axis_name!r} together with other axes")
@@ -338,8 +312,6 @@ def _split_dim(dims: list[list[str]], axis_name: str, what: str) -> int | None:
 
 
 def _batch_manual_computation(m, mc, axis_name, n, name, batch_fn):
-    from jaxlib.mlir.dialects import func as func_d
-    from stablehlo_batch.passes import builders as bld
     in_dims = [_split_dim(d, axis_name, f"operand {i}")
                for i, (_, d) in enumerate(_shardings(mc.attributes["in_shardings"]))]
     out_dims = [_split_dim(d, axis_name, f"result {j}")
@@ -389,12 +361,10 @@ def _strip_sharding_ops(m: ir.Module):
 def bound_outside(err: NameError) -> bool:
     """True when ``err`` is jax's unbound-axis error for a name that an
     enclosing transformation (an outer ``jax.vmap`` or ``batch_lower``) binds."""
-    from jax._src import core
     m = re.search(r"unbound axis name: (\S+?)\.?(\s|$)", str(err))
     if m is None:
         return False
-    env = core.get_axis_env()
-    return any(str(n) == m.group(1) for n in env.axis_names())
+    return m.group(1) in jax_internals.enclosing_axis_names()
 
 
 def vmap_inside(bf, args, kwargs):

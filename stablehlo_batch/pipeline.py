@@ -22,10 +22,14 @@ run.
 """
 from __future__ import annotations
 
+import io
 from typing import Any
 
 from jaxlib.mlir import ir, passmanager
+from jaxlib.mlir.dialects import stablehlo
 
+from stablehlo_batch import module_io
+from stablehlo_batch.api import batch_module_with_report
 from stablehlo_batch.passes.errors import BatchingError
 
 
@@ -44,8 +48,6 @@ class BatchingPass:
         self.error: Exception | None = None  # of the last run, when it failed
 
     def __call__(self, op: ir.Operation, pass_) -> None:
-        from stablehlo_batch import module_io
-        from stablehlo_batch.api import batch_module_with_report
         self.error = None
         try:
             if op.name != "builtin.module":
@@ -72,7 +74,6 @@ def batching_pass(in_axes=0, out_axes=0, *, axis_size, func: str = "main",
 
 
 def _bytecode(op: ir.Operation) -> bytes:
-    import io
     buf = io.BytesIO()
     op.write_bytecode(buf)
     return buf.getvalue()
@@ -102,7 +103,6 @@ def run_pipeline(module: ir.Module, bp: BatchingPass, pre: str | None = None,
     """Runs ``pre``, the batching pass and ``post`` (textual pass lists, e.g.
     ``"inline,canonicalize"``; func-level passes nest as ``func.func(...)``)
     on ``module`` in place; errors are one-line BatchingErrors."""
-    from jaxlib.mlir.dialects import stablehlo
     stablehlo.register_stablehlo_passes()  # stablehlo-* and chlo-* by name
     with module.context:
         pm = passmanager.PassManager("builtin.module")
@@ -122,6 +122,5 @@ def run_pipeline(module: ir.Module, bp: BatchingPass, pre: str | None = None,
         except ir.MLIRError as e:
             if bp.error is not None:
                 raise bp.error
-            from stablehlo_batch.module_io import _diagnostics
-            raise BatchingError(f"pass pipeline failed: {_diagnostics(e)}") from None
+            raise BatchingError(f"pass pipeline failed: {module_io.diagnostics(e)}") from None
     return module

@@ -38,10 +38,12 @@ import time
 from typing import Sequence
 
 import jax
+import numpy as np
 from jax import tree_util
 
 from stablehlo_batch import module_io
 from stablehlo_batch import axes as ax
+from stablehlo_batch.chunking import chunk_flat
 from stablehlo_batch.flat import BatchedExport, batch_flat, is_symbolic
 
 DEFAULT_CHUNKS = (1, 8, 32)
@@ -307,7 +309,6 @@ def build(exp, dims, out_dims, size: int, chunk: int | None, *, what: str = "bat
         full = batch_flat(exp, dims, out_dims, size, what=what)
     if chunk is None:
         return full
-    from stablehlo_batch.chunking import chunk_flat
     return chunk_flat(exp, dims, out_dims, size, chunk, what=what, full=full)
 
 
@@ -471,7 +472,6 @@ def select(exp: jax.export.Exported, dims: Sequence[int | None],
 def example_arguments(avals, seed: int = 0) -> list:
     """Arrays of the given avals to measure on when the caller has none:
     standard normal floats, zeros for integers and booleans (valid indices)."""
-    import numpy as np
     rng = np.random.default_rng(seed)
     out = []
     for a in avals:

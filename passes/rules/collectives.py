@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 from jaxlib.mlir import ir
+from jaxlib.mlir.dialects import stablehlo
 
 from stablehlo_batch.passes import builders as bld
 from stablehlo_batch.passes.fallback import fallback
@@ -67,7 +68,6 @@ def _groups(fb, op, n) -> list[list[int]]:
 
 def take(x: ir.Value, idx) -> ir.Value:
     """``x[idx]`` along dim 0 for constant indices (one gather)."""
-    from jaxlib.mlir.dialects import stablehlo
     idx = [int(i) for i in idx]
     shape = bld.shape_of(x)
     if idx == list(range(shape[0])):
@@ -177,8 +177,8 @@ def _reduce_lanes(fb, op, x: ir.Value, dim: int, combiner: str | None) -> ir.Val
 
 
 def _identity(fb, op, combiner: str, elem: ir.Type):
-    floating = not isinstance(bld._down(elem), ir.IntegerType)
-    if isinstance(bld._down(elem), ir.ComplexType):
+    floating = not isinstance(bld.down(elem), ir.IntegerType)
+    if isinstance(bld.down(elem), ir.ComplexType):
         table = {"stablehlo.add": 0, "stablehlo.multiply": 1}
     elif floating:
         table = {"stablehlo.add": 0.0, "stablehlo.multiply": 1.0,
@@ -203,7 +203,7 @@ def _reduce(fb, op, x: ir.Value, dim: int, combiner: str, value) -> ir.Value:
     elem = bld.element_type(x)
     scalar = bld.tensor_type([], elem)
     shape = bld.shape_of(x)
-    if isinstance(bld._down(elem), ir.ComplexType):
+    if isinstance(bld.down(elem), ir.ComplexType):
         width = ir.FloatType(ir.ComplexType(elem).element_type).width
         init = bld.constant(ir.DenseElementsAttr.get(
             np.asarray(value, np.complex64 if width == 32 else np.complex128), type=scalar))

@@ -35,17 +35,20 @@ LAYERS = {
     "axes": GLUE, "module_io": GLUE, "rewrite": GLUE, "flat": GLUE, "chunking": GLUE,
     "sharding": GLUE, "scaling": GLUE, "primitive": GLUE, "callbacks": GLUE,
     "selfcheck": GLUE, "named_axes": GLUE, "tuning": GLUE, "levels": GLUE,
-    "pipeline": API, "xla_compat": GLUE,
+    "pipeline": API, "xla_compat": GLUE, "jax_internals": GLUE,
 }
 # Modules that may import inside functions, and why (a measured start-up cost).
 LAZY_IMPORTS = {
     f"{PKG}.cli": "the API loads jax (seconds): --help / --version / argument "
                   "errors answer without it",
 }
-# The only modules that may use private jax / jaxlib APIs.
+# The only modules that may use private jax / jaxlib APIs: jax_internals wraps
+# each one the package needs (its docstring says why and what breaks); the
+# callback support works inside jax's callback lowering throughout.
 PRIVATE_JAX = {
     f"{PKG}.callbacks": ("jax._src",),
-    f"{PKG}.module_io": ("jaxlib.mlir._mlir_libs",),
+    f"{PKG}.jax_internals": ("jax._src", "jaxlib.mlir._mlir_libs", "jaxlib._hlo",
+                             "jaxlib._jax"),
 }
 
 
@@ -245,15 +248,40 @@ def test_the_rewrite_does_not_import_jax():
     assert not bad, "the rewrite knows jaxlib.mlir only:\n" + "\n".join(bad)
 
 
-def test_private_jax_apis_in_one_place():
+def _is_private_jax(name: str) -> bool:
+    """jax._src..., jaxlib._jax, jaxlib.mlir._mlir_libs..., jaxlib.xla...: a
+    jax / jaxlib path with a private (``_x``) part, or jaxlib's xla modules."""
+    parts = name.split(".")
+    return parts[0] in ("jax", "jaxlib") and (
+        any(p.startswith("_") and not p.startswith("__") for p in parts[1:])
+        or name == "jaxlib.xla" or name.startswith("jaxlib.xla."))
+
+
+def _private_jax(m, imports) -> list[str]:
     bad = []
-    for m, (imports, _) in IMPORTS.items():
-        for imp in imports:
-            private = [p for p in ("jax._src", "jaxlib.mlir._mlir_libs", "jaxlib.xla")
-                       if imp.target == p or imp.target.startswith(p + ".")]
-            if private and not imp.target.startswith(PRIVATE_JAX.get(m, ("-",))):
-                bad.append(f"{imp}: imports {imp.target}")
+    for imp in imports:
+        # ``from jaxlib import _jax`` reaches jaxlib._jax: the names count too.
+        for name in [imp.target] + [f"{imp.target}.{n}" for n in imp.names]:
+            if _is_private_jax(name) and not (
+                    name + ".").startswith(tuple(p + "." for p in PRIVATE_JAX.get(m, ()))):
+                bad.append(f"{imp}: imports {name}")
+                break
+    return bad
+
+
+def test_private_jax_apis_in_one_place():
+    bad = [b for m, (imports, _) in IMPORTS.items() for b in _private_jax(m, imports)]
     assert not bad, "private jax APIs outside PRIVATE_JAX:\n" + "\n".join(bad)
+
+
+def test_the_private_jax_check_can_fail():
+    api = f"{PKG}.api"
+    imports, _ = _imports(api, "from jaxlib import _jax\nfrom jax._src import core\n"
+                               "import jaxlib.mlir._mlir_libs\nfrom jax import numpy\n")
+    assert len(_private_jax(api, imports)) == 3
+    internals = f"{PKG}.jax_internals"
+    imports, _ = _imports(internals, "from jaxlib import _jax\nfrom jax._src import core\n")
+    assert not _private_jax(internals, imports)
 
 
 def test_imports_at_the_top():
