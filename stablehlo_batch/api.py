@@ -10,6 +10,7 @@ composes with ``jax.jit``. Everything is cached per argument signature.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import functools
 import operator
@@ -249,6 +250,11 @@ class BatchedFunction:
     def __call__(self, *args, **kwargs):
         if self.axis_name is None:
             return self._call(args, kwargs)
+        if jax_internals.enclosing_axis_names():
+            # Inside another named batch (an outer batch_lower or jax.vmap
+            # with an axis_name): fn's collectives may span both axes, so it
+            # is traced into the enclosing function (named_axes.vmap_inside).
+            return named_axes.vmap_inside(self, args, kwargs)
         try:
             return self._call(args, kwargs)
         except NameError as e:  # a collective over an enclosing batch's name
@@ -498,7 +504,10 @@ class BatchedFunction:
                RULES.generation)
         if traced:
             examples = [ax.unbatched_struct(a, d) for a, d in zip(dyn_avals, dyn_dims)]
-            closed, out_shape = jax.make_jaxpr(src, return_shape=True)(*examples)
+            bound = (contextlib.nullcontext() if self.axis_name is None
+                     else jax_internals.axis_bound(self.axis_name, size))
+            with bound:  # collectives over our own axis trace like under vmap
+                closed, out_shape = jax.make_jaxpr(src, return_shape=True)(*examples)
             consts = list(closed.consts)
             out_tree = tree_util.tree_structure(out_shape)
             jaxpr = closed.jaxpr

@@ -90,6 +90,13 @@ def fun_name(fn: Callable) -> str:
     return util.fun_name(fn)
 
 
+def axis_bound(name, size: int):
+    """A context in which collectives over ``name`` (of ``size`` lanes) may
+    be traced: ``batch_lower(axis_name=...)`` traces a function that closes
+    over outer tracers to a jaxpr before lowering it with the name bound."""
+    return core.extend_axis_env_nd([(name, size)])
+
+
 def enclosing_axis_names() -> list[str]:
     """The axis names bound by the enclosing transformations, as strings."""
     return [str(n) for n in core.get_axis_env().axis_names()]
