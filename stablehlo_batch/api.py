@@ -12,12 +12,15 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
+import operator
+import os
 import threading
 import time
 from typing import Any, Callable, Sequence
 
 import jax
 from jax import tree_util
+from jax._src import core, source_info_util, util
 from jaxlib.mlir import ir
 
 from passes import AxisSpecError, batch_function_in_module
@@ -25,6 +28,12 @@ from passes.engine import batch_function_with_report
 from passes.fallback import strict_mode
 from stablehlo_batch import axes as ax
 from stablehlo_batch import callbacks, module_io, primitive
+
+
+# The functions we trace for the user run under our frames; jax's source
+# locations (hence every error naming an op's line) skip them, as they skip
+# jax's own, so they point at the user's code.
+source_info_util.register_exclusion(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _platform(backend: str | None) -> str:
@@ -175,7 +184,8 @@ class BatchedFunction:
         self.out_axes = out_axes
         # A name ("b") asks for one module for every batch size (symbolic).
         self.symbolic = axis_size if isinstance(axis_size, str) else None
-        self.axis_size = None if axis_size is None or self.symbolic else int(axis_size)
+        self.axis_size, self._axis_size_error = _check_axis_size(
+            None if self.symbolic else axis_size)
         self.backend = backend
         self.strict = bool(strict)
         self.check = bool(check)
@@ -192,19 +202,44 @@ class BatchedFunction:
         self._by_signature = _LRU(cache_size)
         self._lock = threading.Lock()
         self._direct = bool(self._scale_options)
+        self._static_seen = False
         functools.update_wrapper(self, fn, updated=())
+        # jax.vmap's docstring form (jax/_src/api.py)
+        name = util.fun_name(fn)
+        self.__name__ = name
+        self.__doc__ = (f"Vectorized version of {name}. Takes similar arguments as {name} "
+                        f"but with additional array axes over which {name} is mapped.")
+        if getattr(fn, "__doc__", None):
+            self.__doc__ += "\n\nOriginal documentation:\n\n" + fn.__doc__
 
     def __call__(self, *args, **kwargs):
-        if not (self._direct or self.check):
+        if self._axis_size_error:
+            raise TypeError(self._axis_size_error)
+        if jax.config.jax_disable_jit:
+            # jax.disable_jit: the batched executable still runs (jax.jit of
+            # our own call would otherwise re-enter the primitive's impl
+            # forever); fn itself is traced once, as for any plan.
+            with jax.disable_jit(False):
+                return self(*args, **kwargs)
+        if not core.trace_ctx.is_top_level():
+            # Under jit / grad / vmap / scan / ...: fn may close over values
+            # of those traces; they become arguments of the plan.
+            plan, call_args = self._general_plan(args, kwargs, traced=True)
+            return plan.call(*call_args)
+        if not (self._direct or self.check) and not (
+                self._static_seen and not _all_jax_values((args, kwargs))):
             try:
                 return self._dispatch(*args, **kwargs)
             except _NotTraceable:
                 self._direct = True
             except TypeError:
-                pass  # e.g. a non-array argument: the direct path names it as vmap would
-        plan = self._plan_for(args, kwargs)
-        out = plan.call(*args, **kwargs)
-        if self.check and not getattr(plan, "checked", False):
+                # e.g. a non-array argument (static when its in_axes is None):
+                # later calls check their leaves first, since jit's TypeError
+                # costs milliseconds.
+                self._static_seen = True
+        plan, call_args = self._plan_and_args(args, kwargs)
+        out = plan.call(*call_args[0], **call_args[1])
+        if self.check and call_args[0] is args and not getattr(plan, "checked", False):
             from stablehlo_batch.check import check_call
             check_call(self, args, kwargs, out)
             plan.checked = True
@@ -219,7 +254,19 @@ class BatchedFunction:
         return primitive.call(plan.fn, plan.exported.out_tree, *args, **kwargs)
 
     def lower(self, *args, **kwargs) -> Lowered:
-        return Lowered(self._plan_for(args, kwargs), args, kwargs)
+        if self._axis_size_error:
+            raise TypeError(self._axis_size_error)
+        plan, (args, kwargs) = self._plan_and_args(args, kwargs)
+        return Lowered(plan, args, kwargs)
+
+    def _plan_and_args(self, args, kwargs):
+        """The plan and the (args, kwargs) to call it with: the arguments as
+        they are, or the flat array leaves when some are static."""
+        try:
+            return self._plan_for(args, kwargs), (args, kwargs)
+        except _HasStatic:
+            plan, flat = self._general_plan(args, kwargs, traced=False)
+            return plan, (flat, {})
 
     # ---- building ----------------------------------------------------------
     def _plan_for(self, args, kwargs) -> _Plan:
@@ -229,7 +276,10 @@ class BatchedFunction:
                 "corresponding to the positional arguments passed to the function, "
                 f"but got len(in_axes)={len(self.in_axes)}, len(args)={len(args)}")
         leaves, in_tree = tree_util.tree_flatten((args, kwargs))
-        avals = ax.avals_of(self.fn, in_tree, leaves)
+        try:
+            avals = tuple(ax.aval_of(x) for x in leaves)
+        except TypeError:
+            raise _HasStatic() from None
         plan = self._by_signature.get((in_tree, avals))
         if plan is not None:  # the hot path: one dict lookup per call
             return plan
@@ -252,20 +302,20 @@ class BatchedFunction:
         self._by_signature[(in_tree, avals)] = plan
         return plan
 
-    def _build(self, in_tree, avals, dims, size, platform) -> _Plan:
-        def unbatched(a, d):
-            shape = a.shape if d is None else a.shape[:d] + a.shape[d + 1:]
-            return jax.ShapeDtypeStruct(shape, a.dtype, weak_type=a.weak_type)
-
+    def _build(self, in_tree, avals, dims, size, platform, fn=None) -> _Plan:
+        """The plan for ``fn`` (default: the user's function) called with
+        arguments of tree ``in_tree`` and avals ``avals`` (batched along
+        ``dims``)."""
+        src = self.fn if fn is None else fn
         ex_args, ex_kwargs = tree_util.tree_unflatten(
-            in_tree, [unbatched(a, d) for a, d in zip(avals, dims)])
+            in_tree, [_unbatched(a, d) for a, d in zip(avals, dims)])
+        from stablehlo_batch.export import export_in_process
         try:
-            exp = jax.export.export(jax.jit(self.fn), platforms=(platform,))(
-                *ex_args, **ex_kwargs)
+            exp = export_in_process(src, platform)(*ex_args, **ex_kwargs)
         except NotImplementedError as e:
             if not callbacks.needs_callback_route(e):
                 raise
-            cb = callbacks.build(self.fn, in_tree, avals, dims, size, platform,
+            cb = callbacks.build(src, in_tree, avals, dims, size, platform,
                                  self.out_axes)
             return _Plan(None, cb.module, cb.result_batched, cb.rewrite_seconds,
                          cb.call, cb.report, compiled=cb.compiled)
@@ -279,15 +329,14 @@ class BatchedFunction:
         batched, module = built.exported, built.module
         result_batched, rewrite_seconds = built.result_batched, built.rewrite_seconds
         fn, call = None, built.call
-        if (call is None or built.shardings) and not (
-                exp.ordered_effects or exp.unordered_effects):
+        if (call is None or built.shardings) and not exp.ordered_effects:
             # Our own primitive, so that jax.jvp, jax.grad and jax.vmap see
             # through the call (stablehlo_batch/primitive.py).
             fn = primitive.BatchedFn(
-                primitive.flat_function(self.fn, in_tree),
+                primitive.flat_function(src, in_tree),
                 tree_util.tree_leaves((ex_args, ex_kwargs)), dims, out_dims, size, platform,
                 exported=batched, example_out_avals=exp.out_avals,
-                chunk_size=built.chunk_size)
+                chunk_size=built.chunk_size, effects=exp.unordered_effects)
             in_sh, out_sh = built.shardings or (None, None)
             # With a mesh, the shardings of the call's jit put the batch axis
             # on the devices; derivative modules inherit it by propagation.
@@ -298,6 +347,164 @@ class BatchedFunction:
                      call or jax.jit(batched.call), built.report,
                      traceable=built.call is None,
                      fn=fn)
+
+
+    def _general_plan(self, args, kwargs, *, traced: bool):
+        """The plan for a call with static (non-array, ``in_axes=None``)
+        arguments and/or, when ``traced``, values closed over from outer
+        traces, and the flat arguments to call it with.
+
+        Static arguments are baked into the plan: the key holds them by
+        value when hashable, else by identity (the plan keeps them alive).
+        When ``traced``, ``fn`` is traced to a jaxpr at the per-example avals;
+        every constant of that jaxpr -- the tracers of outer transformations
+        and concrete arrays alike -- becomes an unbatched argument, so the
+        plan is keyed by the jaxpr's text and the constants' avals, never by
+        their values, and one plan serves every value they take."""
+        if isinstance(self.in_axes, tuple) and len(self.in_axes) != len(args):
+            self._plan_for(args, kwargs)  # raises vmap's error
+        leaves, in_tree = tree_util.tree_flatten((args, kwargs))
+        dims = ax.flatten_axes("batch_lower in_axes", in_tree, (self.in_axes, 0))
+        static = [d is None and not ax.is_jax_value(x) for x, d in zip(leaves, dims)]
+        avals = ax.avals_of(self.fn, in_tree, leaves, static)
+        shapes = [() if a is None else a.shape for a in avals]
+        dims, size = ax.normalize_in_axes(self.fn, in_tree, shapes, avals, dims,
+                                          self.axis_size)
+        platform = _platform(self.backend)
+        dyn = [i for i, s in enumerate(static) if not s]
+        dyn_avals = tuple(avals[i] for i in dyn)
+        dyn_dims = tuple(dims[i] for i in dyn)
+        static_vals = {i: leaves[i] for i, s in enumerate(static) if s}
+        static_key = tuple((i, _static_key(x)) for i, x in static_vals.items())
+        fn = self.fn
+
+        def src(*dyn_leaves):
+            full = list(leaves)
+            for i, x in zip(dyn, dyn_leaves):
+                full[i] = x
+            a, k = tree_util.tree_unflatten(in_tree, full)
+            return fn(*a, **k)
+
+        if self.symbolic:
+            size = None
+        consts = []
+        key = ("static", in_tree, static_key, dyn_avals, dyn_dims, size, platform)
+        if traced:
+            examples = [_unbatched(a, d) for a, d in zip(dyn_avals, dyn_dims)]
+            closed, out_shape = jax.make_jaxpr(src, return_shape=True)(*examples)
+            consts = list(closed.consts)
+            out_tree = tree_util.tree_structure(out_shape)
+            jaxpr = closed.jaxpr
+            const_avals = tuple(jax.typeof(c) for c in consts)
+            key = ("traced", in_tree, static_key, dyn_avals, dyn_dims, size, platform,
+                   str(jaxpr), const_avals, out_tree)
+            n = len(consts)
+
+            def src(*flat):  # noqa: F811 -- the jaxpr with its constants as arguments
+                outs = jax.core.eval_jaxpr(jaxpr, flat[:n], *flat[n:])
+                return tree_util.tree_unflatten(out_tree, outs)
+
+            dyn_avals = const_avals + dyn_avals
+            dyn_dims = (None,) * n + dyn_dims
+        call_args = [*consts, *(leaves[i] for i in dyn)]
+        plan = self._plans.get(key)
+        if plan is None:
+            shared_key = self._shared_key(key) if traced else None
+            flat_tree = tree_util.tree_structure((tuple(call_args), {}))
+            with self._lock:
+                plan = self._plans.get(key)
+                if plan is None and shared_key is not None:
+                    plan = _SHARED_PLANS.get(shared_key)
+                if plan is None:
+                    with strict_mode(self.strict):
+                        plan = self._build(flat_tree, dyn_avals, list(dyn_dims),
+                                           size, platform, fn=src)
+                    # the static values stay alive: their ids stay unique
+                    plan.static = static_vals
+                    if shared_key is not None:
+                        _SHARED_PLANS[shared_key] = plan
+                self._plans[key] = plan
+        return plan, call_args
+
+    def _shared_key(self, key):
+        """The key of a traced plan across ``batch_lower`` objects, or None.
+
+        ``jax.grad(lambda w: batch_lower(lambda x: x @ w)(xs).sum())`` makes
+        a new ``batch_lower`` of a new lambda at every step; its plans are
+        shared by the code of the function (same code, same jaxpr text, same
+        options: same module), so a step does not rebuild and recompile."""
+        code = _code_of(self.fn)
+        if code is None:
+            return None
+        out_leaves, out_tree = tree_util.tree_flatten(self.out_axes,
+                                                      is_leaf=lambda x: x is None)
+        shared = (code, tuple(out_leaves), out_tree, self.symbolic, self.strict,
+                  tuple(sorted(self._scale_options.items())), key)
+        try:
+            hash(shared)
+        except TypeError:
+            return None
+        return shared
+
+
+# Plans of functions traced under outer transformations, shared across
+# BatchedFunction objects (BatchedFunction._shared_key).
+_SHARED_PLANS = _LRU(256)
+
+
+def _code_of(fn):
+    """The code object behind ``fn`` (a function, method, partial or callable
+    object), or None."""
+    for _ in range(8):
+        if isinstance(fn, functools.partial):
+            fn = fn.func
+            continue
+        code = getattr(fn, "__code__", None)
+        if code is not None:
+            return code
+        call = getattr(type(fn), "__call__", None)
+        code = getattr(call, "__code__", None)
+        return None if code is None else (type(fn), code)
+    return None
+
+
+def _all_jax_values(tree) -> bool:
+    return all(ax.is_jax_value(x) for x in tree_util.tree_leaves(tree))
+
+
+def _check_axis_size(axis_size):
+    """(the batch size or None, the message of vmap's TypeError or None):
+    jax.vmap refuses a negative or non-integer axis_size with a TypeError
+    when it is called; so do we."""
+    if axis_size is None:
+        return None, None
+    try:
+        n = operator.index(axis_size)
+    except TypeError:
+        return None, (f"batch_lower axis_size must be an int, got {axis_size!r} of type "
+                      f"{type(axis_size).__name__}")
+    if n < 0:
+        return None, f"batch_lower axis_size must be a non-negative int, got {n}"
+    return n, None
+
+
+def _unbatched(a, d) -> jax.ShapeDtypeStruct:
+    """The per-example aval of ``a`` batched along ``d`` (None: unbatched)."""
+    shape = a.shape if d is None else a.shape[:d] + a.shape[d + 1:]
+    return jax.ShapeDtypeStruct(shape, a.dtype, weak_type=a.weak_type)
+
+
+def _static_key(x):
+    """A static argument in a plan key: by value when hashable, else by id."""
+    try:
+        hash(x)
+    except TypeError:
+        return ("id", type(x), id(x))
+    return ("value", type(x), x)
+
+
+class _HasStatic(Exception):
+    """Some argument is not an array: the plan needs the general path."""
 
 
 def batch_lower(fn: Callable, in_axes=0, out_axes=0, *, axis_size: int | None = None,
@@ -364,8 +571,10 @@ def batch_module_with_report(module: module_io.ModuleSource,
     in_axes = _flat_axes(in_axes, n_args)
     out_axes = _flat_axes(out_axes, n_res)
     start = time.perf_counter()
-    _, report = batch_function_with_report(m, func, in_axes, out_axes, axis_size,
-                                           strict=strict)
+    from stablehlo_batch.export import readable_mlir_errors
+    with readable_mlir_errors("batch_module"):
+        _, report = batch_function_with_report(m, func, in_axes, out_axes, axis_size,
+                                               strict=strict)
     report.rewrite_seconds = time.perf_counter() - start
     return module_io.module_to_text(m, debug_info=debug_info), report
 

@@ -118,7 +118,8 @@ def normalize_in_axes(fn, in_tree, shapes: Sequence[tuple], avals, dims,
         raise ValueError(f"{NAME} must have at least one non-None value in in_axes "
                          "or axis_size must be specified")
     names = _arg_names(fn, in_tree, list(range(len(shapes))))
-    described = [f"{n} of type {a.str_short()}" for n, a in zip(names, avals)]
+    described = [f"{n} of type {'unknown' if a is None else a.str_short()}"
+                 for n, a in zip(names, avals)]
     counts = collections.Counter(s for s in sizes if s is not None).most_common()
     msg = [f"{NAME} got inconsistent sizes for array axes to be mapped:\n"]
     if axis_size is not None:
@@ -134,19 +135,32 @@ def normalize_in_axes(fn, in_tree, shapes: Sequence[tuple], avals, dims,
     raise ValueError("".join(msg)[:-2])
 
 
-def avals_of(fn, in_tree, leaves) -> tuple:
-    """The aval of each leaf; a leaf that is no JAX type is named by its path."""
+def avals_of(fn, in_tree, leaves, static: Sequence[bool] = ()) -> tuple:
+    """The aval of each leaf (None for the ``static`` ones: non-arrays under
+    ``in_axes=None``); any other leaf that is no JAX type is named by its path."""
+    static = list(static) or [False] * len(leaves)
+    out = []
+    for i, (x, s) in enumerate(zip(leaves, static)):
+        if s:
+            out.append(None)
+            continue
+        try:
+            out.append(aval_of(x))
+        except TypeError:
+            name = _arg_names(fn, in_tree, list(range(len(leaves))))[i]
+            raise TypeError(f"{NAME} got {name} = {x!r} of type {type(x).__name__}, "
+                            "which is not a valid JAX type") from None
+    return tuple(out)
+
+
+def is_jax_value(x) -> bool:
+    """Whether ``x`` can be an argument of a jax function (an array, a
+    scalar, a tracer, a typed key...)."""
     try:
-        return tuple(aval_of(x) for x in leaves)
+        jax.typeof(x)
     except TypeError:
-        names = _arg_names(fn, in_tree, list(range(len(leaves))))
-        for name, x in zip(names, leaves):
-            try:
-                aval_of(x)
-            except TypeError:
-                raise TypeError(f"{NAME} got {name} = {x!r} of type {type(x).__name__}, "
-                                "which is not a valid JAX type") from None
-        raise
+        return False
+    return True
 
 
 def aval_of(x) -> jax.core.ShapedArray:

@@ -99,10 +99,12 @@ def build(fn, in_tree, avals, dims, size, platform, out_axes, what="batch_lower"
     start = time.perf_counter()
     module = module_io.parse_module(
         lowered.compiler_ir("stablehlo").operation.get_asm(enable_debug_info=True))
+    from stablehlo_batch.export import readable_mlir_errors
     try:
-        result_batched, report = batch_function_with_report(
-            module, "main", [None] * n_tok + list(dims), [None] * n_tok + list(out_dims),
-            size)
+        with readable_mlir_errors(what):
+            result_batched, report = batch_function_with_report(
+                module, "main", [None] * n_tok + list(dims),
+                [None] * n_tok + list(out_dims), size)
         result_batched = result_batched[n_tok:]
     except AxisSpecError as e:
         if e.result_index is None:
@@ -137,12 +139,16 @@ def build(fn, in_tree, avals, dims, size, platform, out_axes, what="batch_lower"
         t.compile_args[name] = cargs[name]
     compiled = template.compile()
 
+    effect_names = sorted({type(e).__name__ for e in
+                           list(cargs.get("unordered_effects") or []) + ordered})
+
     def call(*args, **kwargs):
         leaves = tree_util.tree_leaves((args, kwargs))
         if any(isinstance(x, jax.core.Tracer) for x in leaves):
-            raise TypeError(f"{what} of a function with host callbacks runs as a "
-                            "compiled executable and cannot be traced (call it "
-                            "outside jax.jit / jax.vmap)")
+            raise TypeError(f"{what} of a function with host callbacks (effects: "
+                            f"{', '.join(effect_names) or 'none'}) runs as a compiled "
+                            "executable and cannot be traced (call it outside "
+                            "jax.jit / jax.grad / jax.vmap)")
         return tree_util.tree_unflatten(out_tree, list(compiled(*leaves)))
 
     return CallbackBuild(module, result_batched, rewrite_seconds, compiled, call, report)

@@ -11,8 +11,10 @@ its call works under ``jax.vmap`` (jax has no batching rule for
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import re
 import time
 from typing import Any, Sequence
 
@@ -23,6 +25,7 @@ from jax import tree_util
 from jaxlib.mlir import ir
 
 from passes import AxisSpecError
+from passes.errors import VerificationError, format_location
 from passes.engine import batch_function_with_report
 from passes.sum_lanes import sum_results_over_lanes
 from stablehlo_batch import axes as ax
@@ -40,6 +43,63 @@ class BatchedExport:
     chunk_size: int | None = None  # lanes per chunk when computed in chunks
     call: Any = None  # how to call it when jax.jit(exported.call) is not enough
     shardings: Any = None  # (in_shardings, out_shardings) for jax.jit, with mesh=
+
+
+_UNSTABLE_TARGETS = "custom calls whose targets have no compatibility guarantees"
+
+
+@contextlib.contextmanager
+def readable_mlir_errors(what: str):
+    """MLIR's errors from inside the rewrite (a pass pipeline or a verifier
+    that failed) as one ``VerificationError`` listing each diagnostic with
+    the op and the user's source line, without the pass-manager text."""
+    try:
+        yield
+    except ir.MLIRError as e:
+        diags = "; ".join(f"{d.message} at {format_location(d.location)}"
+                          for d in e.error_diagnostics)
+        if not diags:
+            diags = str(e).replace("Failure while executing pass pipeline:", "").strip()
+        raise VerificationError(f"{what}: the batched", diags) from None
+
+
+def export_in_process(fn, platforms, disabled_checks=()):
+    """``jax.export.export(jax.jit(fn), platforms=...)`` for use in this process.
+
+    jax.export refuses custom calls without a serialization guarantee (e.g.
+    ``lapack_sgeqp3_ffi`` of a pivoted QR); a module that is batched and run
+    here needs no such guarantee, so the export is retried with exactly the
+    refused targets allowed. The ``Exported`` lists them in
+    ``disabled_safety_checks``, which is what ``batch_exported`` callers see."""
+    platforms = (platforms,) if isinstance(platforms, str) else tuple(platforms)
+    checks = list(disabled_checks)
+
+    def export(*args, **kwargs):
+        try:
+            return jax.export.export(jax.jit(fn), platforms=platforms,
+                                     disabled_checks=checks)(*args, **kwargs)
+        except ValueError as e:
+            if _UNSTABLE_TARGETS not in str(e):
+                raise
+            targets = sorted(set(re.findall(r"stablehlo\.custom_call @([\w.$-]+)", str(e)) +
+                                 re.findall(r'call_target_name = "([^"]+)"', str(e))))
+            if not targets:
+                raise
+            more = [jax.export.DisabledSafetyCheck.custom_call(t) for t in targets]
+            return jax.export.export(jax.jit(fn), platforms=platforms,
+                                     disabled_checks=checks + more)(*args, **kwargs)
+    return export
+
+
+def unstable_targets(exp: jax.export.Exported) -> list[str]:
+    """Custom call targets ``exp`` was allowed to use without jax's
+    serialization guarantee (see ``export_in_process``)."""
+    out = []
+    for c in exp.disabled_safety_checks:
+        t = c.is_custom_call()
+        if t is not None:
+            out.append(t)
+    return out
 
 
 def symbolic_size(size):
@@ -90,7 +150,13 @@ def batch_flat(exp: jax.export.Exported, dims: Sequence[int | None],
         raise ValueError(f"{what}: the exported function is already shape-polymorphic; "
                          "export it with static shapes")
     dims = _normalize(f"{what} in_axes", exp.in_avals, dims)
-    out_dims = list(out_dims)  # the engine checks these against the batched ranks
+    # Negative out_axes count from the end of the value's own rank: for a
+    # typed PRNG key the IR has a hidden trailing dimension (the key data),
+    # so the engine must get them resolved. Out-of-range ones go through
+    # unchanged: the engine names them.
+    out_dims = [d if d is None or type(d) is not int or d >= 0
+                or d < -len(a.shape) - 1 else d % (len(a.shape) + 1)
+                for d, a in zip(out_dims, exp.out_avals)]
     # The module's main takes a platform index when lowered for several
     # platforms, and tokens first for ordered effects: never batched.
     n_extra_in = (1 if len(exp.platforms) > 1 else 0) + len(exp.ordered_effects)
@@ -99,11 +165,12 @@ def batch_flat(exp: jax.export.Exported, dims: Sequence[int | None],
     module = module_io.parse_module(exp.mlir_module_serialized)
     symbolic = is_symbolic(size)
     try:
-        result_batched, report = batch_function_with_report(
-            module, "main",
-            [None] * n_extra_in + [dims[i] for i in exp.module_kept_var_idx],
-            [None] * n_extra_out + list(out_dims),
-            "?" if symbolic else int(size))
+        with readable_mlir_errors(what):
+            result_batched, report = batch_function_with_report(
+                module, "main",
+                [None] * n_extra_in + [dims[i] for i in exp.module_kept_var_idx],
+                [None] * n_extra_out + list(out_dims),
+                "?" if symbolic else int(size))
     except AxisSpecError as e:
         if e.result_index is None:
             raise

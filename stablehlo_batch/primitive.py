@@ -70,8 +70,15 @@ class BatchedFn:
                  exported: jax.export.Exported | None = None,
                  example_out_avals: Sequence | None = None,
                  chunk_size: int | None = None, summed: Sequence[bool] = (),
-                 what: str = "batch_lower"):
+                 what: str = "batch_lower", effects=frozenset()):
         self.src = src
+        # The module's unordered effects (an ffi_call with side effects): the
+        # primitive carries them, so jax does not drop the call. jax.vmap of
+        # it inherits them; derivatives do not (jax's remat refuses effects in
+        # the staged part of a gradient). A dce_sink's NoDCEEffect only keeps
+        # values alive inside the module, which it does without the primitive
+        # carrying it (and with it, jax.checkpoint would refuse the call).
+        self.effects = frozenset(e for e in effects if type(e).__name__ != "NoDCEEffect")
         self.example_avals = tuple(_struct(a) for a in example_avals)
         self.dims = tuple(None if d is None else d % (len(a.shape) + 1)
                           for a, d in zip(self.example_avals, dims))
@@ -127,9 +134,8 @@ class BatchedFn:
         with self._lock:
             if self._exported is None:
                 from stablehlo_batch.chunking import chunk_flat
-                from stablehlo_batch.export import batch_flat
-                exp = jax.export.export(jax.jit(self.src), platforms=(self.platform,))(
-                    *self.example_avals)
+                from stablehlo_batch.export import batch_flat, export_in_process
+                exp = export_in_process(self.src, self.platform)(*self.example_avals)
                 summed = [j for j, s in enumerate(self.summed) if s]
                 if self.chunk_size:
                     built = chunk_flat(exp, self.dims, self._raw_out_dims, self.size,
@@ -215,7 +221,7 @@ class BatchedFn:
         def build():
             return BatchedFn(functools.partial(_bind, fun=self), example, bdims,
                              [0] * len(self.out_dims), size, self.platform,
-                             what=f"jax.vmap of {self.what}")
+                             what=f"jax.vmap of {self.what}", effects=self.effects)
         return self._cached(key, build)
 
 
@@ -232,7 +238,7 @@ def call(fun: BatchedFn, out_tree, *args, **kwargs):
 # ---- the primitive's rules ----------------------------------------------------
 
 def _abstract_eval(*avals, fun: BatchedFn):
-    return fun.out_avals(avals)
+    return fun.out_avals(avals), fun.effects
 
 
 def _lower(*flat, fun: BatchedFn):
@@ -288,8 +294,16 @@ def _batch(args, bdims, *, fun: BatchedFn):
     return out, [0] * len(out)
 
 
-batched_call_p.def_impl(lambda *args, fun: fun.jitted(*args))
-batched_call_p.def_abstract_eval(_abstract_eval)
+def _impl(*args, fun: BatchedFn):
+    # Eager evaluation runs the compiled module, also under jax.disable_jit
+    # (jax.grad's backward pass evaluates our transposes eagerly there), where
+    # jit would call this impl again.
+    with jax.disable_jit(False):
+        return fun.jitted(*args)
+
+
+batched_call_p.def_impl(_impl)
+batched_call_p.def_effectful_abstract_eval(_abstract_eval)
 mlir.register_lowering(batched_call_p, mlir.lower_fun(_lower, multiple_results=True))
 ad.primitive_jvps[batched_call_p] = _jvp
 ad.primitive_transposes[batched_call_p] = _transpose
