@@ -1,0 +1,42 @@
+"""Crashes and mismatches the generated programs (tests/gen_programs.py,
+issue 18) found, each shrunk to the smallest program that shows it.
+
+Programs are kept as their ``Program`` repr (``check_program`` compares
+with jax.vmap, used as ``Program.use`` says); the plain-jax cases are
+hand-shrunk versions of the same finding.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import stablehlo_batch as sb
+from conftest import assert_same_tree
+from gen_programs import Arg, Program, Step, check_program  # noqa: F401
+
+
+def test_chunk_size_with_nothing_batched():
+    """chunk_size with every argument unbatched (axis_size given): the
+    chunk loop had nothing to scan over (ValueError from lax.scan).
+    Fixed in stablehlo_batch/chunking.py (scan length)."""
+    p = Program(args=[Arg(shape=(3,), dtype='int32', axis=None)],
+                steps=[Step(op='transpose', inputs=(0,), params={'perm': (0,)})],
+                outputs=[1], out_axes=[0], size=8, use='nested', options={'chunk': 1},
+                outer=(0,))
+    assert check_program(p) == "ok"
+    f = sb.batch_lower(lambda x: x * 2, in_axes=None, axis_size=5, chunk_size=2)
+    assert_same_tree(f(jnp.arange(3)), jnp.broadcast_to(jnp.arange(3) * 2, (5, 3)))
+
+
+@pytest.mark.xfail(strict=True, reason="Python scalars under in_axes=None reach fn traced "
+                   "(jax.vmap passes them untouched); stablehlo_batch/api.py")
+def test_python_scalar_under_in_axes_none_stays_python():
+    def f(x, n, training):
+        y = jnp.tile(x, n)  # n must be a Python int
+        return -y if training else y
+    x = jnp.ones((3, 2))
+    want = jax.vmap(f, in_axes=(0, None, None))(x, 2, True)
+    got = sb.batch_lower(f, in_axes=(0, None, None))(x, 2, True)
+    np.testing.assert_array_equal(got, want)
