@@ -311,7 +311,8 @@ class BatchedFunction:
             in_tree, [_unbatched(a, d) for a, d in zip(avals, dims)])
         from stablehlo_batch.export import export_in_process
         try:
-            exp = export_in_process(src, platform)(*ex_args, **ex_kwargs)
+            exp = export_in_process(src, platform, keep_unused=bool(self.symbolic))(
+                *ex_args, **ex_kwargs)
         except NotImplementedError as e:
             if not callbacks.needs_callback_route(e):
                 raise

@@ -1209,7 +1209,8 @@ def programs(draw, max_steps=5, ops=None):
         n = sum(1 for a in p.args if a.dtype != STATIC and a.closure != "concrete")
         p.outer = tuple(draw(st.sampled_from((0, None))) for _ in range(n))
     batched = any(a.axis is not None for a in p.explicit)
-    opts = ["none", "none", "chunk"] + ["symbolic"] * batched
+    # a symbolic size is >= 1 in jax.export (test_generated_regressions.py, xfail)
+    opts = ["none", "none", "chunk"] + ["symbolic"] * (batched and size > 0)
     opts += ["mesh"] * several_devices() + ["tune"] * tune_available()
     opt = draw(st.sampled_from(opts))
     if opt == "chunk":

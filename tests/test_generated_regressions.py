@@ -40,3 +40,28 @@ def test_python_scalar_under_in_axes_none_stays_python():
     want = jax.vmap(f, in_axes=(0, None, None))(x, 2, True)
     got = sb.batch_lower(f, in_axes=(0, None, None))(x, 2, True)
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.xfail(strict=True, reason="axis_size='b' is a jax.export dimension variable, "
+                   "which is >= 1: a call at batch size 0 fails jax's shape check")
+def test_symbolic_batch_size_at_zero():
+    p = Program(args=[Arg(shape=(1,), dtype='float32', axis=0)],
+                steps=[Step(op='approx_max_k', inputs=(0,), params={'k': 1, 'which': 0, 'max': False})],
+                outputs=[1], out_axes=[0], size=0, options={'symbolic': True})
+    check_program(p)
+
+
+def test_symbolic_batch_size_output_ignores_batched_arguments():
+    """axis_size='b' where no output depends on a batched argument: jit
+    dropped the unused arguments, so the module had no batched argument to
+    read the size from (AxisSpecError). Fixed: the export keeps unused
+    arguments when the size is symbolic (stablehlo_batch/api.py, export.py)."""
+    c = jnp.arange(3.0)
+    x = jnp.ones((4, 2))
+    got = sb.batch_lower(lambda x: c * 2, axis_size="b")(x)
+    assert_same_tree(got, jax.vmap(lambda x: c * 2)(x))
+    p = Program(args=[Arg(shape=(1,), dtype='float32', axis=0)],
+                steps=[Step(op='const', inputs=(), params={'shape': (1,), 'dtype': 'float32', 'seed': 0}),
+                       Step(op='approx_max_k', inputs=(1,), params={'k': 1, 'which': 0, 'max': False})],
+                outputs=[2], out_axes=[0], size=3, options={'symbolic': True})
+    assert check_program(p) == "ok"
