@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import collections
 import os
+import random
 import time
 
 import pytest
-from hypothesis import HealthCheck, Phase, event, given, settings
+from hypothesis import HealthCheck, Phase, event, given, seed, settings
 
 import gen_programs
 from gen_programs import check_program, programs
@@ -31,21 +32,33 @@ PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
 settings.load_profile(PROFILE)
 FUZZ = PROFILE == "fuzz"
 
-SAMPLE = int(os.environ.get("GEN_SAMPLE", 240))
+SAMPLE = int(os.environ.get("GEN_SAMPLE", 200))
+SAMPLE_STEPS = 3  # CI: short programs, so that a few hundred fit in CI's time
 CHUNKS = 4
 TALLY = collections.Counter()
 
 
-def draw_sample(n: int) -> list:
-    """``n`` programs, the same on every run and every xdist worker."""
+def draw_sample(n: int, derandomize: bool = True) -> list:
+    """``n`` programs, the same on every run and every xdist worker. The
+    sample is stratified: program i starts with family i % F and is used as
+    USES[...] with an option in turn, so a few hundred touch every family
+    (hypothesis' own first examples are the simplest ones)."""
+    fams = gen_programs.families()
+    opts = (None, "chunk", "symbolic", None, "mesh", "tune")
     out = []
+    for i in range(n):
+        use = gen_programs.USES[(i + i // len(fams)) % len(gen_programs.USES)]
 
-    @settings(max_examples=n, derandomize=True, database=None, phases=[Phase.generate],
-              **_COMMON)
-    @given(programs())
-    def collect(p):
-        out.append(p)
-    collect()
+        @seed(i if derandomize else random.getrandbits(64))
+        # the first example hypothesis generates is its simplest: keep the last
+        @settings(max_examples=3, database=None, phases=[Phase.generate], **_COMMON)
+        @given(programs(max_steps=SAMPLE_STEPS, first=fams[i % len(fams)], use=use,
+                        option=opts[i % len(opts)]))
+        def collect(p):
+            last[:] = [p]
+        last = []
+        collect()
+        out.extend(last)
     return out
 
 

@@ -65,3 +65,13 @@ def test_symbolic_batch_size_output_ignores_batched_arguments():
                        Step(op='approx_max_k', inputs=(1,), params={'k': 1, 'which': 0, 'max': False})],
                 outputs=[2], out_axes=[0], size=3, options={'symbolic': True})
     assert check_program(p) == "ok"
+
+
+@pytest.mark.xfail(strict=True, reason="jax.vmap of a batch_lower(axis_size='b') function: "
+                   "'the exported function is already shape-polymorphic'")
+def test_vmap_of_symbolic_batch_size():
+    p = Program(args=[Arg(shape=(4,), dtype='float32', axis=0)],
+                steps=[Step(op='iota', inputs=(0,), params={'dim': 0})],
+                outputs=[1], out_axes=[0], size=3, seed=3, use='vmap',
+                options={'symbolic': True}, outer=(0,))
+    check_program(p)
