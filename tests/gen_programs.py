@@ -143,6 +143,8 @@ class Program:
                 t.add(f"closure:{a.closure}")
                 if a.closure == "traced" and self.use != "direct":
                     t.add(f"closure:traced:{self.use}")
+                    if self.use in DIFF_USES:
+                        t.add("closure:traced:autodiff")
             if a.dtype == KEY:
                 t.add("key:in_axes=" + ("None" if a.axis is None else "neg" if a.axis < 0 else "pos"))
             if a.dtype == STATIC:
@@ -1168,7 +1170,8 @@ def expected_tags() -> list[str]:
     tags += [f"dtype:{d}" for d in (F32, I32, "int8", "uint8", KEY, STATIC)]
     tags += ["size:0", "size:1", "closure:concrete", "closure:traced", "closure:outer-batched",
              "key:in_axes=neg", "key:out_axes=neg"]
-    tags += [f"closure:traced:{u}" for u in USES if u != "direct"]
+    tags += [f"closure:traced:{u}" for u in USES if u not in ("direct",) + DIFF_USES]
+    tags += ["closure:traced:autodiff"]  # grad / vjp / jvp together
     return tags
 
 
@@ -1197,6 +1200,8 @@ def programs(draw, max_steps=5, ops=None, first=None, use=None, option=None):
     for o in outputs:
         rank = len(b.avals[o][0])
         choices = [0, 0, -1] + list(range(1, rank + 1))
+        if b.avals[o][1] == KEY:
+            choices = [-1, 0] + list(range(-rank - 1, rank + 1))
         ax = draw(st.sampled_from(choices))
         if draw(st.integers(0, 9)) == 9:
             ax = None
@@ -1207,6 +1212,9 @@ def programs(draw, max_steps=5, ops=None, first=None, use=None, option=None):
     floats = any(a.dtype == F32 and a.closure != "concrete" for a in p.args)
     uses = [u for u in USES if (floats or u not in DIFF_USES)]
     p.use = "direct" if callback else use if use in uses else draw(st.sampled_from(uses))
+    unbatched = [a for a in p.args if a.axis is None and a.closure is None and a.dtype != STATIC]
+    if p.use != "direct" and unbatched and draw(st.sampled_from((True, True, False))):
+        draw(st.sampled_from(unbatched)).closure = "traced"  # closed over a traced value
     if p.use in ("vmap", "nested"):
         n = sum(1 for a in p.args if a.dtype != STATIC and a.closure != "concrete")
         p.outer = tuple(draw(st.sampled_from((0, None))) for _ in range(n))
