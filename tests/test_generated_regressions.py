@@ -75,3 +75,14 @@ def test_vmap_of_symbolic_batch_size():
                 outputs=[1], out_axes=[0], size=3, seed=3, use='vmap',
                 options={'symbolic': True}, outer=(0,))
     check_program(p)
+
+
+@pytest.mark.xfail(strict=True, reason="jax.jvp of a batch_lower(axis_size='b') function: "
+                   "AxisSpecError 'a symbolic batch size needs at least one batched argument'")
+def test_jvp_of_symbolic_batch_size():
+    p = Program(args=[Arg(shape=(), dtype='float32', axis=-1),
+                      Arg(shape=(), dtype='static', axis=None, value=False)],
+                steps=[Step(op='static', inputs=(0, 1), params={'roll': False, 'kind': 'bool'}),
+                       Step(op='unary', inputs=(0,), params={'fn': 'sign'})],
+                outputs=[3], out_axes=[-1], size=3, use='jvp', options={'symbolic': True})
+    check_program(p)
