@@ -39,12 +39,15 @@ bench: $(BENCH_STAMP)
 bench-quick: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run --quick --name quick
 
-# Thousands of generated programs against jax.vmap, then thousands of mutated
-# CLI inputs; each prints how many ran, failed and how long it took.
-GEN_EXAMPLES ?= 3000
-CLI_INPUTS ?= 3000
+# Thousands of generated programs against jax.vmap (with the per-family tally:
+# op families, compositions, options, dtypes, sizes; two host devices so that
+# mesh= is exercised), then thousands of mutated CLI inputs; each prints how
+# many ran, failed and how long it took.
+GEN_EXAMPLES ?= 5000
+CLI_INPUTS ?= 5000
 fuzz: $(STAMP)
-	HYPOTHESIS_PROFILE=fuzz GEN_EXAMPLES=$(GEN_EXAMPLES) $(BIN)/python -m pytest -p no:xdist -q -s tests/sweeps/test_generated.py
+	XLA_FLAGS="--xla_force_host_platform_device_count=2 $$XLA_FLAGS" HYPOTHESIS_PROFILE=fuzz \
+	  GEN_EXAMPLES=$(GEN_EXAMPLES) $(BIN)/python -m pytest -p no:xdist -q -s tests/sweeps/test_generated.py
 	$(BIN)/python tests/fuzz_cli.py $(CLI_INPUTS)
 
 clean:

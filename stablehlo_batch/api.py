@@ -412,9 +412,10 @@ class BatchedFunction:
         try:
             if self.axis_name is not None:
                 exp = named_axes.export_named(src, ex_args, ex_kwargs, self.axis_name,
-                                   self.symbolic or size, platform)
+                                              self.symbolic or size, platform)
             else:
-                exp = export_in_process(src, platform)(*ex_args, **ex_kwargs)
+                exp = export_in_process(src, platform, keep_unused=bool(self.symbolic))(
+                    *ex_args, **ex_kwargs)
         except NotImplementedError as e:
             if not callbacks.needs_callback_route(e):
                 raise

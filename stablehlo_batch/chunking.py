@@ -81,7 +81,8 @@ def chunk_flat(exp: jax.export.Exported, dims: Sequence[int | None],
                 for i in batched]
         zeros = [jnp.zeros(a.shape, a.dtype) for a in
                  (per_chunk.out_avals[j] for j in summed)]
-        totals, stacked = jax.lax.scan(one_chunk, zeros, tuple(head))
+        # length=: with no batched argument (axis_size only) there is nothing to scan over
+        totals, stacked = jax.lax.scan(one_chunk, zeros, tuple(head), length=n_chunks)
         outs = [None] * n_out
         for j, t in zip(summed, totals):
             outs[j] = t

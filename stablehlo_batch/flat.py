@@ -44,20 +44,22 @@ class BatchedExport:
 _UNSTABLE_TARGETS = "custom calls whose targets have no compatibility guarantees"
 
 
-def export_in_process(fn, platforms, disabled_checks=()):
+def export_in_process(fn, platforms, disabled_checks=(), keep_unused=False):
     """``jax.export.export(jax.jit(fn), platforms=...)`` for use in this process.
 
     jax.export refuses custom calls without a serialization guarantee (e.g.
     ``lapack_sgeqp3_ffi`` of a pivoted QR); a module that is batched and run
     here needs no such guarantee, so the export is retried with exactly the
     refused targets allowed. The ``Exported`` lists them in
-    ``disabled_safety_checks``, which is what ``batch_exported`` callers see."""
+    ``disabled_safety_checks``, which is what ``batch_exported`` callers see.
+    ``keep_unused`` keeps arguments the function ignores (a symbolic batch
+    size is read from a batched argument of the module)."""
     platforms = (platforms,) if isinstance(platforms, str) else tuple(platforms)
     checks = list(disabled_checks)
 
     def export(*args, **kwargs):
         try:
-            return jax.export.export(jax.jit(fn), platforms=platforms,
+            return jax.export.export(jax.jit(fn, keep_unused=keep_unused), platforms=platforms,
                                      disabled_checks=checks)(*args, **kwargs)
         except ValueError as e:
             if _UNSTABLE_TARGETS not in str(e):
@@ -67,7 +69,7 @@ def export_in_process(fn, platforms, disabled_checks=()):
             if not targets:
                 raise
             more = [jax.export.DisabledSafetyCheck.custom_call(t) for t in targets]
-            return jax.export.export(jax.jit(fn), platforms=platforms,
+            return jax.export.export(jax.jit(fn, keep_unused=keep_unused), platforms=platforms,
                                      disabled_checks=checks + more)(*args, **kwargs)
     return export
 

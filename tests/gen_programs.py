@@ -15,6 +15,8 @@ generated only once their rules are registered in passes.rules.RULES.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import math
 from typing import Any, Callable
 
@@ -30,6 +32,12 @@ from conftest import assert_same_tree, random_array
 from stablehlo_batch.passes.rules import RULES
 
 F32, I32, BOOL = "float32", "int32", "bool"  # plus int8 / uint8 (wrap-around exact)
+KEY, STATIC = "key", "static"  # typed PRNG keys; non-array Python values (in_axes=None)
+NAME = "i"  # the named axis collectives reduce over
+
+# How the batched call is used (``Program.use``): see ``_apply_use``.
+USES = ("direct", "jit", "grad", "vjp", "jvp", "scan", "fori", "cond", "vmap", "nested")
+DIFF_USES = ("grad", "vjp", "jvp")
 
 
 @dataclasses.dataclass
@@ -37,6 +45,8 @@ class Arg:
     shape: tuple
     dtype: str
     axis: Any  # in_axes entry: int or None
+    closure: str | None = None  # None: an argument; "concrete" / "traced": closed over
+    value: Any = None  # a static argument's Python value (dtype STATIC)
 
 
 @dataclasses.dataclass
@@ -54,78 +64,280 @@ class Program:
     out_axes: list
     size: int = 3
     seed: int = 0
+    use: str = "direct"
+    options: dict = dataclasses.field(default_factory=dict)
+    outer: tuple = ()  # outer vmap / batch_lower axes (0 or None) per traced input
 
-    def fn(self) -> Callable:
+    @property
+    def explicit(self):
+        return [a for a in self.args if a.closure is None]
+
+    @property
+    def closed(self):
+        return [a for a in self.args if a.closure is not None]
+
+    def fn(self, closed=None) -> Callable:
+        """The per-example function of the explicit arguments; ``closed``
+        (default: concrete values) are the closed-over values, in order."""
+        closed = list(self.make_args()[1] if closed is None else closed)
+
         def f(*args):
-            env = list(args)
-            for s in self.steps:
-                env.append(OPS[s.op].apply(s.params, *[env[i] for i in s.inputs]))
-            return tuple(env[i] for i in self.outputs)
+            it_a, it_c = iter(args), iter(closed)
+            env = [next(it_c) if a.closure else next(it_a) for a in self.args]
+            return tuple(_run_body(self.steps, env)[i] for i in self.outputs)
         return f
 
-    def make_args(self):
-        rng = np.random.default_rng(self.seed)
-        out = []
+    def make_args(self, seed=None):
+        """(explicit argument values, closed-over values); closed-over values
+        and static arguments are never batched."""
+        rng = np.random.default_rng(self.seed if seed is None else seed)
+        explicit, closed = [], []
         for a in self.args:
             shape = list(a.shape)
             if a.axis is not None:
                 shape.insert(a.axis % (len(shape) + 1), self.size)
-            out.append(random_array(rng, tuple(shape), a.dtype))
-        return out
+            if a.dtype == STATIC:
+                v = a.value
+            elif a.dtype == KEY:
+                v = _keys(int(rng.integers(0, 2**16)), tuple(shape))
+            else:
+                v = random_array(rng, tuple(shape), a.dtype)
+            (closed if a.closure else explicit).append(v)
+        return explicit, closed
 
     @property
     def in_axes(self):
-        return tuple(a.axis for a in self.args)
+        return tuple(a.axis for a in self.explicit)
 
     @property
     def axis_size(self):
-        return self.size if all(a.axis is None for a in self.args) else None
+        return self.size if all(a.axis is None for a in self.explicit) else None
+
+    def ops(self) -> list[str]:
+        """Every op family (with its variant) the program uses, regions included."""
+        out = []
+
+        def walk(steps):
+            for s in steps:
+                out.append(s.op)
+                for k in ("fn", "kind"):
+                    if k in s.params and isinstance(s.params[k], str):
+                        out.append(f"{s.op}:{s.params[k]}")
+                if s.op == "region":
+                    walk(s.params["body"])
+        walk(self.steps)
+        return out
+
+    def tags(self) -> set[str]:
+        """What the tally counts: op families, compositions, options, dtypes,
+        sizes (also per family for sizes 0 and 1), closures, key axes."""
+        ops = self.ops()
+        fams = {o for o in ops if ":" not in o and o != "const"}
+        t = {f"op:{o}" for o in ops if o != "const"} | {f"use:{self.use}", f"size:{self.size}"}
+        t |= {f"opt:{k}" for k in self.options} or {"opt:none"}
+        if self.size in (0, 1):
+            t |= {f"size{self.size}:{o}" for o in fams}
+        for a in self.args:
+            t.add(f"dtype:{a.dtype}")
+            if a.closure:
+                t.add(f"closure:{a.closure}")
+                if a.closure == "traced" and self.use != "direct":
+                    t.add(f"closure:traced:{self.use}")
+                    if self.use in DIFF_USES:
+                        t.add("closure:traced:autodiff")
+            if a.dtype == KEY:
+                t.add("key:in_axes=" + ("None" if a.axis is None else "neg" if a.axis < 0 else "pos"))
+            if a.dtype == STATIC:
+                t.add(f"static:{type(a.value).__name__}")
+        traced = [a for a in self.closed if a.closure == "traced"]
+        if self.use in ("vmap", "nested") and traced and any(
+                ax is not None for ax in self.outer[len(self.outer) - len(traced):]):
+            t.add("closure:outer-batched")
+        for o, ax in zip(self.outputs, self.out_axes):
+            if self.out_dtypes and self.out_dtypes[self.outputs.index(o)] == KEY:
+                t.add("key:out_axes=" + ("None" if ax is None else "neg" if ax < 0 else "pos"))
+        return t
+
+    out_dtypes: tuple = ()  # filled by the builder (for the key out_axes tally)
+
+
+def _keys(seed, shape):
+    n = math.prod(shape)
+    return jax.random.split(jax.random.key(seed), max(n, 1))[:n].reshape(shape)
+
+
+def _is_key(x):
+    return jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key)
+
+
+def _comparable(tree):
+    """Key arrays as their key data (assert_same_tree compares numbers)."""
+    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
 
 
 class Outcome:
     OK, UNSUPPORTED, BOTH_REJECT = "ok", "unsupported", "both-reject"
     VMAP_FAILED = "vmap-failed"  # jax.vmap cannot batch it; checked against a loop
+    USE_UNCHECKED = "vmap-failed-use"  # vmap failed under the composition; batch_lower ran
 
 
-def per_lane(p: Program, fn, args):
+def _merge(p, explicit, dyn):
+    """The explicit arguments with the array ones replaced by ``dyn``."""
+    it = iter(dyn)
+    return [v if a.dtype == STATIC else next(it) for v, a in zip(explicit, p.explicit)]
+
+
+def per_lane(p: Program, fn, explicit):
     """vmap's meaning as a loop: fn per lane, outputs stacked at out_axes."""
-    f = jax.jit(fn)
+    dyn = [v for v, a in zip(explicit, p.explicit) if a.dtype != STATIC]
+    f = jax.jit(lambda *d: fn(*_merge(p, explicit, d)))
+    axes = [a.axis for a in p.explicit if a.dtype != STATIC]
     lanes = []
     for i in range(p.size):
-        lane = [a if a_.axis is None else np.take(np.asarray(a), i, axis=a_.axis)
-                for a, a_ in zip(args, p.args)]
-        lanes.append([np.asarray(o) for o in f(*lane)])
-    return tuple(lanes[0][j] if ax is None else np.stack([l[j] for l in lanes], axis=ax)
-                 for j, ax in enumerate(p.out_axes))
+        lane = [v if ax is None else v[(slice(None),) * (ax % v.ndim) + (i,)]
+                for v, ax in zip(dyn, axes)]
+        lanes.append(list(f(*lane)))
+    if not lanes:
+        raise AssertionError("per-lane reference at batch size 0")
+    out = []
+    for j, ax in enumerate(p.out_axes):
+        col = [_comparable(l[j]) for l in lanes]
+        rank = jnp.ndim(lanes[0][j])
+        out.append(col[0] if ax is None else jnp.stack(col, axis=ax % (rank + 1)))
+    return tuple(out)
+
+
+def _float_outs(out):
+    return tuple(o for o in out if jnp.issubdtype(o.dtype, jnp.floating))
+
+
+def _scalar(out):
+    total = jnp.float32(0)
+    for o in _float_outs(out):
+        w = jnp.cos(jnp.arange(o.size, dtype=o.dtype)).reshape(o.shape)
+        total = total + jnp.sum(o * w)
+    return total
+
+
+def _stack2(p, a, b, axes):
+    return tuple(x if ax is None else jnp.stack([x, y]) for x, y, ax in zip(a, b, axes))
+
+
+def _apply_use(p: Program, call, dyn, tcl, dyn2, tcl2, batched):
+    """``call(dyn, tcl)`` (the batched function of the array arguments and
+    the traced closed-over values) used as ``p.use`` says. ``batched`` is
+    the outer batching transformation for "nested" (batch_lower or vmap)."""
+    u = p.use
+    if u == "direct":
+        return call(dyn, tcl)
+    if u == "jit":
+        return jax.jit(call)(dyn, tcl)
+    if u in DIFF_USES:
+        flat, tree = jax.tree.flatten((dyn, tcl))
+        diff = [i for i, x in enumerate(flat) if jnp.issubdtype(x.dtype, jnp.floating)]
+
+        def g(*xs):
+            f2 = list(flat)
+            for i, x in zip(diff, xs):
+                f2[i] = x
+            return call(*jax.tree.unflatten(tree, f2))
+        xs = [flat[i] for i in diff]
+        if u == "grad":
+            return jax.value_and_grad(lambda *a: _scalar(g(*a)), argnums=tuple(range(len(xs))))(*xs)
+        if u == "vjp":
+            out, pull = jax.vjp(lambda *a: _float_outs(g(*a)), *xs)
+            cts = tuple(jnp.sin(jnp.arange(o.size, dtype=o.dtype)).reshape(o.shape) for o in out)
+            return out, pull(cts)
+        tans = tuple(jnp.cos(jnp.arange(x.size, dtype=x.dtype)).reshape(x.shape) for x in xs)
+        return jax.jvp(lambda *a: _float_outs(g(*a)), tuple(xs), tans)
+    if u == "scan":
+        return lax.scan(lambda c, _: (c, call(*c)), (dyn, tcl), None, length=2)[1]
+    if u == "fori":
+        return lax.fori_loop(0, 2, lambda i, c: (c[0], c[1], call(c[0], c[1])),
+                             (dyn, tcl, call(dyn, tcl)))[2]
+    if u == "cond":
+        return jax.jit(lambda pr, d, t: lax.cond(pr, call, lambda d_, t_: call(d_, t_), d, t))(
+            True, dyn, tcl)
+    # "vmap" / "nested": an outer batch of 2 over the inputs p.outer marks
+    axes = (tuple(p.outer[:len(dyn)]), tuple(p.outer[len(dyn):]))
+    args = (_stack2(p, dyn, dyn2, axes[0]), _stack2(p, tcl, tcl2, axes[1]))
+    size = None if any(a is not None for a in p.outer) else 2
+    return batched(call, in_axes=axes, axis_size=size)(*args)
+
+
+def _sb_options(p: Program) -> dict:
+    kw = {}
+    for k, v in p.options.items():
+        if k == "chunk":
+            kw["chunk_size"] = v
+        elif k == "symbolic":
+            kw["axis_size"] = "b"
+        elif k == "mesh":
+            kw["mesh"] = jax.sharding.Mesh(np.array(jax.devices()), ("batch",))
+        elif k == "tune":
+            kw["tune"] = True
+    return kw
+
+
+def _uses_callback(p):
+    return "callback" in p.ops()
 
 
 def check_program(p: Program, rtol=1e-4, atol=1e-4) -> str:
-    """batch_lower(p.fn()) agrees with jax.vmap(p.fn()); returns the Outcome.
+    """batch_lower(p.fn()) agrees with jax.vmap(p.fn()), used as ``p.use``
+    says, with ``p.options``; returns the Outcome.
 
     An UnsupportedOpError is an allowed outcome (a typed refusal, never a
     wrong value); a ValueError from vmap (out_axes None on a batched output)
-    must be a ValueError from batch_lower too."""
-    fn, args = p.fn(), p.make_args()
-    kw = dict(in_axes=p.in_axes, out_axes=tuple(p.out_axes), axis_size=p.axis_size)
+    must be a ValueError from batch_lower too. When vmap has no rule for the
+    program, the plain call is checked against a per-lane loop."""
+    explicit, closed = p.make_args()
+    explicit2, closed2 = p.make_args(p.seed + 1)
+    named = dict(axis_name=NAME) if any(o.startswith("collective") for o in p.ops()) else {}
+    kw = dict(in_axes=p.in_axes, out_axes=tuple(p.out_axes), axis_size=p.axis_size, **named)
+    sb_kw = dict(kw, **_sb_options(p))
+
+    def caller(make):
+        def call(dyn, tcl):
+            it = iter(tcl)
+            cl = [next(it) if a.closure == "traced" else v for v, a in zip(closed, p.closed)]
+            return make(cl)(*_merge(p, explicit, dyn))
+        return call
+
+    def dyn_of(ex):
+        return tuple(v for v, a in zip(ex, p.explicit) if a.dtype != STATIC)
+
+    def tcl_of(cl):
+        return tuple(v for v, a in zip(cl, p.closed) if a.closure == "traced")
+
+    ref_call = caller(lambda cl: jax.vmap(p.fn(cl), **kw))
+    sb_call = caller(lambda cl: sb.batch_lower(p.fn(cl), **sb_kw))
+    ins = (dyn_of(explicit), tcl_of(closed), dyn_of(explicit2), tcl_of(closed2))
+    tol = dict(rtol=rtol, atol=atol) if p.use not in DIFF_USES else dict(rtol=1e-3, atol=1e-3)
     outcome = Outcome.OK
     try:
-        want = jax.jit(jax.vmap(fn, **kw))(*args)
+        want = _apply_use(p, ref_call, *ins, jax.vmap)
+        if p.use == "direct":
+            want = jax.block_until_ready(want)
     except ValueError:
         try:
-            sb.batch_lower(fn, **kw)(*args)
-        except ValueError:
+            _apply_use(p, sb_call, *ins, sb.batch_lower)
+        except (ValueError, sb.UnsupportedOpError):
             return Outcome.BOTH_REJECT
         raise AssertionError("jax.vmap raised ValueError but batch_lower did not")
     except Exception:  # a jax.vmap limitation (e.g. lax.clamp with only max batched)
-        want, outcome = per_lane(p, fn, args), Outcome.VMAP_FAILED
+        if p.use != "direct" or named or p.size == 0:
+            try:
+                _apply_use(p, sb_call, *ins, sb.batch_lower)
+            except Exception:
+                return Outcome.BOTH_REJECT
+            return Outcome.USE_UNCHECKED
+        want, outcome = per_lane(p, p.fn(closed), explicit), Outcome.VMAP_FAILED
     try:
-        got = sb.batch_lower(fn, **kw)(*args)
+        got = _apply_use(p, sb_call, *ins, sb.batch_lower)
     except sb.UnsupportedOpError:
         return Outcome.UNSUPPORTED
-    if outcome == Outcome.VMAP_FAILED:
-        got = tuple(np.asarray(g) for g in got)
-        want = tuple(jnp.asarray(w) for w in want)
-    assert_same_tree(got, want, rtol=rtol, atol=atol)
+    assert_same_tree(_comparable(got), _comparable(want), **tol)
     return outcome
 
 
@@ -177,22 +389,33 @@ _CMP = {"lt": jnp.less, "le": jnp.less_equal, "gt": jnp.greater, "ge": jnp.great
 class Builder:
     """Draws a program step by step, tracking each value's per-example aval."""
 
-    def __init__(self, draw, depth=0, env=()):
+    def __init__(self, draw, depth=0, env=(), size=3, families=()):
         self.draw = draw
         self.depth = depth  # > 0 inside a region: no new arguments there
+        self.size = size
+        self.families = families  # the op families steps are drawn from
         self.args: list[Arg] = []
         self.steps: list[Step] = []
         self.avals: list[tuple[tuple, str]] = list(env)  # per value id
         self._arg_ids: list[int] = []
+        self.statics: dict[int, Any] = {}  # value id -> Python value
 
     # Value ids: arguments are numbered first in the final program; while
     # building, arguments and steps interleave, so ids are remapped at the end.
-    def _new_arg(self, shape, dtype):
+    def _new_arg(self, shape, dtype, value=None):
         rank = len(shape)
-        axis = self.draw(st.sampled_from([0, 0, -1, None] + list(range(1, rank + 1))))
-        self.args.append(Arg(tuple(shape), dtype, axis))
+        if dtype == STATIC:
+            axis, closure = None, None
+        else:
+            axis = self.draw(st.sampled_from([0, 0, -1, None] + list(range(1, rank + 1))))
+            closure = None
+            if axis is None:  # unbatched values are also closed over, as users write them
+                closure = self.draw(st.sampled_from((None, "traced", "traced", "concrete")))
+        self.args.append(Arg(tuple(shape), dtype, axis, closure, value))
         self.avals.append((tuple(shape), dtype))
         self._arg_ids.append(len(self.avals) - 1)
+        if dtype == STATIC:
+            self.statics[len(self.avals) - 1] = value
         return len(self.avals) - 1
 
     def _new_const(self, shape, dtype):
@@ -230,14 +453,15 @@ class Builder:
         return self._new_arg(shape, dtype)
 
     def add(self, step: Step) -> int:
-        ins = [jax.ShapeDtypeStruct(*self.avals[i]) for i in step.inputs]
+        ins = [self.statics[i] if i in self.statics else _struct(*self.avals[i])
+               for i in step.inputs]
         try:
-            out = jax.eval_shape(lambda *a: OPS[step.op].apply(step.params, *a), *ins)
+            out = _eval_shape(step, ins, self.size)
         except Exception as e:  # pragma: no cover - a generator bug; skip the example
             assume(False)
             raise AssertionError(e)
         self.steps.append(step)
-        self.avals.append((tuple(out.shape), str(out.dtype)))
+        self.avals.append((tuple(out.shape), KEY if _is_key(out) else str(out.dtype)))
         return len(self.avals) - 1
 
     def program(self, outputs, out_axes, size) -> Program:
@@ -253,10 +477,30 @@ class Builder:
         steps = [Step(s.op, tuple(mapping[i] for i in s.inputs), s.params)
                  for s in self.steps]
         return Program(list(self.args), steps, [mapping[o] for o in outputs],
-                       list(out_axes), size)
+                       list(out_axes), size,
+                       out_dtypes=tuple(self.avals[o][1] for o in outputs))
+
+
+def _struct(shape, dtype):
+    if dtype == KEY:
+        return jax.eval_shape(lambda: _keys(0, shape))
+    return jax.ShapeDtypeStruct(shape, dtype)
+
+
+def _eval_shape(step, ins, size):
+    """The per-example aval of a step; collectives (also inside region bodies)
+    need their named axis bound, so those are traced under a vmap."""
+    f = lambda *a: OPS[step.op].apply(step.params, *a)  # noqa: E731
+    if "collective" in repr(step):
+        out = jax.eval_shape(jax.vmap(f, in_axes=None, axis_size=max(size, 1), axis_name=NAME),
+                             *ins)
+        return jax.ShapeDtypeStruct(out.shape[1:], out.dtype)
+    return jax.eval_shape(f, *ins)
 
 
 def _const(p):
+    if p["dtype"] == KEY:
+        return _keys(p["seed"], p["shape"])
     return jnp.asarray(random_array(np.random.default_rng(p["seed"]), p["shape"], p["dtype"]))
 
 
@@ -653,6 +897,169 @@ def _gen_conv(b):
     return b.add(Step("conv", (x, w), params))
 
 
+# ---- typed keys, static arguments, collectives, custom calls --------------------------
+
+def _key_op(p, k, d=None):
+    fn = p["fn"]
+    if k.ndim:  # a key array: one of its keys (ops below take a single key)
+        k = k.reshape(-1)[p["index"] % k.size] if k.size else jax.random.key(0)
+    if fn == "split":
+        return jax.random.split(k, p["n"])
+    if fn == "fold_in":
+        return jax.random.fold_in(k, d)
+    if fn == "bits":
+        return jax.random.bits(k, p["shape"])
+    if fn == "normal":
+        return jax.random.normal(k, p["shape"])
+    return jax.random.uniform(k, p["shape"]) + d.astype(jnp.float32)  # "uniform"
+
+
+@op("key", _key_op)
+def _gen_key(b):
+    found = [i for i, av in enumerate(b.avals) if av[1] == KEY]
+    if found and b.draw(st.booleans()):
+        k = b.draw(st.sampled_from(found))
+    elif b.depth:
+        k = b._new_const(b.draw(st.sampled_from(((), (2,)))), KEY)
+    else:
+        k = b._new_arg(b.draw(st.sampled_from(((), (2,), (3, 2)))), KEY)
+    fn = b.draw(st.sampled_from(("split", "fold_in", "bits", "normal", "uniform")))
+    params = dict(fn=fn, index=b.draw(st.integers(0, 5)))
+    ins = (k,)
+    if fn == "split":
+        params["n"] = b.draw(st.integers(1, 3))
+    elif fn in ("fold_in", "uniform"):
+        ins = (k, b.operand((), (I32,)))
+    if fn in ("bits", "normal", "uniform"):
+        params["shape"] = b.shape(0, 2)
+    return b.add(Step("key", ins, params))
+
+
+def _static_op(p, x, s):
+    # Python ints / floats / bools reach fn traced under batch_lower (vmap
+    # passes them untouched: tests/test_generated_regressions.py, xfail), so
+    # they are used here only in ways that work either way.
+    kind = p["kind"]
+    if kind == "str":
+        return {"sin": jnp.sin, "cos": jnp.cos, "neg": jnp.negative}[s](x)
+    if kind == "bool":
+        return jnp.where(s, -x, x)
+    if kind == "int" and p["roll"] and x.ndim:
+        return jnp.roll(x, s, axis=0)
+    if kind == "tuple":
+        return x * jnp.asarray(s, x.dtype).sum()
+    return x * s
+
+
+@op("static", _static_op)
+def _gen_static(b):
+    """A non-array argument (in_axes=None) used as a Python value."""
+    if b.depth:
+        return _gen_unary(b)
+    x = b.operand(dtypes=(F32,))
+    v = b.draw(st.one_of(st.sampled_from(("sin", "cos", "neg")), st.integers(-3, 3),
+                         st.sampled_from((0.5, -2.0)), st.booleans(),
+                         st.tuples(st.integers(0, 2), st.integers(0, 2))))
+    s = b._new_arg((), STATIC, v)
+    return b.add(Step("static", (x, s), dict(roll=b.draw(st.booleans()),
+                                             kind=type(v).__name__)))
+
+
+def _collective(p, x):
+    fn, n = p["fn"], p["n"]
+    if fn == "psum":
+        return lax.psum(x, NAME)
+    if fn == "pmean":
+        return lax.pmean(x, NAME)
+    if fn == "pmax":
+        return lax.pmax(x, NAME)
+    if fn == "all_gather":
+        return lax.all_gather(x, NAME)
+    if fn == "ppermute":
+        return lax.ppermute(x, NAME, [(j, (j + p["shift"]) % n) for j in range(n)])
+    if fn == "axis_index":
+        return x + lax.axis_index(NAME).astype(x.dtype)
+    if fn == "psum_scatter":
+        return lax.psum_scatter(x, NAME, tiled=True)
+    return lax.all_to_all(x, NAME, 0, 0, tiled=True)  # "all_to_all"
+
+
+_COLLECTIVES = ("psum", "pmean", "pmax", "all_gather", "ppermute", "axis_index",
+                "psum_scatter", "all_to_all")
+
+
+@op("collective", _collective)
+def _gen_collective(b):
+    """A collective over the named batch axis (batch_lower(..., axis_name=NAME))."""
+    if b.size == 0:  # a named axis of size 0 has no lanes to exchange between
+        return _gen_unary(b)
+    fn = b.draw(st.sampled_from(_COLLECTIVES))
+    if fn in ("psum_scatter", "all_to_all"):  # the scattered dim splits over the lanes
+        rest = b.shape(0, 1)
+        x = b.operand((b.size * b.draw(st.integers(1, 2)),) + rest, (F32, I32))
+    else:
+        x = b.operand(dtypes=(F32,) if fn == "pmean" else (F32, I32))
+    return b.add(Step("collective", (x,), dict(fn=fn, n=b.size,
+                                               shift=b.draw(st.integers(0, 2)))))
+
+
+def _spd(a):
+    n = a.shape[-1]
+    return a @ a.T + n * jnp.eye(n, dtype=a.dtype)
+
+
+def _linalg(p, a, y):
+    fn = p["fn"]
+    if fn == "solve":
+        return jnp.linalg.solve(_spd(a), y)
+    if fn == "cholesky":
+        return jnp.linalg.cholesky(_spd(a))
+    if fn == "qr":
+        return jnp.abs(jnp.linalg.qr(a)[1])  # |R|: LAPACK's signs are a convention
+    if fn == "eigh":
+        return jnp.linalg.eigh(_spd(a))[0]
+    if fn == "inv":
+        return jnp.linalg.inv(_spd(a))
+    return jnp.linalg.svd(a, compute_uv=False)  # "svd"
+
+
+@op("linalg", _linalg)
+def _gen_linalg(b):
+    """Linear algebra jax lowers to LAPACK custom calls."""
+    n = b.draw(st.integers(1, 3))
+    a = b.operand((n, n), (F32,))
+    y = b.operand((n,) + b.shape(0, 1)[:1], (F32,))
+    fn = b.draw(st.sampled_from(("solve", "cholesky", "qr", "eigh", "inv", "svd")))
+    return b.add(Step("linalg", (a, y), dict(fn=fn)))
+
+
+@op("approx_max_k", lambda p, x: (lax.approx_max_k if p["max"] else lax.approx_min_k)(
+    x, p["k"])[p["which"]])
+def _gen_approx_max_k(b):
+    x = b.operand(min_rank=1, dtypes=(F32,), nonempty=True)
+    return b.add(Step("approx_max_k", (x,), dict(k=b.draw(st.integers(1, b.avals[x][0][-1])),
+                                                 which=b.draw(st.integers(0, 1)),
+                                                 max=b.draw(st.booleans()))))
+
+
+_HOST = {"sin": np.sin, "square": np.square, "cumsum": lambda x: np.cumsum(x, axis=-1)
+         if x.ndim else x}
+
+
+def _callback(p, x):
+    fn = _HOST[p["fn"]]
+    return jax.pure_callback(lambda v: np.asarray(fn(np.asarray(v)), v.dtype),
+                             jax.ShapeDtypeStruct(x.shape, x.dtype), x,
+                             vmap_method="sequential")
+
+
+@op("callback", _callback)
+def _gen_callback(b):
+    """A host callback (jax.pure_callback: a custom call jax.export refuses)."""
+    x = b.operand(dtypes=(F32,))
+    return b.add(Step("callback", (x,), dict(fn=b.draw(st.sampled_from(sorted(_HOST))))))
+
+
 # ---- regions with random bodies --------------------------------------------------------
 
 def _run_body(steps, env):
@@ -688,6 +1095,9 @@ def _region(p, x, s, *caps):
     return lax.cond(s > 0, body, lambda c: c, x)
 
 
+_NOT_IN_REGIONS = ("region", "conv", "key", "static", "callback")
+
+
 @op("region", _region, needs=("stablehlo.while", "stablehlo.if"))
 def _gen_region(b):
     if b.depth >= 1:  # one level of nesting: bodies hold plain ops
@@ -695,8 +1105,8 @@ def _gen_region(b):
     x = b.operand(max_rank=2)
     s = b.operand((), (I32,))
     caps = [b.operand(max_rank=2) for _ in range(b.draw(st.integers(0, 2)))]
-    inner = Builder(b.draw, depth=1, env=[b.avals[i] for i in (x, *caps)])
-    names = [n for n in available_ops() if n not in ("region", "conv")]
+    inner = Builder(b.draw, depth=1, env=[b.avals[i] for i in (x, *caps)], size=b.size)
+    names = [n for n in b.families if n not in _NOT_IN_REGIONS]
     for _ in range(b.draw(st.integers(1, 3))):
         OPS[b.draw(st.sampled_from(names))].gen(inner)
     # constants drawn inside the body are steps of the body; locals 0.. are
@@ -707,27 +1117,118 @@ def _gen_region(b):
     return b.add(Step("region", (x, s, *caps), params))
 
 
+# ---- features that land on other branches ---------------------------------------
+
+@functools.lru_cache(None)
+def named_axes_available() -> bool:
+    """batch_lower(..., axis_name=...) binds the name for collectives (issue 14)."""
+    try:
+        out = sb.batch_lower(lambda x: lax.psum(x, NAME), axis_name=NAME)(jnp.ones(2))
+        return bool(np.allclose(out, 2.0))
+    except Exception:
+        return False
+
+
+@functools.lru_cache(None)
+def tune_available() -> bool:
+    return "tune" in inspect.signature(sb.batch_lower).parameters
+
+
+def several_devices() -> bool:
+    return len(jax.devices()) > 1
+
+
+def missing_features() -> dict[str, str]:
+    """Tally tags that cannot occur in this build, with the reason."""
+    out = {}
+    if not named_axes_available():
+        why = "named axes (batch_lower(..., axis_name=...) with collectives) not in this build"
+        out.update({t: why for t in ["op:collective"] +
+                    [f"op:collective:{c}" for c in _COLLECTIVES]})
+    if not tune_available():
+        out["opt:tune"] = "batch_lower(tune=True) not in this build"
+    if not several_devices():
+        out["opt:mesh"] = "one device in this process (XLA_FLAGS=--xla_force_host_platform_device_count=2)"
+    return out
+
+
+def families() -> list[str]:
+    names = available_ops()
+    if not named_axes_available():
+        names = [n for n in names if n != "collective"]
+    return names
+
+
+def expected_tags() -> list[str]:
+    """Every tag the tally must count (make fuzz / the CI sample check them)."""
+    fams = [n for n in available_ops()]
+    tags = [f"op:{n}" for n in fams] + [f"use:{u}" for u in USES]
+    tags += [f"op:collective:{c}" for c in _COLLECTIVES]
+    tags += [f"op:linalg:{f}" for f in ("solve", "cholesky", "qr", "eigh")]
+    tags += [f"op:key:{f}" for f in ("split", "fold_in", "bits", "normal")]
+    tags += ["opt:chunk", "opt:symbolic", "opt:mesh", "opt:tune", "opt:none"]
+    tags += [f"dtype:{d}" for d in (F32, I32, "int8", "uint8", KEY, STATIC)]
+    tags += ["size:0", "size:1", "closure:concrete", "closure:traced", "closure:outer-batched",
+             "key:in_axes=neg", "key:out_axes=neg"]
+    tags += [f"closure:traced:{u}" for u in USES if u not in ("direct",) + DIFF_USES]
+    tags += ["closure:traced:autodiff"]  # grad / vjp / jvp together
+    return tags
+
+
 # ---- the strategy ---------------------------------------------------------------
 
 @st.composite
-def programs(draw, max_steps=5, ops=None):
+def programs(draw, max_steps=5, ops=None, first=None, use=None, option=None):
     """A random Program with 1..max_steps steps drawn from ``ops`` (default:
-    every family whose rules are registered)."""
-    names = ops or available_ops()
-    b = Builder(draw)
-    for _ in range(draw(st.integers(1, max_steps))):
-        OPS[draw(st.sampled_from(names))].gen(b)
+    every family whose rules are registered), used as one of USES, with
+    options drawn among those this build has. ``first`` / ``use`` /
+    ``option`` force the first step's family, the use and the option where
+    the program allows them (a stratified sample: tests/test_generated.py)."""
+    size = draw(st.sampled_from((3, 1, 0, 3, 8)))
+    names = ops or families()
+    if size == 0:
+        names = [n for n in names if n != "collective"] or names
+    b = Builder(draw, size=size, families=names)
+    for k in range(draw(st.integers(1, max_steps))):
+        OPS[first if k == 0 and first in names else draw(st.sampled_from(names))].gen(b)
     last = len(b.avals) - 1
     outputs = [last]
     if draw(st.integers(0, 3)) == 0:
         outputs.append(draw(st.integers(0, last)))
+    outputs = [o for o in outputs if b.avals[o][1] != STATIC] or [b.operand()]
     out_axes = []
     for o in outputs:
         rank = len(b.avals[o][0])
         choices = [0, 0, -1] + list(range(1, rank + 1))
+        if b.avals[o][1] == KEY:
+            choices = [-1, 0] + list(range(-rank - 1, rank + 1))
         ax = draw(st.sampled_from(choices))
         if draw(st.integers(0, 9)) == 9:
             ax = None
         out_axes.append(ax)
-    size = draw(st.sampled_from((1, 3, 3, 8)))
-    return b.program(outputs, out_axes, size)
+    p = b.program(outputs, out_axes, size)
+    p.seed = draw(st.integers(0, 3))
+    callback = "callback" in p.ops()
+    floats = any(a.dtype == F32 and a.closure != "concrete" for a in p.args)
+    uses = [u for u in USES if (floats or u not in DIFF_USES)]
+    p.use = "direct" if callback else use if use in uses else draw(st.sampled_from(uses))
+    unbatched = [a for a in p.args if a.axis is None and a.closure is None and a.dtype != STATIC]
+    if p.use != "direct" and unbatched and draw(st.sampled_from((True, True, False))):
+        draw(st.sampled_from(unbatched)).closure = "traced"  # closed over a traced value
+    if p.use in ("vmap", "nested"):
+        n = sum(1 for a in p.args if a.dtype != STATIC and a.closure != "concrete")
+        p.outer = tuple(draw(st.sampled_from((0, None))) for _ in range(n))
+    batched = any(a.axis is not None for a in p.explicit)
+    # a symbolic size is >= 1 in jax.export (test_generated_regressions.py, xfail)
+    # ... an outer vmap / batch_lower or a jvp of a symbolic one fails (xfail there too)
+    symbolic = batched and size > 0 and p.use not in ("vmap", "nested", "jvp")
+    opts = ["none", "none", "chunk"] + ["symbolic"] * symbolic
+    # mesh=: the batch must split evenly over the devices (a documented ValueError)
+    mesh = several_devices() and size > 0 and size % len(jax.devices()) == 0
+    opts += ["mesh"] * mesh + ["tune"] * tune_available()
+    opt = option if option in opts else draw(st.sampled_from(opts))
+    if opt == "chunk":
+        p.options = {"chunk": draw(st.integers(1, max(size, 1)))}
+    elif opt != "none":
+        p.options = {opt: True}
+    return p

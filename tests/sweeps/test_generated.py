@@ -1,17 +1,24 @@
 """Generated programs (tests/gen_programs.py): batch_lower against jax.vmap.
 
-The "ci" hypothesis profile (the default) is derandomized and sized for CI;
-``make fuzz`` selects the "fuzz" profile (HYPOTHESIS_PROFILE=fuzz) and runs
-thousands of programs, then prints the tally kept in ``TALLY``.
+In CI (the default "ci" hypothesis profile) a derandomized sample of
+GEN_SAMPLE programs is drawn once, run in a few chunks, and its tally must
+count every family ``gen_programs.expected_tags()`` lists (op families,
+compositions, options, dtypes, batch sizes, closures, key axes); tags whose
+feature this build lacks are skipped with the feature's name. ``make fuzz``
+selects the "fuzz" profile (HYPOTHESIS_PROFILE=fuzz): GEN_EXAMPLES fresh
+programs with hypothesis' shrinking, then the tally is printed.
 """
 from __future__ import annotations
 
 import collections
 import os
+import random
 import time
 
-from hypothesis import HealthCheck, event, given, settings
+import pytest
+from hypothesis import HealthCheck, Phase, event, given, seed, settings
 
+import gen_programs
 from gen_programs import check_program, programs
 
 _COMMON = dict(deadline=None, print_blob=True,
@@ -19,13 +26,74 @@ _COMMON = dict(deadline=None, print_blob=True,
                                       HealthCheck.filter_too_much])
 settings.register_profile("ci", max_examples=int(os.environ.get("GEN_EXAMPLES", 150)),
                           derandomize=True, **_COMMON)
-settings.register_profile("fuzz", max_examples=int(os.environ.get("GEN_EXAMPLES", 3000)),
+settings.register_profile("fuzz", max_examples=int(os.environ.get("GEN_EXAMPLES", 5000)),
                           **_COMMON)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
+settings.load_profile(PROFILE)
+FUZZ = PROFILE == "fuzz"
 
+SAMPLE = int(os.environ.get("GEN_SAMPLE", 150))
+SAMPLE_STEPS = 3  # CI: short programs, so that a few hundred fit in CI's time
+CHUNKS = 4
 TALLY = collections.Counter()
 
 
+def draw_sample(n: int, derandomize: bool = True) -> list:
+    """``n`` programs, the same on every run and every xdist worker. The
+    sample is stratified: program i starts with family i % F and is used as
+    USES[...] with an option in turn, so a few hundred touch every family
+    (hypothesis' own first examples are the simplest ones)."""
+    fams = gen_programs.families()
+    opts = (None, "chunk", "symbolic", None, "mesh", "tune")
+    out = []
+    for i in range(n):
+        use = gen_programs.USES[(i + i // len(fams)) % len(gen_programs.USES)]
+
+        @seed(i if derandomize else random.getrandbits(64))
+        # the first example hypothesis generates is its simplest: keep the last
+        @settings(max_examples=3, database=None, phases=[Phase.generate], **_COMMON)
+        @given(programs(max_steps=SAMPLE_STEPS, first=fams[i % len(fams)], use=use,
+                        option=opts[i % len(opts)]))
+        def collect(p):
+            last[:] = [p]
+        last = []
+        collect()
+        out.extend(last)
+    return out
+
+
+_SAMPLE_CACHE: list = []
+
+
+def sample() -> list:
+    if not _SAMPLE_CACHE:
+        _SAMPLE_CACHE.extend(draw_sample(SAMPLE))
+    return _SAMPLE_CACHE
+
+
+@pytest.mark.skipif(FUZZ, reason="make fuzz runs the hypothesis test instead")
+@pytest.mark.parametrize("chunk", range(CHUNKS))
+def test_sample_matches_vmap(chunk):
+    failures = []
+    for p in sample()[chunk::CHUNKS]:
+        try:
+            check_program(p)
+        except Exception as e:  # every failure, each with its pasteable program
+            failures.append(f"{type(e).__name__}: {str(e)[:300]}\n{p!r}")
+    assert not failures, f"{len(failures)} failed:\n" + "\n\n".join(failures[:5])
+
+
+@pytest.mark.skipif(FUZZ, reason="make fuzz prints the tally instead")
+@pytest.mark.parametrize("tag", gen_programs.expected_tags())
+def test_sample_covers(tag):
+    missing = gen_programs.missing_features()
+    if tag in missing:
+        pytest.skip(missing[tag])
+    tally = collections.Counter(t for p in sample() for t in p.tags())
+    assert tally[tag] > 0, f"no program of the {len(sample())} in the sample has {tag}"
+
+
+@pytest.mark.skipif(not FUZZ, reason="HYPOTHESIS_PROFILE=fuzz (make fuzz)")
 @given(programs())
 def test_generated_program_matches_vmap(program):
     start = time.perf_counter()
@@ -38,14 +106,32 @@ def test_generated_program_matches_vmap(program):
         TALLY["seconds"] += time.perf_counter() - start
     TALLY[outcome] += 1
     TALLY["ran"] += 1
+    TALLY.update(f"tag {t}" for t in program.tags())
     event(outcome)
 
 
+def format_tally(tally: collections.Counter) -> str:
+    """Outcomes, then every expected tag with its count (0 shown), then the rest."""
+    lines = [f"generated programs: ran {tally['ran'] + tally['failed']}, "
+             f"failed {tally['failed']} (counting hypothesis' shrink replays), "
+             f"ok {tally['ok']}, unsupported {tally['unsupported']}, "
+             f"both-reject {tally['both-reject']}, "
+             f"vmap-failed (checked against a loop) {tally['vmap-failed']}, "
+             f"vmap-failed-use (not checked) {tally['vmap-failed-use']}, "
+             f"{tally['seconds']:.0f} s"]
+    expected = gen_programs.expected_tags()
+    missing = gen_programs.missing_features()
+    rest = sorted(k[4:] for k in tally if k.startswith("tag ") and k[4:] not in expected)
+    for group in ("op", "use", "opt", "dtype", "size", "closure", "key", "static", "size0",
+                  "size1"):
+        items = [t for t in expected + rest if t.split(":")[0] == group]
+        if items:
+            lines.append(f"  {group}: " + ", ".join(
+                f"{t.split(':', 1)[1]}={tally['tag ' + t]}"
+                + (" (feature missing)" if t in missing else "") for t in items))
+    return "\n".join(lines)
+
+
 def teardown_module(module):
-    if os.environ.get("HYPOTHESIS_PROFILE") == "fuzz":
-        print(f"\ngenerated programs: ran {TALLY['ran'] + TALLY['failed']}, "
-              f"failed {TALLY['failed']} (counting hypothesis' shrink replays), "
-              f"ok {TALLY['ok']}, "
-              f"unsupported {TALLY['unsupported']}, both-reject {TALLY['both-reject']}, "
-              f"vmap-failed (checked against a loop) {TALLY['vmap-failed']}, "
-              f"{TALLY['seconds']:.0f} s")
+    if FUZZ:
+        print("\n" + format_tally(TALLY))

@@ -1,0 +1,88 @@
+"""Crashes and mismatches the generated programs (tests/gen_programs.py,
+issue 18) found, each shrunk to the smallest program that shows it.
+
+Programs are kept as their ``Program`` repr (``check_program`` compares
+with jax.vmap, used as ``Program.use`` says); the plain-jax cases are
+hand-shrunk versions of the same finding.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import stablehlo_batch as sb
+from conftest import assert_same_tree
+from gen_programs import Arg, Program, Step, check_program  # noqa: F401
+
+
+def test_chunk_size_with_nothing_batched():
+    """chunk_size with every argument unbatched (axis_size given): the
+    chunk loop had nothing to scan over (ValueError from lax.scan).
+    Fixed in stablehlo_batch/chunking.py (scan length)."""
+    p = Program(args=[Arg(shape=(3,), dtype='int32', axis=None)],
+                steps=[Step(op='transpose', inputs=(0,), params={'perm': (0,)})],
+                outputs=[1], out_axes=[0], size=8, use='nested', options={'chunk': 1},
+                outer=(0,))
+    assert check_program(p) == "ok"
+    f = sb.batch_lower(lambda x: x * 2, in_axes=None, axis_size=5, chunk_size=2)
+    assert_same_tree(f(jnp.arange(3)), jnp.broadcast_to(jnp.arange(3) * 2, (5, 3)))
+
+
+@pytest.mark.xfail(strict=True, reason="Python scalars under in_axes=None reach fn traced "
+                   "(jax.vmap passes them untouched); stablehlo_batch/api.py")
+def test_python_scalar_under_in_axes_none_stays_python():
+    def f(x, n, training):
+        y = jnp.tile(x, n)  # n must be a Python int
+        return -y if training else y
+    x = jnp.ones((3, 2))
+    want = jax.vmap(f, in_axes=(0, None, None))(x, 2, True)
+    got = sb.batch_lower(f, in_axes=(0, None, None))(x, 2, True)
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.xfail(strict=True, reason="axis_size='b' is a jax.export dimension variable, "
+                   "which is >= 1: a call at batch size 0 fails jax's shape check")
+def test_symbolic_batch_size_at_zero():
+    p = Program(args=[Arg(shape=(1,), dtype='float32', axis=0)],
+                steps=[Step(op='approx_max_k', inputs=(0,), params={'k': 1, 'which': 0, 'max': False})],
+                outputs=[1], out_axes=[0], size=0, options={'symbolic': True})
+    check_program(p)
+
+
+def test_symbolic_batch_size_output_ignores_batched_arguments():
+    """axis_size='b' where no output depends on a batched argument: jit
+    dropped the unused arguments, so the module had no batched argument to
+    read the size from (AxisSpecError). Fixed: the export keeps unused
+    arguments when the size is symbolic (stablehlo_batch/api.py, export.py)."""
+    c = jnp.arange(3.0)
+    x = jnp.ones((4, 2))
+    got = sb.batch_lower(lambda x: c * 2, axis_size="b")(x)
+    assert_same_tree(got, jax.vmap(lambda x: c * 2)(x))
+    p = Program(args=[Arg(shape=(1,), dtype='float32', axis=0)],
+                steps=[Step(op='const', inputs=(), params={'shape': (1,), 'dtype': 'float32', 'seed': 0}),
+                       Step(op='approx_max_k', inputs=(1,), params={'k': 1, 'which': 0, 'max': False})],
+                outputs=[2], out_axes=[0], size=3, options={'symbolic': True})
+    assert check_program(p) == "ok"
+
+
+@pytest.mark.xfail(strict=True, reason="jax.vmap of a batch_lower(axis_size='b') function: "
+                   "'the exported function is already shape-polymorphic'")
+def test_vmap_of_symbolic_batch_size():
+    p = Program(args=[Arg(shape=(4,), dtype='float32', axis=0)],
+                steps=[Step(op='iota', inputs=(0,), params={'dim': 0})],
+                outputs=[1], out_axes=[0], size=3, seed=3, use='vmap',
+                options={'symbolic': True}, outer=(0,))
+    check_program(p)
+
+
+@pytest.mark.xfail(strict=True, reason="jax.jvp of a batch_lower(axis_size='b') function: "
+                   "AxisSpecError 'a symbolic batch size needs at least one batched argument'")
+def test_jvp_of_symbolic_batch_size():
+    p = Program(args=[Arg(shape=(), dtype='float32', axis=-1),
+                      Arg(shape=(), dtype='static', axis=None, value=False)],
+                steps=[Step(op='static', inputs=(0, 1), params={'roll': False, 'kind': 'bool'}),
+                       Step(op='unary', inputs=(0,), params={'fn': 'sign'})],
+                outputs=[3], out_axes=[-1], size=3, use='jvp', options={'symbolic': True})
+    check_program(p)
