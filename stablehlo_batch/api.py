@@ -277,7 +277,8 @@ class BatchedFunction:
             plan, call_args = self._general_plan(args, kwargs, traced=True)
             return (plan.traced_call or plan.call)(*call_args)
         if not (self._direct or self.check) and not (
-                self._static_seen and not _all_jax_values((args, kwargs))):
+                (self._static_seen or _has_python_scalars((args, kwargs)))
+                and not _all_jax_values((args, kwargs))):
             try:
                 out = self._dispatch(*args, _rules=RULES.generation, **kwargs)
                 self._count_call()
@@ -371,6 +372,8 @@ class BatchedFunction:
             avals = tuple(ax.aval_of(x) for x in leaves)
         except TypeError:
             raise _HasStatic() from None
+        if any(type(x) in ax.PYTHON_SCALARS for x in leaves):
+            raise _HasStatic()
         rules = RULES.generation  # plans depend on the rules in force here
         plan = self._by_signature.get((in_tree, avals, rules))
         # concrete: arguments to measure a plan with tune= on, if it needs that
@@ -478,7 +481,8 @@ class BatchedFunction:
             self._plan_for(args, kwargs)  # raises vmap's error
         leaves, in_tree = tree_util.tree_flatten((args, kwargs))
         dims = ax.flatten_axes("batch_lower in_axes", in_tree, (self.in_axes, 0))
-        static = [d is None and not ax.is_jax_value(x) for x, d in zip(leaves, dims)]
+        static = [d is None and (ax.is_static_scalar(x) or not ax.is_jax_value(x))
+                  for x, d in zip(leaves, dims)]
         avals = ax.avals_of(self.fn, in_tree, leaves, static)
         shapes = [() if a is None else a.shape for a in avals]
         dims, size = ax.normalize_in_axes(self.fn, in_tree, shapes, avals, dims,
@@ -622,8 +626,14 @@ def _lane_loop(src, dims, result_batched, out_dims, size, *flat):
     return tree_util.tree_unflatten(tree, moved)
 
 
+def _has_python_scalars(tree) -> bool:
+    return any(type(x) in ax.PYTHON_SCALARS for x in tree_util.tree_leaves(tree))
+
+
 def _all_jax_values(tree) -> bool:
-    return all(ax.is_jax_value(x) for x in tree_util.tree_leaves(tree))
+    """No leaf that may be static (a non-array, or a Python scalar)."""
+    return all(not ax.is_static_scalar(x) and ax.is_jax_value(x)
+               for x in tree_util.tree_leaves(tree))
 
 
 def _check_axis_size(axis_size):

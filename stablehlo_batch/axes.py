@@ -165,6 +165,15 @@ def is_jax_value(x) -> bool:
     return True
 
 
+# Python scalars under in_axes=None reach fn as they are, as under jax.vmap
+# (``jnp.tile(x, n)``, ``if training:``): they are static for the plan.
+PYTHON_SCALARS = (bool, int, float, complex)
+
+
+def is_static_scalar(x) -> bool:
+    return type(x) in PYTHON_SCALARS
+
+
 def aval_of(x) -> jax.core.ShapedArray:
     try:
         return jax.typeof(x)

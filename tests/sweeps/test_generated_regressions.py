@@ -30,16 +30,16 @@ def test_chunk_size_with_nothing_batched():
     assert_same_tree(f(jnp.arange(3)), jnp.broadcast_to(jnp.arange(3) * 2, (5, 3)))
 
 
-@pytest.mark.xfail(strict=True, reason="Python scalars under in_axes=None reach fn traced "
-                   "(jax.vmap passes them untouched); stablehlo_batch/api.py")
 def test_python_scalar_under_in_axes_none_stays_python():
     def f(x, n, training):
         y = jnp.tile(x, n)  # n must be a Python int
         return -y if training else y
     x = jnp.ones((3, 2))
     want = jax.vmap(f, in_axes=(0, None, None))(x, 2, True)
-    got = sb.batch_lower(f, in_axes=(0, None, None))(x, 2, True)
-    np.testing.assert_array_equal(got, want)
+    bf = sb.batch_lower(f, in_axes=(0, None, None))
+    np.testing.assert_array_equal(bf(x, 2, True), want)
+    np.testing.assert_array_equal(bf(x, 3, False), jax.vmap(f, in_axes=(0, None, None))(x, 3, False))
+    np.testing.assert_array_equal(jax.jit(lambda x: bf(x, 2, True))(x), want)
 
 
 @pytest.mark.xfail(strict=True, reason="axis_size='b' is a jax.export dimension variable, "
