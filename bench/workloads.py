@@ -213,7 +213,7 @@ def _host_make(batch, rng):
 # ---- issue 15: where a loop over lanes or chunks beats the full batch ---------------------
 
 def _ensemble_wide_make(batch, rng):
-    return _mlp_params(rng, [64, 256, 256, 16], batch), _normal(rng, 64, 64)
+    return mlp_params(rng, [64, 256, 256, 16], batch), normal(rng, 64, 64)
 
 
 def matmul_chain(x, ws):
@@ -224,14 +224,14 @@ def matmul_chain(x, ws):
 
 
 def _matmul_chain_make(batch, rng):
-    return (_normal(rng, batch, 96, 96, scale=0.1),
-            [_normal(rng, batch, 96, 96, scale=1 / np.sqrt(96)) for _ in range(4)])
+    return (normal(rng, batch, 96, 96, scale=0.1),
+            [normal(rng, batch, 96, 96, scale=1 / np.sqrt(96)) for _ in range(4)])
 
 
 def _cnn_ensemble_make(batch, rng):
-    params = (_normal(rng, batch, 3, 3, 1, 8, scale=0.3), _normal(rng, batch, 3, 3, 8, 16, scale=0.1),
-              _normal(rng, batch, 16, 10, scale=0.2), _normal(rng, batch, 10, scale=0.1))
-    return params, _normal(rng, 28, 28, 1)
+    params = (normal(rng, batch, 3, 3, 1, 8, scale=0.3), normal(rng, batch, 3, 3, 8, 16, scale=0.1),
+              normal(rng, batch, 16, 10, scale=0.2), normal(rng, batch, 10, scale=0.1))
+    return params, normal(rng, 28, 28, 1)
 
 
 def topk(x):
@@ -239,7 +239,7 @@ def topk(x):
 
 
 def _topk_axis1_make(batch, rng):
-    return (_normal(rng, 32, batch, 1024),)
+    return (normal(rng, 32, batch, 1024),)
 
 
 def scan_decay(xs):
@@ -252,11 +252,11 @@ def scan_decay(xs):
 
 
 def _scan_axis1_make(batch, rng):
-    return (_normal(rng, 256, batch, 64),)
+    return (normal(rng, 256, batch, 64),)
 
 
 def _mlp_axis1_make(batch, rng):
-    return _mlp_params(rng, [32, 128, 128, 10]), _normal(rng, 16, batch, 32)
+    return mlp_params(rng, [32, 128, 128, 10]), normal(rng, 16, batch, 32)
 
 
 def _mlp_axis1(params, x):

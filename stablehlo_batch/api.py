@@ -275,6 +275,7 @@ class BatchedFunction:
             # Under jit / grad / vmap / scan / ...: fn may close over values
             # of those traces; they become arguments of the plan.
             plan, call_args = self._general_plan(args, kwargs, traced=True)
+            self._count_call()
             return (plan.traced_call or plan.call)(*call_args)
         if not (self._direct or self.check) and not (
                 (self._static_seen or _has_python_scalars((args, kwargs)))
@@ -554,6 +555,8 @@ class BatchedFunction:
                                             self.out_axes), size)
                     if shared_key is not None:
                         _SHARED_PLANS[shared_key] = plan
+                    with self._count_lock:
+                        self._misses += 1
                 self._plans[key] = plan
         return plan, call_args
 

@@ -7,6 +7,7 @@ frontend dumps with ``XLA_FLAGS=--xla_dump_to=...``) by converting it.
 from __future__ import annotations
 
 import io
+import re
 from typing import Union
 
 from jaxlib.mlir import ir, passmanager
@@ -75,8 +76,16 @@ def parse_module(source: ModuleSource, context: ir.Context | None = None) -> ir.
         raise ModuleParseError(f"cannot parse module: {' '.join(str(e).split())}") from None
 
 
+# StableHLO's printer writes a dynamic_slice with no start indices (of a
+# scalar) as "%x, , sizes = []", which its own parser refuses: such ops are
+# written in the generic form instead, so every module we print parses back.
+_SCALAR_DYNAMIC_SLICE = re.compile(r"stablehlo\.dynamic_slice (%[\w#.$-]+), , sizes = \[\] :")
+
+
 def module_to_text(module: ir.Module, debug_info: bool = False) -> str:
-    return module.operation.get_asm(enable_debug_info=debug_info)
+    text = module.operation.get_asm(enable_debug_info=debug_info)
+    return _SCALAR_DYNAMIC_SLICE.sub(
+        r'"stablehlo.dynamic_slice"(\1) <{slice_sizes = array<i64>}> :', text)
 
 
 def module_to_bytecode(module: ir.Module) -> bytes:

@@ -1222,7 +1222,12 @@ def programs(draw, max_steps=5, ops=None, first=None, use=None, option=None):
     # a symbolic size is >= 1 in jax.export (test_generated_regressions.py, xfail)
     # ... an outer vmap / batch_lower or a jvp of a symbolic one fails (xfail there too)
     symbolic = batched and size > 0 and p.use not in ("vmap", "nested", "jvp")
-    opts = ["none", "none", "chunk"] + ["symbolic"] * symbolic
+    # collectives refuse chunk_size and a symbolic size (documented ValueErrors);
+    # approx_max_k under a symbolic size fails jax's shape refinement (open)
+    ops = p.ops()
+    collective = "collective" in ops
+    symbolic = symbolic and not collective and "approx_max_k" not in ops
+    opts = ["none", "none"] + ["chunk"] * (not collective) + ["symbolic"] * symbolic
     # mesh=: the batch must split evenly over the devices (a documented ValueError)
     mesh = several_devices() and size > 0 and size % len(jax.devices()) == 0
     opts += ["mesh"] * mesh + ["tune"] * tune_available()

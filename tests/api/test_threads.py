@@ -39,10 +39,10 @@ class _Counters:
         self._lock = threading.Lock()
         original = api.BatchedFunction._build
 
-        def counting_build(bf, in_tree, avals, dims, size, platform):
+        def counting_build(bf, in_tree, avals, dims, size, platform, **kw):
             with self._lock:
                 self.builds[tuple(a.shape for a in avals)] += 1
-            return original(bf, in_tree, avals, dims, size, platform)
+            return original(bf, in_tree, avals, dims, size, platform, **kw)
         monkeypatch.setattr(api.BatchedFunction, "_build", counting_build)
 
         def on_event(event, duration, **kw):

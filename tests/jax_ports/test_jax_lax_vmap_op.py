@@ -12,7 +12,8 @@ import pytest
 
 import jax
 from jax import lax
-from jax._src.internal_test_util import lax_test_util
+lax_test_util = pytest.importorskip(
+    "jax._src.internal_test_util.lax_test_util", reason="JAX's test utilities need absl-py")
 
 import stablehlo_batch as sb
 from conftest import assert_same_tree

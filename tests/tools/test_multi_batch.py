@@ -8,7 +8,6 @@ import pytest
 import stablehlo_batch as sb
 from conftest import assert_same_tree, random_array
 from stablehlo_batch.passes import builders as bld
-from stablehlo_batch.passes.rules import RULES
 from stablehlo_batch import check, cli, module_io, selfcheck
 
 
@@ -78,9 +77,9 @@ def _wrong_cosine(fb, op, flags):
     return [(new, True)]
 
 
-def test_a_wrong_rule_is_found_at_its_dimension(monkeypatch, tmp_path):
+def test_a_wrong_rule_is_found_at_its_dimension(monkeypatch, tmp_path, rule_override):
     monkeypatch.setenv("STABLEHLO_BATCH_REPRO_DIR", str(tmp_path))
-    monkeypatch.setitem(RULES, "stablehlo.cosine", _wrong_cosine)
+    rule_override("stablehlo.cosine", _wrong_cosine)
     text = _text(lambda x: jnp.cos(x) + 1, np.zeros(3, np.float32))
     with pytest.raises(check.BatchMismatchError) as e:
         check.check_module(text, 0, 0, (2, 3))
@@ -133,14 +132,14 @@ def test_cli_exported_input_with_two_dims(tmp_path, capfd):
     assert_same_tree(got, want, rtol=1e-5, atol=1e-5)
 
 
-def test_cli_check_of_an_exported_function(tmp_path, capfd, monkeypatch):
+def test_cli_check_of_an_exported_function(tmp_path, capfd, monkeypatch, rule_override):
     """--check runs exported inputs too (it was silently skipped before)."""
     exp = jax.export.export(jax.jit(lambda x: jnp.cos(x) * 2))(np.zeros(3, np.float32))
     src = tmp_path / "c.jax_exported"
     src.write_bytes(exp.serialize())
     rc = cli.main([str(src), "--axis-size=2,3", "--check", "-o", str(tmp_path / "o.mlir")])
     assert rc == 0, capfd.readouterr().err
-    monkeypatch.setitem(RULES, "stablehlo.cosine", _wrong_cosine)
+    rule_override("stablehlo.cosine", _wrong_cosine)
     rc = cli.main([str(src), "--axis-size=3", "--check", "-o", str(tmp_path / "o.mlir")])
     err = capfd.readouterr().err
     assert rc == 1 and err.startswith("error: --check failed: the batched function differs "
