@@ -277,9 +277,12 @@ class BatchedFunction:
             plan, call_args = self._general_plan(args, kwargs, traced=True)
             self._count_call()
             return (plan.traced_call or plan.call)(*call_args)
+        # Python scalars under in_axes=None are static (as under vmap), but
+        # the dispatch may trace them: a function that needs them concrete
+        # raises a TypeError there and the call then takes the static path;
+        # one that does not gives the same values either way.
         if not (self._direct or self.check) and not (
-                (self._static_seen or _has_python_scalars((args, kwargs)))
-                and not _all_jax_values((args, kwargs))):
+                self._static_seen and not _all_jax_values((args, kwargs))):
             try:
                 out = self._dispatch(*args, _rules=RULES.generation, **kwargs)
                 self._count_call()
@@ -627,10 +630,6 @@ def _lane_loop(src, dims, result_batched, out_dims, size, *flat):
              x if d is None else jnp.moveaxis(x, 0, d % x.ndim)
              for x, d, b in zip(leaves, out_dims, result_batched)]
     return tree_util.tree_unflatten(tree, moved)
-
-
-def _has_python_scalars(tree) -> bool:
-    return any(type(x) in ax.PYTHON_SCALARS for x in tree_util.tree_leaves(tree))
 
 
 def _all_jax_values(tree) -> bool:
