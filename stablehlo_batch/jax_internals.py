@@ -28,6 +28,11 @@ are what notice).
   batch's name from a misspelt one (named_axes.bound_outside). If it breaks,
   nested ``batch_lower`` calls with collectives over the outer name fail
   (tests/rules/test_collectives.py).
+- ``named_axes_used`` (``jax._src.core.NamedAxisEffect``): which axis names a
+  traced function's collectives use, so that a ``batch_lower`` with no name
+  of its own inside a named batch sees a collective over the outer name
+  before lowering it. If it breaks, such calls fail in jax's lowering
+  (tests/rules/test_collectives.py, jax's testBatchedAllGatherTiled).
 - ``collective_broadcast_lowering`` (``jax._src.interpreters.mlir``'s
   per-platform lowering table, ``jax._src.lax.parallel.pbroadcast_p`` and its
   lowering rule): ``lax.pbroadcast`` lowers to ``collective_broadcast`` for
@@ -100,6 +105,12 @@ def axis_bound(name, size: int):
 def enclosing_axis_names() -> list[str]:
     """The axis names bound by the enclosing transformations, as strings."""
     return [str(n) for n in core.get_axis_env().axis_names()]
+
+
+def named_axes_used(closed_jaxpr) -> set:
+    """The axis names the collectives of a traced function use (jax records
+    each as a ``NamedAxisEffect`` of the jaxpr)."""
+    return {e.name for e in closed_jaxpr.effects if isinstance(e, core.NamedAxisEffect)}
 
 
 # ---- lowering ---------------------------------------------------------------------

@@ -358,6 +358,22 @@ def _strip_sharding_ops(m: ir.Module):
         op.erase()
 
 
+class UsesEnclosingAxis(Exception):
+    """Raised while planning a ``batch_lower`` call whose function has
+    collectives over an enclosing batch's name that the call itself does not
+    bind: ``vmap_inside`` is then the route."""
+
+
+def check_enclosing_axes(closed_jaxpr, own_name) -> None:
+    """Raises ``UsesEnclosingAxis`` when the traced per-example function uses
+    an axis name bound only by an enclosing transformation."""
+    used = jax_internals.named_axes_used(closed_jaxpr)
+    if own_name is not None:
+        used.discard(own_name)
+    if used:
+        raise UsesEnclosingAxis(sorted(map(str, used)))
+
+
 def bound_outside(err: NameError) -> bool:
     """True when ``err`` is jax's unbound-axis error for a name that an
     enclosing transformation (an outer ``jax.vmap`` or ``batch_lower``) binds."""

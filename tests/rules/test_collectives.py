@@ -224,6 +224,13 @@ def test_tuple_of_names_across_nested_batch_lowers():
     got = jax.vmap(sb.batch_lower(lambda y: lax.pmax(y, ("i", "j")), axis_name="i"),
                    axis_name="j")(x)
     np.testing.assert_allclose(got, jnp.broadcast_to(x.max((0, 1)), x.shape))
+    # An inner batch_lower with no name of its own over the outer's name
+    # (JAX's testBatchedAllGatherTiled).
+    x = jnp.arange(24.0).reshape(4, 3, 2)
+    f = lambda y: lax.all_gather(y, "i", tiled=True)
+    got = sb.batch_lower(sb.batch_lower(f, in_axes=1, out_axes=1), axis_name="i", in_axes=1,
+                         out_axes=None)(x)
+    np.testing.assert_array_equal(got, jnp.transpose(x, (1, 0, 2)).reshape(12, 2))
 
 
 def test_vmap_around_and_batch_lower_inside_batch_lower():
