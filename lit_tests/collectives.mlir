@@ -17,6 +17,31 @@
 // RUN: not stablehlo-batch-opt %S/Inputs/spmd_psum_ppermute.mlir --spmd-axis=x 2>&1 | filecheck %s --check-prefix=SPMD-ERR
 // RUN: stablehlo-batch-opt %s --func=two_op_body --axis-size=4 | filecheck %s --check-prefix=MAP
 // RUN: stablehlo-batch-opt %S/Inputs/spmd_plain.mlir --spmd-axis=d | filecheck %s --check-prefix=PLAIN
+// RUN: stablehlo-batch-opt %S/Inputs/collectives_symbolic.mlir --func=psum --axis-size=b | filecheck %s --check-prefix=SYM
+// RUN: stablehlo-batch-opt %S/Inputs/collectives_symbolic.mlir --func=collective_broadcast --axis-size=b | filecheck %s --check-prefix=SYM-BCAST
+// RUN: not stablehlo-batch-opt %S/Inputs/collectives_symbolic.mlir --func=split_groups --axis-size=b 2>&1 | filecheck %s --check-prefix=SYM-SPLIT
+// RUN: not stablehlo-batch-opt %S/Inputs/collectives_symbolic.mlir --func=all_gather --axis-size=b 2>&1 | filecheck %s --check-prefix=SYM-GATHER
+
+// A symbolic batch size (Inputs/collectives_symbolic.mlir, lowered at a
+// placeholder count): a psum over the whole axis is one reduce over the
+// dynamic batch dim, partition_id a dynamic_iota reading the batch size.
+// SYM-LABEL: func.func @psum
+// SYM-SAME: (%[[X:[^:]+]]: tensor<?x3xf32>) -> tensor<?x3xf32>
+// SYM-NOT: all_reduce
+// SYM: stablehlo.reduce(%[[X]] init: %{{[^ ]+}}) applies stablehlo.add across dimensions = [0]
+// SYM-SAME: (tensor<?x3xf32>, tensor<f32>) -> tensor<3xf32>
+// SYM: %[[N:[^ ]+]] = stablehlo.get_dimension_size %[[X]], dim = 0
+// SYM: stablehlo.dynamic_iota {{.*}} -> tensor<?xui32>
+// SYM-NOT: partition_id
+// SYM: return
+// pbroadcast over the whole axis: the source lane's value, unbatched.
+// SYM-BCAST-LABEL: func.func @collective_broadcast
+// SYM-BCAST-NOT: collective_broadcast
+// SYM-BCAST: stablehlo.slice %arg0 [1:2, 0:3] : (tensor<?x3xf32>) -> tensor<1x3xf32>
+// SYM-BCAST: stablehlo.dynamic_broadcast_in_dim
+// Lane groups and per-example shapes that need the number of lanes: refused.
+// SYM-SPLIT: error: cannot batch 'stablehlo.all_reduce' in function @split_groups: replica groups that split the batch axis over a symbolic batch size
+// SYM-GATHER: error: cannot batch 'stablehlo.all_gather' in function @all_gather: all_gather over a symbolic batch size
 
 // psum over all lanes: one reduce over the batch with the op's own combiner
 // and its identity; the result is the same for every lane (unbatched) and is

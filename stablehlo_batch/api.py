@@ -520,8 +520,15 @@ class BatchedFunction:
                RULES.generation)
         if traced:
             examples = [ax.unbatched_struct(a, d) for a, d in zip(dyn_avals, dyn_dims)]
-            bound = (contextlib.nullcontext() if self.axis_name is None
-                     else jax_internals.axis_bound(self.axis_name, size))
+            bound = contextlib.ExitStack()
+            if self.axis_name is not None and self.symbolic:
+                # the size jax.vmap would bind, pmean's divisor as a collective
+                # (named_axes.export_named)
+                bound.enter_context(jax_internals.axis_bound(
+                    self.axis_name, symbolic_size(self.symbolic)))
+                bound.enter_context(jax_internals.traced_pmean_divisor(self.axis_name))
+            elif self.axis_name is not None:
+                bound.enter_context(jax_internals.axis_bound(self.axis_name, size))
             with bound:  # collectives over our own axis trace like under vmap
                 closed, out_shape = jax.make_jaxpr(src, return_shape=True)(*examples)
             if self.axis_name is None:

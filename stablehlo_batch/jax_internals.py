@@ -33,6 +33,9 @@ are what notice).
   of its own inside a named batch sees a collective over the outer name
   before lowering it. If it breaks, such calls fail in jax's lowering
   (tests/rules/test_collectives.py, jax's testBatchedAllGatherTiled).
+- ``traced_pmean_divisor`` (``jax._src.lax.parallel._axis_size`` /
+  ``psum_p``): ``pmean``'s divisor as a collective when the batch size is
+  symbolic (see its docstring).
 - ``collective_broadcast_lowering`` (``jax._src.interpreters.mlir``'s
   per-platform lowering table, ``jax._src.lax.parallel.pbroadcast_p`` and its
   lowering rule): ``lax.pbroadcast`` lowers to ``collective_broadcast`` for
@@ -55,9 +58,11 @@ are what notice).
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 from typing import Callable
 
+import numpy as np
 from jax._src import core, source_info_util, util
 from jax._src.interpreters import mlir as jax_mlir
 from jax._src.lax import parallel
@@ -134,6 +139,32 @@ def collective_broadcast_lowering(platform: str):
         finally:
             if added:
                 table.pop(parallel.pbroadcast_p, None)
+
+
+@contextlib.contextmanager
+def traced_pmean_divisor(name):
+    """While active, ``lax.pmean`` over ``name`` alone divides by a traced
+    ``psum`` of one (a collective the rewrite turns into the batch size read
+    at run time) instead of the mesh's axis size, which is only a placeholder
+    when the batch size is symbolic (named_axes.export_named). Patches
+    ``jax._src.lax.parallel._axis_size`` for calls from ``pmean`` only. If it
+    breaks, ``pmean`` with a symbolic batch size is refused as depending on
+    the number of lanes (tests/rules/test_collectives.py)."""
+    orig = parallel._axis_size
+    pmean_code = parallel.pmean.__code__
+
+    def axis_size(axis_name, axis_index_groups=None, /):
+        if (axis_index_groups is None and axis_name in (name, (name,))
+                and sys._getframe(1).f_code is pmean_code):
+            return parallel.psum_p.bind(np.int32(1), axes=(name,), axis_index_groups=None)
+        return orig(axis_name, axis_index_groups)
+
+    with _LOWERING_LOCK:
+        parallel._axis_size = axis_size
+        try:
+            yield
+        finally:
+            parallel._axis_size = orig
 
 
 # ---- jaxlib -----------------------------------------------------------------------

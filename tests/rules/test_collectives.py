@@ -263,12 +263,35 @@ def test_refused_combinations():
         sb.batch_lower(f, axis_name="i", chunk_size=2)
     with pytest.raises(ValueError, match="check=True cannot be combined with axis_name"):
         sb.batch_lower(f, axis_name="i", check=True)
-    with pytest.raises(ValueError, match="symbolic"):
-        sb.batch_lower(f, axis_name="i", axis_size="b")(jnp.ones((2, 3)))
     with pytest.raises(TypeError, match="one axis name"):
         sb.batch_lower(f, axis_name=("i", "j"))
     with pytest.raises(ValueError, match="spmd_axis_name needs mesh"):
         sb.batch_lower(f, spmd_axis_name="data")
+
+
+def test_symbolic_batch_size():
+    # One plan for every batch size: reductions over the whole axis, pmean's
+    # divisor, axis_index and pbroadcast read the batch size at run time.
+    def f(x, s):
+        m = lax.pmean(x, "i")
+        v = lax.pmean((x - m) ** 2, "i")
+        y = (x - m) * lax.rsqrt(v + 1e-5) * s + lax.axis_index("i")
+        return y, lax.pmax(x, "i") - lax.pmin(s, "i"), parallel.pargmax(x, "i")
+    bl = sb.batch_lower(f, (0, None), axis_name="i", axis_size="b")
+    bc = sb.batch_lower(lambda x: lax.pbroadcast(x, "i", 1), axis_name="i", axis_size="b")
+    s = arange(4) + 3
+    for n in (2, 5):
+        x = arange(n, 4) * (1 + jnp.arange(n * 4.0).reshape(n, 4) % 3)
+        assert_same_tree(bl(x, s), jax.vmap(f, (0, None), axis_name="i")(x, s),
+                         rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(bc(x), jnp.broadcast_to(x[1], x.shape))
+    assert bl._misses == 1
+    assert "dynamic_iota" in bl.lower(x, s).as_text()
+    # Collectives that need the number of lanes: a typed error naming the op.
+    with pytest.raises(sb.UnsupportedOpError, match="all_gather.*symbolic batch size"):
+        sb.batch_lower(lambda x: lax.all_gather(x, "i"), axis_name="i", axis_size="b")(x)
+    with pytest.raises(ValueError, match="symbolic batch size"):
+        sb.batch_lower(lambda x: x * lax.psum(1, "i"), axis_name="i", axis_size="b")(x)
 
 
 def test_mesh_axis_name_is_deprecated_for_spmd_axis_name():
