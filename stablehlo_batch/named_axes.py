@@ -279,6 +279,48 @@ def _drop_sdy(module: ir.Module):
             op.attributes[key] = ir.ArrayAttr.get(cleaned)
 
 
+def lanes_exported(exp: jax.export.Exported, axis_name, size, what: str
+                   ) -> jax.export.Exported:
+    """``batch_exported`` / ``vmappable`` with ``axis_name``: ``exp`` is a
+    per-example function lowered inside ``jax.shard_map`` over a mesh axis
+    ``axis_name`` with every value replicated (``in_specs=P()``,
+    ``out_specs=P()``), as ``export_named`` lowers one; device k becomes lane
+    k of a batch of ``size`` (the axis' size). Returns a one-device
+    ``Exported`` whose collectives are marked for the rewrite."""
+    check_axis_name(axis_name)
+    m = module_io.parse_module(exp.mlir_module_serialized)
+    with m.context, ir.Location.unknown(m.context):
+        mcs = []
+        m.operation.walk(lambda o: (mcs.append(o) if o.name == "sdy.manual_computation"
+                                    else None) or ir.WalkResult.ADVANCE)
+        if not mcs:
+            return exp  # nothing names the axis: the module batches as it is
+        meshes = _meshes(m)
+        n = None
+        for mc in mcs:
+            n = _lanes_of(mc, meshes, str(axis_name))
+            for key in ("in_shardings", "out_shardings"):
+                for i, (_, dims) in enumerate(_shardings(mc.attributes[key])):
+                    if _split_dim(dims, str(axis_name), f"{key[:-10]} {i}") is not None:
+                        raise ValueError(
+                            f"{what}(axis_name={axis_name!r}): the module splits a value over "
+                            f"{axis_name!r}; only replicated values (P()) are one example per "
+                            "device (spmd_to_batch takes split ones)")
+        if not isinstance(size, int):
+            raise ValueError(
+                f"{what}(axis_name={axis_name!r}) needs a static axis_size: the module was "
+                f"lowered for {n} devices of {axis_name!r}")
+        if n != size:
+            raise ValueError(f"{what}(axis_name={axis_name!r}): the module was lowered for {n} "
+                             f"devices of {axis_name!r}, the batch has {size}")
+        lanes_module(m, n)
+        _strip_sharding_ops(m)
+    return dataclasses.replace(
+        exp, mlir_module_serialized=module_io.module_to_portable_artifact(m), nr_devices=1,
+        in_shardings_hlo=(None,) * len(exp.in_avals),
+        out_shardings_hlo=(None,) * len(exp.out_avals), _get_vjp=None)
+
+
 def resolve_names(axis_name, spmd_axis_name, mesh, stacklevel: int = 3):
     """``batch_lower``'s two names: (the name collectives use, the mesh axis
     that ``mesh=`` splits the batch over).

@@ -294,6 +294,26 @@ def test_symbolic_batch_size():
         sb.batch_lower(lambda x: x * lax.psum(1, "i"), axis_name="i", axis_size="b")(x)
 
 
+def test_batch_exported_and_vmappable_take_axis_name():
+    P = jax.sharding.PartitionSpec
+
+    def f(x, w):
+        return x * w - lax.pmean(x, "i") + lax.axis_index("i"), lax.psum(w, "i")
+    x, w = arange(3, 4), arange(4) + 1
+    sm = jax.shard_map(f, mesh=jax.sharding.AbstractMesh((3,), ("i",)), in_specs=P(),
+                       out_specs=P(), check_vma=False)
+    exp = jax.export.export(jax.jit(sm), platforms=("cpu",))(x[0], w)
+    want = jax.vmap(f, (0, None), axis_name="i")(x, w)
+    b = sb.batch_exported(exp, (0, None), axis_size=3, axis_name="i")
+    assert_same_tree(jax.export.deserialize(b.serialize()).call(x, w), want, rtol=1e-6)
+    assert_same_tree(jax.vmap(sb.vmappable(exp, axis_name="i"), (0, None))(x, w), want,
+                     rtol=1e-6)
+    with pytest.raises(ValueError, match="lowered for 3 devices"):
+        sb.batch_exported(exp, (0, None), axis_size=4, axis_name="i")
+    with pytest.raises(ValueError, match="static axis_size"):
+        sb.batch_exported(exp, (0, None), axis_size="b", axis_name="i")
+
+
 def test_mesh_axis_name_is_deprecated_for_spmd_axis_name():
     mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))
     f = lambda x: x - lax.pmean(x, "data")
