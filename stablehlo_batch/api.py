@@ -526,7 +526,7 @@ class BatchedFunction:
                 # (named_axes.export_named)
                 bound.enter_context(jax_internals.axis_bound(
                     self.axis_name, symbolic_size(self.symbolic)))
-                bound.enter_context(jax_internals.traced_pmean_divisor(self.axis_name))
+                bound.enter_context(jax_internals.traced_axis_size(self.axis_name))
             elif self.axis_name is not None:
                 bound.enter_context(jax_internals.axis_bound(self.axis_name, size))
             with bound:  # collectives over our own axis trace like under vmap

@@ -71,7 +71,7 @@ def export_named(fn: Callable, args, kwargs, axis_name, size, platform: str
     number, replica groups that split the axis, ...) is refused."""
     if isinstance(size, int):
         return _export_at(fn, args, kwargs, axis_name, size, platform)
-    with jax_internals.traced_pmean_divisor(axis_name):
+    with jax_internals.traced_axis_size(axis_name):
         exps = [_export_at(fn, args, kwargs, axis_name, n, platform, keep_unused=True,
                            symbolic=True) for n in PLACEHOLDER_LANES]
     _refuse_lane_shaped(exps[0])

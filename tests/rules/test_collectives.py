@@ -271,12 +271,14 @@ def test_refused_combinations():
 
 def test_symbolic_batch_size():
     # One plan for every batch size: reductions over the whole axis, pmean's
-    # divisor, axis_index and pbroadcast read the batch size at run time.
+    # divisor, psum of a number, axis_index and pbroadcast read the batch
+    # size at run time.
     def f(x, s):
         m = lax.pmean(x, "i")
         v = lax.pmean((x - m) ** 2, "i")
         y = (x - m) * lax.rsqrt(v + 1e-5) * s + lax.axis_index("i")
-        return y, lax.pmax(x, "i") - lax.pmin(s, "i"), parallel.pargmax(x, "i")
+        return (y, lax.pmax(x, "i") - lax.pmin(s, "i") * lax.psum(1, "i"),
+                parallel.pargmax(x, "i"))
     bl = sb.batch_lower(f, (0, None), axis_name="i", axis_size="b")
     bc = sb.batch_lower(lambda x: lax.pbroadcast(x, "i", 1), axis_name="i", axis_size="b")
     s = arange(4) + 3
@@ -291,7 +293,7 @@ def test_symbolic_batch_size():
     with pytest.raises(sb.UnsupportedOpError, match="all_gather.*symbolic batch size"):
         sb.batch_lower(lambda x: lax.all_gather(x, "i"), axis_name="i", axis_size="b")(x)
     with pytest.raises(ValueError, match="symbolic batch size"):
-        sb.batch_lower(lambda x: x * lax.psum(1, "i"), axis_name="i", axis_size="b")(x)
+        sb.batch_lower(lambda x: x * lax.axis_size("i"), axis_name="i", axis_size="b")(x)
 
 
 def test_batch_exported_and_vmappable_take_axis_name():
