@@ -5,6 +5,7 @@
 //
 // RUN: stablehlo-batch-opt %s --func=psum --axis-size=4 | filecheck %s --check-prefix=PSUM
 // RUN: stablehlo-batch-opt %s --func=pmax_groups --axis-size=4 | filecheck %s --check-prefix=GROUPS
+// RUN: stablehlo-batch-opt %s --func=psum_unequal --axis-size=4 | filecheck %s --check-prefix=UNEQUAL
 // RUN: stablehlo-batch-opt %s --func=all_gather --axis-size=4 | filecheck %s --check-prefix=GATHER
 // RUN: stablehlo-batch-opt %s --func=reduce_scatter --axis-size=4 | filecheck %s --check-prefix=SCATTER
 // RUN: stablehlo-batch-opt %s --func=all_to_all --axis-size=4 | filecheck %s --check-prefix=A2A
@@ -55,6 +56,17 @@
 // PSUM: stablehlo.broadcast_in_dim {{.*}} (tensor<3xf32>) -> tensor<4x3xf32>
 // PSUM-NOT: all_reduce
 // PSUM: return
+
+// Groups of unequal sizes (padded with -1): one reduce per group, stacked,
+// each lane given its group's value.
+// UNEQUAL-LABEL: func.func @psum_unequal
+// UNEQUAL-NOT: all_reduce
+// UNEQUAL: stablehlo.constant dense<{{\[}}[0], [3], [1]]> : tensor<3x1xi64>
+// UNEQUAL: stablehlo.reduce{{.*}} applies stablehlo.add across dimensions = [0] : (tensor<3x3xf32>, tensor<f32>) -> tensor<3xf32>
+// UNEQUAL: stablehlo.reduce{{.*}} applies stablehlo.add across dimensions = [0] : (tensor<1x3xf32>, tensor<f32>) -> tensor<3xf32>
+// UNEQUAL: stablehlo.concatenate {{.*}} -> tensor<2x3xf32>
+// UNEQUAL: stablehlo.constant dense<{{\[}}[0], [0], [1], [0]]> : tensor<4x1xi64>
+// UNEQUAL: return
 
 // Replica groups that split the lanes: gather the lanes group by group,
 // reduce each group, give each lane its group's value.
@@ -220,6 +232,14 @@ module attributes {stablehlo_batch.lanes = 4 : i64} {
     %0 = stablehlo.partition_id {stablehlo_batch.lane} : tensor<ui32>
     %1 = stablehlo.convert %0 : (tensor<ui32>) -> tensor<i32>
     return %1 : tensor<i32>
+  }
+  func.func @psum_unequal(%x: tensor<3xf32>) -> tensor<3xf32> {
+    %0 = "stablehlo.all_reduce"(%x) <{channel_handle = #stablehlo.channel_handle<handle = 1, type = 1>, replica_groups = dense<[[0, 3, 1], [2, -1, -1]]> : tensor<2x3xi64>, use_global_device_ids}> ({
+    ^bb0(%a: tensor<f32>, %b: tensor<f32>):
+      %s = stablehlo.add %a, %b : tensor<f32>
+      stablehlo.return %s : tensor<f32>
+    }) {stablehlo_batch.lane} : (tensor<3xf32>) -> tensor<3xf32>
+    return %0 : tensor<3xf32>
   }
   func.func @two_op_body(%x: tensor<3xf32>) -> tensor<3xf32> {
     %0 = "stablehlo.all_reduce"(%x) <{channel_handle = #stablehlo.channel_handle<handle = 1, type = 1>, replica_groups = dense<[[0, 1, 2, 3]]> : tensor<1x4xi64>, use_global_device_ids}> ({

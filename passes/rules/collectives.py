@@ -62,8 +62,9 @@ def _lanes(fb, op) -> int:
     return n
 
 
-def _groups(fb, op, n) -> list[list[int]]:
-    """The replica groups as lists of lanes: equal sizes, each lane once.
+def _groups(fb, op, n, equal: bool = True) -> list[list[int]]:
+    """The replica groups as lists of lanes: each lane once, of equal sizes
+    unless ``equal`` is False (reductions and broadcasts allow any sizes).
     With a symbolic batch size only one group of every lane can be known:
     ``[ALL]``."""
     if n == bld.DYN:
@@ -75,9 +76,12 @@ def _groups(fb, op, n) -> list[list[int]]:
     groups = [[int(v) for v in row if v >= 0] for row in rows.reshape(rows.shape[0], -1)]
     groups = [g for g in groups if g] or [list(range(n))]
     flat = sorted(v for g in groups for v in g)
-    if flat != list(range(n)) or len({len(g) for g in groups}) != 1:
-        raise fb.unsupported(op, f"replica groups {groups} do not split the {n} lanes "
-                                 "into groups of one size")
+    if flat != list(range(n)):
+        raise fb.unsupported(op, f"replica groups {groups} do not cover each of the {n} "
+                                 "lanes once")
+    if equal and len({len(g) for g in groups}) != 1:
+        raise fb.unsupported(op, f"replica groups {groups} are of unequal sizes: each "
+                                 "lane's result would have its own shape")
     return groups
 
 
@@ -261,14 +265,23 @@ def all_reduce(fb, op, flags):
     if not marked(op):
         return fallback(fb, op, flags)
     n = _lanes(fb, op)
-    groups = _groups(fb, op, n)
+    groups = _groups(fb, op, n, equal=False)
     combiner = _combiner(fb, op)
     if groups == [ALL]:  # a symbolic batch: one reduce over it, unbatched results
         return [(_reduce_lanes(fb, op, fb.materialize(x), 0, combiner), False)
                 for x in op.operands]
     out = []
     for x, batched in zip(op.operands, flags):
-        per_group = _reduce_lanes(fb, op, _grouped(fb, x, batched, groups), 1, combiner)
+        if len({len(g) for g in groups}) == 1:
+            per_group = _reduce_lanes(fb, op, _grouped(fb, x, batched, groups), 1, combiner)
+        else:  # groups of unequal sizes: one reduce per group, stacked
+            x = x if batched else fb.materialize(x)
+            s = bld.shape_of(x)[1:]
+            parts = [bld.reshape(_reduce_lanes(fb, op, take(x, g), 0, combiner), [1] + s)
+                     for g in groups]
+            per_group = bld.create(
+                "stablehlo.concatenate", [bld.tensor_type([len(groups)] + s, bld.element_type(x))],
+                parts, {"dimension": bld.i64_attr(0)}).result
         out.append(_by_group(per_group, groups, n))
     return out
 
@@ -377,7 +390,7 @@ def collective_broadcast(fb, op, flags):
     if not marked(op):
         return fallback(fb, op, flags)
     n = _lanes(fb, op)
-    groups = _groups(fb, op, n)
+    groups = _groups(fb, op, n, equal=False)
     if not flags[0]:
         return [(op.operands[0], False)]
     if groups == [ALL]:  # the source lane's value, for every lane

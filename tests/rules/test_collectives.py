@@ -135,12 +135,16 @@ def test_pbroadcast_and_replica_groups():
     np.testing.assert_array_equal(got, jnp.broadcast_to(x[2], x.shape))
     # jax.vmap has no axis_index_groups; shard_map semantics: each group reduces.
     got = sb.batch_lower(lambda x: (lax.psum(x, "i", axis_index_groups=[[0, 2], [1, 3]]),
-                                    lax.pmax(x, "i", axis_index_groups=[[3, 1], [2, 0]])),
+                                    lax.pmax(x, "i", axis_index_groups=[[3, 1], [2, 0]]),
+                                    lax.psum(x, "i", axis_index_groups=[[0, 3, 1], [2]])),
                          axis_name="i")(x)
     pairs = jnp.stack([x[0] + x[2], x[1] + x[3]])
     np.testing.assert_allclose(got[0], pairs[jnp.array([0, 1, 0, 1])])
     maxes = jnp.stack([jnp.maximum(x[1], x[3]), jnp.maximum(x[0], x[2])])
     np.testing.assert_allclose(got[1], maxes[jnp.array([1, 0, 1, 0])])
+    # Groups of unequal sizes: one reduce per group.
+    unequal = jnp.stack([x[0] + x[1] + x[3], x[2]])
+    np.testing.assert_allclose(got[2], unequal[jnp.array([0, 0, 1, 0])])
 
 
 # ---- transformations ---------------------------------------------------------------
