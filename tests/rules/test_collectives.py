@@ -318,6 +318,8 @@ def test_batch_exported_and_vmappable_take_axis_name():
         sb.batch_exported(exp, (0, None), axis_size=4, axis_name="i")
     with pytest.raises(ValueError, match="static axis_size"):
         sb.batch_exported(exp, (0, None), axis_size="b", axis_name="i")
+    with pytest.raises(sb.UnsupportedOpError, match="shard_map body.*axis_name="):
+        sb.batch_exported(exp, (0, None), axis_size=3)  # the name not given
 
 
 def test_mesh_axis_name_is_deprecated_for_spmd_axis_name():
