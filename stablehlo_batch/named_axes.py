@@ -71,9 +71,20 @@ def export_named(fn: Callable, args, kwargs, axis_name, size, platform: str
     number, replica groups that split the axis, ...) is refused."""
     if isinstance(size, int):
         return _export_at(fn, args, kwargs, axis_name, size, platform)
+    exps = []
     with jax_internals.traced_axis_size(axis_name):
-        exps = [_export_at(fn, args, kwargs, axis_name, n, platform, keep_unused=True,
-                           symbolic=True) for n in PLACEHOLDER_LANES]
+        for n in PLACEHOLDER_LANES:
+            try:
+                exps.append(_export_at(fn, args, kwargs, axis_name, n, platform,
+                                       keep_unused=True, symbolic=True))
+            except NameError:
+                raise
+            except Exception as e:
+                e.add_note(f"(while lowering for a placeholder of {n} lanes: axis_name="
+                           f"{axis_name!r} with a symbolic axis_size takes collectives over the "
+                           "whole axis that do not need the number of lanes; "
+                           "docs/named-axes.md)")
+                raise
     _refuse_lane_shaped(exps[0])
     texts = [_lane_free_text(e) for e in exps]
     if texts[0] != texts[1]:
