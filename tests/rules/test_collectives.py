@@ -283,14 +283,15 @@ def test_symbolic_batch_size():
         y = (x - m) * lax.rsqrt(v + 1e-5) * s + lax.axis_index("i")
         return (y, lax.pmax(x, "i") - lax.pmin(s, "i") * lax.psum(1, "i"),
                 parallel.pargmax(x, "i"))
-    bl = sb.batch_lower(f, (0, None), axis_name="i", axis_size="b")
-    bc = sb.batch_lower(lambda x: lax.pbroadcast(x, "i", 1), axis_name="i", axis_size="b")
+    g = lambda x, s: (f(x, s), lax.pbroadcast(x, "i", 1))
+    bl = sb.batch_lower(g, (0, None), axis_name="i", axis_size="b")
     s = arange(4) + 3
     for n in (2, 5):
         x = arange(n, 4) * (1 + jnp.arange(n * 4.0).reshape(n, 4) % 3)
-        assert_same_tree(bl(x, s), jax.vmap(f, (0, None), axis_name="i")(x, s),
+        got, bcast = bl(x, s)
+        assert_same_tree(got, jax.vmap(f, (0, None), axis_name="i")(x, s),
                          rtol=1e-5, atol=1e-5)
-        np.testing.assert_array_equal(bc(x), jnp.broadcast_to(x[1], x.shape))
+        np.testing.assert_array_equal(bcast, jnp.broadcast_to(x[1], x.shape))
     assert bl._misses == 1
     assert "dynamic_iota" in bl.lower(x, s).as_text()
     # Collectives that need the number of lanes: a typed error naming the op.
