@@ -5,6 +5,7 @@
 //
 // RUN: stablehlo-batch-opt %s --func=psum --axis-size=4 | filecheck %s --check-prefix=PSUM
 // RUN: stablehlo-batch-opt %s --func=pmax_groups --axis-size=4 | filecheck %s --check-prefix=GROUPS
+// RUN: stablehlo-batch-opt %s --func=psum_unequal --axis-size=4 | filecheck %s --check-prefix=UNEQUAL
 // RUN: stablehlo-batch-opt %s --func=all_gather --axis-size=4 | filecheck %s --check-prefix=GATHER
 // RUN: stablehlo-batch-opt %s --func=reduce_scatter --axis-size=4 | filecheck %s --check-prefix=SCATTER
 // RUN: stablehlo-batch-opt %s --func=all_to_all --axis-size=4 | filecheck %s --check-prefix=A2A
@@ -17,6 +18,31 @@
 // RUN: not stablehlo-batch-opt %S/Inputs/spmd_psum_ppermute.mlir --spmd-axis=x 2>&1 | filecheck %s --check-prefix=SPMD-ERR
 // RUN: stablehlo-batch-opt %s --func=two_op_body --axis-size=4 | filecheck %s --check-prefix=MAP
 // RUN: stablehlo-batch-opt %S/Inputs/spmd_plain.mlir --spmd-axis=d | filecheck %s --check-prefix=PLAIN
+// RUN: stablehlo-batch-opt %S/Inputs/collectives_symbolic.mlir --func=psum --axis-size=b | filecheck %s --check-prefix=SYM
+// RUN: stablehlo-batch-opt %S/Inputs/collectives_symbolic.mlir --func=collective_broadcast --axis-size=b | filecheck %s --check-prefix=SYM-BCAST
+// RUN: not stablehlo-batch-opt %S/Inputs/collectives_symbolic.mlir --func=split_groups --axis-size=b 2>&1 | filecheck %s --check-prefix=SYM-SPLIT
+// RUN: not stablehlo-batch-opt %S/Inputs/collectives_symbolic.mlir --func=all_gather --axis-size=b 2>&1 | filecheck %s --check-prefix=SYM-GATHER
+
+// A symbolic batch size (Inputs/collectives_symbolic.mlir, lowered at a
+// placeholder count): a psum over the whole axis is one reduce over the
+// dynamic batch dim, partition_id a dynamic_iota reading the batch size.
+// SYM-LABEL: func.func @psum
+// SYM-SAME: (%[[X:[^:]+]]: tensor<?x3xf32>) -> tensor<?x3xf32>
+// SYM-NOT: all_reduce
+// SYM: stablehlo.reduce(%[[X]] init: %{{[^ ]+}}) applies stablehlo.add across dimensions = [0]
+// SYM-SAME: (tensor<?x3xf32>, tensor<f32>) -> tensor<3xf32>
+// SYM: %[[N:[^ ]+]] = stablehlo.get_dimension_size %[[X]], dim = 0
+// SYM: stablehlo.dynamic_iota {{.*}} -> tensor<?xui32>
+// SYM-NOT: partition_id
+// SYM: return
+// pbroadcast over the whole axis: the source lane's value, unbatched.
+// SYM-BCAST-LABEL: func.func @collective_broadcast
+// SYM-BCAST-NOT: collective_broadcast
+// SYM-BCAST: stablehlo.slice %arg0 [1:2, 0:3] : (tensor<?x3xf32>) -> tensor<1x3xf32>
+// SYM-BCAST: stablehlo.dynamic_broadcast_in_dim
+// Lane groups and per-example shapes that need the number of lanes: refused.
+// SYM-SPLIT: error: cannot batch 'stablehlo.all_reduce' in function @split_groups: replica groups that split the batch axis over a symbolic batch size
+// SYM-GATHER: error: cannot batch 'stablehlo.all_gather' in function @all_gather: all_gather over a symbolic batch size
 
 // psum over all lanes: one reduce over the batch with the op's own combiner
 // and its identity; the result is the same for every lane (unbatched) and is
@@ -30,6 +56,17 @@
 // PSUM: stablehlo.broadcast_in_dim {{.*}} (tensor<3xf32>) -> tensor<4x3xf32>
 // PSUM-NOT: all_reduce
 // PSUM: return
+
+// Groups of unequal sizes (padded with -1): one reduce per group, stacked,
+// each lane given its group's value.
+// UNEQUAL-LABEL: func.func @psum_unequal
+// UNEQUAL-NOT: all_reduce
+// UNEQUAL: stablehlo.constant dense<{{\[}}[0], [3], [1]]> : tensor<3x1xi64>
+// UNEQUAL: stablehlo.reduce{{.*}} applies stablehlo.add across dimensions = [0] : (tensor<3x3xf32>, tensor<f32>) -> tensor<3xf32>
+// UNEQUAL: stablehlo.reduce{{.*}} applies stablehlo.add across dimensions = [0] : (tensor<1x3xf32>, tensor<f32>) -> tensor<3xf32>
+// UNEQUAL: stablehlo.concatenate {{.*}} -> tensor<2x3xf32>
+// UNEQUAL: stablehlo.constant dense<{{\[}}[0], [0], [1], [0]]> : tensor<4x1xi64>
+// UNEQUAL: return
 
 // Replica groups that split the lanes: gather the lanes group by group,
 // reduce each group, give each lane its group's value.
@@ -195,6 +232,14 @@ module attributes {stablehlo_batch.lanes = 4 : i64} {
     %0 = stablehlo.partition_id {stablehlo_batch.lane} : tensor<ui32>
     %1 = stablehlo.convert %0 : (tensor<ui32>) -> tensor<i32>
     return %1 : tensor<i32>
+  }
+  func.func @psum_unequal(%x: tensor<3xf32>) -> tensor<3xf32> {
+    %0 = "stablehlo.all_reduce"(%x) <{channel_handle = #stablehlo.channel_handle<handle = 1, type = 1>, replica_groups = dense<[[0, 3, 1], [2, -1, -1]]> : tensor<2x3xi64>, use_global_device_ids}> ({
+    ^bb0(%a: tensor<f32>, %b: tensor<f32>):
+      %s = stablehlo.add %a, %b : tensor<f32>
+      stablehlo.return %s : tensor<f32>
+    }) {stablehlo_batch.lane} : (tensor<3xf32>) -> tensor<3xf32>
+    return %0 : tensor<3xf32>
   }
   func.func @two_op_body(%x: tensor<3xf32>) -> tensor<3xf32> {
     %0 = "stablehlo.all_reduce"(%x) <{channel_handle = #stablehlo.channel_handle<handle = 1, type = 1>, replica_groups = dense<[[0, 1, 2, 3]]> : tensor<1x4xi64>, use_global_device_ids}> ({

@@ -81,6 +81,11 @@ def fallback(fb, op, flags, why: str | None = None):
     if op.name in COLLECTIVES:
         raise fb.unsupported(op, "a collective cannot be batched: the module must be "
                                  "lowered for one device")
+    if op.name == "sdy.manual_computation":
+        raise fb.unsupported(op, "a shard_map body runs on the devices of its mesh, not once "
+                                 "per lane (an Exported whose mesh axis is the batch axis: "
+                                 "batch_exported / vmappable with axis_name=; an SPMD "
+                                 "program: spmd_to_batch)")
     if fb.program.strict:
         raise fb.unsupported(op, f"{why} (strict mode: no per-lane fallback)")
     fb.note("fallback", op, f"{why}; runs once per lane in a stablehlo.while")

@@ -249,7 +249,14 @@ class BatchedFunction:
 
     def __call__(self, *args, **kwargs):
         if self.axis_name is None:
-            return self._call(args, kwargs)
+            if not jax_internals.enclosing_axis_names():
+                return self._call(args, kwargs)
+            try:
+                return self._call(args, kwargs)
+            except named_axes.UsesEnclosingAxis:
+                # fn's collectives name an enclosing batch's axis: its module
+                # cannot be batched on its own (named_axes.vmap_inside).
+                return named_axes.vmap_inside(self, args, kwargs)
         if jax_internals.enclosing_axis_names():
             # Inside another named batch (an outer batch_lower or jax.vmap
             # with an axis_name): fn's collectives may span both axes, so it
@@ -513,10 +520,19 @@ class BatchedFunction:
                RULES.generation)
         if traced:
             examples = [ax.unbatched_struct(a, d) for a, d in zip(dyn_avals, dyn_dims)]
-            bound = (contextlib.nullcontext() if self.axis_name is None
-                     else jax_internals.axis_bound(self.axis_name, size))
+            bound = contextlib.ExitStack()
+            if self.axis_name is not None and self.symbolic:
+                # the size jax.vmap would bind, pmean's divisor as a collective
+                # (named_axes.export_named)
+                bound.enter_context(jax_internals.axis_bound(
+                    self.axis_name, symbolic_size(self.symbolic)))
+                bound.enter_context(jax_internals.traced_axis_size(self.axis_name))
+            elif self.axis_name is not None:
+                bound.enter_context(jax_internals.axis_bound(self.axis_name, size))
             with bound:  # collectives over our own axis trace like under vmap
                 closed, out_shape = jax.make_jaxpr(src, return_shape=True)(*examples)
+            if self.axis_name is None:
+                named_axes.check_enclosing_axes(closed, None)
             consts = list(closed.consts)
             out_tree = tree_util.tree_structure(out_shape)
             jaxpr = closed.jaxpr

@@ -19,11 +19,12 @@ from jax import tree_util
 
 from stablehlo_batch.passes.rules import RULES
 from stablehlo_batch import axes as ax
+from stablehlo_batch import named_axes
 from stablehlo_batch import tuning
 from stablehlo_batch.flat import batch_flat, is_symbolic, load, symbolic_size
 
 
-def batch_exported(exp, in_axes=0, out_axes=0, *, axis_size, tune=False,
+def batch_exported(exp, in_axes=0, out_axes=0, *, axis_size, axis_name=None, tune=False,
                    tune_args=None) -> jax.export.Exported:
     """The batched function of ``exp`` (an ``Exported`` or serialized bytes) as a
     new ``Exported``, like ``jax.export.export(jax.jit(jax.vmap(f, in_axes,
@@ -35,7 +36,13 @@ def batch_exported(exp, in_axes=0, out_axes=0, *, axis_size, tune=False,
     artifact that runs at every batch size (shape polymorphism).
     ``tune=True`` (or chunk sizes to try) measures on this machine whether a
     loop over chunks of lanes beats the full batch, as ``batch_lower`` does,
-    on ``tune_args`` (the batched positional arguments) or on random ones."""
+    on ``tune_args`` (the batched positional arguments) or on random ones.
+
+    ``axis_name``: ``exp`` was lowered inside ``jax.shard_map`` over a mesh
+    axis of that name and ``axis_size`` devices, every value replicated
+    (``in_specs=P()``, ``out_specs=P()``); its collectives over the axis then
+    compute across the batch, as under ``jax.vmap(f, axis_name=...)``
+    (docs/named-axes.md)."""
     exp = load(exp)
     in_axes = ax.canonicalize_in_axes(in_axes)
     ax.check_out_axes(out_axes)
@@ -51,6 +58,9 @@ def batch_exported(exp, in_axes=0, out_axes=0, *, axis_size, tune=False,
     size = symbolic_size(axis_size)
     if not is_symbolic(size) and int(size) < 0:
         raise ValueError(f"axis_size must be >= 0, got {size}")
+    if axis_name is not None:
+        exp = named_axes.lanes_exported(exp, axis_name, size if not is_symbolic(size) else
+                                        axis_size, "batch_exported")
     if tune is not False and tune is not None:
         return tuning.select_exported(exp, dims, out_dims, size, tune, tune_args)
     return batch_flat(exp, dims, out_dims, size, what="batch_exported").exported
@@ -67,17 +77,52 @@ def _batched_for(exp: jax.export.Exported, pattern: tuple[bool, ...],
                       what="vmappable").exported
 
 
+def _vmappable_named(exp: jax.export.Exported, axis_name) -> Any:
+    named_axes.check_axis_name(axis_name)
+
+    @jax.custom_batching.custom_vmap
+    def call_flat(*flat):
+        # Outside jax.vmap: the module as exported (jax refuses to run it on
+        # fewer devices than its mesh has).
+        args, kwargs = tree_util.tree_unflatten(exp.in_tree, flat)
+        return tuple(tree_util.tree_flatten(exp.call(*args, **kwargs))[0])
+
+    @call_flat.def_vmap
+    def rule(axis_size, in_batched, *flat):
+        one = named_axes.lanes_exported(exp, axis_name, int(axis_size), "vmappable")
+        bexp = _batched_for(one, tuple(bool(b) for b in in_batched), int(axis_size),
+                            RULES.generation)
+        return vmappable(bexp).flat(*flat), (True,) * len(bexp.out_avals)
+
+    def call(*args, **kwargs):
+        flat, tree = tree_util.tree_flatten((args, kwargs))
+        if tree != exp.in_tree:
+            return exp.call(*args, **kwargs)  # jax's own error message
+        return tree_util.tree_unflatten(exp.out_tree, list(call_flat(*flat)))
+
+    call.flat = call_flat
+    call.exported = exp
+    return call
+
+
 @functools.lru_cache(maxsize=64)
 def _vjp_of(exp: jax.export.Exported):
     return vmappable(exp.vjp())
 
 
-def vmappable(exp) -> Any:
+def vmappable(exp, *, axis_name=None) -> Any:
     """A function calling ``exp`` (an ``Exported`` or its bytes) that also works
     under ``jax.vmap`` (nested too), ``jax.jit`` and ``lax.map``: vmap's
     batching rule batches the module with our rewrite, keeping arguments that
-    vmap does not batch unbatched."""
+    vmap does not batch unbatched.
+
+    ``axis_name``: ``exp`` was lowered inside ``jax.shard_map`` over a mesh
+    axis of that name, every value replicated (see ``batch_exported``); under
+    ``jax.vmap`` its collectives compute across the vmapped axis, whose size
+    must be the mesh axis' size."""
     exp = load(exp)
+    if axis_name is not None:
+        return _vmappable_named(exp, axis_name)
 
     @jax.custom_batching.custom_vmap
     def call_flat(*flat):

@@ -28,6 +28,14 @@ are what notice).
   batch's name from a misspelt one (named_axes.bound_outside). If it breaks,
   nested ``batch_lower`` calls with collectives over the outer name fail
   (tests/rules/test_collectives.py).
+- ``named_axes_used`` (``jax._src.core.NamedAxisEffect``): which axis names a
+  traced function's collectives use, so that a ``batch_lower`` with no name
+  of its own inside a named batch sees a collective over the outer name
+  before lowering it. If it breaks, such calls fail in jax's lowering
+  (tests/rules/test_collectives.py, jax's testBatchedAllGatherTiled).
+- ``traced_axis_size`` (``jax._src.lax.parallel._axis_size`` / ``_psum`` /
+  ``psum_p``): ``pmean``'s divisor and ``psum`` of a constant as a
+  collective when the batch size is symbolic (see its docstring).
 - ``collective_broadcast_lowering`` (``jax._src.interpreters.mlir``'s
   per-platform lowering table, ``jax._src.lax.parallel.pbroadcast_p`` and its
   lowering rule): ``lax.pbroadcast`` lowers to ``collective_broadcast`` for
@@ -50,10 +58,14 @@ are what notice).
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 from typing import Callable
 
+import numpy as np
+from jax import tree_util
 from jax._src import core, source_info_util, util
+from jax._src.lax import lax as lax_internal
 from jax._src.interpreters import mlir as jax_mlir
 from jax._src.lax import parallel
 from jaxlib.mlir import ir
@@ -102,6 +114,12 @@ def enclosing_axis_names() -> list[str]:
     return [str(n) for n in core.get_axis_env().axis_names()]
 
 
+def named_axes_used(closed_jaxpr) -> set:
+    """The axis names the collectives of a traced function use (jax records
+    each as a ``NamedAxisEffect`` of the jaxpr)."""
+    return {e.name for e in closed_jaxpr.effects if isinstance(e, core.NamedAxisEffect)}
+
+
 # ---- lowering ---------------------------------------------------------------------
 
 _LOWERING_LOCK = threading.RLock()  # re-entered by nested batch_lower calls
@@ -123,6 +141,55 @@ def collective_broadcast_lowering(platform: str):
         finally:
             if added:
                 table.pop(parallel.pbroadcast_p, None)
+
+
+@contextlib.contextmanager
+def traced_axis_size(name):
+    """While active, the size of axis ``name`` enters values as a collective
+    (a ``psum`` of one, which the rewrite turns into the batch size read at
+    run time) instead of the mesh's axis size, which is only a placeholder
+    when the batch size is symbolic (named_axes.export_named): ``pmean``'s
+    divisor and ``psum`` of a value that is no tracer (``lax.psum(1, "i")``).
+    Patches ``jax._src.lax.parallel._axis_size`` (for calls from ``pmean``;
+    other callers need an int and get the placeholder, which the comparison
+    of two placeholder lowerings then refuses) and ``_psum`` (its constant
+    case). If it breaks, those are refused as depending on the number of
+    lanes (tests/rules/test_collectives.py, test_symbolic_batch_size)."""
+    orig_size, orig_psum = parallel._axis_size, parallel._psum
+    pmean_code = parallel.pmean.__code__
+
+    def ours(axis_name, groups) -> bool:
+        return groups is None and axis_name in (name, (name,), [name])
+
+    def traced_one_sum(leaf):
+        leaf = lax_internal.asarray(leaf)
+        if leaf.dtype == np.bool_:
+            leaf = lax_internal.convert_element_type(leaf, np.int32)
+        out = parallel.psum_p.bind(leaf, axes=(name,), axis_index_groups=None)
+        # a Python number's sum stays weakly typed, as jax's constant case gives
+        weak = core.typeof(leaf).weak_type
+        return lax_internal._convert_element_type(out, weak_type=True) if weak else out
+
+    def axis_size(axis_name, axis_index_groups=None, /):
+        if ours(axis_name, axis_index_groups):
+            if sys._getframe(1).f_code is pmean_code:
+                return traced_one_sum(1)
+            return core.get_axis_env().axis_size(name)
+        return orig_size(axis_name, axis_index_groups)
+
+    def psum(x, axis_name, *, axis_index_groups, is_async):
+        leaves, treedef = tree_util.tree_flatten(x)
+        if ours(axis_name, axis_index_groups) and not is_async and \
+                not any(isinstance(leaf, core.Tracer) for leaf in leaves):
+            return tree_util.tree_unflatten(treedef, [traced_one_sum(leaf) for leaf in leaves])
+        return orig_psum(x, axis_name, axis_index_groups=axis_index_groups, is_async=is_async)
+
+    with _LOWERING_LOCK:
+        parallel._axis_size, parallel._psum = axis_size, psum
+        try:
+            yield
+        finally:
+            parallel._axis_size, parallel._psum = orig_size, orig_psum
 
 
 # ---- jaxlib -----------------------------------------------------------------------

@@ -28,8 +28,8 @@ from jaxlib.mlir.dialects import func as func_d
 
 from stablehlo_batch.passes import builders as bld
 from stablehlo_batch.passes.engine import batch_function_with_report, verify
-from stablehlo_batch.passes.errors import BatchingError
-from stablehlo_batch.passes.rules.collectives import LANE_ATTR, LANES_ATTR
+from stablehlo_batch.passes.errors import BatchingError, UnsupportedOpError, format_location
+from stablehlo_batch.passes.rules.collectives import LANE_ATTR, LANES_ATTR, SYMBOLIC_ATTR
 from stablehlo_batch import jax_internals, module_io
 
 # Ops whose meaning depends on the device, hence on the lane.
@@ -51,13 +51,99 @@ def check_axis_name(axis_name) -> None:
         raise TypeError(f"axis_name must be hashable, got {axis_name!r}") from None
 
 
+# Lane counts a function is lowered at when the batch size is symbolic: its
+# collectives must not depend on the count (compared at both), and the module
+# is the first one's.
+PLACEHOLDER_LANES = (2, 3)
+
+
 def export_named(fn: Callable, args, kwargs, axis_name, size, platform: str
                  ) -> jax.export.Exported:
     """``jax.export`` of ``jax.jit(fn)`` for one example, with ``axis_name``
-    bound to a batch of ``size`` lanes; its module is ``lanes_module``'s."""
-    if not isinstance(size, int):
-        raise ValueError(f"axis_name={axis_name!r} needs a static batch size: collectives "
-                         "over a symbolic axis_size are not supported")
+    bound to a batch of ``size`` lanes; its module is ``lanes_module``'s.
+
+    A symbolic ``size`` (not an int): the abstract mesh needs a number, so
+    ``fn`` is lowered at two placeholder lane counts. Collectives over the
+    whole axis (reductions, ``axis_index``, ``pbroadcast``) lower the same
+    at both and their rewrite reads the batch size at run time; a function
+    whose module differs between the two (a per-example shape or a constant
+    that depends on the number of lanes: ``all_gather``, ``psum`` of a Python
+    number, replica groups that split the axis, ...) is refused."""
+    if isinstance(size, int):
+        return _export_at(fn, args, kwargs, axis_name, size, platform)
+    exps = []
+    with jax_internals.traced_axis_size(axis_name):
+        for n in PLACEHOLDER_LANES:
+            try:
+                exps.append(_export_at(fn, args, kwargs, axis_name, n, platform,
+                                       keep_unused=True, symbolic=True))
+            except NameError:
+                raise
+            except Exception as e:
+                e.add_note(f"(while lowering for a placeholder of {n} lanes: axis_name="
+                           f"{axis_name!r} with a symbolic axis_size takes collectives over the "
+                           "whole axis that do not need the number of lanes; "
+                           "docs/named-axes.md)")
+                raise
+    _refuse_lane_shaped(exps[0])
+    texts = [_lane_free_text(e) for e in exps]
+    if texts[0] != texts[1]:
+        diff = next((a.strip() for a, b in zip(texts[0].splitlines(), texts[1].splitlines())
+                     if a != b), "")
+        raise ValueError(
+            f"axis_name={axis_name!r} with a symbolic batch size: the function depends on the "
+            "number of lanes in a way a symbolic size cannot express (a per-example shape or "
+            "constant from the axis size: all_gather, psum_scatter, all_to_all, psum of a "
+            "Python number, lax.axis_size, replica groups that split the axis, ...); "
+            f"pass a static axis_size. First difference: {diff[:200]}")
+    return exps[0]
+
+
+# Collectives whose per-example shape or pairs depend on the number of lanes.
+_LANE_SHAPED = {
+    "stablehlo.all_gather": "all_gather", "stablehlo.all_to_all": "all_to_all",
+    "stablehlo.reduce_scatter": "psum_scatter (reduce_scatter)",
+    "stablehlo.collective_permute": "ppermute / pshuffle (collective_permute)"}
+
+
+def _refuse_lane_shaped(exp):
+    """UnsupportedOpError naming the first collective of the placeholder
+    lowering that needs the number of lanes."""
+    m = module_io.parse_module(exp.mlir_module_serialized)
+    found = []
+
+    def visit(op):
+        if op.name in _LANE_SHAPED and not found:
+            found.append(op)
+        return ir.WalkResult.ADVANCE
+    m.operation.walk(visit)
+    if found:
+        op = found[0]
+        raise UnsupportedOpError(
+            op.name, "main", format_location(op.location),
+            f"{_LANE_SHAPED[op.name]} over a symbolic batch size: its result depends on the "
+            "number of lanes (pass a static axis_size)")
+
+
+def _lane_free_text(exp) -> str:
+    """The module without what names the lane count (the replica groups of
+    the placeholder lowering and the lanes attribute)."""
+    m = module_io.parse_module(exp.mlir_module_serialized)
+    with m.context:
+        def strip(op):
+            for a in ("replica_groups", "source_target_pairs", "channel_handle"):
+                if a in op.attributes:
+                    del op.attributes[a]
+            return ir.WalkResult.ADVANCE
+        m.operation.walk(strip)
+        for a in (LANES_ATTR, SYMBOLIC_ATTR):
+            if a in m.operation.attributes:
+                del m.operation.attributes[a]
+    return module_io.module_to_text(m)
+
+
+def _export_at(fn, args, kwargs, axis_name, size: int, platform: str, keep_unused=False,
+               symbolic=False) -> jax.export.Exported:
     mesh = jax.sharding.AbstractMesh((size,), (axis_name,))
     P = jax.sharding.PartitionSpec
 
@@ -81,15 +167,17 @@ def export_named(fn: Callable, args, kwargs, axis_name, size, platform: str
     with jax_internals.collective_broadcast_lowering(platform), \
             jax.sharding.use_abstract_mesh(outer if outer.empty else
                                            jax.sharding.AbstractMesh((), ())):
-        exp = jax.export.export(jax.jit(wrapper), platforms=(platform,))(*args, **kwargs)
+        exp = jax.export.export(jax.jit(wrapper, keep_unused=keep_unused),
+                                platforms=(platform,))(*args, **kwargs)
     module = module_io.parse_module(exp.mlir_module_serialized)
-    lanes_module(module, size)
+    lanes_module(module, size, symbolic=symbolic)
     return dataclasses.replace(
         exp, mlir_module_serialized=module_io.module_to_portable_artifact(module),
         nr_devices=1, _get_vjp=None)
 
 
-def lanes_module(module: ir.Module, size: int, func: str = "main") -> ir.Module:
+def lanes_module(module: ir.Module, size: int, func: str = "main", *,
+                 symbolic: bool = False) -> ir.Module:
     """Rewrites in place a module whose @``func`` runs one ``sdy.manual_computation``
     over a mesh axis of ``size`` devices (or is plain SPMD code with
     collectives) into a one-device module whose collectives are marked as
@@ -106,12 +194,60 @@ def lanes_module(module: ir.Module, size: int, func: str = "main") -> ir.Module:
             return ir.WalkResult.ADVANCE
 
         module.operation.walk(mark)
+        _drop_lane_remainders(module, size)
         attrs = module.operation.attributes
         attrs[LANES_ATTR] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), size)
+        if symbolic:  # lowered at a placeholder count: the batch size is read at run time
+            attrs[SYMBOLIC_ATTR] = ir.UnitAttr.get()
         for name in ("mhlo.num_partitions", "mhlo.num_replicas"):
             if name in attrs:
                 attrs[name] = ir.IntegerAttr.get(ir.IntegerType.get_signless(32), 1)
     return module
+
+
+def _drop_lane_remainders(module: ir.Module, size: int):
+    """jax lowers ``axis_index`` as ``partition_id / 1 % size``: a lane's index
+    is below the batch size anyway, so the remainder (by a count that is only
+    a placeholder when the batch size is symbolic) is dropped."""
+    found = []
+
+    def visit(op):
+        if op.name == "stablehlo.remainder" and _lane_id(op.operands[0]) and \
+                _constant_value(op.operands[1]) == size:
+            found.append(op)
+        return ir.WalkResult.ADVANCE
+    module.operation.walk(visit)
+    for op in found:
+        op.results[0].replace_all_uses_with(op.operands[0])
+        divisor = op.operands[1].owner
+        op.erase()
+        if not list(divisor.results[0].uses):
+            divisor.erase()
+
+
+def _lane_id(v) -> bool:
+    """``v`` is partition_id, or partition_id divided by 1."""
+    owner = v.owner
+    if not isinstance(owner, (ir.Operation, ir.OpView)):
+        return False
+    owner = owner.operation
+    if owner.name == "stablehlo.partition_id":
+        return True
+    return (owner.name == "stablehlo.divide" and _constant_value(owner.operands[1]) == 1
+            and _lane_id(owner.operands[0]))
+
+
+def _constant_value(v):
+    owner = v.owner
+    if not isinstance(owner, (ir.Operation, ir.OpView)) or \
+            owner.operation.name != "stablehlo.constant":
+        return None
+    attr = owner.operation.attributes["value"]
+    try:
+        a = ir.DenseIntElementsAttr(attr)
+    except (ValueError, TypeError):
+        return None
+    return int(a[0]) if a.is_splat or len(a) == 1 else None
 
 
 def _inline_manual_computations(module: ir.Module, func: str):
@@ -152,6 +288,48 @@ def _drop_sdy(module: ir.Module):
                         if not d[i].name.startswith(("sdy.", "mhlo.sharding"))}
                 cleaned.append(ir.DictAttr.get(keep))
             op.attributes[key] = ir.ArrayAttr.get(cleaned)
+
+
+def lanes_exported(exp: jax.export.Exported, axis_name, size, what: str
+                   ) -> jax.export.Exported:
+    """``batch_exported`` / ``vmappable`` with ``axis_name``: ``exp`` is a
+    per-example function lowered inside ``jax.shard_map`` over a mesh axis
+    ``axis_name`` with every value replicated (``in_specs=P()``,
+    ``out_specs=P()``), as ``export_named`` lowers one; device k becomes lane
+    k of a batch of ``size`` (the axis' size). Returns a one-device
+    ``Exported`` whose collectives are marked for the rewrite."""
+    check_axis_name(axis_name)
+    m = module_io.parse_module(exp.mlir_module_serialized)
+    with m.context, ir.Location.unknown(m.context):
+        mcs = []
+        m.operation.walk(lambda o: (mcs.append(o) if o.name == "sdy.manual_computation"
+                                    else None) or ir.WalkResult.ADVANCE)
+        if not mcs:
+            return exp  # nothing names the axis: the module batches as it is
+        meshes = _meshes(m)
+        n = None
+        for mc in mcs:
+            n = _lanes_of(mc, meshes, str(axis_name))
+            for key in ("in_shardings", "out_shardings"):
+                for i, (_, dims) in enumerate(_shardings(mc.attributes[key])):
+                    if _split_dim(dims, str(axis_name), f"{key[:-10]} {i}") is not None:
+                        raise ValueError(
+                            f"{what}(axis_name={axis_name!r}): the module splits a value over "
+                            f"{axis_name!r}; only replicated values (P()) are one example per "
+                            "device (spmd_to_batch takes split ones)")
+        if not isinstance(size, int):
+            raise ValueError(
+                f"{what}(axis_name={axis_name!r}) needs a static axis_size: the module was "
+                f"lowered for {n} devices of {axis_name!r}")
+        if n != size:
+            raise ValueError(f"{what}(axis_name={axis_name!r}): the module was lowered for {n} "
+                             f"devices of {axis_name!r}, the batch has {size}")
+        lanes_module(m, n)
+        _strip_sharding_ops(m)
+    return dataclasses.replace(
+        exp, mlir_module_serialized=module_io.module_to_portable_artifact(m), nr_devices=1,
+        in_shardings_hlo=(None,) * len(exp.in_avals),
+        out_shardings_hlo=(None,) * len(exp.out_avals), _get_vjp=None)
 
 
 def resolve_names(axis_name, spmd_axis_name, mesh, stacklevel: int = 3):
@@ -356,6 +534,22 @@ def _strip_sharding_ops(m: ir.Module):
     for op in ops:
         op.results[0].replace_all_uses_with(op.operands[0])
         op.erase()
+
+
+class UsesEnclosingAxis(Exception):
+    """Raised while planning a ``batch_lower`` call whose function has
+    collectives over an enclosing batch's name that the call itself does not
+    bind: ``vmap_inside`` is then the route."""
+
+
+def check_enclosing_axes(closed_jaxpr, own_name) -> None:
+    """Raises ``UsesEnclosingAxis`` when the traced per-example function uses
+    an axis name bound only by an enclosing transformation."""
+    used = jax_internals.named_axes_used(closed_jaxpr)
+    if own_name is not None:
+        used.discard(own_name)
+    if used:
+        raise UsesEnclosingAxis(sorted(map(str, used)))
 
 
 def bound_outside(err: NameError) -> bool:

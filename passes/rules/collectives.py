@@ -35,6 +35,9 @@ from stablehlo_batch.passes.rules import register
 LANE_ATTR = "stablehlo_batch.lane"
 # Module attribute: the number of devices the collectives were lowered for.
 LANES_ATTR = "stablehlo_batch.lanes"
+# Module attribute: that number was a placeholder for a symbolic batch size
+# (the module lowers the same at any count; named_axes.export_named).
+SYMBOLIC_ATTR = "stablehlo_batch.symbolic_lanes"
 
 
 def marked(op) -> bool:
@@ -42,9 +45,16 @@ def marked(op) -> bool:
 
 
 def _lanes(fb, op) -> int:
-    """The batch size, checked against the device count of the lowering."""
-    n = fb.axis_size
+    """The batch size, checked against the device count of the lowering;
+    ``bld.DYN`` for a symbolic batch size."""
     attrs = fb.program.module.operation.attributes
+    if fb.symbolic:
+        if LANES_ATTR in attrs and SYMBOLIC_ATTR not in attrs:
+            raise fb.unsupported(op, f"the collectives were lowered for "
+                                     f"{ir.IntegerAttr(attrs[LANES_ATTR]).value} lanes; the "
+                                     "batch size is symbolic")
+        return bld.DYN
+    n = fb.axis_size
     if LANES_ATTR in attrs and ir.IntegerAttr(attrs[LANES_ATTR]).value != n:
         raise fb.unsupported(op, f"the collectives were lowered for "
                                  f"{ir.IntegerAttr(attrs[LANES_ATTR]).value} lanes but the "
@@ -52,18 +62,48 @@ def _lanes(fb, op) -> int:
     return n
 
 
-def _groups(fb, op, n) -> list[list[int]]:
-    """The replica groups as lists of lanes: equal sizes, each lane once."""
+def _groups(fb, op, n, equal: bool = True) -> list[list[int]]:
+    """The replica groups as lists of lanes: each lane once, of equal sizes
+    unless ``equal`` is False (reductions and broadcasts allow any sizes).
+    With a symbolic batch size only one group of every lane can be known:
+    ``[ALL]``."""
+    if n == bld.DYN:
+        return [ALL] if _whole_axis(fb, op) else _refuse_symbolic(fb, op, "replica groups "
+                                                                   "that split the batch axis")
     if "replica_groups" not in op.attributes:
         return [list(range(n))]
     rows = np.array(ir.DenseIntElementsAttr(op.attributes["replica_groups"]))
     groups = [[int(v) for v in row if v >= 0] for row in rows.reshape(rows.shape[0], -1)]
     groups = [g for g in groups if g] or [list(range(n))]
     flat = sorted(v for g in groups for v in g)
-    if flat != list(range(n)) or len({len(g) for g in groups}) != 1:
-        raise fb.unsupported(op, f"replica groups {groups} do not split the {n} lanes "
-                                 "into groups of one size")
+    if flat != list(range(n)):
+        raise fb.unsupported(op, f"replica groups {groups} do not cover each of the {n} "
+                                 "lanes once")
+    if equal and len({len(g) for g in groups}) != 1:
+        raise fb.unsupported(op, f"replica groups {groups} are of unequal sizes: each "
+                                 "lane's result would have its own shape")
     return groups
+
+
+# The one replica group of every lane when the batch size is symbolic.
+ALL = None
+
+
+def _whole_axis(fb, op) -> bool:
+    """With a placeholder lowering (symbolic size): whether the op's replica
+    groups are the one group of all placeholder lanes."""
+    if "replica_groups" not in op.attributes:
+        return True
+    p = ir.IntegerAttr(fb.program.module.operation.attributes[LANES_ATTR]).value
+    rows = np.array(ir.DenseIntElementsAttr(op.attributes["replica_groups"]))
+    groups = [sorted(int(v) for v in row if v >= 0) for row in rows.reshape(rows.shape[0], -1)]
+    groups = [g for g in groups if g]
+    return not groups or groups == [list(range(p))]
+
+
+def _refuse_symbolic(fb, op, what: str):
+    raise fb.unsupported(op, f"{what} over a symbolic batch size: the number of lanes must "
+                             "be known (pass a static axis_size)")
 
 
 def take(x: ir.Value, idx) -> ir.Value:
@@ -136,6 +176,8 @@ def _pairwise(fb, op, x: ir.Value, dim: int) -> ir.Value:
     """Reduces ``dim`` of ``x`` with the op's own body applied elementwise
     (``stablehlo.map``) to halves, log2(n) times: for bodies with no known
     identity (complex max, a multi-op body)."""
+    if bld.shape_of(x)[dim] == bld.DYN:
+        _refuse_symbolic(fb, op, "a reduction body with no known identity")
     body = op.regions[0].blocks[0]
     elem = bld.element_type(x)
     scalar = bld.tensor_type([], elem)
@@ -223,11 +265,23 @@ def all_reduce(fb, op, flags):
     if not marked(op):
         return fallback(fb, op, flags)
     n = _lanes(fb, op)
-    groups = _groups(fb, op, n)
+    groups = _groups(fb, op, n, equal=False)
     combiner = _combiner(fb, op)
+    if groups == [ALL]:  # a symbolic batch: one reduce over it, unbatched results
+        return [(_reduce_lanes(fb, op, fb.materialize(x), 0, combiner), False)
+                for x in op.operands]
     out = []
     for x, batched in zip(op.operands, flags):
-        per_group = _reduce_lanes(fb, op, _grouped(fb, x, batched, groups), 1, combiner)
+        if len({len(g) for g in groups}) == 1:
+            per_group = _reduce_lanes(fb, op, _grouped(fb, x, batched, groups), 1, combiner)
+        else:  # groups of unequal sizes: one reduce per group, stacked
+            x = x if batched else fb.materialize(x)
+            s = bld.shape_of(x)[1:]
+            parts = [bld.reshape(_reduce_lanes(fb, op, take(x, g), 0, combiner), [1] + s)
+                     for g in groups]
+            per_group = bld.create(
+                "stablehlo.concatenate", [bld.tensor_type([len(groups)] + s, bld.element_type(x))],
+                parts, {"dimension": bld.i64_attr(0)}).result
         out.append(_by_group(per_group, groups, n))
     return out
 
@@ -237,6 +291,8 @@ def reduce_scatter(fb, op, flags):
     if not marked(op):
         return fallback(fb, op, flags)
     n = _lanes(fb, op)
+    if n == bld.DYN:  # its per-example shape depends on the number of lanes
+        _refuse_symbolic(fb, op, "reduce_scatter")
     groups = _groups(fb, op, n)
     ng, gs = len(groups), len(groups[0])
     a = ir.IntegerAttr(op.attributes["scatter_dimension"]).value
@@ -256,6 +312,8 @@ def all_gather(fb, op, flags):
     if not marked(op):
         return fallback(fb, op, flags)
     n = _lanes(fb, op)
+    if n == bld.DYN:  # its per-example shape depends on the number of lanes
+        _refuse_symbolic(fb, op, "all_gather")
     groups = _groups(fb, op, n)
     ng, gs = len(groups), len(groups[0])
     a = ir.IntegerAttr(op.attributes["all_gather_dim"]).value
@@ -273,6 +331,8 @@ def all_to_all(fb, op, flags):
     if not marked(op):
         return fallback(fb, op, flags)
     n = _lanes(fb, op)
+    if n == bld.DYN:  # its per-example shape depends on the number of lanes
+        _refuse_symbolic(fb, op, "all_to_all")
     groups = _groups(fb, op, n)
     ng, gs = len(groups), len(groups[0])
     sd = ir.IntegerAttr(op.attributes["split_dimension"]).value
@@ -305,6 +365,8 @@ def collective_permute(fb, op, flags):
     if not marked(op):
         return fallback(fb, op, flags)
     n = _lanes(fb, op)
+    if n == bld.DYN:
+        _refuse_symbolic(fb, op, "collective_permute (ppermute)")
     pairs = np.array(ir.DenseIntElementsAttr(op.attributes["source_target_pairs"]))
     source = {int(t): int(s) for s, t in pairs.reshape(-1, 2)}
     x, batched = op.operands[0], flags[0]
@@ -328,9 +390,16 @@ def collective_broadcast(fb, op, flags):
     if not marked(op):
         return fallback(fb, op, flags)
     n = _lanes(fb, op)
-    groups = _groups(fb, op, n)
+    groups = _groups(fb, op, n, equal=False)
     if not flags[0]:
         return [(op.operands[0], False)]
+    if groups == [ALL]:  # the source lane's value, for every lane
+        src = int(np.array(ir.DenseIntElementsAttr(op.attributes["replica_groups"]))
+                  .reshape(-1)[0]) if "replica_groups" in op.attributes else 0
+        x = op.operands[0]
+        s = bld.shape_of(x)
+        one = bld.slice_(x, [src] + [0] * (len(s) - 1), [src + 1] + s[1:], [1] * len(s))
+        return [(bld.reshape(one, s[1:]), False)]
     where = [0] * n
     for g in groups:
         for v in g:
@@ -342,5 +411,5 @@ def collective_broadcast(fb, op, flags):
 def partition_id(fb, op, flags):
     if not marked(op):
         return fallback(fb, op, flags)
-    n = _lanes(fb, op)
+    n = _lanes(fb, op)  # bld.DYN: a dynamic_iota over the batch
     return [(bld.iota([n], 0, bld.element_type(op.results[0])), True)]

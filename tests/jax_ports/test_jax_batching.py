@@ -1,8 +1,8 @@
 """Regression tests after the ideas of JAX's tests/batching_test.py (jax-v0.10.2).
 
 Each case runs batch_lower and jax.vmap on the same function and arguments
-(``check_vmap``). Cases that need vmap's ``axis_name`` (collectives) belong to
-issue 14 and are only listed, skipped, at the end.
+(``check_vmap``). Cases that need vmap's ``axis_name`` (collectives) are in
+tests/rules/test_collectives.py.
 """
 from __future__ import annotations
 
@@ -363,17 +363,5 @@ def test_weak_type_is_preserved():
     assert got.weak_type == want.weak_type
 
 
-@pytest.mark.skip(reason="issue 14: vmap's axis_name (collectives over the batch)")
-@pytest.mark.parametrize("collective", ["psum", "pmax", "all_gather", "axis_index", "ppermute"])
-def test_collectives_over_the_named_batch_axis(collective):
-    fns = {
-        "psum": lambda x: x - lax.psum(x, "i"),
-        "pmax": lambda x: lax.pmax(x, "i") * x,
-        "all_gather": lambda x: lax.all_gather(x, "i") + x,
-        "axis_index": lambda x: x * lax.axis_index("i"),
-        "ppermute": lambda x: lax.ppermute(x, "i", perm=[(0, 1), (1, 2), (2, 0)]),
-    }
-    x = randn(3, 4)
-    want = jax.vmap(fns[collective], axis_name="i")(x)
-    got = sb.batch_lower(fns[collective], axis_name="i")(x)
-    assert_same_tree(got, want, rtol=1e-6, atol=1e-6)
+# The cases with vmap's axis_name (collectives over the batch) are in
+# tests/rules/test_collectives.py.

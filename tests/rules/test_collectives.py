@@ -135,12 +135,16 @@ def test_pbroadcast_and_replica_groups():
     np.testing.assert_array_equal(got, jnp.broadcast_to(x[2], x.shape))
     # jax.vmap has no axis_index_groups; shard_map semantics: each group reduces.
     got = sb.batch_lower(lambda x: (lax.psum(x, "i", axis_index_groups=[[0, 2], [1, 3]]),
-                                    lax.pmax(x, "i", axis_index_groups=[[3, 1], [2, 0]])),
+                                    lax.pmax(x, "i", axis_index_groups=[[3, 1], [2, 0]]),
+                                    lax.psum(x, "i", axis_index_groups=[[0, 3, 1], [2]])),
                          axis_name="i")(x)
     pairs = jnp.stack([x[0] + x[2], x[1] + x[3]])
     np.testing.assert_allclose(got[0], pairs[jnp.array([0, 1, 0, 1])])
     maxes = jnp.stack([jnp.maximum(x[1], x[3]), jnp.maximum(x[0], x[2])])
     np.testing.assert_allclose(got[1], maxes[jnp.array([1, 0, 1, 0])])
+    # Groups of unequal sizes: one reduce per group.
+    unequal = jnp.stack([x[0] + x[1] + x[3], x[2]])
+    np.testing.assert_allclose(got[2], unequal[jnp.array([0, 0, 1, 0])])
 
 
 # ---- transformations ---------------------------------------------------------------
@@ -224,6 +228,13 @@ def test_tuple_of_names_across_nested_batch_lowers():
     got = jax.vmap(sb.batch_lower(lambda y: lax.pmax(y, ("i", "j")), axis_name="i"),
                    axis_name="j")(x)
     np.testing.assert_allclose(got, jnp.broadcast_to(x.max((0, 1)), x.shape))
+    # An inner batch_lower with no name of its own over the outer's name
+    # (JAX's testBatchedAllGatherTiled).
+    x = jnp.arange(24.0).reshape(4, 3, 2)
+    f = lambda y: lax.all_gather(y, "i", tiled=True)
+    got = sb.batch_lower(sb.batch_lower(f, in_axes=1, out_axes=1), axis_name="i", in_axes=1,
+                         out_axes=None)(x)
+    np.testing.assert_array_equal(got, jnp.transpose(x, (1, 0, 2)).reshape(12, 2))
 
 
 def test_vmap_around_and_batch_lower_inside_batch_lower():
@@ -256,12 +267,60 @@ def test_refused_combinations():
         sb.batch_lower(f, axis_name="i", chunk_size=2)
     with pytest.raises(ValueError, match="check=True cannot be combined with axis_name"):
         sb.batch_lower(f, axis_name="i", check=True)
-    with pytest.raises(ValueError, match="symbolic"):
-        sb.batch_lower(f, axis_name="i", axis_size="b")(jnp.ones((2, 3)))
     with pytest.raises(TypeError, match="one axis name"):
         sb.batch_lower(f, axis_name=("i", "j"))
     with pytest.raises(ValueError, match="spmd_axis_name needs mesh"):
         sb.batch_lower(f, spmd_axis_name="data")
+
+
+def test_symbolic_batch_size():
+    # One plan for every batch size: reductions over the whole axis, pmean's
+    # divisor, psum of a number, axis_index and pbroadcast read the batch
+    # size at run time.
+    def f(x, s):
+        m = lax.pmean(x, "i")
+        v = lax.pmean((x - m) ** 2, "i")
+        y = (x - m) * lax.rsqrt(v + 1e-5) * s + lax.axis_index("i")
+        return (y, lax.pmax(x, "i") - lax.pmin(s, "i") * lax.psum(1, "i"),
+                parallel.pargmax(x, "i"))
+    g = lambda x, s: (f(x, s), lax.pbroadcast(x, "i", 1))
+    bl = sb.batch_lower(g, (0, None), axis_name="i", axis_size="b")
+    s = arange(4) + 3
+    for n in (2, 5):
+        x = arange(n, 4) * (1 + jnp.arange(n * 4.0).reshape(n, 4) % 3)
+        got, bcast = bl(x, s)
+        assert_same_tree(got, jax.vmap(f, (0, None), axis_name="i")(x, s),
+                         rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(bcast, jnp.broadcast_to(x[1], x.shape))
+    assert bl._misses == 1
+    assert "dynamic_iota" in bl.lower(x, s).as_text()
+    # Collectives that need the number of lanes: a typed error naming the op.
+    with pytest.raises(sb.UnsupportedOpError, match="all_gather.*symbolic batch size"):
+        sb.batch_lower(lambda x: lax.all_gather(x, "i"), axis_name="i", axis_size="b")(x)
+    with pytest.raises(ValueError, match="symbolic batch size"):
+        sb.batch_lower(lambda x: x * lax.axis_size("i"), axis_name="i", axis_size="b")(x)
+
+
+def test_batch_exported_and_vmappable_take_axis_name():
+    P = jax.sharding.PartitionSpec
+
+    def f(x, w):
+        return x * w - lax.pmean(x, "i") + lax.axis_index("i"), lax.psum(w, "i")
+    x, w = arange(3, 4), arange(4) + 1
+    sm = jax.shard_map(f, mesh=jax.sharding.AbstractMesh((3,), ("i",)), in_specs=P(),
+                       out_specs=P(), check_vma=False)
+    exp = jax.export.export(jax.jit(sm), platforms=("cpu",))(x[0], w)
+    want = jax.vmap(f, (0, None), axis_name="i")(x, w)
+    b = sb.batch_exported(exp, (0, None), axis_size=3, axis_name="i")
+    assert_same_tree(jax.export.deserialize(b.serialize()).call(x, w), want, rtol=1e-6)
+    assert_same_tree(jax.vmap(sb.vmappable(exp, axis_name="i"), (0, None))(x, w), want,
+                     rtol=1e-6)
+    with pytest.raises(ValueError, match="lowered for 3 devices"):
+        sb.batch_exported(exp, (0, None), axis_size=4, axis_name="i")
+    with pytest.raises(ValueError, match="static axis_size"):
+        sb.batch_exported(exp, (0, None), axis_size="b", axis_name="i")
+    with pytest.raises(sb.UnsupportedOpError, match="shard_map body.*axis_name="):
+        sb.batch_exported(exp, (0, None), axis_size=3)  # the name not given
 
 
 def test_mesh_axis_name_is_deprecated_for_spmd_axis_name():
