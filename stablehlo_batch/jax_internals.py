@@ -7,7 +7,8 @@ if jax changes it. They are written against jax / jaxlib 0.10; when a jax
 upgrade breaks one, this file is where to look (and the tests named below
 are what notice).
 
-- ``is_top_level_trace`` (``jax._src.core.trace_ctx``): whether
+- ``is_top_level_trace`` (``jax._src.core.trace_ctx.is_top_level``, inlined:
+  ``trace_state_strong_ref``, ``eval_trace``, ``axis_env_state``, ``top_axis_env``): whether
   ``batch_lower``'s function is called outside every jax trace. Under
   ``jit`` / ``grad`` / ``vmap`` / ``scan`` the function may close over
   tracers, which then become arguments of the plan; at the top level it
@@ -75,9 +76,16 @@ class PrivateAPIMissing(RuntimeError):
 
 # ---- tracing ----------------------------------------------------------------------
 
-def is_top_level_trace() -> bool:
+# ``core.trace_ctx.is_top_level()`` spelt out, for callers on a hot path
+# that inline it: (trace, eval trace, axes, no axes) -- top level when
+# ``trace.value is eval_trace and axes.value is no_axes``.
+TOP_LEVEL_PROBE = (core.trace_state_strong_ref, core.eval_trace, core.axis_env_state,
+                   core.top_axis_env)
+
+
+def is_top_level_trace(_probe=TOP_LEVEL_PROBE) -> bool:
     """True outside every jax trace (jit, grad, vmap, scan, ...)."""
-    return core.trace_ctx.is_top_level()
+    return _probe[0].value is _probe[1] and _probe[2].value is _probe[3]
 
 
 def exclude_from_source_info(path: str) -> None:
