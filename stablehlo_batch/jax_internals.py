@@ -36,6 +36,14 @@ are what notice).
   exported for a named batch axis it is lowered that way for the export's
   platform too. If it breaks, ``pbroadcast`` over a batch axis fails to
   export on CPU / TPU (tests/rules/test_collectives.py).
+- ``lapack_unless_needed`` (``jax._src.export._export._ensure_backends_initialized``):
+  lowering an ``Exported.call`` for CPU initializes jaxlib's LAPACK kernels
+  (importing SciPy's BLAS: ~0.1 s of CPU, once per process) whether or not
+  the module calls LAPACK. Our batched call's lowering skips that for a
+  module without LAPACK targets (jax initializes LAPACK itself when it
+  lowers a linear-algebra op, as our export of such a function does). If it
+  breaks, the first call in a process costs that again (the bench's first
+  result; tests/api/test_api.py checks the skip), nothing else.
 - ``register_jax_dialects`` (``jaxlib.mlir._mlir_libs._jax_mlir_ext``): the
   dialect registry of jax's own lowering context, so that our contexts parse
   every module jax emits (module_io.make_context). If it breaks, nothing
@@ -131,6 +139,54 @@ def collective_broadcast_lowering(platform: str):
         finally:
             if added:
                 table.pop(parallel.pbroadcast_p, None)
+
+
+_SKIP_BACKEND_INIT = threading.local()
+
+
+def _install_backend_init_switch():
+    from jax._src.export import _export
+    original = getattr(_export, "_ensure_backends_initialized", None)
+    if original is None or getattr(original, "_stablehlo_batch", False):
+        return
+
+    def ensure_backends_initialized(platforms):
+        if not getattr(_SKIP_BACKEND_INIT, "on", False):
+            original(platforms)
+    ensure_backends_initialized._stablehlo_batch = True
+    _export._ensure_backends_initialized = ensure_backends_initialized
+
+
+_install_backend_init_switch()
+
+def _lapack_targets() -> tuple[bytes, ...]:
+    """The custom call targets of jaxlib's CPU LAPACK kernels (those that need
+    them initialized); a prefix that names them all if jaxlib hides them."""
+    try:
+        from jaxlib.cpu import _lapack
+        return tuple(sorted(name.encode() for name in _lapack.registrations()))
+    except Exception:  # noqa: BLE001 - any failure: the conservative prefixes
+        return (b"lapack", b"tridiagonal")
+
+
+_LAPACK_TARGETS = _lapack_targets()
+
+
+@contextlib.contextmanager
+def lapack_unless_needed(serialized_module: bytes):
+    """While active (in this thread), lowering an ``Exported.call`` does not
+    initialize jaxlib's CPU LAPACK kernels, unless ``serialized_module`` (the
+    module's bytecode: its strings are stored as they are) holds the name of
+    a LAPACK target (one in a location's text only costs the initialization)."""
+    if any(t in serialized_module for t in _LAPACK_TARGETS):
+        yield
+        return
+    before = getattr(_SKIP_BACKEND_INIT, "on", False)
+    _SKIP_BACKEND_INIT.on = True
+    try:
+        yield
+    finally:
+        _SKIP_BACKEND_INIT.on = before
 
 
 # ---- jaxlib -----------------------------------------------------------------------
