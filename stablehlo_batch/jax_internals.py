@@ -63,10 +63,16 @@ import threading
 from typing import Callable
 
 from jax._src import core, source_info_util, util
+from jax._src.export import _export as jax_export_impl
 from jax._src.interpreters import mlir as jax_mlir
 from jax._src.lax import parallel
 from jaxlib.mlir import ir
 from jaxlib.mlir._mlir_libs import _jax_mlir_ext
+
+try:  # jaxlib's CPU LAPACK kernels (their target names: lapack_unless_needed)
+    from jaxlib import lapack as jaxlib_lapack
+except ImportError:
+    jaxlib_lapack = None
 
 try:  # private jaxlib modules (0.10); jax._src.lib.xla_client._xla is _jax
     from jaxlib import _hlo as jaxlib_hlo
@@ -145,7 +151,7 @@ _SKIP_BACKEND_INIT = threading.local()
 
 
 def _install_backend_init_switch():
-    from jax._src.export import _export
+    _export = jax_export_impl
     original = getattr(_export, "_ensure_backends_initialized", None)
     if original is None or getattr(original, "_stablehlo_batch", False):
         return
@@ -163,8 +169,8 @@ def _lapack_targets() -> tuple[bytes, ...]:
     """The custom call targets of jaxlib's CPU LAPACK kernels (those that need
     them initialized); a prefix that names them all if jaxlib hides them."""
     try:
-        from jaxlib.cpu import _lapack
-        return tuple(sorted(name.encode() for name in _lapack.registrations()))
+        return tuple(sorted(name.encode() for name, _, _ in
+                            jaxlib_lapack.registrations()["cpu"]))
     except Exception:  # noqa: BLE001 - any failure: the conservative prefixes
         return (b"lapack", b"tridiagonal")
 
