@@ -292,7 +292,6 @@ def test_first_call_does_not_initialize_lapack_unless_the_module_needs_it(monkey
         jax.ShapeDtypeStruct((2, 2), jnp.float32), jax.ShapeDtypeStruct((2,), jnp.float32))
     bexp = sb.batch_exported(exp, in_axes=(0, 0), axis_size=3)
     a = jnp.broadcast_to(jnp.eye(2), (3, 2, 2))
-    np.testing.assert_allclose(jax.jit(sb.vmappable(exp))(a[0], x[0, :2]), x[0, :2])
     if jax.default_backend() == "cpu":
         assert b"lapack" in bexp.mlir_module_serialized
         from stablehlo_batch import jax_internals
