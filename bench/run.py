@@ -84,6 +84,13 @@ def _ms(s):
     return "" if s is None else f"{s * 1e3:.3f}"
 
 
+def _first_cpu_ratio(m) -> str:
+    c = getattr(m, "first_result_cpu", None) or {}
+    if not c.get("vmap"):
+        return "-"
+    return f"{c['batch_lower'] / c['vmap']:.2f}"
+
+
 def _mib(b):
     return "" if b is None else f"{b / 2**20:.2f}"
 
@@ -237,18 +244,22 @@ def write_markdown(path, info, results, scaling, tg, plots):
                  f"{m.ratio_vmap_cpu:.3f} | {m.ratio_vmap_best:.3f} | {m.rounds} |")
     L.append("\n## Compilation, HLO and memory\n")
     L.append("First result = lowering + rewrite + compile + one run (batch_lower: "
-             "jax.export + rewrite + XLA; vmap: trace + lower + XLA). Memory from "
+             "jax.export + rewrite + XLA; vmap: trace + lower + XLA), each from a fresh "
+             "function with jax's caches cleared; the CPU ratio (this process' CPU time, all "
+             "threads) is the steadier one on a shared machine. Memory from "
              "`memory_analysis()` in MiB.\n")
-    L.append("| workload | batch | first result bl (s) | first result vmap (s) | rewrite (ms) "
+    L.append("| workload | batch | first result bl (s) | first result vmap (s) "
+             "| first result CPU bl / vmap | rewrite (ms) "
              "| HLO instr bl / vmap | same HLO | temp bl / vmap | args bl / vmap | out bl / vmap "
              "| max abs diff |")
-    L.append("|---|---:|---:|---:|---:|---:|:---:|---:|---:|---:|---:|")
+    L.append("|---|---:|---:|---:|---:|---:|---:|:---:|---:|---:|---:|---:|")
     for m in results:
         if m.status != "ok":
             continue
         mb, mv = m.memory.get("batch_lower", {}), m.memory.get("vmap", {})
         L.append(f"| {m.workload} | {m.batch} | {m.first_result['batch_lower']:.2f} | "
-                 f"{m.first_result['vmap']:.2f} | {m.rewrite_seconds * 1e3:.1f} | "
+                 f"{m.first_result['vmap']:.2f} | {_first_cpu_ratio(m)} | "
+                 f"{m.rewrite_seconds * 1e3:.1f} | "
                  f"{m.hlo_instructions['batch_lower']} / {m.hlo_instructions['vmap']} | "
                  f"{'yes' if m.same_hlo else 'no'} | {_mib(mb.get('temp'))} / {_mib(mv.get('temp'))} | "
                  f"{_mib(mb.get('argument'))} / {_mib(mv.get('argument'))} | "

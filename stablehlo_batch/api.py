@@ -13,6 +13,7 @@ import collections
 import contextlib
 import dataclasses
 import functools
+import itertools
 import operator
 import os
 import threading
@@ -25,6 +26,7 @@ from jax import tree_util
 from jaxlib.mlir import ir
 
 from stablehlo_batch.passes.rules import RULES
+from stablehlo_batch.passes.rules import table as rule_table
 from stablehlo_batch import axes as ax
 from stablehlo_batch import (callbacks, jax_internals, levels, module_io, named_axes,
                              primitive, tuning, xla_compat)
@@ -192,6 +194,10 @@ class _NotTraceable(Exception):
     """Raised while jax.jit traces a call whose plan must be called directly."""
 
 
+class _DisableJit(Exception):
+    """Raised when jit, under jax.disable_jit, calls our function with arrays."""
+
+
 class _NeedsTuning(Exception):
     """Raised while jax.jit traces a call whose plan (tune=) is not measured yet."""
 
@@ -225,19 +231,24 @@ class BatchedFunction:
             self.tune = tuning.canonicalize_tune(tune, self._scale_options, self.symbolic)
         # Calls go through jax.jit's own dispatch, which looks the signature
         # up in C++: a cached call costs what a call of jax.jit(jax.vmap(f))
-        # does. Plans whose call cannot be traced (chunked or sharded calls,
-        # host callbacks) are called directly instead. Evicting a plan also
-        # drops jit's executables, so cache_size bounds those too.
-        # The rules' generation is a static argument: registering a rule
-        # makes the next call build (and jit trace) again.
-        self._dispatch = jax.jit(self._traced_call, static_argnames="_rules")
-        self._plans = _LRU(cache_size, on_evict=self._dispatch.clear_cache)
+        # does plus one Python frame (__call__'s checks: top-level trace,
+        # the rules' generation). Plans whose call cannot be traced (chunked
+        # or sharded calls, host callbacks) are called directly instead.
+        # Evicting a plan also drops jit's executables, so cache_size bounds
+        # those too. Each generation of the rule table has its own jit
+        # (_dispatcher): registering a rule makes the next call build (and
+        # jit trace) again, and a context with other rules never sees these
+        # executables; nothing about the rules goes through jit's key.
+        self._dispatchers = _LRU(_DISPATCHERS_KEPT)
+        self._fast = None  # (*RULES.snapshot(), jit) of the hot path, or None
+        self._plans = _LRU(cache_size, on_evict=self._clear_dispatch)
         self._by_signature = _LRU(cache_size)
         self._lock = threading.Lock()
         self._direct = bool(self._scale_options)
         self._static_seen = False
         self._count_lock = threading.Lock()
-        self._calls = self._misses = 0
+        self._calls = itertools.count()  # next() is atomic: no lock per call
+        self._misses = 0
         functools.update_wrapper(self, fn, updated=())
         # jax.vmap's docstring form (jax/_src/api.py)
         name = jax_internals.fun_name(fn)
@@ -248,6 +259,23 @@ class BatchedFunction:
             self.__doc__ += "\n\nOriginal documentation:\n\n" + fn.__doc__
 
     def __call__(self, *args, **kwargs):
+        # The hot path: a signature jit has compiled, at the top level, with
+        # the rules of the last call. Anything else (a first call, an outer
+        # trace, static arguments, tune=, check=, ...) goes through _call.
+        fast = self._fast
+        if (fast is not None and _TRACE.value is _EVAL_TRACE and _AXES.value is _NO_AXES
+                and fast[0] is _RULE_CONTEXT.get() and fast[1] is RULES.own_layers):
+            try:
+                out = fast[2](*args, **kwargs)
+            except (_NotTraceable, _NeedsTuning, TypeError) as e:
+                return self._after_dispatch(e, fast[2], args, kwargs)
+            except _DisableJit:
+                return self._slow_call(args, kwargs)
+            next(self._calls)
+            return out
+        return self._slow_call(args, kwargs)
+
+    def _slow_call(self, args, kwargs):
         if self.axis_name is None:
             if not jax_internals.enclosing_axis_names():
                 return self._call(args, kwargs)
@@ -282,7 +310,7 @@ class BatchedFunction:
             # Under jit / grad / vmap / scan / ...: fn may close over values
             # of those traces; they become arguments of the plan.
             plan, call_args = self._general_plan(args, kwargs, traced=True)
-            self._count_call()
+            next(self._calls)
             return (plan.traced_call or plan.call)(*call_args)
         # Python scalars under in_axes=None are static (as under vmap), but
         # the dispatch may trace them: a function that needs them concrete
@@ -290,26 +318,71 @@ class BatchedFunction:
         # one that does not gives the same values either way.
         if not (self._direct or self.check) and not (
                 self._static_seen and not _all_jax_values((args, kwargs))):
+            rules = RULES.snapshot()
+            dispatch = self._dispatcher(RULES.generation_of(rules))
             try:
-                out = self._dispatch(*args, _rules=RULES.generation, **kwargs)
-                self._count_call()
-                return out
-            except _NotTraceable:
-                self._direct = True
-            except _NeedsTuning:  # tune=: measure on these arrays first
-                if not tuning.is_concrete((args, kwargs)):  # inside an outer jit
-                    with tuning.allow_untuned():
-                        return self._traced_call(*args, **kwargs)
-                self._plan_for(args, kwargs, concrete=True)  # measures
-                # jit's C++ cache sends a signature whose trace raised to the
-                # Python path for good (~0.3 ms a call): start it afresh.
-                getattr(self._dispatch, "_clear_cache", lambda: None)()
-                return self._dispatch(*args, _rules=RULES.generation, **kwargs)
-            except TypeError:
-                # e.g. a non-array argument (static when its in_axes is None):
-                # later calls check their leaves first, since jit's TypeError
-                # costs milliseconds.
-                self._static_seen = True
+                out = dispatch(*args, **kwargs)
+            except (_NotTraceable, _NeedsTuning, TypeError) as e:
+                return self._after_dispatch(e, dispatch, args, kwargs)
+            if not (self._direct or self.check or self._static_seen):
+                self._fast = (*rules, dispatch)
+            next(self._calls)
+            return out
+        return self._call_plan(args, kwargs)
+
+    def _dispatcher(self, generation):
+        """The jax.jit of ``_traced_call`` for the rules of ``generation``."""
+        dispatch = self._dispatchers.get(generation)
+        if dispatch is None:
+            with self._lock:
+                dispatch = self._dispatchers.get(generation)
+                if dispatch is None:
+                    dispatch = jax.jit(self._traced_for_jit())
+                    self._dispatchers[generation] = dispatch
+        return dispatch
+
+    def _traced_for_jit(self):
+        """A new function for a new jax.jit (jax caches traces by the
+        function: one per generation keeps their traces apart)."""
+        def batch_lower_call(*args, **kwargs):
+            if jax.config.jax_disable_jit and jax_internals.is_top_level_trace():
+                # jax.disable_jit: jit calls us with the arrays. The batched
+                # executable still runs (tracing here would re-enter the
+                # primitive's impl forever): _call handles it.
+                raise _DisableJit()
+            return self._traced_call(*args, **kwargs)
+        return batch_lower_call
+
+    def _clear_dispatch(self):
+        for dispatch in self._dispatchers.values():
+            dispatch.clear_cache()
+
+    def _after_dispatch(self, e, dispatch, args, kwargs):
+        """A dispatch whose trace raised ``e``: the call by another route."""
+        if isinstance(e, _NotTraceable):
+            self._direct = True
+            self._fast = None
+        elif isinstance(e, _NeedsTuning):  # tune=: measure on these arrays first
+            if not tuning.is_concrete((args, kwargs)):  # inside an outer jit
+                with tuning.allow_untuned():
+                    return self._traced_call(*args, **kwargs)
+            self._plan_for(args, kwargs, concrete=True)  # measures
+            # jit's C++ cache sends a signature whose trace raised to the
+            # Python path for good (~0.3 ms a call): start it afresh.
+            getattr(dispatch, "_clear_cache", lambda: None)()
+            out = dispatch(*args, **kwargs)
+            next(self._calls)
+            return out
+        else:
+            # TypeError, e.g. a non-array argument (static when its in_axes
+            # is None): later calls check their leaves first, since jit's
+            # TypeError costs milliseconds.
+            self._static_seen = True
+            self._fast = None
+        return self._call_plan(args, kwargs)
+
+    def _call_plan(self, args, kwargs):
+        """The call without jit's dispatch: the plan's own call."""
         try:
             plan, call_args = self._plan_and_args(args, kwargs, concrete=True)
         except _NeedsTuning:  # traced arguments: the record or the full batch
@@ -319,18 +392,14 @@ class BatchedFunction:
         if self.check and call_args[0] is args and not getattr(plan, "checked", False):
             check_call(self, args, kwargs, out)
             plan.checked = True
-        self._count_call()
+        next(self._calls)
         return out
-
-    def _count_call(self):
-        with self._count_lock:
-            self._calls += 1
 
     def cache_info(self) -> CacheInfo:
         """Hits, misses, maxsize (``cache_size``) and current size of the
         per-signature cache of batched modules, as ``functools`` reports them."""
         with self._count_lock:
-            calls, misses = self._calls, self._misses
+            calls, misses = _count_of(self._calls), self._misses
         return CacheInfo(max(calls - misses, 0), misses, self.cache_size, len(self._plans))
 
     def cache_clear(self):
@@ -339,11 +408,12 @@ class BatchedFunction:
         with self._lock:
             self._plans.clear()
             self._by_signature.clear()
-            self._dispatch.clear_cache()
+            self._clear_dispatch()
             with self._count_lock:
-                self._calls = self._misses = 0
+                self._calls = itertools.count()
+                self._misses = 0
 
-    def _traced_call(self, *args, _rules=None, **kwargs):
+    def _traced_call(self, *args, **kwargs):
         plan = self._plan_for(args, kwargs)
         if not plan.traceable:
             raise _NotTraceable()
@@ -359,7 +429,7 @@ class BatchedFunction:
             raise TypeError(self._axis_size_error)
         with tuning.allow_untuned():  # lowering runs nothing: tune= measures on a call
             plan, (args, kwargs) = self._plan_and_args(args, kwargs)
-        self._count_call()
+        next(self._calls)
         return Lowered(plan, args, kwargs)
 
     def _plan_and_args(self, args, kwargs, concrete: bool = False):
@@ -646,6 +716,22 @@ def _lane_loop(src, dims, result_batched, out_dims, size, *flat):
              x if d is None else jnp.moveaxis(x, 0, d % x.ndim)
              for x, d, b in zip(leaves, out_dims, result_batched)]
     return tree_util.tree_unflatten(tree, moved)
+
+
+# jax_internals.is_top_level_trace() inlined in BatchedFunction.__call__
+_TRACE, _EVAL_TRACE, _AXES, _NO_AXES = jax_internals.TOP_LEVEL_PROBE
+# RULES.snapshot() compared inline (passes/rules/table.py)
+_RULE_CONTEXT = rule_table.CONTEXT
+
+# jax.jit objects kept per BatchedFunction, one per generation of the rules
+# (BatchedFunction._dispatcher); more only with rules registered per thread.
+_DISPATCHERS_KEPT = 8
+
+
+def _count_of(counter: itertools.count) -> int:
+    """The next value of an ``itertools.count`` (started at 0: the number of
+    ``next`` calls so far), without advancing it."""
+    return int(repr(counter)[len("count("):-1])
 
 
 def _all_jax_values(tree) -> bool:

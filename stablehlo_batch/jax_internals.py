@@ -7,7 +7,8 @@ if jax changes it. They are written against jax / jaxlib 0.10; when a jax
 upgrade breaks one, this file is where to look (and the tests named below
 are what notice).
 
-- ``is_top_level_trace`` (``jax._src.core.trace_ctx``): whether
+- ``is_top_level_trace`` (``jax._src.core.trace_ctx.is_top_level``, inlined:
+  ``trace_state_strong_ref``, ``eval_trace``, ``axis_env_state``, ``top_axis_env``): whether
   ``batch_lower``'s function is called outside every jax trace. Under
   ``jit`` / ``grad`` / ``vmap`` / ``scan`` the function may close over
   tracers, which then become arguments of the plan; at the top level it
@@ -43,6 +44,14 @@ are what notice).
   exported for a named batch axis it is lowered that way for the export's
   platform too. If it breaks, ``pbroadcast`` over a batch axis fails to
   export on CPU / TPU (tests/rules/test_collectives.py).
+- ``lapack_unless_needed`` (``jax._src.export._export._ensure_backends_initialized``):
+  lowering an ``Exported.call`` for CPU initializes jaxlib's LAPACK kernels
+  (importing SciPy's BLAS: ~0.1 s of CPU, once per process) whether or not
+  the module calls LAPACK. Our batched call's lowering skips that for a
+  module without LAPACK targets (jax initializes LAPACK itself when it
+  lowers a linear-algebra op, as our export of such a function does). If it
+  breaks, the first call in a process costs that again (the bench's first
+  result; tests/api/test_api.py checks the skip), nothing else.
 - ``register_jax_dialects`` (``jaxlib.mlir._mlir_libs._jax_mlir_ext``): the
   dialect registry of jax's own lowering context, so that our contexts parse
   every module jax emits (module_io.make_context). If it breaks, nothing
@@ -66,10 +75,16 @@ import numpy as np
 from jax import tree_util
 from jax._src import core, source_info_util, util
 from jax._src.lax import lax as lax_internal
+from jax._src.export import _export as jax_export_impl
 from jax._src.interpreters import mlir as jax_mlir
 from jax._src.lax import parallel
 from jaxlib.mlir import ir
 from jaxlib.mlir._mlir_libs import _jax_mlir_ext
+
+try:  # jaxlib's CPU LAPACK kernels (their target names: lapack_unless_needed)
+    from jaxlib import lapack as jaxlib_lapack
+except ImportError:
+    jaxlib_lapack = None
 
 try:  # private jaxlib modules (0.10); jax._src.lib.xla_client._xla is _jax
     from jaxlib import _hlo as jaxlib_hlo
@@ -87,9 +102,16 @@ class PrivateAPIMissing(RuntimeError):
 
 # ---- tracing ----------------------------------------------------------------------
 
-def is_top_level_trace() -> bool:
+# ``core.trace_ctx.is_top_level()`` spelt out, for callers on a hot path
+# that inline it: (trace, eval trace, axes, no axes) -- top level when
+# ``trace.value is eval_trace and axes.value is no_axes``.
+TOP_LEVEL_PROBE = (core.trace_state_strong_ref, core.eval_trace, core.axis_env_state,
+                   core.top_axis_env)
+
+
+def is_top_level_trace(_probe=TOP_LEVEL_PROBE) -> bool:
     """True outside every jax trace (jit, grad, vmap, scan, ...)."""
-    return core.trace_ctx.is_top_level()
+    return _probe[0].value is _probe[1] and _probe[2].value is _probe[3]
 
 
 def exclude_from_source_info(path: str) -> None:
@@ -190,6 +212,54 @@ def traced_axis_size(name):
             yield
         finally:
             parallel._axis_size, parallel._psum = orig_size, orig_psum
+
+
+_SKIP_BACKEND_INIT = threading.local()
+
+
+def _install_backend_init_switch():
+    _export = jax_export_impl
+    original = getattr(_export, "_ensure_backends_initialized", None)
+    if original is None or getattr(original, "_stablehlo_batch", False):
+        return
+
+    def ensure_backends_initialized(platforms):
+        if not getattr(_SKIP_BACKEND_INIT, "on", False):
+            original(platforms)
+    ensure_backends_initialized._stablehlo_batch = True
+    _export._ensure_backends_initialized = ensure_backends_initialized
+
+
+_install_backend_init_switch()
+
+def _lapack_targets() -> tuple[bytes, ...]:
+    """The custom call targets of jaxlib's CPU LAPACK kernels (those that need
+    them initialized); a prefix that names them all if jaxlib hides them."""
+    try:
+        return tuple(sorted(name.encode() for name, _, _ in
+                            jaxlib_lapack.registrations()["cpu"]))
+    except Exception:  # noqa: BLE001 - any failure: the conservative prefixes
+        return (b"lapack", b"tridiagonal")
+
+
+_LAPACK_TARGETS = _lapack_targets()
+
+
+@contextlib.contextmanager
+def lapack_unless_needed(serialized_module: bytes):
+    """While active (in this thread), lowering an ``Exported.call`` does not
+    initialize jaxlib's CPU LAPACK kernels, unless ``serialized_module`` (the
+    module's bytecode: its strings are stored as they are) holds the name of
+    a LAPACK target (one in a location's text only costs the initialization)."""
+    if any(t in serialized_module for t in _LAPACK_TARGETS):
+        yield
+        return
+    before = getattr(_SKIP_BACKEND_INIT, "on", False)
+    _SKIP_BACKEND_INIT.on = True
+    try:
+        yield
+    finally:
+        _SKIP_BACKEND_INIT.on = before
 
 
 # ---- jaxlib -----------------------------------------------------------------------

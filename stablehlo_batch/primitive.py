@@ -35,7 +35,7 @@ from jax.interpreters import ad, batching, mlir
 
 from stablehlo_batch import axes as ax
 from stablehlo_batch.chunking import chunk_flat
-from stablehlo_batch import named_axes
+from stablehlo_batch import jax_internals, named_axes
 from stablehlo_batch.flat import batch_flat, export_in_process, spread_to_lanes
 from stablehlo_batch.passes.rules import RULES
 
@@ -309,9 +309,20 @@ def _impl(*args, fun: BatchedFn):
         return fun.jitted(*args)
 
 
+_lower_rule = mlir.lower_fun(_lower, multiple_results=True)
+
+
+def _lowering(ctx, *args, fun: BatchedFn):
+    # Exported.call's lowering would initialize LAPACK for any CPU module
+    # (~0.1 s once per process): only when the module calls it.
+    exp = fun.exported()
+    with jax_internals.lapack_unless_needed(exp.mlir_module_serialized):
+        return _lower_rule(ctx, *args, fun=fun)
+
+
 batched_call_p.def_impl(_impl)
 batched_call_p.def_effectful_abstract_eval(_abstract_eval)
-mlir.register_lowering(batched_call_p, mlir.lower_fun(_lower, multiple_results=True))
+mlir.register_lowering(batched_call_p, _lowering)
 ad.primitive_jvps[batched_call_p] = _jvp
 ad.primitive_transposes[batched_call_p] = _transpose
 batching.primitive_batchers[batched_call_p] = _batch

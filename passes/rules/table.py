@@ -81,6 +81,9 @@ _EMPTY = _Layer(MappingProxyType({}), MappingProxyType({}), 0)
 # The rules of the current context, over every table that is ``scoped``.
 _CONTEXT: contextvars.ContextVar[_Layer] = contextvars.ContextVar(
     "stablehlo_batch_user_rules", default=_EMPTY)
+# For hot paths that compare ``RuleTable.snapshot()`` of a scoped table
+# inline: ``CONTEXT.get() is snapshot[0] and table.own_layers is snapshot[1]``.
+CONTEXT = _CONTEXT
 
 
 def call_target(op) -> str | None:
@@ -111,8 +114,26 @@ class RuleTable:
     def __init__(self, *, scoped: bool = False):
         self.scoped = scoped
         self._lock = threading.Lock()
-        self._builtin = _EMPTY
-        self._process = _EMPTY
+        # (process layer, built-in layer): one object, replaced on every
+        # change, so that a caller can tell "same rules" by identity
+        # (``snapshot``) without building the generation tuple.
+        self.own_layers = (_EMPTY, _EMPTY)
+
+    @property
+    def _process(self) -> _Layer:
+        return self.own_layers[0]
+
+    @_process.setter
+    def _process(self, layer: _Layer):
+        self.own_layers = (layer, self.own_layers[1])
+
+    @property
+    def _builtin(self) -> _Layer:
+        return self.own_layers[1]
+
+    @_builtin.setter
+    def _builtin(self, layer: _Layer):
+        self.own_layers = (self.own_layers[0], layer)
 
     # ---- registration -------------------------------------------------------
     def add(self, name: str, rule: Rule, *, custom_call: bool = False,
@@ -212,7 +233,19 @@ class RuleTable:
     @property
     def generation(self) -> tuple[int, ...]:
         """Changes whenever the rules this table would use here change."""
-        return tuple(layer.gen for layer in self._layers())
+        return self.generation_of(self.snapshot())
+
+    def snapshot(self) -> tuple:
+        """The rules in force here, as two objects: while both are the same
+        objects (``is``) as in an earlier snapshot, the generation is the
+        same. For hot paths: cheaper than ``generation``'s tuple."""
+        return (_CONTEXT.get() if self.scoped else _EMPTY, self.own_layers)
+
+    def generation_of(self, snapshot) -> tuple[int, ...]:
+        context, (process, builtin) = snapshot
+        if self.scoped:
+            return (context.gen, process.gen, builtin.gen)
+        return (process.gen, builtin.gen)
 
     def copy(self) -> "RuleTable":
         """An unscoped table with the rules this one uses here (for batching

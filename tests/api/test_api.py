@@ -276,3 +276,25 @@ def test_batch_module_errors():
         sb.batch_module(text, [0], [0], 2, func="nope")
     with pytest.raises(sb.ModuleParseError):
         sb.batch_module("func.func @main(", [0], [0], 2)
+
+
+def test_first_call_does_not_initialize_lapack_unless_the_module_needs_it(monkeypatch):
+    """Exported.call's lowering initializes jaxlib's LAPACK kernels (~0.1 s,
+    once per process) for any CPU module; our call's lowering only for a
+    module that calls LAPACK (jax_internals.lapack_unless_needed)."""
+    from jax._src.lax import linalg
+    calls = []
+    monkeypatch.setattr(linalg, "initialize_lapack", lambda: calls.append(1))
+    x = jnp.ones((3, 4))
+    np.testing.assert_array_equal(sb.batch_lower(lambda v: jnp.cos(v) * 3)(x), jnp.cos(x) * 3)
+    assert calls == []
+    exp = jax.export.export(jax.jit(jnp.linalg.solve))(
+        jax.ShapeDtypeStruct((2, 2), jnp.float32), jax.ShapeDtypeStruct((2,), jnp.float32))
+    bexp = sb.batch_exported(exp, in_axes=(0, 0), axis_size=3)
+    a = jnp.broadcast_to(jnp.eye(2), (3, 2, 2))
+    if jax.default_backend() == "cpu":
+        assert b"lapack" in bexp.mlir_module_serialized
+        from stablehlo_batch import jax_internals
+        with jax_internals.lapack_unless_needed(bexp.mlir_module_serialized):
+            jax.jit(bexp.call).lower(a, x[:, :2])
+        assert calls  # a LAPACK target: initialized as jax would

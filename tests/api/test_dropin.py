@@ -258,6 +258,20 @@ def test_disable_jit_cond_and_while():
         both(lambda B: jax.grad(lambda w: B(lambda x: jnp.sin(x @ w))(XS).sum())(W))
 
 
+def test_disable_jit_after_calls_took_the_fast_path():
+    """A signature jit has compiled, then jax.disable_jit: jit calls our
+    function with the arrays, which routes the call to the plan's executable
+    (and back to the fast path after the block); hits are counted once."""
+    bf = sb.batch_lower(lambda x: jnp.sin(x) * 2)
+    x = jnp.arange(6.0).reshape(3, 2)
+    bf(x)
+    bf(x)
+    with jax.disable_jit():
+        assert_same_tree(bf(x), jnp.sin(x) * 2)
+    assert_same_tree(bf(x), jnp.sin(x) * 2)
+    assert bf.cache_info()[:2] == (3, 1)
+
+
 # ---- non-array arguments under in_axes=None (issue 17, item 2) ------------------
 
 @dataclasses.dataclass

@@ -159,6 +159,19 @@ def test_process_scope_reaches_other_threads():
     assert RULES.get("stablehlo.sine") is not _as_cosine
 
 
+def test_process_rule_reaches_a_function_on_its_fast_path():
+    """The hot path compares the table's own layers by identity: a
+    process-scope registration (and its removal) reaches calls of a
+    signature that jit has already compiled."""
+    batched = sb.batch_lower(jnp.sin)
+    x = jnp.linspace(0.0, 1.0, 6, dtype=jnp.float32).reshape(3, 2)
+    for _ in range(2):
+        np.testing.assert_allclose(batched(x), np.sin(x), rtol=1e-6)
+    with sb.register_rule("stablehlo.sine", _as_cosine, scope="process"):
+        np.testing.assert_allclose(batched(x), np.cos(x), rtol=1e-6)
+    np.testing.assert_allclose(batched(x), np.sin(x), rtol=1e-6)
+
+
 _SINE = """
 func.func @main(%x: tensor<2xf32>) -> tensor<2xf32> {
   %0 = stablehlo.sine %x : tensor<2xf32>
