@@ -27,7 +27,7 @@ from jaxlib.mlir import ir
 from stablehlo_batch.passes.rules import RULES
 from stablehlo_batch import axes as ax
 from stablehlo_batch import (callbacks, jax_internals, levels, module_io, named_axes,
-                             primitive, tuning, xla_compat)
+                             primitive, tuning, vmappables, xla_compat)
 from stablehlo_batch.flat import export_in_process, symbolic_size
 from stablehlo_batch.passes.fallback import FallbackWarning, strict_mode
 from stablehlo_batch.passes.report import BatchingReport
@@ -38,8 +38,12 @@ from stablehlo_batch.selfcheck import check_call
 
 # The functions we trace for the user run under our frames; jax's source
 # locations (hence every error naming an op's line) skip them, as they skip
-# jax's own, so they point at the user's code.
-jax_internals.exclude_from_source_info(os.path.dirname(os.path.abspath(__file__)))
+# jax's own, so they point at the user's code. The same for the tracebacks
+# jax filters (JAX_TRACEBACK_FILTERING): an exception raised in the user's
+# function shows the user's frames, not ours.
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+jax_internals.exclude_from_source_info(_PACKAGE_DIR)
+jax_internals.exclude_from_tracebacks(_PACKAGE_DIR)
 
 
 def _platform(backend: str | None) -> str:
@@ -68,6 +72,10 @@ class _Plan:
     fn: Any = None  # primitive.BatchedFn: what jax's transformations see
     traced_call: Callable | None = None  # the call under outer transformations
     tuning: Any = None  # tuning.TuningResult, with tune=
+    # (flat result, flat argument) pairs where the module returns the
+    # argument unchanged: the call returns the argument object itself, as
+    # jax.vmap does (its forwarded outputs are its inputs).
+    forwards: tuple = ()
 
 
 class Compiled:
@@ -236,6 +244,7 @@ class BatchedFunction:
         self._lock = threading.Lock()
         self._direct = bool(self._scale_options)
         self._static_seen = False
+        self._forwarding = False  # some plan returns an argument unchanged
         self._count_lock = threading.Lock()
         self._calls = self._misses = 0
         functools.update_wrapper(self, fn, updated=())
@@ -248,6 +257,10 @@ class BatchedFunction:
             self.__doc__ += "\n\nOriginal documentation:\n\n" + fn.__doc__
 
     def __call__(self, *args, **kwargs):
+        if jax_internals.vmappable_types() and vmappables.involved(
+                self.in_axes, self.out_axes, args, kwargs):
+            return vmappables.call(self.fn, self.in_axes, self.out_axes, self.axis_size,
+                                   args, kwargs, self._flat_batched)
         if self.axis_name is None:
             return self._call(args, kwargs)
         if jax_internals.enclosing_axis_names():
@@ -261,6 +274,12 @@ class BatchedFunction:
             if not named_axes.bound_outside(e):
                 raise
             return named_axes.vmap_inside(self, args, kwargs)
+
+    def _flat_batched(self, fn, in_axes, out_axes, axis_size):
+        """A batch_lower of ``fn`` with this one's options (vmappables.py)."""
+        return BatchedFunction(fn, in_axes, out_axes, axis_size, self.backend, self.strict,
+                               check=self.check, cache_size=self.cache_size,
+                               scale_options=self._scale_options, axis_name=self.axis_name)
 
     def _call(self, args, kwargs):
         if self._axis_size_error:
@@ -286,6 +305,8 @@ class BatchedFunction:
             try:
                 out = self._dispatch(*args, _rules=RULES.generation, **kwargs)
                 self._count_call()
+                if self._forwarding:
+                    out = self._forward_inputs(args, kwargs, out)
                 return out
             except _NotTraceable:
                 self._direct = True
@@ -309,11 +330,26 @@ class BatchedFunction:
             with tuning.allow_untuned():
                 plan, call_args = self._plan_and_args(args, kwargs)
         out = plan.call(*call_args[0], **call_args[1])
+        if plan.forwards:
+            out = _forward(plan.forwards, tree_util.tree_leaves(call_args), out)
         if self.check and call_args[0] is args and not getattr(plan, "checked", False):
             check_call(self, args, kwargs, out)
             plan.checked = True
         self._count_call()
         return out
+
+    def _forward_inputs(self, args, kwargs, out):
+        """``out`` with the results that the plan of these arguments
+        forwards unchanged replaced by the argument objects."""
+        leaves, in_tree = tree_util.tree_flatten((args, kwargs))
+        try:
+            avals = tuple(ax.aval_of(x) for x in leaves)
+        except TypeError:
+            return out
+        plan = self._by_signature.get((in_tree, avals, RULES.generation))
+        if plan is None or not plan.forwards:
+            return out
+        return _forward(plan.forwards, leaves, out)
 
     def _count_call(self):
         with self._count_lock:
@@ -413,7 +449,7 @@ class BatchedFunction:
         """The plan for ``fn`` (default: the user's function) called with
         arguments of tree ``in_tree`` and avals ``avals`` (batched along
         ``dims``); ``leaves``: concrete arguments to measure ``tune=`` on."""
-        src = self.fn if fn is None else fn
+        src = ax.checking_outputs(self.fn if fn is None else fn)
         ex_args, ex_kwargs = tree_util.tree_unflatten(
             in_tree, [ax.unbatched_struct(a, d) for a, d in zip(avals, dims)])
         try:
@@ -463,10 +499,12 @@ class BatchedFunction:
             call = jax.jit(functools.partial(primitive.call, fn, batched.out_tree),
                            **({} if in_sh is None else dict(in_shardings=in_sh,
                                                             out_shardings=out_sh)))
+        forwards = _forwarded(exp, module)
+        self._forwarding = self._forwarding or bool(forwards)
         return _Plan(batched, module, result_batched, rewrite_seconds,
                      call or jax.jit(batched.call), built.report,
                      traceable=built.call is None,
-                     fn=fn, tuning=tuned)
+                     fn=fn, tuning=tuned, forwards=forwards)
 
 
     def _general_plan(self, args, kwargs, *, traced: bool):
@@ -516,7 +554,8 @@ class BatchedFunction:
             bound = (contextlib.nullcontext() if self.axis_name is None
                      else jax_internals.axis_bound(self.axis_name, size))
             with bound:  # collectives over our own axis trace like under vmap
-                closed, out_shape = jax.make_jaxpr(src, return_shape=True)(*examples)
+                closed, out_shape = jax.make_jaxpr(ax.checking_outputs(src),
+                                                   return_shape=True)(*examples)
             consts = list(closed.consts)
             out_tree = tree_util.tree_structure(out_shape)
             jaxpr = closed.jaxpr
@@ -630,6 +669,29 @@ def _lane_loop(src, dims, result_batched, out_dims, size, *flat):
              x if d is None else jnp.moveaxis(x, 0, d % x.ndim)
              for x, d, b in zip(leaves, out_dims, result_batched)]
     return tree_util.tree_unflatten(tree, moved)
+
+
+def _forwarded(exp: jax.export.Exported, module: ir.Module) -> tuple:
+    """(flat result, flat argument) pairs of ``exp``'s function whose batched
+    ``module`` returns the argument unchanged (same value, same type)."""
+    n_extra_in = (1 if len(exp.platforms) > 1 else 0) + len(exp.ordered_effects)
+    n_extra_out = len(exp.ordered_effects)
+    kept = sorted(exp.module_kept_var_idx)
+    pairs = []
+    for r, a in enumerate(module_io.returned_arguments(module)):
+        if a is None or r < n_extra_out or a < n_extra_in:
+            continue
+        pairs.append((r - n_extra_out, kept[a - n_extra_in]))
+    return tuple(pairs)
+
+
+def _forward(forwards, in_leaves, out):
+    """``out`` with flat result ``j`` replaced by ``in_leaves[i]`` for each
+    ``(j, i)`` in ``forwards``."""
+    leaves, tree = tree_util.tree_flatten(out)
+    for j, i in forwards:
+        leaves[j] = in_leaves[i]
+    return tree_util.tree_unflatten(tree, leaves)
 
 
 def _all_jax_values(tree) -> bool:
