@@ -74,11 +74,6 @@ def flatten_axes(what: str, treedef, axes) -> list[int | None]:
     return flat
 
 
-class _PytreeLeaf:
-    def __repr__(self):
-        return "pytree leaf"
-
-
 def _prefix_error(what: str, treedef, axes) -> str:
     """jax.vmap's message for an axis spec that is no tree prefix: about the
     positional arguments only when the spec is ``(in_axes, 0)`` of
@@ -86,8 +81,7 @@ def _prefix_error(what: str, treedef, axes) -> str:
     if what.endswith("in_axes") and treedef.num_nodes and len(treedef.children()) == 2 \
             and isinstance(axes, tuple) and len(axes) == 2:
         treedef, axes = treedef.children()[0], axes[0]
-    dummy = tree_util.tree_unflatten(treedef, [_PytreeLeaf()] * treedef.num_leaves)
-    details = jax_internals.prefix_error_details(what, axes, dummy)
+    details = jax_internals.prefix_error_details(what, axes, treedef)
     if not details:
         return (f"{what} specification must be a tree prefix of the corresponding "
                 f"value, got specification {axes} for value tree {treedef}.")

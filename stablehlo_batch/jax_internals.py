@@ -39,7 +39,8 @@ are what notice).
   ``jax.vmap`` maps with their own ``to_elt`` / ``from_elt`` (vmappables.py).
   If it breaks, such types are refused as "not a valid JAX type"
   (tests/jax_ports/test_jax_batching.py, the vmappable tests).
-- ``prefix_error_details`` (``jax._src.tree_util.prefix_errors``): the
+- ``prefix_error_details`` (``jax._src.tree_util.prefix_errors``,
+  ``jax._src.api_util.PytreeLeaf``): the
   "Mismatch details" of vmap's error for an in_axes / out_axes that is not
   a tree prefix of the value. If it breaks, our message lacks the details
   (tests/jax_ports/test_jax_api.py).
@@ -68,7 +69,7 @@ import contextlib
 import threading
 from typing import Callable
 
-from jax._src import core, source_info_util, traceback_util, util
+from jax._src import api_util, core, source_info_util, traceback_util, util
 from jax._src import tree_util as jax_tree_util
 from jax._src.interpreters import batching as jax_batching
 from jax._src.interpreters import mlir as jax_mlir
@@ -124,10 +125,12 @@ def enclosing_axis_names() -> list[str]:
     return [str(n) for n in core.get_axis_env().axis_names()]
 
 
-def prefix_error_details(name: str, prefix, full) -> list[str]:
+def prefix_error_details(name: str, prefix, treedef) -> list[str]:
     """jax's description of each place where ``prefix`` is not a tree prefix
-    of ``full`` (as ``jax.vmap``'s error lists them)."""
+    of a value of tree ``treedef`` (as ``jax.vmap``'s error lists them)."""
     try:
+        full = jax_tree_util.tree_unflatten(
+            treedef, [api_util.PytreeLeaf()] * treedef.num_leaves)
         return [e(name).args[0] for e in jax_tree_util.prefix_errors(prefix, full)]
     except Exception:  # only a message: never fail while building it
         return []
