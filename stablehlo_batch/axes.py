@@ -126,10 +126,11 @@ def normalize_in_axes(fn, in_tree, shapes: Sequence[tuple], avals, dims,
             continue
         if not -len(shape) <= d < len(shape):
             min_rank = d + 1 if d >= 0 else -d
-            raise ValueError(
+            name = _arg_names(fn, in_tree, list(range(len(shapes))))[i]
+            raise ValueError(  # vmap's text, then which argument
                 f"{NAME} was requested to map its argument along axis {d}, which "
                 f"implies that its rank should be at least {min_rank}, but is only "
-                f"{len(shape)} (its shape is {tuple(shape)})")
+                f"{len(shape)} (its shape is {tuple(shape)}) ({name})")
         resolved.append(d % len(shape))
     sizes = [None if d is None else shape[d] for shape, d in zip(shapes, resolved)]
     distinct = {s for s in sizes if s is not None}

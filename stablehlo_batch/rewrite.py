@@ -64,6 +64,10 @@ def batch_function(module: ir.Module, func: str, in_axes: Sequence[int | None],
             # is jax's own choice (ours is always 0 inside the module).
             raise ValueError(f"at {what} {path}, got axis spec None but output was "
                              "batched") from None
+        if e.out_of_range is not None:  # numpy's text, as jax.vmap raises it
+            axis, ndim = e.out_of_range
+            raise ValueError(f"axis {axis} is out of bounds for array of dimension "
+                             f"{ndim} (at {what} {path})") from None
         raise ValueError(f"at {what} {path}: {e}") from None
     report.rewrite_seconds = time.perf_counter() - start
     return flags[n_leading_out:], report
