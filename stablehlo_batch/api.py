@@ -500,6 +500,10 @@ class BatchedFunction:
                            **({} if in_sh is None else dict(in_shardings=in_sh,
                                                             out_shardings=out_sh)))
         forwards = _forwarded(exp, module)
+        if forwards:  # and fn returns those arguments as they are (not a copy)
+            jaxpr = jax.jit(src).trace(*ex_args, **ex_kwargs).jaxpr.jaxpr
+            forwards = tuple((j, i) for j, i in forwards
+                             if jaxpr.outvars[j] is jaxpr.invars[i])
         self._forwarding = self._forwarding or bool(forwards)
         return _Plan(batched, module, result_batched, rewrite_seconds,
                      call or jax.jit(batched.call), built.report,
@@ -673,7 +677,9 @@ def _lane_loop(src, dims, result_batched, out_dims, size, *flat):
 
 def _forwarded(exp: jax.export.Exported, module: ir.Module) -> tuple:
     """(flat result, flat argument) pairs of ``exp``'s function whose batched
-    ``module`` returns the argument unchanged (same value, same type)."""
+    ``module`` returns the argument unchanged (same value, same type). The
+    function may still have copied it (``jnp.array(x, copy=True)`` lowers to
+    nothing): jax.vmap forwards only what its jaxpr forwards."""
     n_extra_in = (1 if len(exp.platforms) > 1 else 0) + len(exp.ordered_effects)
     n_extra_out = len(exp.ordered_effects)
     kept = sorted(exp.module_kept_var_idx)

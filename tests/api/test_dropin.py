@@ -383,3 +383,5 @@ def test_forwarded_inputs_are_returned_as_the_same_objects():
         assert b is y and c is x and a is not x
     g = sb.batch_lower(lambda s, x: (x, x * len(s)), in_axes=(None, 0))
     assert g("static", x)[0] is x
+    # a copy lowers to nothing, but is a new array for vmap too
+    assert sb.batch_lower(lambda x: jnp.array(x, copy=True))(x) is not x
