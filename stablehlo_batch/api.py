@@ -46,6 +46,11 @@ jax_internals.exclude_from_source_info(_PACKAGE_DIR)
 jax_internals.exclude_from_tracebacks(_PACKAGE_DIR)
 
 
+# jax's table of custom vmappable types (register_vmappable fills it in
+# place): empty unless someone registered one, so a call checks it first.
+_VMAPPABLE_TYPES = jax_internals.vmappable_types()
+
+
 def _platform(backend: str | None) -> str:
     """The jax.export platform name for a backend name (None: the default)."""
     name = (backend or jax.default_backend()).lower()
@@ -257,7 +262,7 @@ class BatchedFunction:
             self.__doc__ += "\n\nOriginal documentation:\n\n" + fn.__doc__
 
     def __call__(self, *args, **kwargs):
-        if jax_internals.vmappable_types() and vmappables.involved(
+        if _VMAPPABLE_TYPES and vmappables.involved(
                 self.in_axes, self.out_axes, args, kwargs):
             return vmappables.call(self.fn, self.in_axes, self.out_axes, self.axis_size,
                                    args, kwargs, self._flat_batched)
