@@ -401,7 +401,8 @@ class ModuleBatcher:
                 rank = bld.rank_of(v) + (0 if b else 1)
                 if not -rank <= ax < rank:
                     raise AxisSpecError(f"out_axes[{j}]={ax} is out of range for result "
-                                        f"{j} of rank {rank - 1}", result_index=j)
+                                        f"{j} of rank {rank - 1}", result_index=j,
+                                        out_of_range=(ax, rank))
                 ret.operands[j] = bld.move_axis(fb.materialize(v), 0, ax % rank)
         self.collector.claim(_report.EXIT, since)
         _set_function_type(func_op, ret)

@@ -49,10 +49,14 @@ class VerificationError(BatchingError):
 class AxisSpecError(BatchingError, ValueError):
     """in_axes / out_axes / axis_size do not fit the function or its values.
 
-    ``result_index`` is set when the problem is the out_axes of one result."""
+    ``result_index`` is set when the problem is the out_axes of one result;
+    ``out_of_range`` = (axis, rank of the batched result) when that axis is
+    out of range."""
 
-    def __init__(self, message: str, result_index: int | None = None):
+    def __init__(self, message: str, result_index: int | None = None,
+                 out_of_range: tuple[int, int] | None = None):
         self.result_index = result_index
+        self.out_of_range = out_of_range
         super().__init__(message)
 
 

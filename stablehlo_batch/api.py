@@ -29,7 +29,7 @@ from stablehlo_batch.passes.rules import RULES
 from stablehlo_batch.passes.rules import table as rule_table
 from stablehlo_batch import axes as ax
 from stablehlo_batch import (callbacks, jax_internals, levels, module_io, named_axes,
-                             primitive, tuning, xla_compat)
+                             primitive, tuning, vmappables, xla_compat)
 from stablehlo_batch.flat import export_in_process, symbolic_size
 from stablehlo_batch.passes.fallback import FallbackWarning, strict_mode
 from stablehlo_batch.passes.report import BatchingReport
@@ -40,8 +40,17 @@ from stablehlo_batch.selfcheck import check_call
 
 # The functions we trace for the user run under our frames; jax's source
 # locations (hence every error naming an op's line) skip them, as they skip
-# jax's own, so they point at the user's code.
-jax_internals.exclude_from_source_info(os.path.dirname(os.path.abspath(__file__)))
+# jax's own, so they point at the user's code. The same for the tracebacks
+# jax filters (JAX_TRACEBACK_FILTERING): an exception raised in the user's
+# function shows the user's frames, not ours.
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+jax_internals.exclude_from_source_info(_PACKAGE_DIR)
+jax_internals.exclude_from_tracebacks(_PACKAGE_DIR)
+
+
+# jax's table of custom vmappable types (register_vmappable fills it in
+# place): empty unless someone registered one, so a call checks it first.
+_VMAPPABLE_TYPES = jax_internals.vmappable_types()
 
 
 def _platform(backend: str | None) -> str:
@@ -70,6 +79,10 @@ class _Plan:
     fn: Any = None  # primitive.BatchedFn: what jax's transformations see
     traced_call: Callable | None = None  # the call under outer transformations
     tuning: Any = None  # tuning.TuningResult, with tune=
+    # (flat result, flat argument) pairs where the module returns the
+    # argument unchanged: the call returns the argument object itself, as
+    # jax.vmap does (its forwarded outputs are its inputs).
+    forwards: tuple = ()
 
 
 class Compiled:
@@ -246,6 +259,7 @@ class BatchedFunction:
         self._lock = threading.Lock()
         self._direct = bool(self._scale_options)
         self._static_seen = False
+        self._forwarding = False  # some plan returns an argument unchanged
         self._count_lock = threading.Lock()
         self._calls = itertools.count()  # next() is atomic: no lock per call
         self._misses = 0
@@ -264,7 +278,8 @@ class BatchedFunction:
         # trace, static arguments, tune=, check=, ...) goes through _call.
         fast = self._fast
         if (fast is not None and _TRACE.value is _EVAL_TRACE and _AXES.value is _NO_AXES
-                and fast[0] is _RULE_CONTEXT.get() and fast[1] is RULES.own_layers):
+                and fast[0] is _RULE_CONTEXT.get() and fast[1] is RULES.own_layers
+                and not _VMAPPABLE_TYPES):
             try:
                 out = fast[2](*args, **kwargs)
             except (_NotTraceable, _NeedsTuning, TypeError) as e:
@@ -272,10 +287,17 @@ class BatchedFunction:
             except _DisableJit:
                 return self._slow_call(args, kwargs)
             next(self._calls)
+            if self._forwarding:  # a plan traced by this call forwards an argument
+                self._fast = None
+                return self._forward_inputs(args, kwargs, out)
             return out
         return self._slow_call(args, kwargs)
 
     def _slow_call(self, args, kwargs):
+        if _VMAPPABLE_TYPES and vmappables.involved(
+                self.in_axes, self.out_axes, args, kwargs):
+            return vmappables.call(self.fn, self.in_axes, self.out_axes, self.axis_size,
+                                   args, kwargs, self._flat_batched)
         if self.axis_name is None:
             if not jax_internals.enclosing_axis_names():
                 return self._call(args, kwargs)
@@ -296,6 +318,12 @@ class BatchedFunction:
             if not named_axes.bound_outside(e):
                 raise
             return named_axes.vmap_inside(self, args, kwargs)
+
+    def _flat_batched(self, fn, in_axes, out_axes, axis_size):
+        """A batch_lower of ``fn`` with this one's options (vmappables.py)."""
+        return BatchedFunction(fn, in_axes, out_axes, axis_size, self.backend, self.strict,
+                               check=self.check, cache_size=self.cache_size,
+                               scale_options=self._scale_options, axis_name=self.axis_name)
 
     def _call(self, args, kwargs):
         if self._axis_size_error:
@@ -324,9 +352,11 @@ class BatchedFunction:
                 out = dispatch(*args, **kwargs)
             except (_NotTraceable, _NeedsTuning, TypeError) as e:
                 return self._after_dispatch(e, dispatch, args, kwargs)
+            next(self._calls)
+            if self._forwarding:  # not on the hot path: the argument objects
+                return self._forward_inputs(args, kwargs, out)
             if not (self._direct or self.check or self._static_seen):
                 self._fast = (*rules, dispatch)
-            next(self._calls)
             return out
         return self._call_plan(args, kwargs)
 
@@ -389,11 +419,26 @@ class BatchedFunction:
             with tuning.allow_untuned():
                 plan, call_args = self._plan_and_args(args, kwargs)
         out = plan.call(*call_args[0], **call_args[1])
+        if plan.forwards:
+            out = _forward(plan.forwards, tree_util.tree_leaves(call_args), out)
         if self.check and call_args[0] is args and not getattr(plan, "checked", False):
             check_call(self, args, kwargs, out)
             plan.checked = True
         next(self._calls)
         return out
+
+    def _forward_inputs(self, args, kwargs, out):
+        """``out`` with the results that the plan of these arguments
+        forwards unchanged replaced by the argument objects."""
+        leaves, in_tree = tree_util.tree_flatten((args, kwargs))
+        try:
+            avals = tuple(ax.aval_of(x) for x in leaves)
+        except TypeError:
+            return out
+        plan = self._by_signature.get((in_tree, avals, RULES.generation))
+        if plan is None or not plan.forwards:
+            return out
+        return _forward(plan.forwards, leaves, out)
 
     def cache_info(self) -> CacheInfo:
         """Hits, misses, maxsize (``cache_size``) and current size of the
@@ -490,7 +535,7 @@ class BatchedFunction:
         """The plan for ``fn`` (default: the user's function) called with
         arguments of tree ``in_tree`` and avals ``avals`` (batched along
         ``dims``); ``leaves``: concrete arguments to measure ``tune=`` on."""
-        src = self.fn if fn is None else fn
+        src = ax.checking_outputs(self.fn if fn is None else fn)
         ex_args, ex_kwargs = tree_util.tree_unflatten(
             in_tree, [ax.unbatched_struct(a, d) for a, d in zip(avals, dims)])
         try:
@@ -540,10 +585,21 @@ class BatchedFunction:
             call = jax.jit(functools.partial(primitive.call, fn, batched.out_tree),
                            **({} if in_sh is None else dict(in_shardings=in_sh,
                                                             out_shardings=out_sh)))
+        forwards = _forwarded(exp, module)
+        if forwards:  # and fn returns those arguments as they are (not a copy)
+            bound = contextlib.nullcontext()
+            if self.axis_name is not None:  # fn's collectives trace as under vmap
+                bound = jax_internals.axis_bound(
+                    self.axis_name, size if isinstance(size, int) else 2)
+            with bound:
+                jaxpr = jax.jit(src).trace(*ex_args, **ex_kwargs).jaxpr.jaxpr
+            forwards = tuple((j, i) for j, i in forwards
+                             if jaxpr.outvars[j] is jaxpr.invars[i])
+        self._forwarding = self._forwarding or bool(forwards)
         return _Plan(batched, module, result_batched, rewrite_seconds,
                      call or jax.jit(batched.call), built.report,
                      traceable=built.call is None,
-                     fn=fn, tuning=tuned)
+                     fn=fn, tuning=tuned, forwards=forwards)
 
 
     def _general_plan(self, args, kwargs, *, traced: bool):
@@ -600,7 +656,8 @@ class BatchedFunction:
             elif self.axis_name is not None:
                 bound.enter_context(jax_internals.axis_bound(self.axis_name, size))
             with bound:  # collectives over our own axis trace like under vmap
-                closed, out_shape = jax.make_jaxpr(src, return_shape=True)(*examples)
+                closed, out_shape = jax.make_jaxpr(ax.checking_outputs(src),
+                                                   return_shape=True)(*examples)
             if self.axis_name is None:
                 named_axes.check_enclosing_axes(closed, None)
             consts = list(closed.consts)
@@ -732,6 +789,31 @@ def _count_of(counter: itertools.count) -> int:
     """The next value of an ``itertools.count`` (started at 0: the number of
     ``next`` calls so far), without advancing it."""
     return int(repr(counter)[len("count("):-1])
+
+
+def _forwarded(exp: jax.export.Exported, module: ir.Module) -> tuple:
+    """(flat result, flat argument) pairs of ``exp``'s function whose batched
+    ``module`` returns the argument unchanged (same value, same type). The
+    function may still have copied it (``jnp.array(x, copy=True)`` lowers to
+    nothing): jax.vmap forwards only what its jaxpr forwards."""
+    n_extra_in = (1 if len(exp.platforms) > 1 else 0) + len(exp.ordered_effects)
+    n_extra_out = len(exp.ordered_effects)
+    kept = sorted(exp.module_kept_var_idx)
+    pairs = []
+    for r, a in enumerate(module_io.returned_arguments(module)):
+        if a is None or r < n_extra_out or a < n_extra_in:
+            continue
+        pairs.append((r - n_extra_out, kept[a - n_extra_in]))
+    return tuple(pairs)
+
+
+def _forward(forwards, in_leaves, out):
+    """``out`` with flat result ``j`` replaced by ``in_leaves[i]`` for each
+    ``(j, i)`` in ``forwards``."""
+    leaves, tree = tree_util.tree_flatten(out)
+    for j, i in forwards:
+        leaves[j] = in_leaves[i]
+    return tree_util.tree_unflatten(tree, leaves)
 
 
 def _all_jax_values(tree) -> bool:

@@ -7,33 +7,45 @@ checked, broadcast to one entry per leaf, and the batch size is inferred
 from __future__ import annotations
 
 import collections
+import functools
 import inspect
 from typing import Any, Sequence
 
 import jax
 from jax import tree_util
 
+from stablehlo_batch import jax_internals
 from stablehlo_batch.passes.errors import AxisSpecError
 
 NAME = "batch_lower"
+
+
+def _spec_types() -> set:
+    """The axis spec types of registered custom vmappable types
+    (``jax.interpreters.batching.register_vmappable``; vmappables.py)."""
+    return {spec for spec, _ in jax_internals.vmappable_types().values()}
+
+
+def _is_axis(leaf) -> bool:
+    return type(leaf) is int or type(leaf) in _spec_types()
 
 
 def canonicalize_in_axes(in_axes):
     """Checks an in_axes spec the way vmap does; lists become tuples."""
     if isinstance(in_axes, list):
         in_axes = tuple(in_axes)
-    if not (in_axes is None or type(in_axes) in (int, tuple)):
+    if not (in_axes is None or type(in_axes) in (int, tuple) or type(in_axes) in _spec_types()):
         raise TypeError(f"{NAME} in_axes must be an int, None, or a tuple of entries "
                         "corresponding to the positional arguments passed to the "
                         f"function, but got {in_axes}.")
-    if not all(type(leaf) is int for leaf in tree_util.tree_leaves(in_axes)):
+    if not all(_is_axis(leaf) for leaf in tree_util.tree_leaves(in_axes)):
         raise TypeError(f"{NAME} in_axes must be an int, None, or (nested) container "
                         f"with those types as leaves, but got {in_axes}.")
     return in_axes
 
 
 def check_out_axes(out_axes):
-    if not all(type(leaf) is int for leaf in tree_util.tree_leaves(out_axes)):
+    if not all(_is_axis(leaf) for leaf in tree_util.tree_leaves(out_axes)):
         raise TypeError(f"{NAME} out_axes must be an int, None, or (nested) container "
                         f"with those types as leaves, but got {out_axes}.")
 
@@ -58,10 +70,23 @@ def flatten_axes(what: str, treedef, axes) -> list[int | None]:
     try:
         tree_util.tree_map(assign, axes, markers, is_leaf=lambda x: x is None)
     except (ValueError, TypeError):
-        raise ValueError(
-            f"{what} specification must be a tree prefix of the corresponding "
-            f"value, got specification {axes} for value tree {treedef}.") from None
+        raise ValueError(_prefix_error(what, treedef, axes)) from None
     return flat
+
+
+def _prefix_error(what: str, treedef, axes) -> str:
+    """jax.vmap's message for an axis spec that is no tree prefix: about the
+    positional arguments only when the spec is ``(in_axes, 0)`` of
+    ``(args, kwargs)``."""
+    if what.endswith("in_axes") and treedef.num_nodes and len(treedef.children()) == 2 \
+            and isinstance(axes, tuple) and len(axes) == 2:
+        treedef, axes = treedef.children()[0], axes[0]
+    details = jax_internals.prefix_error_details(what, axes, treedef)
+    if not details:
+        return (f"{what} specification must be a tree prefix of the corresponding "
+                f"value, got specification {axes} for value tree {treedef}.")
+    return (f"{what} specification must be a tree prefix of the corresponding value; "
+            f"\n  Mismatch details ({len(details)} found):\n  " + "\n  ".join(details))
 
 
 def _arg_names(fn, in_tree, leaves) -> list[str]:
@@ -102,10 +127,10 @@ def normalize_in_axes(fn, in_tree, shapes: Sequence[tuple], avals, dims,
         if not -len(shape) <= d < len(shape):
             min_rank = d + 1 if d >= 0 else -d
             name = _arg_names(fn, in_tree, list(range(len(shapes))))[i]
-            raise ValueError(
-                f"{NAME} was requested to map its {name} along axis {d}, which "
+            raise ValueError(  # vmap's text, then which argument
+                f"{NAME} was requested to map its argument along axis {d}, which "
                 f"implies that its rank should be at least {min_rank}, but is only "
-                f"{len(shape)} (its shape is {tuple(shape)})")
+                f"{len(shape)} (its shape is {tuple(shape)}) ({name})")
         resolved.append(d % len(shape))
     sizes = [None if d is None else shape[d] for shape, d in zip(shapes, resolved)]
     distinct = {s for s in sizes if s is not None}
@@ -115,8 +140,10 @@ def normalize_in_axes(fn, in_tree, shapes: Sequence[tuple], avals, dims,
         return resolved, distinct.pop()
     if not distinct:
         if not shapes:
+            args, kwargs = tree_util.tree_unflatten(in_tree, [None] * in_tree.num_leaves)
             raise ValueError(f"{NAME} wrapped function must be passed at least one "
-                             "argument containing an array or axis_size must be specified")
+                             "argument containing an array or axis_size must be specified, "
+                             f"got empty *args={args} and **kwargs={kwargs}")
         raise ValueError(f"{NAME} must have at least one non-None value in in_axes "
                          "or axis_size must be specified")
     names = _arg_names(fn, in_tree, list(range(len(shapes))))
@@ -163,6 +190,20 @@ def is_jax_value(x) -> bool:
     except TypeError:
         return False
     return True
+
+
+def checking_outputs(fn):
+    """``fn`` whose results must be JAX values: anything else raises
+    vmap's TypeError ("Output from batched function ..."), at trace time."""
+    @functools.wraps(fn)
+    def checked(*args, **kwargs):
+        out = fn(*args, **kwargs)
+        for leaf in tree_util.tree_leaves(out):
+            if not is_jax_value(leaf):
+                raise TypeError(f"Output from batched function {leaf!r} with type "
+                                f"{type(leaf)} is not a valid JAX type")
+        return out
+    return checked
 
 
 # Python scalars under in_axes=None reach fn as they are, as under jax.vmap

@@ -19,6 +19,11 @@ are what notice).
   error naming an op's line points at the user's code. If it breaks, those
   locations name our files instead (tests/api/test_api.py,
   test_error_unsupported_op_names_op_and_location).
+- ``exclude_from_tracebacks`` (``jax._src.traceback_util.register_exclusion``):
+  the tracebacks jax filters at its API boundaries (``jax.jit`` calls,
+  inside ours) leave our frames out, as they leave jax's out, so an
+  exception raised in the user's function shows the user's frames. If it
+  breaks, those tracebacks show our frames too (tests/api/test_dropin.py).
 - ``fun_name`` (``jax._src.util.fun_name``): the name ``jax.vmap`` uses in
   its docstring for a batched function (partials and callables without a
   ``__name__`` included); ours copies that form. If it breaks, the batched
@@ -37,6 +42,17 @@ are what notice).
 - ``traced_axis_size`` (``jax._src.lax.parallel._axis_size`` / ``_psum`` /
   ``psum_p``): ``pmean``'s divisor and ``psum`` of a constant as a
   collective when the batch size is symbolic (see its docstring).
+- ``vmappable_types`` / ``to_elt_handler`` / ``from_elt_handler``
+  (``jax._src.interpreters.batching``'s tables behind the public
+  ``jax.interpreters.batching.register_vmappable``): custom types that
+  ``jax.vmap`` maps with their own ``to_elt`` / ``from_elt`` (vmappables.py).
+  If it breaks, such types are refused as "not a valid JAX type"
+  (tests/jax_ports/test_jax_batching.py, the vmappable tests).
+- ``prefix_error_details`` (``jax._src.tree_util.prefix_errors``,
+  ``jax._src.api_util.PytreeLeaf``): the
+  "Mismatch details" of vmap's error for an in_axes / out_axes that is not
+  a tree prefix of the value. If it breaks, our message lacks the details
+  (tests/jax_ports/test_jax_api.py).
 - ``collective_broadcast_lowering`` (``jax._src.interpreters.mlir``'s
   per-platform lowering table, ``jax._src.lax.parallel.pbroadcast_p`` and its
   lowering rule): ``lax.pbroadcast`` lowers to ``collective_broadcast`` for
@@ -73,10 +89,12 @@ from typing import Callable
 
 import numpy as np
 from jax import tree_util
-from jax._src import core, source_info_util, util
-from jax._src.lax import lax as lax_internal
+from jax._src import api_util, core, source_info_util, traceback_util, util
+from jax._src import tree_util as jax_tree_util
 from jax._src.export import _export as jax_export_impl
+from jax._src.interpreters import batching as jax_batching
 from jax._src.interpreters import mlir as jax_mlir
+from jax._src.lax import lax as lax_internal
 from jax._src.lax import parallel
 from jaxlib.mlir import ir
 from jaxlib.mlir._mlir_libs import _jax_mlir_ext
@@ -119,6 +137,11 @@ def exclude_from_source_info(path: str) -> None:
     source_info_util.register_exclusion(path)
 
 
+def exclude_from_tracebacks(path: str) -> None:
+    """jax's filtered tracebacks skip frames of files under ``path``."""
+    traceback_util.register_exclusion(path)
+
+
 def fun_name(fn: Callable) -> str:
     """The name jax gives ``fn`` in messages and ``jax.vmap``'s docstring."""
     return util.fun_name(fn)
@@ -140,6 +163,39 @@ def named_axes_used(closed_jaxpr) -> set:
     """The axis names the collectives of a traced function use (jax records
     each as a ``NamedAxisEffect`` of the jaxpr)."""
     return {e.name for e in closed_jaxpr.effects if isinstance(e, core.NamedAxisEffect)}
+
+
+def prefix_error_details(name: str, prefix, treedef) -> list[str]:
+    """jax's description of each place where ``prefix`` is not a tree prefix
+    of a value of tree ``treedef`` (as ``jax.vmap``'s error lists them)."""
+    try:
+        full = jax_tree_util.tree_unflatten(
+            treedef, [api_util.PytreeLeaf()] * treedef.num_leaves)
+        return [e(name).args[0] for e in jax_tree_util.prefix_errors(prefix, full)]
+    except Exception:  # only a message: never fail while building it
+        return []
+
+
+# ---- custom vmappable types (jax.interpreters.batching.register_vmappable) ---------
+
+def vmappable_types() -> dict:
+    """{registered type: (its spec type, its axis-size type)}; empty unless
+    someone called ``register_vmappable`` (unregistering keeps the entry)."""
+    return jax_batching.vmappables
+
+
+def is_vmappable(x) -> bool:
+    return type(x) in jax_batching.vmappables
+
+
+def to_elt_handler(typ: type):
+    """The registered ``to_elt(cont, get_idx, value, spec)`` of ``typ``, or None."""
+    return jax_batching.to_elt_handlers.get(typ)
+
+
+def from_elt_handler(typ: type):
+    """The registered ``from_elt(cont, axis_size, elt, spec)`` of ``typ``, or None."""
+    return jax_batching.from_elt_handlers.get(typ)
 
 
 # ---- lowering ---------------------------------------------------------------------

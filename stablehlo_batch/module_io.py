@@ -285,3 +285,12 @@ def func_block(module: ir.Module, func: str) -> ir.Block:
     if op.operation.name != "func.func" or not len(op.operation.regions[0].blocks):
         raise AxisSpecError(f"@{func} is not a function with a body")
     return op.operation.regions[0].blocks[0]
+
+
+def returned_arguments(module: ir.Module, func: str = "main") -> list[int | None]:
+    """For each result of @``func``: the index of the argument it returns
+    unchanged (the return operand is that block argument), else None."""
+    block = func_block(module, func)
+    ret = list(block.operations)[-1]
+    args = list(block.arguments)
+    return [next((i for i, a in enumerate(args) if a == v), None) for v in ret.operands]

@@ -60,8 +60,14 @@ def batch_function(module: ir.Module, func: str, in_axes: Sequence[int | None],
         j = e.result_index - n_leading_out
         path = ax.leaf_path(out_tree, j, "out_axes")
         if out_axes[j] is None:
-            raise ValueError(f"{what} has mapped output ({path}) but out_axes "
-                             "is None") from None
+            # jax.vmap also names the axis the output was batched on, which
+            # is jax's own choice (ours is always 0 inside the module).
+            raise ValueError(f"at {what} {path}, got axis spec None but output was "
+                             "batched") from None
+        if e.out_of_range is not None:  # numpy's text, as jax.vmap raises it
+            axis, ndim = e.out_of_range
+            raise ValueError(f"axis {axis} is out of bounds for array of dimension "
+                             f"{ndim} (at {what} {path})") from None
         raise ValueError(f"at {what} {path}: {e}") from None
     report.rewrite_seconds = time.perf_counter() - start
     return flags[n_leading_out:], report

@@ -365,3 +365,38 @@ def test_wrapper_metadata_and_docstring():
     assert b.__doc__ == v.__doc__
     assert b.__doc__.startswith("Vectorized version of f.")
     assert sb.batch_lower(lambda x: x).__doc__ == jax.vmap(lambda x: x).__doc__
+
+
+def test_filtered_tracebacks_leave_our_frames_out():
+    # jax's traceback filtering removes jax's frames and ours below the call:
+    # an error in the user's function shows the call, then the user's frames.
+    def user_fn(x):
+        raise RuntimeError("from the user's function")
+
+    package = os.path.dirname(sb.__file__)
+    mode = jax.config.jax_traceback_filtering
+    jax.config.update("jax_traceback_filtering", "quiet_remove_frames")
+    try:
+        with pytest.raises(RuntimeError) as e:
+            sb.batch_lower(user_fn)(np.ones(3, np.float32))
+    finally:
+        jax.config.update("jax_traceback_filtering", mode)
+    ours = [f for f in e.traceback if str(f.path).startswith(package)]
+    # the entry points of the call only (no plan building, rewrite or jax frames)
+    assert [f.name for f in ours] == ["__call__", "_slow_call", "_call"], ours
+    assert e.traceback[-1].name == "user_fn"
+
+
+def test_forwarded_inputs_are_returned_as_the_same_objects():
+    # jax.vmap returns an input that fn returns unchanged as that very object
+    # (JAX's test_cond_vmap_forwarding_doesnt_promote); so does batch_lower,
+    # on its compiled path and with a static argument.
+    x, y = jnp.arange(3.0), jnp.array(3.0)
+    f = sb.batch_lower(lambda x, y: (x * 2, y, x), in_axes=(0, None), out_axes=(0, None, 0))
+    for _ in range(2):  # building the plan, then the cached call
+        a, b, c = f(x, y)
+        assert b is y and c is x and a is not x
+    g = sb.batch_lower(lambda s, x: (x, x * len(s)), in_axes=(None, 0))
+    assert g("static", x)[0] is x
+    # a copy lowers to nothing, but is a new array for vmap too
+    assert sb.batch_lower(lambda x: jnp.array(x, copy=True))(x) is not x

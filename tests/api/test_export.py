@@ -62,7 +62,7 @@ def test_batch_exported_errors(rng):
     exp = jax.export.export(jax.jit(jnp.sin))(jnp.ones(3))
     with pytest.raises(ValueError, match="out of range"):
         batch_exported(exp, 2, axis_size=2)
-    with pytest.raises(ValueError, match="out_axes is None"):
+    with pytest.raises(ValueError, match="got axis spec None but output was batched"):
         batch_exported(exp, 0, None, axis_size=2)
     with pytest.raises(TypeError, match="Exported"):
         batch_exported("nope", axis_size=2)

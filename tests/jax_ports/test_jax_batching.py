@@ -302,8 +302,6 @@ def test_index_add_with_only_the_indices_batched():
                np.arange(4, dtype=np.int32), np.float32(1), in_axes=(None, 0, None))
 
 
-@pytest.mark.xfail(reason="issue 12: scalar dynamic_slice / dynamic_update_slice with no start "
-                          "indices (IndexError)", strict=False)
 def test_scalar_dynamic_slice_and_update():
     xs = np.array([1, 2, 3, 4], np.int32)
     check_vmap(lambda x: lax.dynamic_slice(x, [], []), xs)
@@ -345,8 +343,82 @@ def test_keyword_arguments_are_batched():
 
 
 def test_non_jax_typed_output_raises_type_error():
-    with pytest.raises(TypeError, match="not a valid JAX type"):
+    # vmap's text (JAX's testNonJaxTypedOutput matches it)
+    with pytest.raises(TypeError, match="Output from batched function.*is not a valid JAX type"):
         sb.batch_lower(lambda x: "hello")(np.arange(5))
+
+
+# ---- custom vmappable types (batching.register_vmappable; JAX's VmappableTest) ----
+
+class _Named:
+    """An array with axis names, a pytree too; vmapped by name (JAX's NamedArray)."""
+
+    def __init__(self, names, data):
+        assert len(names) == data.ndim
+        self.names, self.data = list(names), data
+
+
+jax.tree_util.register_pytree_node(_Named, lambda x: ((x.data,), x.names),
+                                   lambda names, xs: _Named(names, xs[0]))
+
+
+class _NamedSpec:
+    def __init__(self, name, axis):
+        self.name, self.axis = name, axis
+
+
+class _Boxed:  # no pytree: only its to_elt / from_elt know it
+    def __init__(self, data):
+        self.data = data
+
+
+def _named_to_elt(cont, _, val, spec):
+    names = list(val.names)
+    assert names.pop(spec.axis) == spec.name
+    return _Named(names, cont(val.data, spec.axis))
+
+
+def _named_from_elt(cont, size, elt, spec):
+    names = list(elt.names)
+    names.insert(spec.axis, spec.name)
+    return _Named(names, cont(size, elt.data, spec.axis))
+
+
+@pytest.fixture
+def vmappables():
+    """Registers the custom types for one test, and removes them from jax's
+    tables afterwards (``unregister_vmappable`` keeps them)."""
+    from jax._src.interpreters import batching as jb
+    from jax.interpreters import batching
+    batching.register_vmappable(_Named, _NamedSpec, int, _named_to_elt, _named_from_elt, None)
+    batching.register_vmappable(  # to_elt and from_elt compute around cont
+        _Boxed, int, int, lambda cont, _, v, spec: _Boxed(cont(v.data + 1, spec)),
+        lambda cont, size, e, spec: _Boxed(cont(size, e.data * 2, spec)), None)
+    yield
+    for t in (_Named, _Boxed):
+        for table in (jb.vmappables, jb.to_elt_handlers, jb.from_elt_handlers):
+            table.pop(t, None)
+    jb.spec_types.discard(_NamedSpec)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_custom_vmappable_type_in_and_out(vmappables, jit):
+    x = _Named(["i", "j"], jnp.arange(12.0).reshape(3, 4))
+    f = lambda x: _Named(x.names, x.data * x.data + jnp.sum(x.data))
+    g = sb.batch_lower(jax.jit(f) if jit else f, in_axes=_NamedSpec("i", 0),
+                       out_axes=_NamedSpec("i", 1))
+    got = g(x)
+    data = np.arange(12.0, dtype=np.float32).reshape(3, 4)
+    assert got.names == ["j", "i"]
+    np.testing.assert_allclose(got.data, (data ** 2 + data.sum(1, keepdims=True)).T)
+
+
+def test_custom_vmappable_to_elt_and_from_elt_bind_primitives(vmappables):
+    @jax.jit
+    def f(x):
+        out = sb.batch_lower(lambda b, y: _Boxed(b.data - y), in_axes=(0, None))(_Boxed(x), 1.0)
+        return out.data
+    np.testing.assert_allclose(f(jnp.arange(3.0)), (np.arange(3.0) + 1 - 1) * 2)
 
 
 def test_betainc_with_unbatched_constant_arguments():

@@ -131,7 +131,6 @@ def test_scan_whose_batched_carry_shifts_into_unbatched_slots():
     check_vmap(f, np.array([3., 4., 5.], np.float32))
 
 
-@pytest.mark.xfail(reason="issue 17: batch_lower under jax.disable_jit() recurses", strict=False)
 def test_batched_cond_and_while_under_disable_jit():
     fn = lambda t: lax.cond(t > 0, lambda x, _: 0, lambda _, x: 1, 0, 0)
     loop = lambda x: lax.while_loop(lambda x: x < 3, lambda x: x + 2, x)
@@ -149,8 +148,6 @@ def test_nested_maps_of_a_fori_with_batched_trip_count():
     assert_same_tree(got, want)
 
 
-@pytest.mark.xfail(reason="issue 12: batch size 0 (associative_scan calls fn on empty slices: "
-                          "gather with batched operand and indices)", strict=False)
 def test_associative_scan_of_a_batched_solve():
     def fn(a, b):
         m1, v1 = a

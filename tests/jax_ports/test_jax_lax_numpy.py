@@ -39,8 +39,6 @@ def test_argpartition_values_over_every_other_axis(shape, axis, dtype):
                      _values_at(jax.vmap, arg, ind, axis))
 
 
-@pytest.mark.xfail(reason="issue 12: batch size 0 into a gather whose operand and indices are "
-                          "both batched", strict=False)
 def test_argpartition_values_with_a_size_zero_axis():
     arg = np.zeros((0, 4), np.float32)
     ind = jnp.argpartition(arg, axis=1, kth=1)

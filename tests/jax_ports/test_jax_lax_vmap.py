@@ -160,8 +160,6 @@ def test_gather_with_its_own_batching_dims(bdims):
     check_vmap(fun, with_batch(operand, bdims[0]), with_batch(idxs, bdims[1]), in_axes=bdims)
 
 
-@pytest.mark.xfail(reason="issue 12: batch size 0 into a gather whose operand and indices are "
-                          "both batched", strict=False)
 def test_gather_batch_size_zero():
     operand, idxs = np.zeros((0, 2, 3, 10), np.float32), np.zeros((0, 3, 2, 1), np.int32)
     fun = partial(lax.gather, dimension_numbers=_OPERAND_BATCHED_GATHER, slice_sizes=(1, 1, 3))

@@ -35,7 +35,7 @@ LAYERS = {
     "axes": GLUE, "module_io": GLUE, "rewrite": GLUE, "flat": GLUE, "chunking": GLUE,
     "sharding": GLUE, "scaling": GLUE, "primitive": GLUE, "callbacks": GLUE,
     "selfcheck": GLUE, "named_axes": GLUE, "tuning": GLUE, "levels": GLUE,
-    "pipeline": API, "xla_compat": GLUE, "jax_internals": GLUE,
+    "pipeline": API, "xla_compat": GLUE, "jax_internals": GLUE, "vmappables": GLUE,
 }
 # Modules that may import inside functions, and why (a measured start-up cost).
 LAZY_IMPORTS = {
