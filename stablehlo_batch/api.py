@@ -504,7 +504,7 @@ class BatchedFunction:
             if not callbacks.needs_callback_route(e):
                 raise
             cb = callbacks.build(src, in_tree, avals, dims, size, platform,
-                                 self.out_axes)
+                                 self.out_axes, axis_name=self.axis_name)
             return _Plan(None, cb.module, cb.result_batched, cb.rewrite_seconds,
                          cb.call, cb.report, compiled=cb.compiled)
         out_dims = ax.flatten_axes("batch_lower out_axes", exp.out_tree, self.out_axes)

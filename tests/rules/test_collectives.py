@@ -273,6 +273,25 @@ def test_refused_combinations():
         sb.batch_lower(f, spmd_axis_name="data")
 
 
+def test_collectives_with_a_host_callback():
+    # The callback route (an in-process lowering) binds the name too.
+    def f(x):
+        y = jax.pure_callback(lambda v: np.sin(v), jax.ShapeDtypeStruct(x.shape, x.dtype), x,
+                              vmap_method="sequential")
+        return lax.psum(y, "i") - y
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sb.FallbackWarning)
+        both(f, arange(3, 2))
+
+
+def test_collectives_with_typed_prng_keys():
+    # Typed keys' sharding constraints (on the lowering's empty mesh) go with the mesh.
+    def f(k):
+        return lax.psum(1.0, "i") + jax.random.normal(k, ()) - lax.pmean(
+            jax.random.uniform(k, (2,)), "i")
+    both(f, jax.random.split(jax.random.key(0), 3))
+
+
 def test_symbolic_batch_size():
     # One plan for every batch size: reductions over the whole axis, pmean's
     # divisor, psum of a number, axis_index and pbroadcast read the batch
