@@ -435,6 +435,13 @@ _DEVICES_SCRIPT = textwrap.dedent("""
     x = np.arange(24, dtype=np.float32).reshape(8, 3)
     got = sb.batch_lower(g, axis_name="i", mesh=mesh, spmd_axis_name="d")(x)
     np.testing.assert_allclose(got, jax.vmap(g, axis_name="i")(x), rtol=1e-6)
+    # jax.vmap around it: the vmapped module is exported for one device, so
+    # the inner call's module is built again without the mesh.
+    xs = np.stack([x, 2 * x])
+    got = jax.vmap(sb.batch_lower(g, axis_name="i", mesh=mesh, spmd_axis_name="d"))(xs)
+    np.testing.assert_allclose(got, jax.vmap(jax.vmap(g, axis_name="i"))(xs), rtol=1e-6)
+    got = jax.vmap(sb.batch_lower(lambda x: x * 2 + 1, mesh=mesh, spmd_axis_name="d"))(xs)
+    np.testing.assert_allclose(got, xs * 2 + 1)
     print("mesh ok")
 """)
 
