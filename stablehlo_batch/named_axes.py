@@ -100,11 +100,21 @@ def export_named(fn: Callable, args, kwargs, axis_name, size, platform: str
     return exps[0]
 
 
-# Collectives whose per-example shape or pairs depend on the number of lanes.
+# Collectives whose per-example shape or pairs depend on the number of
+# lanes, and why a symbolic batch size cannot express them.
+_SHAPE_REASON = ("its per-example result has the number of lanes as a dimension, and a "
+                 "per-example shape cannot depend on the symbolic batch size")
 _LANE_SHAPED = {
-    "stablehlo.all_gather": "all_gather", "stablehlo.all_to_all": "all_to_all",
-    "stablehlo.reduce_scatter": "psum_scatter (reduce_scatter)",
-    "stablehlo.collective_permute": "ppermute / pshuffle (collective_permute)"}
+    "stablehlo.all_gather": ("all_gather", _SHAPE_REASON),
+    "stablehlo.all_to_all": ("all_to_all", _SHAPE_REASON.replace(
+        "has the number of lanes as a dimension", "has chunks of size / number of lanes")),
+    "stablehlo.reduce_scatter": ("psum_scatter (reduce_scatter)", _SHAPE_REASON.replace(
+        "has the number of lanes as a dimension", "is its operand divided by the number of "
+        "lanes")),
+    "stablehlo.collective_permute": (
+        "ppermute / pshuffle (collective_permute)",
+        "its source-target pairs name lanes explicitly, which needs a concrete number of "
+        "lanes")}
 
 
 def _refuse_lane_shaped(exp):
@@ -120,10 +130,10 @@ def _refuse_lane_shaped(exp):
     m.operation.walk(visit)
     if found:
         op = found[0]
+        what, why = _LANE_SHAPED[op.name]
         raise UnsupportedOpError(
             op.name, "main", format_location(op.location),
-            f"{_LANE_SHAPED[op.name]} over a symbolic batch size: its result depends on the "
-            "number of lanes (pass a static axis_size)")
+            f"{what} over a symbolic batch size: {why} (pass a static axis_size)")
 
 
 def _lane_free_text(exp) -> str:

@@ -314,8 +314,13 @@ def test_symbolic_batch_size():
     assert bl._misses == 1
     assert "dynamic_iota" in bl.lower(x, s).as_text()
     # Collectives that need the number of lanes: a typed error naming the op.
-    with pytest.raises(sb.UnsupportedOpError, match="all_gather.*symbolic batch size"):
-        sb.batch_lower(lambda x: lax.all_gather(x, "i"), axis_name="i", axis_size="b")(x)
+    for fn, why in [
+            (lambda x: lax.all_gather(x, "i"), "all_gather.*symbolic batch size.*dimension"),
+            (lambda x: lax.psum_scatter(jnp.tile(x, 3), "i", tiled=True),
+             "psum_scatter.*divided by"),
+            (lambda x: lax.ppermute(x, "i", [(0, 1)]), "ppermute.*pairs name lanes")]:
+        with pytest.raises(sb.UnsupportedOpError, match=why):
+            sb.batch_lower(fn, axis_name="i", axis_size="b")(x)
     with pytest.raises(ValueError, match="symbolic batch size"):
         sb.batch_lower(lambda x: x * lax.axis_size("i"), axis_name="i", axis_size="b")(x)
 
