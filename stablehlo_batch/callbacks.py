@@ -145,3 +145,22 @@ def build(fn, in_tree, avals, dims, size, platform, out_axes, what="batch_lower"
         return tree_util.tree_unflatten(out_tree, list(compiled(*leaves)))
 
     return CallbackBuild(module, result_batched, rewrite_seconds, compiled, call, report)
+
+
+def per_size(first: CallbackBuild, build_at, avals, dims, size):
+    """A call for a plan that serves every batch size (``axis_size="b"``):
+    a host-callback function is compiled for one size, so each new batch
+    size builds its own executable (``build_at(avals, size)``)."""
+    builds = {size: first}
+
+    def call(*args, **kwargs):
+        leaves = tree_util.tree_leaves((args, kwargs))
+        n = next((jax.typeof(x).shape[d] for x, d in zip(leaves, dims) if d is not None),
+                 size)
+        b = builds.get(n)
+        if b is None:
+            b = builds[n] = build_at(
+                [a if d is None else a.update(shape=a.shape[:d] + (n,) + a.shape[d + 1:])
+                 for a, d in zip(avals, dims)], n)
+        return b.call(*args, **kwargs)
+    return call

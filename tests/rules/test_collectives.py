@@ -282,6 +282,12 @@ def test_collectives_with_a_host_callback():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", sb.FallbackWarning)
         both(f, arange(3, 2))
+        # A symbolic size: the plan builds one executable per batch size
+        # (before, a second size hit the first size's executable).
+        bl = sb.batch_lower(f, axis_name="i", axis_size="b")
+        for n in (2, 4):
+            assert_same_tree(bl(arange(n, 2)), jax.vmap(f, axis_name="i")(arange(n, 2)),
+                             rtol=1e-5, atol=1e-5)
 
 
 def test_collectives_with_typed_prng_keys():
