@@ -22,6 +22,7 @@
 // RUN: stablehlo-batch-opt %S/Inputs/collectives_symbolic.mlir --func=collective_broadcast --axis-size=b | filecheck %s --check-prefix=SYM-BCAST
 // RUN: not stablehlo-batch-opt %S/Inputs/collectives_symbolic.mlir --func=split_groups --axis-size=b 2>&1 | filecheck %s --check-prefix=SYM-SPLIT
 // RUN: not stablehlo-batch-opt %S/Inputs/collectives_symbolic.mlir --func=all_gather --axis-size=b 2>&1 | filecheck %s --check-prefix=SYM-GATHER
+// RUN: not stablehlo-batch-opt %S/Inputs/collectives_symbolic.mlir --func=collective_permute --axis-size=b 2>&1 | filecheck %s --check-prefix=SYM-PERM
 
 // A symbolic batch size (Inputs/collectives_symbolic.mlir, lowered at a
 // placeholder count): a psum over the whole axis is one reduce over the
@@ -43,6 +44,7 @@
 // Lane groups and per-example shapes that need the number of lanes: refused.
 // SYM-SPLIT: error: cannot batch 'stablehlo.all_reduce' in function @split_groups: replica groups that split the batch axis over a symbolic batch size
 // SYM-GATHER: error: cannot batch 'stablehlo.all_gather' in function @all_gather: all_gather over a symbolic batch size
+// SYM-PERM: error: cannot batch 'stablehlo.collective_permute' in function @collective_permute: {{.*}} source-target pairs name lanes explicitly, which needs a concrete number of lanes
 
 // psum over all lanes: one reduce over the batch with the op's own combiner
 // and its identity; the result is the same for every lane (unbatched) and is

@@ -548,10 +548,19 @@ class BatchedFunction:
         except NotImplementedError as e:
             if not callbacks.needs_callback_route(e):
                 raise
-            cb = callbacks.build(src, in_tree, avals, dims, size, platform,
-                                 self.out_axes)
+            if size is None:  # a symbolic size (static path): the callback
+                # route is per batch size, and these avals carry it
+                size = next(a.shape[d] for a, d in zip(avals, dims) if d is not None)
+
+            def build_at(avals, size):
+                return callbacks.build(src, in_tree, avals, dims, size, platform,
+                                       self.out_axes, axis_name=self.axis_name)
+            cb = build_at(avals, size)
+            call = cb.call
+            if self.symbolic:  # the plan serves every batch size: one executable per size
+                call = callbacks.per_size(cb, build_at, avals, dims, size)
             return _Plan(None, cb.module, cb.result_batched, cb.rewrite_seconds,
-                         cb.call, cb.report, compiled=cb.compiled)
+                         call, cb.report, compiled=cb.compiled)
         out_dims = ax.flatten_axes("batch_lower out_axes", exp.out_tree, self.out_axes)
         if self.symbolic:
             size = symbolic_size(self.symbolic)

@@ -21,6 +21,7 @@ once, and hoisted constant arguments, are refused.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Any
 
@@ -34,7 +35,7 @@ from jax._src import debugging
 from jax.experimental import io_callback
 
 from stablehlo_batch import axes as ax
-from stablehlo_batch import module_io
+from stablehlo_batch import module_io, named_axes
 from stablehlo_batch.passes.errors import UnsupportedOpError
 from stablehlo_batch.passes.report import BatchingReport
 from stablehlo_batch.rewrite import batch_function
@@ -64,14 +65,27 @@ def _ordered_twin(effect):
     return None
 
 
-def build(fn, in_tree, avals, dims, size, platform, out_axes, what="batch_lower"):
+def build(fn, in_tree, avals, dims, size, platform, out_axes, what="batch_lower",
+          axis_name=None):
     """Lowers ``fn`` for one example in-process, batches it and compiles it
     keeping its host callbacks; ``avals``/``dims`` are the flat batched
-    arguments and where each carries the batch (None: unbatched)."""
+    arguments and where each carries the batch (None: unbatched).
+    ``axis_name``: the batch axis' name for collectives in ``fn`` (lowered
+    as ``named_axes.export_named`` lowers it)."""
     ex_args, ex_kwargs = tree_util.tree_unflatten(
         in_tree, [ax.unbatched_struct(a, d) for a, d in zip(avals, dims)])
-    lowered = jax.jit(fn, keep_unused=True).trace(*ex_args, **ex_kwargs).lower(
-        lowering_platforms=(platform,))
+    ctx = contextlib.nullcontext()
+    if axis_name is not None:
+        if not isinstance(size, int):
+            raise UnsupportedOpError(
+                "stablehlo.custom_call", "main", "unknown",
+                f"host callbacks with axis_name={axis_name!r} and a symbolic batch size "
+                "(pass a static axis_size)")
+        fn = named_axes.named_wrapper(fn, in_tree, axis_name, size)
+        ctx = named_axes.named_lowering(platform)
+    with ctx:
+        lowered = jax.jit(fn, keep_unused=True).trace(*ex_args, **ex_kwargs).lower(
+            lowering_platforms=(platform,))
     lowering = lowered._lowering
     cargs = lowering.compile_args
     ordered = list(cargs.get("ordered_effects") or [])
@@ -90,6 +104,8 @@ def build(fn, in_tree, avals, dims, size, platform, out_axes, what="batch_lower"
 
     module = module_io.parse_module(
         lowered.compiler_ir("stablehlo").operation.get_asm(enable_debug_info=True))
+    if axis_name is not None:
+        named_axes.lanes_module(module, size)
     result_batched, report = batch_function(
         module, "main", dims, out_dims, size, n_leading_in=n_tok, n_leading_out=n_tok,
         out_tree=out_tree, what=what)
@@ -129,3 +145,22 @@ def build(fn, in_tree, avals, dims, size, platform, out_axes, what="batch_lower"
         return tree_util.tree_unflatten(out_tree, list(compiled(*leaves)))
 
     return CallbackBuild(module, result_batched, rewrite_seconds, compiled, call, report)
+
+
+def per_size(first: CallbackBuild, build_at, avals, dims, size):
+    """A call for a plan that serves every batch size (``axis_size="b"``):
+    a host-callback function is compiled for one size, so each new batch
+    size builds its own executable (``build_at(avals, size)``)."""
+    builds = {size: first}
+
+    def call(*args, **kwargs):
+        leaves = tree_util.tree_leaves((args, kwargs))
+        n = next((jax.typeof(x).shape[d] for x, d in zip(leaves, dims) if d is not None),
+                 size)
+        b = builds.get(n)
+        if b is None:
+            b = builds[n] = build_at(
+                [a if d is None else a.update(shape=a.shape[:d] + (n,) + a.shape[d + 1:])
+                 for a, d in zip(avals, dims)], n)
+        return b.call(*args, **kwargs)
+    return call

@@ -68,6 +68,12 @@ are what notice).
   lowers a linear-algebra op, as our export of such a function does). If it
   breaks, the first call in a process costs that again (the bench's first
   result; tests/api/test_api.py checks the skip), nothing else.
+- ``context_devices`` (``jax._src.sharding_impls.ShardingContext`` /
+  ``SPMDAxisContext``): the number of devices of the lowering our batched
+  call is lowered in, so that a module built for ``mesh=`` is not called
+  from a one-device module (``jax.vmap`` around a ``batch_lower`` with a
+  mesh; primitive.BatchedFn.exported). If it breaks, that combination fails
+  with jax's "exported for N devices" error (tests/rules/test_collectives.py).
 - ``register_jax_dialects`` (``jaxlib.mlir._mlir_libs._jax_mlir_ext``): the
   dialect registry of jax's own lowering context, so that our contexts parse
   every module jax emits (module_io.make_context). If it breaks, nothing
@@ -89,7 +95,7 @@ from typing import Callable
 
 import numpy as np
 from jax import tree_util
-from jax._src import api_util, core, source_info_util, traceback_util, util
+from jax._src import api_util, core, sharding_impls, source_info_util, traceback_util, util
 from jax._src import tree_util as jax_tree_util
 from jax._src.export import _export as jax_export_impl
 from jax._src.interpreters import batching as jax_batching
@@ -352,3 +358,15 @@ def stablehlo_to_hlo_converter() -> Callable[[bytes], object]:
         raise PrivateAPIMissing(f"jaxlib's private mlir_module_to_xla_computation: "
                                 f"{e}") from None
     return lambda bytecode: convert(bytecode, use_tuple_args=False, return_tuple=False)
+
+
+def context_devices(ctx) -> int | None:
+    """The number of devices of the lowering context ``ctx`` (a lowering
+    rule's ``LoweringRuleContext``), None when it is neither kind jax
+    exports for."""
+    axis_context = ctx.module_context.axis_context
+    if isinstance(axis_context, sharding_impls.ShardingContext):
+        return axis_context.num_devices
+    if isinstance(axis_context, sharding_impls.SPMDAxisContext):
+        return axis_context.mesh.size
+    return None

@@ -16,6 +16,7 @@ devices with manual collectives (a shard_map program).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import warnings
@@ -99,11 +100,21 @@ def export_named(fn: Callable, args, kwargs, axis_name, size, platform: str
     return exps[0]
 
 
-# Collectives whose per-example shape or pairs depend on the number of lanes.
+# Collectives whose per-example shape or pairs depend on the number of
+# lanes, and why a symbolic batch size cannot express them.
+_SHAPE_REASON = ("its per-example result has the number of lanes as a dimension, and a "
+                 "per-example shape cannot depend on the symbolic batch size")
 _LANE_SHAPED = {
-    "stablehlo.all_gather": "all_gather", "stablehlo.all_to_all": "all_to_all",
-    "stablehlo.reduce_scatter": "psum_scatter (reduce_scatter)",
-    "stablehlo.collective_permute": "ppermute / pshuffle (collective_permute)"}
+    "stablehlo.all_gather": ("all_gather", _SHAPE_REASON),
+    "stablehlo.all_to_all": ("all_to_all", _SHAPE_REASON.replace(
+        "has the number of lanes as a dimension", "has chunks of size / number of lanes")),
+    "stablehlo.reduce_scatter": ("psum_scatter (reduce_scatter)", _SHAPE_REASON.replace(
+        "has the number of lanes as a dimension", "is its operand divided by the number of "
+        "lanes")),
+    "stablehlo.collective_permute": (
+        "ppermute / pshuffle (collective_permute)",
+        "its source-target pairs name lanes explicitly, which needs a concrete number of "
+        "lanes")}
 
 
 def _refuse_lane_shaped(exp):
@@ -119,10 +130,10 @@ def _refuse_lane_shaped(exp):
     m.operation.walk(visit)
     if found:
         op = found[0]
+        what, why = _LANE_SHAPED[op.name]
         raise UnsupportedOpError(
             op.name, "main", format_location(op.location),
-            f"{_LANE_SHAPED[op.name]} over a symbolic batch size: its result depends on the "
-            "number of lanes (pass a static axis_size)")
+            f"{what} over a symbolic batch size: {why} (pass a static axis_size)")
 
 
 def _lane_free_text(exp) -> str:
@@ -142,8 +153,10 @@ def _lane_free_text(exp) -> str:
     return module_io.module_to_text(m)
 
 
-def _export_at(fn, args, kwargs, axis_name, size: int, platform: str, keep_unused=False,
-               symbolic=False) -> jax.export.Exported:
+def named_wrapper(fn: Callable, in_tree, axis_name, size: int) -> Callable:
+    """``fn(*args, **kwargs)`` (arguments of tree ``in_tree``) run for one
+    example inside ``jax.shard_map`` over an abstract mesh axis ``axis_name``
+    of ``size`` devices, every value whole on every device."""
     mesh = jax.sharding.AbstractMesh((size,), (axis_name,))
     P = jax.sharding.PartitionSpec
 
@@ -159,14 +172,25 @@ def _export_at(fn, args, kwargs, axis_name, size: int, platform: str, keep_unuse
 
     def wrapper(*a, **k):
         return sm(*tree_util.tree_leaves((a, k)))
+    return wrapper
 
-    in_tree = tree_util.tree_structure((args, kwargs))
+
+@contextlib.contextmanager
+def named_lowering(platform: str):
+    """The context ``named_wrapper``'s function is lowered in."""
     # Inside another batch_lower's trace the context mesh is that one's: this
     # function is lowered on its own (it names only its own axis).
     outer = jax.sharding.get_abstract_mesh()
     with jax_internals.collective_broadcast_lowering(platform), \
             jax.sharding.use_abstract_mesh(outer if outer.empty else
                                            jax.sharding.AbstractMesh((), ())):
+        yield
+
+
+def _export_at(fn, args, kwargs, axis_name, size: int, platform: str, keep_unused=False,
+               symbolic=False) -> jax.export.Exported:
+    wrapper = named_wrapper(fn, tree_util.tree_structure((args, kwargs)), axis_name, size)
+    with named_lowering(platform):
         exp = jax.export.export(jax.jit(wrapper, keep_unused=keep_unused),
                                 platforms=(platform,))(*args, **kwargs)
     module = module_io.parse_module(exp.mlir_module_serialized)
@@ -184,6 +208,7 @@ def lanes_module(module: ir.Module, size: int, func: str = "main", *,
     over the batch axis. Returns ``module``."""
     with module.context, ir.Location.unknown(module.context):
         _inline_manual_computations(module, func)
+        _strip_sharding_ops(module)  # e.g. typed PRNG keys' constraints on @empty_mesh
         _drop_sdy(module)
         marked = [0]
 
@@ -274,6 +299,12 @@ def _drop_sdy(module: ir.Module):
     for op in list(module.body.operations):
         if op.operation.name == "sdy.mesh":
             op.operation.erase()
+
+    def unshard(op):  # e.g. a host callback's custom_call, sharded on the mesh
+        if "sdy.sharding" in op.attributes:
+            del op.attributes["sdy.sharding"]
+        return ir.WalkResult.ADVANCE
+    module.operation.walk(unshard)
     for op in module.body.operations:
         op = op.operation
         if op.name != "func.func":

@@ -99,6 +99,7 @@ class BatchedFn:
         # The batch axis' name for collectives in src (stablehlo_batch/named_axes.py).
         self.axis_name = axis_name
         self._exported = exported
+        self._plain: jax.export.Exported | None = None  # exported() without the mesh
         self._example_out_avals = (None if example_out_avals is None else
                                    tuple(_struct(a) for a in example_out_avals))
         self._lock = threading.Lock()
@@ -138,23 +139,35 @@ class BatchedFn:
         return out
 
     # ---- the module -------------------------------------------------------
-    def exported(self) -> jax.export.Exported:
+    def exported(self, devices: int | None = None) -> jax.export.Exported:
+        """The batched module; ``devices``: the number of devices of the
+        context it is called in. A module built for a mesh (``mesh=``) whose
+        call is lowered elsewhere (under an outer ``jax.vmap``, whose module
+        is exported for one device) is built again without the mesh."""
         with self._lock:
+            if self._exported is not None and devices is not None and \
+                    self._exported.nr_devices not in (1, devices):
+                if self._plain is None:
+                    self._plain = self._build_exported()
+                return self._plain
             if self._exported is None:
-                if self.axis_name is not None:
-                    exp = named_axes.export_named(self.src, tuple(self.example_avals), {},
-                                                  self.axis_name, self.size, self.platform)
-                else:
-                    exp = export_in_process(self.src, self.platform)(*self.example_avals)
-                summed = [j for j, s in enumerate(self.summed) if s]
-                if self.chunk_size:
-                    built = chunk_flat(exp, self.dims, self._raw_out_dims, self.size,
-                                       self.chunk_size, what=self.what, summed=summed)
-                else:
-                    built = batch_flat(exp, self.dims, self._raw_out_dims, self.size,
-                                       what=self.what, summed=summed)
-                self._exported = built.exported
+                self._exported = self._build_exported()
             return self._exported
+
+    def _build_exported(self) -> jax.export.Exported:
+        if self.axis_name is not None:
+            exp = named_axes.export_named(self.src, tuple(self.example_avals), {},
+                                          self.axis_name, self.size, self.platform)
+        else:
+            exp = export_in_process(self.src, self.platform)(*self.example_avals)
+        summed = [j for j, s in enumerate(self.summed) if s]
+        if self.chunk_size:
+            built = chunk_flat(exp, self.dims, self._raw_out_dims, self.size,
+                               self.chunk_size, what=self.what, summed=summed)
+        else:
+            built = batch_flat(exp, self.dims, self._raw_out_dims, self.size,
+                               what=self.what, summed=summed)
+        return built.exported
 
     def _cached(self, key, build: Callable[[], "BatchedFn"]) -> "BatchedFn":
         # Derived functions build their modules with the rules in force.
@@ -251,8 +264,8 @@ def _abstract_eval(*avals, fun: BatchedFn):
     return fun.out_avals(avals), fun.effects
 
 
-def _lower(*flat, fun: BatchedFn):
-    exp = fun.exported()
+def _lower(*flat, fun: BatchedFn, devices=None):
+    exp = fun.exported(devices)
     args, kwargs = tree_util.tree_unflatten(exp.in_tree, flat)
     return tree_util.tree_leaves(exp.call(*args, **kwargs))
 
@@ -315,9 +328,11 @@ _lower_rule = mlir.lower_fun(_lower, multiple_results=True)
 def _lowering(ctx, *args, fun: BatchedFn):
     # Exported.call's lowering would initialize LAPACK for any CPU module
     # (~0.1 s once per process): only when the module calls it.
-    exp = fun.exported()
+    devices = jax_internals.context_devices(ctx)
+    exp = fun.exported(devices)
     with jax_internals.lapack_unless_needed(exp.mlir_module_serialized):
-        return _lower_rule(ctx, *args, fun=fun)
+        return _lower_rule(ctx, *args, fun=fun, devices=devices)
+
 
 
 batched_call_p.def_impl(_impl)

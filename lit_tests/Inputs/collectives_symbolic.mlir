@@ -31,4 +31,8 @@ module attributes {stablehlo_batch.lanes = 2 : i64, stablehlo_batch.symbolic_lan
     %0 = "stablehlo.all_gather"(%x) <{all_gather_dim = 0 : i64, channel_handle = #stablehlo.channel_handle<handle = 1, type = 1>, replica_groups = dense<[[0, 1]]> : tensor<1x2xi64>, use_global_device_ids}> {stablehlo_batch.lane} : (tensor<3xf32>) -> tensor<6xf32>
     return %0 : tensor<6xf32>
   }
+  func.func @collective_permute(%x: tensor<3xf32>) -> tensor<3xf32> {
+    %0 = "stablehlo.collective_permute"(%x) <{channel_handle = #stablehlo.channel_handle<handle = 1, type = 1>, source_target_pairs = dense<[[0, 1], [1, 0]]> : tensor<2x2xi64>}> {stablehlo_batch.lane} : (tensor<3xf32>) -> tensor<3xf32>
+    return %0 : tensor<3xf32>
+  }
 }

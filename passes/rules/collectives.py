@@ -366,7 +366,10 @@ def collective_permute(fb, op, flags):
         return fallback(fb, op, flags)
     n = _lanes(fb, op)
     if n == bld.DYN:
-        _refuse_symbolic(fb, op, "collective_permute (ppermute)")
+        raise fb.unsupported(op, "collective_permute (ppermute / pshuffle) over a symbolic "
+                                 "batch size: its source-target pairs name lanes explicitly, "
+                                 "which needs a concrete number of lanes (pass a static "
+                                 "axis_size)")
     pairs = np.array(ir.DenseIntElementsAttr(op.attributes["source_target_pairs"]))
     source = {int(t): int(s) for s, t in pairs.reshape(-1, 2)}
     x, batched = op.operands[0], flags[0]

@@ -168,6 +168,20 @@ def test_callback_function_inside_jit_runs_per_lane():
     np.testing.assert_allclose(out, np.sin(np.ones((2, 3))), rtol=1e-6)
 
 
+def test_callback_function_with_a_symbolic_size_at_several_sizes():
+    # A host-callback function compiles for one batch size: the symbolic
+    # plan builds one executable per size (a Python argument too: the static path).
+    def f(name, x):
+        return jax.pure_callback(getattr(np, name), jax.ShapeDtypeStruct(x.shape, x.dtype), x,
+                                 vmap_method="sequential")
+    bl = sb.batch_lower(f, (None, 0), axis_size="b")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sb.FallbackWarning)
+        for n in (2, 3):
+            x = jnp.arange(n * 2.0).reshape(n, 2)
+            np.testing.assert_allclose(bl("sin", x), np.sin(x), rtol=1e-6)
+
+
 def test_callback_lower_and_compile(rng):
     def f(x):
         return jax.pure_callback(np.tanh, jax.ShapeDtypeStruct(x.shape, x.dtype), x,

@@ -273,6 +273,31 @@ def test_refused_combinations():
         sb.batch_lower(f, spmd_axis_name="data")
 
 
+def test_collectives_with_a_host_callback():
+    # The callback route (an in-process lowering) binds the name too.
+    def f(x):
+        y = jax.pure_callback(lambda v: np.sin(v), jax.ShapeDtypeStruct(x.shape, x.dtype), x,
+                              vmap_method="sequential")
+        return lax.psum(y, "i") - y
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sb.FallbackWarning)
+        both(f, arange(3, 2))
+        # A symbolic size: the plan builds one executable per batch size
+        # (before, a second size hit the first size's executable).
+        bl = sb.batch_lower(f, axis_name="i", axis_size="b")
+        for n in (2, 4):
+            assert_same_tree(bl(arange(n, 2)), jax.vmap(f, axis_name="i")(arange(n, 2)),
+                             rtol=1e-5, atol=1e-5)
+
+
+def test_collectives_with_typed_prng_keys():
+    # Typed keys' sharding constraints (on the lowering's empty mesh) go with the mesh.
+    def f(k):
+        return lax.psum(1.0, "i") + jax.random.normal(k, ()) - lax.pmean(
+            jax.random.uniform(k, (2,)), "i")
+    both(f, jax.random.split(jax.random.key(0), 3))
+
+
 def test_symbolic_batch_size():
     # One plan for every batch size: reductions over the whole axis, pmean's
     # divisor, psum of a number, axis_index and pbroadcast read the batch
@@ -295,8 +320,13 @@ def test_symbolic_batch_size():
     assert bl._misses == 1
     assert "dynamic_iota" in bl.lower(x, s).as_text()
     # Collectives that need the number of lanes: a typed error naming the op.
-    with pytest.raises(sb.UnsupportedOpError, match="all_gather.*symbolic batch size"):
-        sb.batch_lower(lambda x: lax.all_gather(x, "i"), axis_name="i", axis_size="b")(x)
+    for fn, why in [
+            (lambda x: lax.all_gather(x, "i"), "all_gather.*symbolic batch size.*dimension"),
+            (lambda x: lax.psum_scatter(jnp.tile(x, 3), "i", tiled=True),
+             "psum_scatter.*divided by"),
+            (lambda x: lax.ppermute(x, "i", [(0, 1)]), "ppermute.*pairs name lanes")]:
+        with pytest.raises(sb.UnsupportedOpError, match=why):
+            sb.batch_lower(fn, axis_name="i", axis_size="b")(x)
     with pytest.raises(ValueError, match="symbolic batch size"):
         sb.batch_lower(lambda x: x * lax.axis_size("i"), axis_name="i", axis_size="b")(x)
 
@@ -416,6 +446,13 @@ _DEVICES_SCRIPT = textwrap.dedent("""
     x = np.arange(24, dtype=np.float32).reshape(8, 3)
     got = sb.batch_lower(g, axis_name="i", mesh=mesh, spmd_axis_name="d")(x)
     np.testing.assert_allclose(got, jax.vmap(g, axis_name="i")(x), rtol=1e-6)
+    # jax.vmap around it: the vmapped module is exported for one device, so
+    # the inner call's module is built again without the mesh.
+    xs = np.stack([x, 2 * x])
+    got = jax.vmap(sb.batch_lower(g, axis_name="i", mesh=mesh, spmd_axis_name="d"))(xs)
+    np.testing.assert_allclose(got, jax.vmap(jax.vmap(g, axis_name="i"))(xs), rtol=1e-6)
+    got = jax.vmap(sb.batch_lower(lambda x: x * 2 + 1, mesh=mesh, spmd_axis_name="d"))(xs)
+    np.testing.assert_allclose(got, xs * 2 + 1)
     print("mesh ok")
 """)
 
