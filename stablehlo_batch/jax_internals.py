@@ -262,6 +262,15 @@ def lapack_unless_needed(serialized_module: bytes):
         _SKIP_BACKEND_INIT.on = before
 
 
+def ensure_backends_initialized(platforms) -> None:
+    """What lowering an ``Exported.call`` does first
+    (``jax._src.export._export._ensure_backends_initialized``: registers the
+    FFI handlers of ``platforms``; honours ``lapack_unless_needed``), for the
+    batched call's own inlining (primitive.py). If it breaks, a module that
+    calls LAPACK may fail to compile in a fresh process (tests/api/test_api.py)."""
+    jax_export_impl._ensure_backends_initialized(tuple(platforms))
+
+
 # ---- jaxlib -----------------------------------------------------------------------
 
 def register_jax_dialects(registry: ir.DialectRegistry) -> None:
