@@ -73,6 +73,7 @@ from typing import Callable
 
 import numpy as np
 from jax import tree_util
+from jax._src import config as jax_config_impl
 from jax._src import core, source_info_util, util
 from jax._src.lax import lax as lax_internal
 from jax._src.export import _export as jax_export_impl
@@ -260,6 +261,15 @@ def lapack_unless_needed(serialized_module: bytes):
         yield
     finally:
         _SKIP_BACKEND_INIT.on = before
+
+
+def trace_context():
+    """jax's configuration that changes what a trace gives (x64, matmul
+    precision, ...: ``jax._src.config.trace_context()``, a hashable value
+    that jax.jit puts in its own cache keys), for keys of our caches of
+    traced work (api.BatchedFunction's per-example exports). If it breaks,
+    every plan build fails (tests/api/test_api.py)."""
+    return jax_config_impl.trace_context()
 
 
 def ensure_backends_initialized(platforms) -> None:

@@ -137,6 +137,28 @@ def test_cache_reuses_plans():
     assert b.cache_info().misses == 1
 
 
+def test_per_example_export_shared_across_batch_sizes(monkeypatch):
+    # a new batch size rewrites and compiles again, but does not export again
+    from stablehlo_batch import api
+    exports = []
+    real = api.export_in_process
+
+    def counting(*a, **k):
+        exports.append(a)
+        return real(*a, **k)
+    monkeypatch.setattr(api, "export_in_process", counting)
+    b = sb.batch_lower(lambda x, y: x * y, in_axes=(0, None))
+    y = jnp.arange(2.)
+    np.testing.assert_array_equal(b(jnp.ones((3, 2)), y), np.ones((3, 2)) * y)
+    np.testing.assert_array_equal(b(jnp.ones((5, 2)), y), np.ones((5, 2)) * y)
+    assert len(exports) == 1 and b.cache_info().misses == 2
+    b(jnp.ones((3, 2), jnp.int32), y)  # another per-example dtype: exported again
+    assert len(exports) == 2
+    b.cache_clear()
+    b(jnp.ones((3, 2)), y)
+    assert len(exports) == 3
+
+
 def test_lower_and_compile_stages():
     f = lambda x, w: jnp.dot(x, w)
     b = sb.batch_lower(f, in_axes=(0, None))
