@@ -233,6 +233,45 @@ def _install_backend_init_switch():
 
 _install_backend_init_switch()
 
+_PLAIN_BYTECODE = threading.local()
+
+
+def _install_plain_bytecode_switch():
+    _export = jax_export_impl
+    original = getattr(_export, "_module_to_bytecode", None)
+    if original is None or getattr(original, "_stablehlo_batch", False):
+        return
+
+    def module_to_bytecode(module):
+        if getattr(_PLAIN_BYTECODE, "on", False):
+            return jax_mlir.module_to_bytecode(module)
+        return original(module)
+    module_to_bytecode._stablehlo_batch = True
+    _export._module_to_bytecode = module_to_bytecode
+
+
+_install_plain_bytecode_switch()
+
+
+@contextlib.contextmanager
+def plain_bytecode_exports():
+    """While active (in this thread), ``jax.export`` stores the module as
+    plain MLIR bytecode instead of a StableHLO portable artifact (the
+    ``_module_to_bytecode`` of ``jax._src.export._export``, switched per
+    thread): an export that only this process reads (flat.export_in_process,
+    whose module is parsed by module_io and rewritten) skips the VHLO
+    conversion both ways, ~2 ms of a small function's first call. Such an
+    Exported is not portable (``serialize()`` / ``call`` need the real
+    thing). If it breaks, exports keep the portable form: slower, never
+    wrong (tests/api/test_api.py)."""
+    before = getattr(_PLAIN_BYTECODE, "on", False)
+    _PLAIN_BYTECODE.on = True
+    try:
+        yield
+    finally:
+        _PLAIN_BYTECODE.on = before
+
+
 def _lapack_targets() -> tuple[bytes, ...]:
     """The custom call targets of jaxlib's CPU LAPACK kernels (those that need
     them initialized); a prefix that names them all if jaxlib hides them."""
