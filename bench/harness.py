@@ -6,7 +6,9 @@ All contenders run in one process. Run times are taken in alternating
 rounds (bl, vmap, map, bl, vmap, map, ...) so that drift on a shared machine
 hits all of them alike; we report medians and the median of the per-round
 ratios. Time to first result is measured from a fresh function object,
-jax's caches cleared before each side (neither profits from the other):
+jax's caches cleared before each side (neither profits from the other),
+after one unmeasured jit(vmap) run that pays XLA's once-per-process costs
+and a full garbage collection:
 batch_lower's covers export + rewrite + compile + run; vmap's covers trace +
 lower + compile + run. A workload that fails to batch is reported as
 ``unsupported: <error>`` instead of stopping the run.
@@ -14,6 +16,7 @@ lower + compile + run. A workload that fails to batch is reported as
 from __future__ import annotations
 
 import dataclasses
+import gc
 import re
 import statistics
 import time
@@ -150,9 +153,21 @@ def measure(w: Workload, batch: int, *, budget_s: float = 2.0, min_rounds: int =
 
     # time to first result, fresh objects so that no cache helps either side:
     # jax's caches (traces of jnp's inner jits, lowerings, executables) are
-    # cleared before each, or the second would profit from the first's work
+    # cleared before each, or the second would profit from the first's work.
+    # XLA's once-per-process costs of a kind of op (the first convolution's
+    # compile and run: 20-40 ms) are not cleared: one unmeasured jit(vmap)
+    # run first pays them, or whichever side went first would. A full
+    # garbage collection (gc.collect) before each side: a pending one (50 ms
+    # and more once jax has built many objects) would fall on either at random.
     try:
         jax.clear_caches()
+        _block(jax.jit(jax.vmap(lambda *a: w.fn(*a), in_axes=w.in_axes,
+                                out_axes=w.out_axes))(*args))
+    except Exception:  # noqa: BLE001 - vmap's own failure shows below
+        pass
+    try:
+        jax.clear_caches()
+        gc.collect()
         start, cpu = time.perf_counter(), time.process_time()
         bl = sb.batch_lower(w.fn, in_axes=w.in_axes, out_axes=w.out_axes)
         got = _block(bl(*args))
@@ -163,6 +178,7 @@ def measure(w: Workload, batch: int, *, budget_s: float = 2.0, min_rounds: int =
         m.status = f"{kind}: {type(e).__name__}: {' '.join(str(e).split())[:300]}"
         return m
     jax.clear_caches()
+    gc.collect()
     start, cpu = time.perf_counter(), time.process_time()
     vm = jax.jit(jax.vmap(w.fn, in_axes=w.in_axes, out_axes=w.out_axes))
     want = _block(vm(*args))

@@ -256,6 +256,9 @@ class BatchedFunction:
         self._fast = None  # (*RULES.snapshot(), jit) of the hot path, or None
         self._plans = _LRU(cache_size, on_evict=self._clear_dispatch)
         self._by_signature = _LRU(cache_size)
+        # per-example exports of self.fn, shared by plans that differ only in
+        # the batch size (or the rules): _example_export
+        self._exports = _LRU(_EXPORTS_KEPT)
         self._lock = threading.Lock()
         self._direct = bool(self._scale_options)
         self._static_seen = False
@@ -453,6 +456,7 @@ class BatchedFunction:
         with self._lock:
             self._plans.clear()
             self._by_signature.clear()
+            self._exports.clear()
             self._clear_dispatch()
             with self._count_lock:
                 self._calls = itertools.count()
@@ -542,6 +546,8 @@ class BatchedFunction:
             if self.axis_name is not None:
                 exp = named_axes.export_named(src, ex_args, ex_kwargs, self.axis_name,
                                               self.symbolic or size, platform)
+            elif fn is None:
+                exp = self._example_export(in_tree, ex_args, ex_kwargs, platform)
             else:
                 exp = export_in_process(src, platform, keep_unused=bool(self.symbolic))(
                     *ex_args, **ex_kwargs)
@@ -587,7 +593,7 @@ class BatchedFunction:
                 tree_util.tree_leaves((ex_args, ex_kwargs)), dims, out_dims, size, platform,
                 exported=batched, example_out_avals=exp.out_avals,
                 chunk_size=built.chunk_size, effects=exp.unordered_effects,
-                axis_name=self.axis_name)
+                axis_name=self.axis_name, module=module)
             in_sh, out_sh = built.shardings or (None, None)
             # With a mesh, the shardings of the call's jit put the batch axis
             # on the devices; derivative modules inherit it by propagation.
@@ -610,6 +616,23 @@ class BatchedFunction:
                      traceable=built.call is None,
                      fn=fn, tuning=tuned, forwards=forwards)
 
+
+    def _example_export(self, in_tree, ex_args, ex_kwargs, platform):
+        """The user's function exported for one example, kept across plans:
+        a plan for another batch size (or the same signature with other
+        rules, or tune='s measured rebuild) has the same per-example module,
+        so only the rewrite and the compile are paid again. Keyed by what
+        the trace depends on: the pytree, the per-example avals, the
+        platform and jax's trace configuration (x64, precision, ...)."""
+        leaves = tree_util.tree_leaves((ex_args, ex_kwargs))
+        key = (in_tree, tuple((tuple(x.shape), x.dtype, x.weak_type) for x in leaves),
+               platform, bool(self.symbolic), jax_internals.trace_context())
+        exp = self._exports.get(key)
+        if exp is None:
+            exp = export_in_process(self.fn, platform, keep_unused=bool(self.symbolic))(
+                *ex_args, **ex_kwargs)
+            self._exports[key] = exp
+        return exp
 
     def _general_plan(self, args, kwargs, *, traced: bool):
         """The plan for a call with static (non-array, ``in_axes=None``)
@@ -792,6 +815,9 @@ _RULE_CONTEXT = rule_table.CONTEXT
 # jax.jit objects kept per BatchedFunction, one per generation of the rules
 # (BatchedFunction._dispatcher); more only with rules registered per thread.
 _DISPATCHERS_KEPT = 8
+
+# Per-example exports kept per BatchedFunction (BatchedFunction._example_export).
+_EXPORTS_KEPT = 8
 
 
 def _count_of(counter: itertools.count) -> int:

@@ -22,7 +22,7 @@ import numpy as np
 from jaxlib.mlir import ir
 
 from stablehlo_batch import axes as ax
-from stablehlo_batch import module_io
+from stablehlo_batch import jax_internals, module_io
 from stablehlo_batch.passes.report import BatchingReport
 from stablehlo_batch.passes.sum_lanes import sum_results_over_lanes
 from stablehlo_batch.rewrite import batch_function
@@ -53,11 +53,21 @@ def export_in_process(fn, platforms, disabled_checks=(), keep_unused=False):
     refused targets allowed. The ``Exported`` lists them in
     ``disabled_safety_checks``, which is what ``batch_exported`` callers see.
     ``keep_unused`` keeps arguments the function ignores (a symbolic batch
-    size is read from a batched argument of the module)."""
+    size is read from a batched argument of the module).
+
+    The module is stored as plain MLIR bytecode, not a portable artifact
+    (jax_internals.plain_bytecode_exports): the result is for this process's
+    rewrite only (module_io.parse_module reads it), never for ``call`` or
+    ``serialize``; what we hand out is the batched Exported (batch_flat),
+    which is portable."""
     platforms = (platforms,) if isinstance(platforms, str) else tuple(platforms)
     checks = list(disabled_checks)
 
     def export(*args, **kwargs):
+        with jax_internals.plain_bytecode_exports():
+            return _export(*args, **kwargs)
+
+    def _export(*args, **kwargs):
         try:
             return jax.export.export(jax.jit(fn, keep_unused=keep_unused), platforms=platforms,
                                      disabled_checks=checks)(*args, **kwargs)

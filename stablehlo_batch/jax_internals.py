@@ -96,6 +96,7 @@ from typing import Callable
 import numpy as np
 from jax import tree_util
 from jax._src import api_util, core, sharding_impls, source_info_util, traceback_util, util
+from jax._src import config as jax_config_impl
 from jax._src import tree_util as jax_tree_util
 from jax._src.export import _export as jax_export_impl
 from jax._src.interpreters import batching as jax_batching
@@ -294,6 +295,45 @@ def _install_backend_init_switch():
 
 _install_backend_init_switch()
 
+_PLAIN_BYTECODE = threading.local()
+
+
+def _install_plain_bytecode_switch():
+    _export = jax_export_impl
+    original = getattr(_export, "_module_to_bytecode", None)
+    if original is None or getattr(original, "_stablehlo_batch", False):
+        return
+
+    def module_to_bytecode(module):
+        if getattr(_PLAIN_BYTECODE, "on", False):
+            return jax_mlir.module_to_bytecode(module)
+        return original(module)
+    module_to_bytecode._stablehlo_batch = True
+    _export._module_to_bytecode = module_to_bytecode
+
+
+_install_plain_bytecode_switch()
+
+
+@contextlib.contextmanager
+def plain_bytecode_exports():
+    """While active (in this thread), ``jax.export`` stores the module as
+    plain MLIR bytecode instead of a StableHLO portable artifact (the
+    ``_module_to_bytecode`` of ``jax._src.export._export``, switched per
+    thread): an export that only this process reads (flat.export_in_process,
+    whose module is parsed by module_io and rewritten) skips the VHLO
+    conversion both ways, ~2 ms of a small function's first call. Such an
+    Exported is not portable (``serialize()`` / ``call`` need the real
+    thing). If it breaks, exports keep the portable form: slower, never
+    wrong (tests/api/test_api.py)."""
+    before = getattr(_PLAIN_BYTECODE, "on", False)
+    _PLAIN_BYTECODE.on = True
+    try:
+        yield
+    finally:
+        _PLAIN_BYTECODE.on = before
+
+
 def _lapack_targets() -> tuple[bytes, ...]:
     """The custom call targets of jaxlib's CPU LAPACK kernels (those that need
     them initialized); a prefix that names them all if jaxlib hides them."""
@@ -322,6 +362,24 @@ def lapack_unless_needed(serialized_module: bytes):
         yield
     finally:
         _SKIP_BACKEND_INIT.on = before
+
+
+def trace_context():
+    """jax's configuration that changes what a trace gives (x64, matmul
+    precision, ...: ``jax._src.config.trace_context()``, a hashable value
+    that jax.jit puts in its own cache keys), for keys of our caches of
+    traced work (api.BatchedFunction's per-example exports). If it breaks,
+    every plan build fails (tests/api/test_api.py)."""
+    return jax_config_impl.trace_context()
+
+
+def ensure_backends_initialized(platforms) -> None:
+    """What lowering an ``Exported.call`` does first
+    (``jax._src.export._export._ensure_backends_initialized``: registers the
+    FFI handlers of ``platforms``; honours ``lapack_unless_needed``), for the
+    batched call's own inlining (primitive.py). If it breaks, a module that
+    calls LAPACK may fail to compile in a fresh process (tests/api/test_api.py)."""
+    jax_export_impl._ensure_backends_initialized(tuple(platforms))
 
 
 # ---- jaxlib -----------------------------------------------------------------------

@@ -32,10 +32,12 @@ import jax.numpy as jnp
 from jax import tree_util
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
+from jaxlib.mlir import ir
+from jaxlib.mlir.dialects import func as func_dialect
 
 from stablehlo_batch import axes as ax
 from stablehlo_batch.chunking import chunk_flat
-from stablehlo_batch import jax_internals, named_axes
+from stablehlo_batch import jax_internals, module_io, named_axes
 from stablehlo_batch.flat import batch_flat, export_in_process, spread_to_lanes
 from stablehlo_batch.passes.rules import RULES
 
@@ -76,8 +78,12 @@ class BatchedFn:
                  exported: jax.export.Exported | None = None,
                  example_out_avals: Sequence | None = None,
                  chunk_size: int | None = None, summed: Sequence[bool] = (),
-                 what: str = "batch_lower", effects=frozenset(), axis_name=None):
+                 what: str = "batch_lower", effects=frozenset(), axis_name=None,
+                 module: ir.Module | None = None):
         self.src = src
+        # The batched module as plain MLIR bytecode (``module``: the one
+        # ``exported`` serializes), inlined by the lowering (_inline_call).
+        self.module_bytecode = None if module is None else module_io.module_to_bytecode(module)
         # The module's unordered effects (an ffi_call with side effects): the
         # primitive carries them, so jax does not drop the call. jax.vmap of
         # it inherits them; derivatives do not (jax's remat refuses effects in
@@ -148,13 +154,16 @@ class BatchedFn:
             if self._exported is not None and devices is not None and \
                     self._exported.nr_devices not in (1, devices):
                 if self._plain is None:
-                    self._plain = self._build_exported()
+                    self._plain = self._build_exported().exported
                 return self._plain
             if self._exported is None:
-                self._exported = self._build_exported()
+                built = self._build_exported()
+                self.module_bytecode = module_io.module_to_bytecode(built.module)
+                self._exported = built.exported
             return self._exported
 
-    def _build_exported(self) -> jax.export.Exported:
+    def _build_exported(self):
+        """The batched module as batch_flat / chunk_flat build it."""
         if self.axis_name is not None:
             exp = named_axes.export_named(self.src, tuple(self.example_avals), {},
                                           self.axis_name, self.size, self.platform)
@@ -167,7 +176,7 @@ class BatchedFn:
         else:
             built = batch_flat(exp, self.dims, self._raw_out_dims, self.size,
                                what=self.what, summed=summed)
-        return built.exported
+        return built
 
     def _cached(self, key, build: Callable[[], "BatchedFn"]) -> "BatchedFn":
         # Derived functions build their modules with the rules in force.
@@ -331,8 +340,46 @@ def _lowering(ctx, *args, fun: BatchedFn):
     devices = jax_internals.context_devices(ctx)
     exp = fun.exported(devices)
     with jax_internals.lapack_unless_needed(exp.mlir_module_serialized):
+        out = _inline_call(ctx, args, fun, exp)
+        if out is not None:
+            return out
         return _lower_rule(ctx, *args, fun=fun, devices=devices)
 
+
+def _inline_call(ctx, args, fun: BatchedFn, exp: jax.export.Exported):
+    """The batched module merged into the caller's module and called, as
+    ``Exported.call``'s lowering does, without its trace of the call and its
+    round trip through the portable artifact (the module is parsed from the
+    plain bytecode kept at build time): ~4 ms of a first call. Only where
+    that lowering would add nothing more: one platform, the caller's; no
+    ordered effects (tokens); static shapes; no extended dtypes; one device
+    on both sides (no sharding annotations to carry); only functions in the
+    module (no Shardy mesh). None otherwise (Exported.call then)."""
+    code = fun.module_bytecode if exp is fun._exported else None  # not the mesh-less rebuild
+    mc = ctx.module_context
+    axis_context = mc.axis_context
+    if (code is None or len(exp.platforms) != 1
+            or tuple(mc.platforms) != tuple(exp.platforms) or exp.ordered_effects
+            or exp.uses_global_constants or exp.nr_devices != 1
+            or not isinstance(axis_context, mlir.ShardingContext)
+            or axis_context.num_devices != 1
+            or len(args) != len(exp.in_avals) or len(ctx.avals_out) != len(exp.out_avals)
+            or any(jax.dtypes.issubdtype(a.dtype, jax.dtypes.extended) or
+                   tuple(a.shape) != tuple(b.shape) or a.dtype != b.dtype
+                   for a, b in zip((*ctx.avals_in, *ctx.avals_out),
+                                   (*exp.in_avals, *exp.out_avals)))):
+        return None
+    jax_internals.ensure_backends_initialized(exp.platforms)
+    sub = ir.Module.parse(code, mc.module.context)
+    if any(op.operation.name != "func.func" for op in sub.body.operations):
+        return None  # e.g. a Shardy mesh: Exported.call's lowering handles those
+    results = ir.SymbolTable(sub.operation)["main"].type.results
+    name = mlir.merge_mlir_modules(mc.module, f"call_exported_{exp.fun_name}", sub,
+                                   dst_symtab=mc.symbol_table)
+    kept = set(exp.module_kept_var_idx)
+    call = func_dialect.CallOp(results, ir.FlatSymbolRefAttr.get(name),
+                               [a for i, a in enumerate(args) if i in kept])
+    return list(call.results)
 
 
 batched_call_p.def_impl(_impl)

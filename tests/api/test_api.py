@@ -137,6 +137,62 @@ def test_cache_reuses_plans():
     assert b.cache_info().misses == 1
 
 
+def test_per_example_export_shared_across_batch_sizes(monkeypatch):
+    # a new batch size rewrites and compiles again, but does not export again
+    from stablehlo_batch import api
+    exports = []
+    real = api.export_in_process
+
+    def counting(*a, **k):
+        exports.append(a)
+        return real(*a, **k)
+    monkeypatch.setattr(api, "export_in_process", counting)
+    b = sb.batch_lower(lambda x, y: x * y, in_axes=(0, None))
+    y = jnp.arange(2.)
+    np.testing.assert_array_equal(b(jnp.ones((3, 2)), y), np.ones((3, 2)) * y)
+    np.testing.assert_array_equal(b(jnp.ones((5, 2)), y), np.ones((5, 2)) * y)
+    assert len(exports) == 1 and b.cache_info().misses == 2
+    b(jnp.ones((3, 2), jnp.int32), y)  # another per-example dtype: exported again
+    assert len(exports) == 2
+    b.cache_clear()
+    b(jnp.ones((3, 2)), y)
+    assert len(exports) == 3
+
+
+def test_in_process_export_is_plain_bytecode_batched_one_portable():
+    # the per-example export skips the portable artifact (read by our rewrite
+    # only); jax.export outside it, and the Exported we hand out, keep it
+    from stablehlo_batch.flat import export_in_process
+    f = lambda x: jnp.sin(x) * 2  # noqa: E731
+    spec = jax.ShapeDtypeStruct((3,), jnp.float32)
+    assert b"StableHLO_v" not in export_in_process(f, "cpu")(spec).mlir_module_serialized[:64]
+    assert b"StableHLO_v" in jax.export.export(jax.jit(f))(spec).mlir_module_serialized[:64]
+    xs = jnp.arange(12.).reshape(4, 3)
+    exported = sb.batch_lower(f).lower(xs).exported
+    assert b"StableHLO_v" in exported.mlir_module_serialized[:64]
+    back = jax.export.deserialize(exported.serialize())
+    np.testing.assert_allclose(back.call(xs), jnp.sin(xs) * 2, rtol=1e-6)
+
+
+def test_call_lowering_inlines_the_module(monkeypatch):
+    # a one-device call merges the batched module itself, without lowering
+    # Exported.call (primitive._inline_call); inside jit and grad too
+    from stablehlo_batch import primitive
+
+    def refuse(*a, **k):
+        raise AssertionError("Exported.call lowered")
+    monkeypatch.setattr(primitive, "_lower_rule", refuse)
+    w = jnp.arange(3.)
+    b = sb.batch_lower(lambda x: jnp.tanh(x * w).sum())
+    xs = jnp.arange(12.).reshape(4, 3)
+    want = jax.vmap(lambda x: jnp.tanh(x * w).sum())(xs)
+    np.testing.assert_allclose(b(xs), want, rtol=1e-6)
+    np.testing.assert_allclose(jax.jit(lambda x: b(x) + 1)(xs), want + 1, rtol=1e-6)
+    np.testing.assert_allclose(
+        jax.grad(lambda x: b(x).sum())(xs),
+        jax.grad(lambda x: jax.vmap(lambda r: jnp.tanh(r * w).sum())(x).sum())(xs), rtol=1e-6)
+
+
 def test_lower_and_compile_stages():
     f = lambda x, w: jnp.dot(x, w)
     b = sb.batch_lower(f, in_axes=(0, None))

@@ -139,3 +139,22 @@ def test_cache_is_bounded_lru(monkeypatch):
         assert unbounded.cache_info() == (0, 3, None, 3)
     finally:
         counters.close()
+
+
+def test_parse_context_reused_per_thread_and_renewed(monkeypatch):
+    # parse_module's default context: one per thread, reused, replaced after
+    # _CONTEXT_USES parses (a context keeps every constant it has uniqued)
+    import threading
+    from stablehlo_batch import module_io
+    text = "func.func @main(%x: tensor<2xf32>) -> tensor<2xf32> { return %x : tensor<2xf32> }"
+    monkeypatch.setattr(module_io, "_SHARED", threading.local())
+    monkeypatch.setattr(module_io, "_CONTEXT_USES", 3)
+    a, b, c = (module_io.parse_module(text) for _ in range(3))
+    assert a.context is b.context is c.context
+    assert module_io.parse_module(text).context is not a.context  # the 4th: a new one
+    other = []
+    t = threading.Thread(target=lambda: other.append(module_io.parse_module(text).context))
+    t.start()
+    t.join()
+    assert other[0] is not a.context
+    assert module_io.parse_module(text, a.context).context is a.context  # given: used
