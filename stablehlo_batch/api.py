@@ -293,11 +293,17 @@ class BatchedFunction:
                 if not tuning.is_concrete((args, kwargs)):  # inside an outer jit
                     with tuning.allow_untuned():
                         return self._traced_call(*args, **kwargs)
-                self._plan_for(args, kwargs, concrete=True)  # measures
-                # jit's C++ cache sends a signature whose trace raised to the
-                # Python path for good (~0.3 ms a call): start it afresh.
-                getattr(self._dispatch, "_clear_cache", lambda: None)()
-                return self._dispatch(*args, _rules=RULES.generation, **kwargs)
+                try:
+                    self._plan_for(args, kwargs, concrete=True)  # measures
+                except _HasStatic:
+                    # a Python scalar under in_axes=None (jit traced it):
+                    # static, so the static path below builds the plan
+                    self._static_seen = True
+                else:
+                    # jit's C++ cache sends a signature whose trace raised to
+                    # the Python path for good (~0.3 ms a call): start it afresh.
+                    getattr(self._dispatch, "_clear_cache", lambda: None)()
+                    return self._dispatch(*args, _rules=RULES.generation, **kwargs)
             except TypeError:
                 # e.g. a non-array argument (static when its in_axes is None):
                 # later calls check their leaves first, since jit's TypeError

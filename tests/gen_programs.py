@@ -214,13 +214,23 @@ def _float_outs(out):
 def _scalar(out):
     total = jnp.float32(0)
     for o in _float_outs(out):
-        w = jnp.cos(jnp.arange(o.size, dtype=o.dtype)).reshape(o.shape)
+        w = _wave(np.cos, o)
         total = total + jnp.sum(o * w)
     return total
 
 
+def _wave(f, like):
+    """f(0, 1, 2, ...) shaped like ``like``: made by numpy, since jnp's
+    eager ops compile once per new shape."""
+    return np.asarray(f(np.arange(like.size)), like.dtype).reshape(like.shape)
+
+
 def _stack2(p, a, b, axes):
-    return tuple(x if ax is None else jnp.stack([x, y]) for x, y, ax in zip(a, b, axes))
+    def stack(x, y):  # numpy where it can: an eager jnp.stack compiles per shape
+        if _is_key(x) or isinstance(x, jax.core.Tracer):
+            return jnp.stack([x, y])
+        return jax.device_put(np.stack([x, y]))
+    return tuple(x if ax is None else stack(x, y) for x, y, ax in zip(a, b, axes))
 
 
 def _apply_use(p: Program, call, dyn, tcl, dyn2, tcl2, batched):
@@ -246,9 +256,9 @@ def _apply_use(p: Program, call, dyn, tcl, dyn2, tcl2, batched):
             return jax.value_and_grad(lambda *a: _scalar(g(*a)), argnums=tuple(range(len(xs))))(*xs)
         if u == "vjp":
             out, pull = jax.vjp(lambda *a: _float_outs(g(*a)), *xs)
-            cts = tuple(jnp.sin(jnp.arange(o.size, dtype=o.dtype)).reshape(o.shape) for o in out)
+            cts = tuple(jax.device_put(_wave(np.sin, o)) for o in out)
             return out, pull(cts)
-        tans = tuple(jnp.cos(jnp.arange(x.size, dtype=x.dtype)).reshape(x.shape) for x in xs)
+        tans = tuple(jax.device_put(_wave(np.cos, x)) for x in xs)
         return jax.jvp(lambda *a: _float_outs(g(*a)), tuple(xs), tans)
     if u == "scan":
         return lax.scan(lambda c, _: (c, call(*c)), (dyn, tcl), None, length=2)[1]
@@ -316,9 +326,10 @@ def check_program(p: Program, rtol=1e-4, atol=1e-4) -> str:
     tol = dict(rtol=rtol, atol=atol) if p.use not in DIFF_USES else dict(rtol=1e-3, atol=1e-3)
     outcome = Outcome.OK
     try:
-        want = _apply_use(p, ref_call, *ins, jax.vmap)
-        if p.use == "direct":
-            want = jax.block_until_ready(want)
+        # the oracle under one jax.jit: one XLA compile for the program
+        # instead of one per primitive (op-by-op vmap), the bulk of its time
+        want = jax.jit(lambda *i: _apply_use(p, ref_call, *i, jax.vmap))(*ins)
+        want = jax.block_until_ready(want)
     except ValueError:
         try:
             _apply_use(p, sb_call, *ins, sb.batch_lower)

@@ -86,3 +86,16 @@ def test_jvp_of_symbolic_batch_size():
                        Step(op='unary', inputs=(0,), params={'fn': 'sign'})],
                 outputs=[3], out_axes=[-1], size=3, use='jvp', options={'symbolic': True})
     check_program(p)
+
+
+def test_tune_with_python_scalar_under_in_axes_none():
+    """tune=True with a Python bool under in_axes=None: the measuring path
+    built the plan as if every argument were an array, and the internal
+    _HasStatic escaped to the caller. Fixed in stablehlo_batch/api.py (the
+    static path builds it)."""
+    def f(x, flip):
+        return jnp.where(flip, -x, x)
+    x = jnp.arange(6.0).reshape(3, 2)
+    bf = sb.batch_lower(f, in_axes=(0, None), tune=True)
+    assert_same_tree(bf(x, True), jax.vmap(f, in_axes=(0, None))(x, True))
+    assert_same_tree(bf(x, False), x)
