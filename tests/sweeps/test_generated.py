@@ -11,6 +11,7 @@ programs with hypothesis' shrinking, then the tally is printed.
 from __future__ import annotations
 
 import collections
+import json
 import os
 import random
 import time
@@ -122,6 +123,8 @@ def format_tally(tally: collections.Counter) -> str:
              f"both-reject {tally['both-reject']}, "
              f"vmap-failed (checked against a loop) {tally['vmap-failed']}, "
              f"vmap-failed-use (not checked) {tally['vmap-failed-use']}, "
+             f"jax-diff-failed (jax.vjp of the unbatched function fails too) "
+             f"{tally['jax-diff-failed']}, "
              f"{tally['seconds']:.0f} s"]
     expected = gen_programs.expected_tags()
     missing = gen_programs.missing_features()
@@ -139,3 +142,6 @@ def format_tally(tally: collections.Counter) -> str:
 def teardown_module(module):
     if FUZZ:
         print("\n" + format_tally(TALLY))
+        if os.environ.get("GEN_TALLY_FILE"):  # tests/fuzz_all.py merges the shards' tallies
+            with open(os.environ["GEN_TALLY_FILE"], "w") as f:
+                json.dump(dict(TALLY), f)

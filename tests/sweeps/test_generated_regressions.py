@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax import lax
 
 import stablehlo_batch as sb
 from conftest import assert_same_tree
@@ -99,3 +100,24 @@ def test_tune_with_python_scalar_under_in_axes_none():
     bf = sb.batch_lower(f, in_axes=(0, None), tune=True)
     assert_same_tree(bf(x, True), jax.vmap(f, in_axes=(0, None))(x, True))
     assert_same_tree(bf(x, False), x)
+
+
+def test_grad_of_clamp_with_scalar_bounds_fails_as_in_jax():
+    """jax.grad through batch_lower of lax.clamp(lo, x, hi) with scalar
+    bounds and an array x raised jax's TypeError 'select cases must have the
+    same shapes': batch_lower differentiates the per-example function, and
+    jax's clamp JVP fails on it (jax.grad of the unbatched function fails
+    the same way); jax.vmap's batching rule broadcasts the bounds first and
+    so sidesteps it. A jax bug, not ours: check_program reports it as
+    jax-diff-failed. If jax fixes the rule, the program must then agree."""
+    x = jnp.ones((2, 2))
+    try:
+        jax.grad(lambda lo: lax.clamp(lo, x, lo).sum())(0.5)
+        jax_fails = False
+    except TypeError:
+        jax_fails = True
+    p = Program(args=[Arg(shape=(2, 2), dtype='float32', axis=None),
+                      Arg(shape=(), dtype='float32', axis=0)],
+                steps=[Step(op='clamp', inputs=(1, 0, 1), params={})],
+                outputs=[2], out_axes=[0], size=3, use='grad')
+    assert check_program(p) == ("jax-diff-failed" if jax_fails else "ok")
