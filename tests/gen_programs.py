@@ -438,8 +438,9 @@ _CMP = {"lt": jnp.less, "le": jnp.less_equal, "gt": jnp.greater, "ge": jnp.great
 class Builder:
     """Draws a program step by step, tracking each value's per-example aval."""
 
-    def __init__(self, draw, depth=0, env=(), size=3, families=()):
+    def __init__(self, draw, depth=0, env=(), size=3, families=(), forced=None):
         self.draw = draw
+        self.forced = dict(forced or {})  # family -> variant for its next step
         self.depth = depth  # > 0 inside a region: no new arguments there
         self.size = size
         self.families = families  # the op families steps are drawn from
@@ -466,6 +467,13 @@ class Builder:
         if dtype == STATIC:
             self.statics[len(self.avals) - 1] = value
         return len(self.avals) - 1
+
+    def variant(self, family, choices):
+        """The variant (``fn``) of a ``family`` step: the forced one the
+        first time (a stratified sample asks for each), else drawn."""
+        if family in self.forced:
+            return self.forced.pop(family)
+        return self.draw(st.sampled_from(choices))
 
     def _new_const(self, shape, dtype):
         seed = self.draw(st.integers(0, 2**16))
@@ -948,6 +956,10 @@ def _gen_conv(b):
 
 # ---- typed keys, static arguments, collectives, custom calls --------------------------
 
+KEY_FNS = ("split", "fold_in", "bits", "normal", "uniform")
+LINALG_FNS = ("solve", "cholesky", "qr", "eigh", "inv", "svd")
+
+
 def _key_op(p, k, d=None):
     fn = p["fn"]
     if k.ndim:  # a key array: one of its keys (ops below take a single key)
@@ -972,7 +984,7 @@ def _gen_key(b):
         k = b._new_const(b.draw(st.sampled_from(((), (2,)))), KEY)
     else:
         k = b._new_arg(b.draw(st.sampled_from(((), (2,), (3, 2)))), KEY)
-    fn = b.draw(st.sampled_from(("split", "fold_in", "bits", "normal", "uniform")))
+    fn = b.variant("key", KEY_FNS)
     params = dict(fn=fn, index=b.draw(st.integers(0, 5)))
     ins = (k,)
     if fn == "split":
@@ -1030,6 +1042,9 @@ def _collective(p, x):
         return x + lax.axis_index(NAME).astype(x.dtype)
     if fn == "psum_scatter":
         return lax.psum_scatter(x, NAME, tiled=True)
+    # jax.vmap's all_to_all rule gets an unbatched operand wrong (a result of
+    # rank 2 + 3 for (3, 2); test_generated_regressions.py): batched here
+    x = x + (lax.axis_index(NAME) * 0).astype(x.dtype)
     return lax.all_to_all(x, NAME, 0, 0, tiled=True)  # "all_to_all"
 
 
@@ -1042,7 +1057,7 @@ def _gen_collective(b):
     """A collective over the named batch axis (batch_lower(..., axis_name=NAME))."""
     if b.size == 0:  # a named axis of size 0 has no lanes to exchange between
         return _gen_unary(b)
-    fn = b.draw(st.sampled_from(_COLLECTIVES))
+    fn = b.variant("collective", _COLLECTIVES)
     if fn in ("psum_scatter", "all_to_all"):  # the scattered dim splits over the lanes
         rest = b.shape(0, 1)
         x = b.operand((b.size * b.draw(st.integers(1, 2)),) + rest, (F32, I32))
@@ -1078,7 +1093,7 @@ def _gen_linalg(b):
     n = b.draw(st.integers(1, 3))
     a = b.operand((n, n), (F32,))
     y = b.operand((n,) + b.shape(0, 1)[:1], (F32,))
-    fn = b.draw(st.sampled_from(("solve", "cholesky", "qr", "eigh", "inv", "svd")))
+    fn = b.variant("linalg", LINALG_FNS)
     return b.add(Step("linalg", (a, y), dict(fn=fn)))
 
 
@@ -1201,6 +1216,13 @@ def missing_features() -> dict[str, str]:
     return out
 
 
+def strata() -> list[tuple[str, str | None]]:
+    """(family, variant) for a stratified sample: every family, and each
+    variant of the families whose variants the tally must all count."""
+    variants = {"collective": _COLLECTIVES, "key": KEY_FNS, "linalg": LINALG_FNS}
+    return [(f, v) for f in families() for v in variants.get(f, (None,))]
+
+
 def families() -> list[str]:
     names = available_ops()
     if not named_axes_available():
@@ -1213,8 +1235,8 @@ def expected_tags() -> list[str]:
     fams = [n for n in available_ops()]
     tags = [f"op:{n}" for n in fams] + [f"use:{u}" for u in USES]
     tags += [f"op:collective:{c}" for c in _COLLECTIVES]
-    tags += [f"op:linalg:{f}" for f in ("solve", "cholesky", "qr", "eigh")]
-    tags += [f"op:key:{f}" for f in ("split", "fold_in", "bits", "normal")]
+    tags += [f"op:linalg:{f}" for f in LINALG_FNS]
+    tags += [f"op:key:{f}" for f in KEY_FNS]
     tags += ["opt:chunk", "opt:symbolic", "opt:mesh", "opt:tune", "opt:none"]
     tags += [f"dtype:{d}" for d in (F32, I32, "int8", "uint8", KEY, STATIC)]
     tags += ["size:0", "size:1", "closure:concrete", "closure:traced", "closure:outer-batched",
@@ -1226,20 +1248,34 @@ def expected_tags() -> list[str]:
 
 # ---- the strategy ---------------------------------------------------------------
 
+# Families that do not share a program: open bugs of named axes with host
+# callbacks (NameError: the callback route does not bind the axis name) and
+# with typed keys (MLIRError: 'sdy.sharding_constraint' op unknown mesh
+# @empty_mesh); strict xfails in tests/sweeps/test_generated_regressions.py.
+_CLASH = {"collective": ("key", "callback"), "key": ("collective",),
+          "callback": ("collective",)}
+
+
 @st.composite
-def programs(draw, max_steps=5, ops=None, first=None, use=None, option=None):
+def programs(draw, max_steps=5, ops=None, first=None, use=None, option=None, variant=None):
     """A random Program with 1..max_steps steps drawn from ``ops`` (default:
     every family whose rules are registered), used as one of USES, with
     options drawn among those this build has. ``first`` / ``use`` /
     ``option`` force the first step's family, the use and the option where
-    the program allows them (a stratified sample: tests/test_generated.py)."""
-    size = draw(st.sampled_from((3, 1, 0, 3, 8)))
+    the program allows them, and ``variant`` the first step's variant
+    (a stratified sample: tests/sweeps/test_generated.py)."""
+    # collectives need lanes: a forced first collective gets a batch
+    size = draw(st.sampled_from((3, 1, 3, 8) if first == "collective" else (3, 1, 0, 3, 8)))
     names = ops or families()
     if size == 0:
         names = [n for n in names if n != "collective"] or names
-    b = Builder(draw, size=size, families=names)
+    b = Builder(draw, size=size, families=names,
+                forced={first: variant} if variant is not None else None)
     for k in range(draw(st.integers(1, max_steps))):
-        OPS[first if k == 0 and first in names else draw(st.sampled_from(names))].gen(b)
+        # families that cannot share a program yet (_CLASH) are left out
+        used = {n for n in _CLASH if n in repr(b.steps)}
+        b.families = [n for n in names if not any(n in _CLASH[u] for u in used)] or names
+        OPS[first if k == 0 and first in names else draw(st.sampled_from(b.families))].gen(b)
     last = len(b.avals) - 1
     outputs = [last]
     if draw(st.integers(0, 3)) == 0:
