@@ -395,7 +395,10 @@ class BatchedFunction:
                                           avals, dims, self.axis_size)
         platform = _platform(self.backend)
         key = (in_tree, avals, tuple(dims), size, platform, rules)
-        if self.symbolic:  # one plan, whatever the batch size
+        # A symbolic size is a jax.export dimension variable, which is >= 1:
+        # batch size 0 gets a plan of its own (a concrete size).
+        symbolic = self.symbolic if size != 0 else None
+        if symbolic:  # one plan, whatever the batch size
             key = (in_tree, tuple(a if d is None else a.update(shape=a.shape[:d] + a.shape[d + 1:])
                                   for a, d in zip(avals, dims)), tuple(dims), None, platform,
                    rules)
@@ -408,26 +411,29 @@ class BatchedFunction:
                 if stale(plan):
                     with strict_mode(self.strict):
                         plan = self._build(in_tree, avals, dims, size, platform,
-                                           leaves=leaves if retune else None)
+                                           leaves=leaves if retune else None,
+                                           symbolic=symbolic)
                     self._plans[key] = plan
                     with self._count_lock:
                         self._misses += 1
         self._by_signature[(in_tree, avals, rules)] = plan
         return plan
 
-    def _build(self, in_tree, avals, dims, size, platform, fn=None, leaves=None) -> _Plan:
+    def _build(self, in_tree, avals, dims, size, platform, fn=None, leaves=None,
+               symbolic=None) -> _Plan:
         """The plan for ``fn`` (default: the user's function) called with
         arguments of tree ``in_tree`` and avals ``avals`` (batched along
-        ``dims``); ``leaves``: concrete arguments to measure ``tune=`` on."""
+        ``dims``); ``leaves``: concrete arguments to measure ``tune=`` on;
+        ``symbolic``: the name of a symbolic batch size (None: ``size``)."""
         src = self.fn if fn is None else fn
         ex_args, ex_kwargs = tree_util.tree_unflatten(
             in_tree, [ax.unbatched_struct(a, d) for a, d in zip(avals, dims)])
         try:
             if self.axis_name is not None:
                 exp = named_axes.export_named(src, ex_args, ex_kwargs, self.axis_name,
-                                              self.symbolic or size, platform)
+                                              symbolic or size, platform)
             else:
-                exp = export_in_process(src, platform, keep_unused=bool(self.symbolic))(
+                exp = export_in_process(src, platform, keep_unused=bool(symbolic))(
                     *ex_args, **ex_kwargs)
         except NotImplementedError as e:
             if not callbacks.needs_callback_route(e):
@@ -437,8 +443,8 @@ class BatchedFunction:
             return _Plan(None, cb.module, cb.result_batched, cb.rewrite_seconds,
                          cb.call, cb.report, compiled=cb.compiled)
         out_dims = ax.flatten_axes("batch_lower out_axes", exp.out_tree, self.out_axes)
-        if self.symbolic:
-            size = symbolic_size(self.symbolic)
+        if symbolic:
+            size = symbolic_size(symbolic)
         tuned = None
         if self.tune is not None:  # full batch or chunks, by measurement (tuning.py)
             try:
@@ -512,7 +518,8 @@ class BatchedFunction:
             a, k = tree_util.tree_unflatten(in_tree, full)
             return fn(*a, **k)
 
-        if self.symbolic:
+        symbolic = self.symbolic if size != 0 else None  # as in _plan_for
+        if symbolic:
             size = None
         consts = []
         key = ("static", in_tree, static_key, dyn_avals, dyn_dims, size, platform,
@@ -551,7 +558,7 @@ class BatchedFunction:
                     # batch to measure on here, so the record or the full batch.
                     with strict_mode(self.strict), tuning.allow_untuned():
                         plan = self._build(flat_tree, dyn_avals, list(dyn_dims),
-                                           size, platform, fn=src)
+                                           size, platform, fn=src, symbolic=symbolic)
                     # the static values stay alive: their ids stay unique
                     plan.static = static_vals
                     if traced and plan.compiled is not None:

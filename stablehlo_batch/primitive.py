@@ -36,7 +36,7 @@ from jax.interpreters import ad, batching, mlir
 from stablehlo_batch import axes as ax
 from stablehlo_batch.chunking import chunk_flat
 from stablehlo_batch import named_axes
-from stablehlo_batch.flat import batch_flat, export_in_process, spread_to_lanes
+from stablehlo_batch.flat import batch_flat, export_in_process, is_symbolic, spread_to_lanes
 from stablehlo_batch.passes.rules import RULES
 
 batched_call_p = Primitive("stablehlo_batch_call")
@@ -145,7 +145,11 @@ class BatchedFn:
                     exp = named_axes.export_named(self.src, tuple(self.example_avals), {},
                                                   self.axis_name, self.size, self.platform)
                 else:
-                    exp = export_in_process(self.src, self.platform)(*self.example_avals)
+                    # a symbolic size is read from a batched argument: keep
+                    # those the function ignores (a tangent map may)
+                    exp = export_in_process(self.src, self.platform,
+                                            keep_unused=is_symbolic(self.size))(
+                        *self.example_avals)
                 summed = [j for j, s in enumerate(self.summed) if s]
                 if self.chunk_size:
                     built = chunk_flat(exp, self.dims, self._raw_out_dims, self.size,

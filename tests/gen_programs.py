@@ -1304,9 +1304,9 @@ def programs(draw, max_steps=5, ops=None, first=None, use=None, option=None, var
         n = sum(1 for a in p.args if a.dtype != STATIC and a.closure != "concrete")
         p.outer = tuple(draw(st.sampled_from((0, None))) for _ in range(n))
     batched = any(a.axis is not None for a in p.explicit)
-    # a symbolic size is >= 1 in jax.export (test_generated_regressions.py, xfail)
-    # ... an outer vmap / batch_lower or a jvp of a symbolic one fails (xfail there too)
-    symbolic = batched and size > 0 and p.use not in ("vmap", "nested", "jvp")
+    # an outer vmap / batch_lower of a symbolic one fails (xfail in
+    # test_generated_regressions.py)
+    symbolic = batched and p.use not in ("vmap", "nested")
     # collectives refuse chunk_size and a symbolic size (documented ValueErrors);
     # approx_max_k under a symbolic size fails jax's shape refinement (open)
     ops = p.ops()

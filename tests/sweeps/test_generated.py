@@ -33,7 +33,7 @@ PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
 settings.load_profile(PROFILE)
 FUZZ = PROFILE == "fuzz"
 
-SAMPLE = int(os.environ.get("GEN_SAMPLE", 150))
+SAMPLE = int(os.environ.get("GEN_SAMPLE", 200))
 SAMPLE_STEPS = 3  # CI: short programs, so that a few hundred fit in CI's time
 CHUNKS = 4
 TALLY = collections.Counter()
