@@ -53,7 +53,7 @@ import contextlib
 import threading
 from typing import Callable
 
-from jax._src import core, source_info_util, util
+from jax._src import config as jax_config, core, source_info_util, util
 from jax._src.interpreters import mlir as jax_mlir
 from jax._src.lax import parallel
 from jaxlib.mlir import ir
@@ -159,3 +159,14 @@ def stablehlo_to_hlo_converter() -> Callable[[bytes], object]:
         raise PrivateAPIMissing(f"jaxlib's private mlir_module_to_xla_computation: "
                                 f"{e}") from None
     return lambda bytecode: convert(bytecode, use_tuple_args=False, return_tuple=False)
+
+
+def refine_shapes(bytecode: bytes) -> bytes | str:
+    """A module with static argument shapes that calls shape-polymorphic
+    functions (an ``Exported`` whose ``uses_global_constants`` is set, e.g.
+    the call of a ``batch_lower(axis_size="b")`` plan), with every shape
+    refined to a static one: jax runs this before XLA compiles such a module
+    (``mlir.refine_polymorphic_shapes``); the rewrite needs it first."""
+    return jax_mlir._jax.mlir.refine_polymorphic_shapes(
+        mlir_module=bytecode, enable_shape_assertions=True, validate_static_shapes=True,
+        enable_shardy=jax_config.use_shardy_partitioner.value)

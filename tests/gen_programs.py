@@ -273,7 +273,8 @@ def _apply_use(p: Program, call, dyn, tcl, dyn2, tcl2, batched):
     axes = (tuple(p.outer[:len(dyn)]), tuple(p.outer[len(dyn):]))
     args = (_stack2(p, dyn, dyn2, axes[0]), _stack2(p, tcl, tcl2, axes[1]))
     size = None if any(a is not None for a in p.outer) else 2
-    return batched(call, in_axes=axes, axis_size=size)(*args)
+    outer = jax.vmap if u == "vmap" else batched  # "vmap": jax.vmap of batch_lower
+    return outer(call, in_axes=axes, axis_size=size)(*args)
 
 
 def _unbatched_diff_fails(p: Program, explicit, closed, error: type) -> bool:
@@ -1304,9 +1305,7 @@ def programs(draw, max_steps=5, ops=None, first=None, use=None, option=None, var
         n = sum(1 for a in p.args if a.dtype != STATIC and a.closure != "concrete")
         p.outer = tuple(draw(st.sampled_from((0, None))) for _ in range(n))
     batched = any(a.axis is not None for a in p.explicit)
-    # an outer vmap / batch_lower of a symbolic one fails (xfail in
-    # test_generated_regressions.py)
-    symbolic = batched and p.use not in ("vmap", "nested")
+    symbolic = batched
     # collectives refuse chunk_size and a symbolic size (documented ValueErrors);
     # approx_max_k under a symbolic size fails jax's shape refinement (open)
     ops = p.ops()
