@@ -1306,11 +1306,10 @@ def programs(draw, max_steps=5, ops=None, first=None, use=None, option=None, var
         p.outer = tuple(draw(st.sampled_from((0, None))) for _ in range(n))
     batched = any(a.axis is not None for a in p.explicit)
     symbolic = batched
-    # collectives refuse chunk_size and a symbolic size (documented ValueErrors);
-    # approx_max_k under a symbolic size fails jax's shape refinement (open)
+    # collectives refuse chunk_size and a symbolic size (documented ValueErrors)
     ops = p.ops()
     collective = "collective" in ops
-    symbolic = symbolic and not collective and "approx_max_k" not in ops
+    symbolic = symbolic and not collective
     opts = ["none", "none"] + ["chunk"] * (not collective) + ["symbolic"] * symbolic
     # mesh=: the batch must split evenly over the devices (a documented ValueError)
     # ... and jax.vmap of a mesh= batch_lower fails ("exported for 2 devices and

@@ -169,3 +169,22 @@ def test_collective_with_typed_key():
         return lax.psum(1.0, "i") + jax.random.normal(k, ())
     k = jax.random.split(jax.random.key(0), 3)
     assert_same_tree(sb.batch_lower(f, axis_name="i")(k), jax.vmap(f, axis_name="i")(k))
+
+
+def test_approx_max_k_with_symbolic_batch_size():
+    """lax.approx_max_k of a batched operand with axis_size='b' (also inside
+    a scan): the batched ApproxTopK call had results with a `?` batch dim,
+    which XLA's shape refinement cannot resolve for a custom call ('op has
+    dynamic shapes'). Fixed: with a symbolic size the rule declines and the
+    call runs once per lane (passes/rules/custom_calls.py)."""
+    x = jnp.arange(12.0).reshape(3, 4) % 5
+
+    def f(v):
+        return lax.scan(lambda c, _: (c + 1, lax.approx_max_k(c, 2)[0]), v, None, length=2)[1]
+    with pytest.warns(sb.FallbackWarning, match="ApproxTopK"):
+        got = sb.batch_lower(f, axis_size="b")(x)
+    assert_same_tree(got, jax.vmap(f)(x))
+    p = Program(args=[Arg(shape=(3,), dtype='float32', axis=0)],
+                steps=[Step(op='approx_max_k', inputs=(0,), params={'k': 2, 'which': 1, 'max': True})],
+                outputs=[1], out_axes=[0], size=3, use='scan', options={'symbolic': True})
+    assert check_program(p) == "ok"
