@@ -2,7 +2,7 @@
 
 A ``Program`` is plain data (arguments with their ``in_axes``, a list of
 ``Step``s, outputs with their ``out_axes``, a batch size), so hypothesis can
-shrink it and its ``repr`` pastes straight into tests/sweeps/test_regressions.py.
+shrink it and its ``repr`` pastes straight into tests/sweeps/test_generated_regressions.py.
 ``programs()`` is the hypothesis strategy; ``check_program`` runs one
 program through ``batch_lower`` and ``jax.vmap`` and compares.
 
@@ -548,7 +548,16 @@ def _struct(shape, dtype):
 def _eval_shape(step, ins, size):
     """The per-example aval of a step; collectives (also inside region bodies)
     need their named axis bound, so those are traced under a vmap."""
-    f = lambda *a: OPS[step.op].apply(step.params, *a)  # noqa: E731
+    # Python values (static arguments) stay Python values, as in the program
+    static = {i: x for i, x in enumerate(ins) if not isinstance(x, jax.ShapeDtypeStruct)}
+    dyn = [x for i, x in enumerate(ins) if i not in static]
+    n = len(ins)
+
+    def f(*d):
+        it = iter(d)
+        return OPS[step.op].apply(step.params, *[static[i] if i in static else next(it)
+                                                 for i in range(n)])
+    ins = dyn
     if "collective" in repr(step):
         out = jax.eval_shape(jax.vmap(f, in_axes=None, axis_size=max(size, 1), axis_name=NAME),
                              *ins)
@@ -998,9 +1007,8 @@ def _gen_key(b):
 
 
 def _static_op(p, x, s):
-    # Python ints / floats / bools reach fn traced under batch_lower (vmap
-    # passes them untouched: tests/test_generated_regressions.py, xfail), so
-    # they are used here only in ways that work either way.
+    # Python values as vmap passes them (in_axes=None): batch_lower keeps
+    # them static too (test_python_scalar_under_in_axes_none_stays_python).
     kind = p["kind"]
     if kind == "str":
         return {"sin": jnp.sin, "cos": jnp.cos, "neg": jnp.negative}[s](x)
