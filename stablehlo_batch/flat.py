@@ -129,7 +129,8 @@ def batch_flat(exp: jax.export.Exported, dims: Sequence[int | None],
     ``size`` is an int or a symbolic dimension (``symbolic_size("b")``).
     ``rewrite_hook(module)`` may change the batched module before it is
     serialized (sharding annotations use it)."""
-    if any(not all(isinstance(s, int) for s in a.shape) for a in exp.in_avals):
+    if (exp.uses_global_constants and len(exp.platforms) > 1) or any(
+            not all(isinstance(s, int) for s in a.shape) for a in exp.in_avals):
         raise ValueError(f"{what}: the exported function is already shape-polymorphic; "
                          "export it with static shapes")
     dims = ax.batch_positions(f"{what} in_axes", exp.in_avals, dims)
