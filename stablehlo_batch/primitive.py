@@ -37,6 +37,7 @@ from stablehlo_batch import axes as ax
 from stablehlo_batch.chunking import chunk_flat
 from stablehlo_batch import named_axes
 from stablehlo_batch.flat import batch_flat, export_in_process, is_symbolic, spread_to_lanes
+from stablehlo_batch.passes.errors import UnsupportedOpError
 from stablehlo_batch.passes.rules import RULES
 
 batched_call_p = Primitive("stablehlo_batch_call")
@@ -291,6 +292,13 @@ def _transpose(cts, *args, fun: BatchedFn):
     vjp = fun.transpose()
     size = fun.batch_size([x.aval if ad.is_undefined_primal(x) else jax.typeof(x)
                            for x in args])
+    if size == 0 and any(lane0 and type(ct) is not ad.Zero for ct, lane0 in zip(cts, vjp.lane0)):
+        # A result with out_axes=None counts once; its cotangent rides on
+        # lane 0, and at batch size 0 there is none: refuse, never drop it.
+        raise UnsupportedOpError(
+            batched_call_p.name, None, f"the batched call of {fun.what}",
+            "the gradient of a result with out_axes=None at batch size 0 (no lane "
+            "to carry its cotangent)")
     cts = [ad.instantiate_zeros(ct) for ct in cts]
     cts = [spread_to_lanes(ct, size) if lane0 else ct for ct, lane0 in zip(cts, vjp.lane0)]
     in_cts = batched_call_p.bind(*xs, *cts, fun=vjp)

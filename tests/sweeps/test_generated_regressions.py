@@ -188,3 +188,25 @@ def test_approx_max_k_with_symbolic_batch_size():
                 steps=[Step(op='approx_max_k', inputs=(0,), params={'k': 2, 'which': 1, 'max': True})],
                 outputs=[1], out_axes=[0], size=3, use='scan', options={'symbolic': True})
     assert check_program(p) == "ok"
+
+
+def test_grad_of_unbatched_result_at_batch_size_zero():
+    """jax.grad through batch_lower at batch size 0 of a result with
+    out_axes=None: its cotangent goes to lane 0 (it counts once), and with
+    no lanes that raised an IndexError from jnp's .at[0]. Now a typed
+    refusal (stablehlo_batch/primitive.py) rather than a dropped cotangent;
+    jax.vmap gives the gradient (open: a one-lane VJP could compute it)."""
+    w = jnp.array([1.0, 2.0])
+    xs = jnp.ones((0, 2))
+
+    def loss(w, vm):
+        return jnp.sum(vm(lambda x: (jnp.sin(w), x * w), in_axes=0, out_axes=(None, 0))(xs)[0])
+    with pytest.raises(sb.UnsupportedOpError, match="out_axes=None at batch size 0"):
+        jax.grad(loss)(w, sb.batch_lower)
+    p = Program(args=[Arg(shape=(1, 1), dtype='int32', axis=0),
+                      Arg(shape=(), dtype='int32', axis=0), Arg(shape=(), dtype='int32', axis=0),
+                      Arg(shape=(1,), dtype='float32', axis=None, closure='traced')],
+                steps=[Step(op='index2', inputs=(0, 1, 2), params={'gap': False, 'mode': 'clip'}),
+                       Step(op='approx_max_k', inputs=(3,), params={'k': 1, 'which': 0, 'max': False})],
+                outputs=[5], out_axes=[None], size=0, use='grad')
+    assert check_program(p) == "unsupported"
