@@ -438,6 +438,9 @@ class BatchedFunction:
         except NotImplementedError as e:
             if not callbacks.needs_callback_route(e):
                 raise
+            if size is None:  # a symbolic size (static path): the callback
+                # route is per batch size, and these avals carry it
+                size = next(a.shape[d] for a, d in zip(avals, dims) if d is not None)
             cb = callbacks.build(src, in_tree, avals, dims, size, platform,
                                  self.out_axes)
             return _Plan(None, cb.module, cb.result_batched, cb.rewrite_seconds,

@@ -210,3 +210,17 @@ def test_grad_of_unbatched_result_at_batch_size_zero():
                        Step(op='approx_max_k', inputs=(3,), params={'k': 1, 'which': 0, 'max': False})],
                 outputs=[5], out_axes=[None], size=0, use='grad')
     assert check_program(p) == "unsupported"
+
+
+def test_host_callback_with_static_argument_and_symbolic_size():
+    """A host callback in a function with a Python value under in_axes=None
+    and axis_size='b': the static path passes no size for a symbolic plan,
+    and the callback route (which is per batch size) got None (TypeError
+    from int()). Fixed in stablehlo_batch/api.py: the size is read from the
+    batched avals there."""
+    p = Program(args=[Arg(shape=(), dtype='static', axis=None, value='sin'),
+                      Arg(shape=(), dtype='float32', axis=0)],
+                steps=[Step(op='static', inputs=(1, 0), params={'roll': False, 'kind': 'str'}),
+                       Step(op='callback', inputs=(2,), params={'fn': 'cumsum'})],
+                outputs=[3], out_axes=[0], size=3, options={'symbolic': True})
+    assert check_program(p) == "ok"
