@@ -6,7 +6,9 @@ count every family ``gen_programs.expected_tags()`` lists (op families,
 compositions, options, dtypes, batch sizes, closures, key axes); tags whose
 feature this build lacks are skipped with the feature's name. ``make fuzz``
 selects the "fuzz" profile (HYPOTHESIS_PROFILE=fuzz): GEN_EXAMPLES fresh
-programs with hypothesis' shrinking, then the tally is printed.
+programs with hypothesis' shrinking (a fifth of them per stratum), then the
+tally is printed and written to GEN_TALLY_FILE (tests/fuzz_all.py merges the
+shards' tallies).
 """
 from __future__ import annotations
 
