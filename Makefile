@@ -41,14 +41,14 @@ bench-quick: $(BENCH_STAMP)
 
 # Thousands of generated programs against jax.vmap (with the per-family tally:
 # op families, compositions, options, dtypes, sizes; two host devices so that
-# mesh= is exercised), then thousands of mutated CLI inputs; each prints how
-# many ran, failed and how long it took.
+# mesh= is exercised) and thousands of mutated CLI inputs, split into shards
+# run FUZZ_JOBS at a time (tests/fuzz_all.py); prints the merged tally, the
+# CLI summaries, the wall and CPU time.
 GEN_EXAMPLES ?= 5000
 CLI_INPUTS ?= 5000
+FUZZ_JOBS ?= 2
 fuzz: $(STAMP)
-	XLA_FLAGS="--xla_force_host_platform_device_count=2 $$XLA_FLAGS" HYPOTHESIS_PROFILE=fuzz \
-	  GEN_EXAMPLES=$(GEN_EXAMPLES) $(BIN)/python -m pytest -p no:xdist -q -s tests/sweeps/test_generated.py
-	$(BIN)/python tests/fuzz_cli.py $(CLI_INPUTS)
+	$(BIN)/python tests/fuzz_all.py $(GEN_EXAMPLES) $(CLI_INPUTS) $(FUZZ_JOBS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info lit_tests/Output

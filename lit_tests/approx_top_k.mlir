@@ -5,6 +5,16 @@
 //
 // RUN: stablehlo-batch-opt %s --func=max_k --axis-size=3 | filecheck %s --check-prefix=MAXK
 // RUN: stablehlo-batch-opt %s --func=max_k --axis-size=3 --in-axes=1 --strict | filecheck %s --check-prefix=MAXK-AX1
+// A symbolic batch size: the batched call's `?` results could not be refined
+// by XLA (a custom call), so the call runs once per lane, each one static.
+// RUN: stablehlo-batch-opt %s --func=max_k --axis-size=b 2>/dev/null | filecheck %s --check-prefix=SYM
+// RUN: stablehlo-batch-opt %s --func=max_k --axis-size=b -o %t.mlir 2>&1 | filecheck %s --check-prefix=SYM-WARN
+
+// SYM-LABEL: func.func @max_k
+// SYM-SAME: tensor<?x8x4xf32>
+// SYM: stablehlo.while
+// SYM: stablehlo.custom_call @ApproxTopK({{.*}}) {{.*}} -> (tensor<3x4xf32>, tensor<3x4xi32>)
+// SYM-WARN: warning: {{.*}}@ApproxTopK{{.*}}runs once per lane{{.*}}the batch size is symbolic
 
 // MAXK-LABEL: func.func @max_k
 // MAXK-SAME: (%[[X:[^:]+]]: tensor<3x8x4xf32>)

@@ -399,13 +399,20 @@ class BatchedFunction:
             if not tuning.is_concrete((args, kwargs)):  # inside an outer jit
                 with tuning.allow_untuned():
                     return self._traced_call(*args, **kwargs)
-            self._plan_for(args, kwargs, concrete=True)  # measures
-            # jit's C++ cache sends a signature whose trace raised to the
-            # Python path for good (~0.3 ms a call): start it afresh.
-            getattr(dispatch, "_clear_cache", lambda: None)()
-            out = dispatch(*args, **kwargs)
-            next(self._calls)
-            return out
+            try:
+                self._plan_for(args, kwargs, concrete=True)  # measures
+            except _HasStatic:
+                # a Python scalar under in_axes=None (jit traced it): static,
+                # so the static path builds the plan
+                self._static_seen = True
+                self._fast = None
+            else:
+                # jit's C++ cache sends a signature whose trace raised to the
+                # Python path for good (~0.3 ms a call): start it afresh.
+                getattr(dispatch, "_clear_cache", lambda: None)()
+                out = dispatch(*args, **kwargs)
+                next(self._calls)
+                return out
         else:
             # TypeError, e.g. a non-array argument (static when its in_axes
             # is None): later calls check their leaves first, since jit's
@@ -515,7 +522,10 @@ class BatchedFunction:
                                           avals, dims, self.axis_size)
         platform = _platform(self.backend)
         key = (in_tree, avals, tuple(dims), size, platform, rules)
-        if self.symbolic:  # one plan, whatever the batch size
+        # A symbolic size is a jax.export dimension variable, which is >= 1:
+        # batch size 0 gets a plan of its own (a concrete size).
+        symbolic = self.symbolic if size != 0 else None
+        if symbolic:  # one plan, whatever the batch size
             key = (in_tree, tuple(a if d is None else a.update(shape=a.shape[:d] + a.shape[d + 1:])
                                   for a, d in zip(avals, dims)), tuple(dims), None, platform,
                    rules)
@@ -528,28 +538,31 @@ class BatchedFunction:
                 if stale(plan):
                     with strict_mode(self.strict):
                         plan = self._build(in_tree, avals, dims, size, platform,
-                                           leaves=leaves if retune else None)
+                                           leaves=leaves if retune else None,
+                                           symbolic=symbolic)
                     self._plans[key] = plan
                     with self._count_lock:
                         self._misses += 1
         self._by_signature[(in_tree, avals, rules)] = plan
         return plan
 
-    def _build(self, in_tree, avals, dims, size, platform, fn=None, leaves=None) -> _Plan:
+    def _build(self, in_tree, avals, dims, size, platform, fn=None, leaves=None,
+               symbolic=None) -> _Plan:
         """The plan for ``fn`` (default: the user's function) called with
         arguments of tree ``in_tree`` and avals ``avals`` (batched along
-        ``dims``); ``leaves``: concrete arguments to measure ``tune=`` on."""
+        ``dims``); ``leaves``: concrete arguments to measure ``tune=`` on;
+        ``symbolic``: the name of a symbolic batch size (None: ``size``)."""
         src = ax.checking_outputs(self.fn if fn is None else fn)
         ex_args, ex_kwargs = tree_util.tree_unflatten(
             in_tree, [ax.unbatched_struct(a, d) for a, d in zip(avals, dims)])
         try:
             if self.axis_name is not None:
                 exp = named_axes.export_named(src, ex_args, ex_kwargs, self.axis_name,
-                                              self.symbolic or size, platform)
+                                              symbolic or size, platform)
             elif fn is None:
-                exp = self._example_export(in_tree, ex_args, ex_kwargs, platform)
+                exp = self._example_export(src, symbolic, in_tree, ex_args, ex_kwargs, platform)
             else:
-                exp = export_in_process(src, platform, keep_unused=bool(self.symbolic))(
+                exp = export_in_process(src, platform, keep_unused=bool(symbolic))(
                     *ex_args, **ex_kwargs)
         except NotImplementedError as e:
             if not callbacks.needs_callback_route(e):
@@ -563,13 +576,13 @@ class BatchedFunction:
                                        self.out_axes, axis_name=self.axis_name)
             cb = build_at(avals, size)
             call = cb.call
-            if self.symbolic:  # the plan serves every batch size: one executable per size
+            if symbolic:  # the plan serves every batch size: one executable per size
                 call = callbacks.per_size(cb, build_at, avals, dims, size)
             return _Plan(None, cb.module, cb.result_batched, cb.rewrite_seconds,
                          call, cb.report, compiled=cb.compiled)
         out_dims = ax.flatten_axes("batch_lower out_axes", exp.out_tree, self.out_axes)
-        if self.symbolic:
-            size = symbolic_size(self.symbolic)
+        if symbolic:
+            size = symbolic_size(symbolic)
         tuned = None
         if self.tune is not None:  # full batch or chunks, by measurement (tuning.py)
             try:
@@ -617,7 +630,7 @@ class BatchedFunction:
                      fn=fn, tuning=tuned, forwards=forwards)
 
 
-    def _example_export(self, in_tree, ex_args, ex_kwargs, platform):
+    def _example_export(self, src, symbolic, in_tree, ex_args, ex_kwargs, platform):
         """The user's function exported for one example, kept across plans:
         a plan for another batch size (or the same signature with other
         rules, or tune='s measured rebuild) has the same per-example module,
@@ -626,10 +639,10 @@ class BatchedFunction:
         platform and jax's trace configuration (x64, precision, ...)."""
         leaves = tree_util.tree_leaves((ex_args, ex_kwargs))
         key = (in_tree, tuple((tuple(x.shape), x.dtype, x.weak_type) for x in leaves),
-               platform, bool(self.symbolic), jax_internals.trace_context())
+               platform, bool(symbolic), jax_internals.trace_context())
         exp = self._exports.get(key)
         if exp is None:
-            exp = export_in_process(self.fn, platform, keep_unused=bool(self.symbolic))(
+            exp = export_in_process(src, platform, keep_unused=bool(symbolic))(
                 *ex_args, **ex_kwargs)
             self._exports[key] = exp
         return exp
@@ -671,7 +684,8 @@ class BatchedFunction:
             a, k = tree_util.tree_unflatten(in_tree, full)
             return fn(*a, **k)
 
-        if self.symbolic:
+        symbolic = self.symbolic if size != 0 else None  # as in _plan_for
+        if symbolic:
             size = None
         consts = []
         key = ("static", in_tree, static_key, dyn_avals, dyn_dims, size, platform,
@@ -720,7 +734,7 @@ class BatchedFunction:
                     # batch to measure on here, so the record or the full batch.
                     with strict_mode(self.strict), tuning.allow_untuned():
                         plan = self._build(flat_tree, dyn_avals, list(dyn_dims),
-                                           size, platform, fn=src)
+                                           size, platform, fn=src, symbolic=symbolic)
                     # the static values stay alive: their ids stay unique
                     plan.static = static_vals
                     if traced and plan.compiled is not None:

@@ -274,6 +274,8 @@ def _main(argv: list[str] | None = None) -> int:
         warnings.simplefilter("default")
         warnings.simplefilter("always", FallbackWarning)
         rc = _run(args)
+    if rc:  # an error: its one line only (warnings of a half-done run mislead)
+        return rc
     for w in caught:  # one line each, like errors (per-lane fallbacks and the rest)
         kind = "" if issubclass(w.category, FallbackWarning) else f"{w.category.__name__}: "
         print(f"warning: {kind}{' '.join(str(w.message).split())}", file=sys.stderr)
@@ -381,6 +383,12 @@ def _run(args) -> int:
     except Exception as e:  # an internal bug: still one line unless --debug
         if args.debug:
             traceback.print_exc()
+        if isinstance(e, RuntimeError) and "str_from_cstr_and_size" in str(e):
+            # corrupt bytecode that parses, with a name that is not UTF-8:
+            # the bindings fail when the rewrite reads it
+            print("error: cannot read module: a string in it is not valid UTF-8",
+                  file=sys.stderr)
+            return 1
         message = " ".join(str(e).split())
         print(f"error: internal error ({type(e).__name__}): {message}", file=sys.stderr)
         return 1

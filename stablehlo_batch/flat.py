@@ -139,7 +139,7 @@ def batch_flat(exp: jax.export.Exported, dims: Sequence[int | None],
     ``size`` is an int or a symbolic dimension (``symbolic_size("b")``).
     ``rewrite_hook(module)`` may change the batched module before it is
     serialized (sharding annotations use it)."""
-    if exp.uses_global_constants or any(
+    if (exp.uses_global_constants and len(exp.platforms) > 1) or any(
             not all(isinstance(s, int) for s in a.shape) for a in exp.in_avals):
         raise ValueError(f"{what}: the exported function is already shape-polymorphic; "
                          "export it with static shapes")
@@ -157,6 +157,11 @@ def batch_flat(exp: jax.export.Exported, dims: Sequence[int | None],
     n_extra_out = len(exp.ordered_effects)
     start = time.perf_counter()
     module = module_io.parse_module(exp.mlir_module_serialized)
+    if exp.uses_global_constants and len(exp.platforms) == 1:
+        # static arguments, but calls of shape-polymorphic modules inside
+        # (jax.vmap or batch_lower of a batch_lower(axis_size="b") function)
+        module = module_io.parse_module(
+            jax_internals.refine_shapes(module_io.module_to_bytecode(module)))
     symbolic = is_symbolic(size)
     result_batched, report = batch_function(
         module, "main", [dims[i] for i in exp.module_kept_var_idx], out_dims,

@@ -428,3 +428,14 @@ def context_devices(ctx) -> int | None:
     if isinstance(axis_context, sharding_impls.SPMDAxisContext):
         return axis_context.mesh.size
     return None
+
+
+def refine_shapes(bytecode: bytes) -> bytes | str:
+    """A module with static argument shapes that calls shape-polymorphic
+    functions (an ``Exported`` whose ``uses_global_constants`` is set, e.g.
+    the call of a ``batch_lower(axis_size="b")`` plan), with every shape
+    refined to a static one: jax runs this before XLA compiles such a module
+    (``mlir.refine_polymorphic_shapes``); the rewrite needs it first."""
+    return jax_mlir._jax.mlir.refine_polymorphic_shapes(
+        mlir_module=bytecode, enable_shape_assertions=True, validate_static_shapes=True,
+        enable_shardy=jax_config_impl.use_shardy_partitioner.value)

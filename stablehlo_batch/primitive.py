@@ -38,7 +38,8 @@ from jaxlib.mlir.dialects import func as func_dialect
 from stablehlo_batch import axes as ax
 from stablehlo_batch.chunking import chunk_flat
 from stablehlo_batch import jax_internals, module_io, named_axes
-from stablehlo_batch.flat import batch_flat, export_in_process, spread_to_lanes
+from stablehlo_batch.flat import batch_flat, export_in_process, is_symbolic, spread_to_lanes
+from stablehlo_batch.passes.errors import UnsupportedOpError
 from stablehlo_batch.passes.rules import RULES
 
 batched_call_p = Primitive("stablehlo_batch_call")
@@ -168,7 +169,10 @@ class BatchedFn:
             exp = named_axes.export_named(self.src, tuple(self.example_avals), {},
                                           self.axis_name, self.size, self.platform)
         else:
-            exp = export_in_process(self.src, self.platform)(*self.example_avals)
+            # a symbolic size is read from a batched argument: keep those the
+            # function ignores (a tangent map may)
+            exp = export_in_process(self.src, self.platform,
+                                    keep_unused=is_symbolic(self.size))(*self.example_avals)
         summed = [j for j, s in enumerate(self.summed) if s]
         if self.chunk_size:
             built = chunk_flat(exp, self.dims, self._raw_out_dims, self.size,
@@ -309,6 +313,13 @@ def _transpose(cts, *args, fun: BatchedFn):
     vjp = fun.transpose()
     size = fun.batch_size([x.aval if ad.is_undefined_primal(x) else jax.typeof(x)
                            for x in args])
+    if size == 0 and any(lane0 and type(ct) is not ad.Zero for ct, lane0 in zip(cts, vjp.lane0)):
+        # A result with out_axes=None counts once; its cotangent rides on
+        # lane 0, and at batch size 0 there is none: refuse, never drop it.
+        raise UnsupportedOpError(
+            batched_call_p.name, None, f"the batched call of {fun.what}",
+            "the gradient of a result with out_axes=None at batch size 0 (no lane "
+            "to carry its cotangent)")
     cts = [ad.instantiate_zeros(ct) for ct in cts]
     cts = [spread_to_lanes(ct, size) if lane0 else ct for ct, lane0 in zip(cts, vjp.lane0)]
     in_cts = batched_call_p.bind(*xs, *cts, fun=vjp)

@@ -47,7 +47,11 @@ def shard_flat(exp: jax.export.Exported, dims, out_dims, size, mesh: jax.shardin
     bexp = full.exported
     in_sh = [NamedSharding(mesh, batch_spec(len(a.shape), d, axis_name))
              for a, d in zip(bexp.in_avals, dims)]
+    # An empty result stays replicated: XLA returns every device the whole
+    # (empty) array for a sharded one, which jax then cannot assemble
+    # (np.asarray fails; plain jax.jit with out_shardings does the same).
     out_sh = [NamedSharding(mesh, batch_spec(len(a.shape),
+                                             None if 0 in a.shape else
                                              ax.batch_position(d, len(a.shape) - 1),
                                              axis_name))
               for a, d in zip(bexp.out_avals, out_dims)]

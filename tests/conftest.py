@@ -45,17 +45,21 @@ def check_vmap(fn, *args, in_axes=0, out_axes=0, axis_size=None, rtol=1e-6, atol
 
 
 def random_array(rng: np.random.Generator, shape, dtype):
-    """Random values that suit ``dtype`` (small ints, unit-range floats)."""
+    """Random values that suit ``dtype`` (small ints, unit-range floats).
+    Made by numpy and put on the device: jnp.asarray would compile an XLA
+    convert_element_type (or stage) for every new shape (the generated programs make
+    hundreds)."""
     dtype = jnp.dtype(dtype)
     if dtype == jnp.bool_:
-        return jnp.asarray(rng.random(shape) > 0.5)
+        return jax.device_put(rng.random(shape) > 0.5)
     if jnp.issubdtype(dtype, jnp.unsignedinteger):
-        return jnp.asarray(rng.integers(0, 10, shape), dtype)
+        return jax.device_put(np.asarray(rng.integers(0, 10, shape)).astype(dtype))
     if jnp.issubdtype(dtype, jnp.integer):
-        return jnp.asarray(rng.integers(-10, 10, shape), dtype)
+        return jax.device_put(np.asarray(rng.integers(-10, 10, shape)).astype(dtype))
     if jnp.issubdtype(dtype, jnp.complexfloating):
-        return jnp.asarray(rng.standard_normal(shape) + 1j * rng.standard_normal(shape), dtype)
-    return jnp.asarray(rng.standard_normal(shape), dtype)
+        return jax.device_put((rng.standard_normal(shape) + 1j * rng.standard_normal(shape))
+                           .astype(dtype))
+    return jax.device_put(np.asarray(rng.standard_normal(shape)).astype(dtype))
 
 
 @pytest.fixture

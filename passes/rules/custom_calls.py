@@ -222,6 +222,13 @@ def approx_top_k(fb, op, flags):
             or any(flags[2:])):
         # An unknown layout of the call, or batched init values (not what jax emits).
         fb.decline(op, "an ApproxTopK call of a form this rule does not know")
+    if fb.symbolic:
+        # The batched call's results would have a `?` batch dim, which XLA's
+        # shape refinement cannot resolve for a custom call ("'stablehlo.
+        # custom_call' op has dynamic shapes"): per lane, each call static.
+        fb.decline(op, "its batched results would have a dynamic shape, which XLA's shape "
+                   "refinement cannot resolve for a custom call, and the batch size is "
+                   "symbolic")
     op.operands[0] = fb.materialize(op.operands[0])
     op.operands[1] = fb.materialize(op.operands[1])
     entries = {a.name: a.attr for a in config}
