@@ -477,7 +477,7 @@ def batch_function_with_report(module: ir.Module, func_name: str,
             flags = batcher.batch_entry(func_name, in_axes, out_axes)
         report = batcher.collector.finish(func_name, batcher.axis_size)
         if not batcher.symbolic:
-            sink_transposes(module)
+            sink_transposes(module, func_name)
         if batcher.symbolic:  # how jax.export marks a batch-size-free module
             module.operation.attributes["jax.uses_shape_polymorphism"] = ir.BoolAttr.get(True)
     verify(module, "batched")

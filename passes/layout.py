@@ -109,8 +109,9 @@ def _transpose_after(v: ir.Value, perm: Sequence[int]):
 
 
 class _Sinker:
-    def __init__(self, module: ir.Module):
+    def __init__(self, module: ir.Module, entry: str):
         self.module = module
+        self.entry = entry
         self.symbols = ir.SymbolTable(module.operation)
         self.changed = 0
 
@@ -138,13 +139,18 @@ class _Sinker:
         return out
 
     def _transposes(self) -> list[ir.Operation]:
+        """The transposes and reshapes of the batched function and of the
+        private functions (other public functions are not ours to change)."""
         out = []
 
         def visit(op):
             if op.name in ("stablehlo.transpose", "stablehlo.reshape"):
                 out.append(op.operation)
             return ir.WalkResult.ADVANCE
-        self.module.operation.walk(visit)
+        for func in self._funcs().values():
+            name = ir.StringAttr(func.attributes["sym_name"]).value
+            if name == self.entry or _private(func):
+                func.walk(visit)
         return out
 
     def run(self) -> int:
@@ -277,9 +283,8 @@ class _Sinker:
         b = _is_op(v, "stablehlo.broadcast_in_dim")
         if b is not None:
             dims = _i64s(b, "broadcast_dimensions")
-            inv = _inverse(perm)
             with ir.InsertionPoint(user), user.location:
-                return bld.broadcast_in_dim(b.operands[0], shape, [inv[d] for d in dims])
+                return bld.broadcast_in_dim(b.operands[0], shape, [perm[d] for d in dims])
         c = _is_op(v, "stablehlo.constant")
         if c is not None:
             value = ir.DenseElementsAttr(c.attributes["value"])
@@ -441,8 +446,7 @@ class _Sinker:
         name = ir.FlatSymbolRefAttr(user.attributes[attr]).value
         funcs = self._funcs()
         func = funcs.get(name)
-        if func is None or "sym_visibility" not in func.attributes or \
-                ir.StringAttr(func.attributes["sym_visibility"]).value != "private":
+        if func is None or not _private(func):
             return None
         callers = self._callers(name)
         if len(callers) != 1 or callers[0] != user:
@@ -477,8 +481,7 @@ class _Sinker:
         func = user.parent.operation
         if func.name != "func.func":
             return False
-        if "sym_visibility" not in func.attributes or \
-                ir.StringAttr(func.attributes["sym_visibility"]).value != "private":
+        if not _private(func):
             return False
         callers = self._callers(ir.StringAttr(func.attributes["sym_name"]).value)
         if len(callers) != 1:
@@ -534,7 +537,13 @@ def _set_function_type(func: ir.Operation):
         [a.type for a in block.arguments], [v.type for v in ret.operands]))
 
 
-def sink_transposes(module: ir.Module) -> int:
-    """Runs the pass on ``module`` in place; returns how many rewrites it made."""
+def _private(func: ir.Operation) -> bool:
+    return "sym_visibility" in func.attributes and \
+        ir.StringAttr(func.attributes["sym_visibility"]).value == "private"
+
+
+def sink_transposes(module: ir.Module, entry: str) -> int:
+    """Runs the pass on @entry of ``module`` and the private functions, in
+    place; returns how many rewrites it made."""
     with module.context, ir.Location.unknown(module.context):
-        return _Sinker(module).run()
+        return _Sinker(module, entry).run()
