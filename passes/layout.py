@@ -16,7 +16,8 @@ tracks ``batch_dim`` — and cancels or composes it with the next transpose:
   a ``broadcast_in_dim`` takes the permutation into its dimensions;
 - elementwise ops (other operands: a transpose by the same permutation, a
   ``broadcast_in_dim``, a splat constant or a scalar), ``reduce``,
-  ``reduce_window``, ``sort`` (its ``dimension``), ``slice``,
+  ``reduce_window``, ``sort`` (its ``dimension``), ``chlo.top_k`` (when the
+  last dim stays last), ``slice``,
   ``dynamic_slice`` and ``dot_general`` (its dimension numbers) run on the
   unmoved operand; the transpose moves to their results (smaller after a
   reduce, a slice or a top_k);
@@ -39,7 +40,9 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
+import numpy as np
 from jaxlib.mlir import ir
+from jaxlib.mlir.dialects import stablehlo
 
 from stablehlo_batch.passes import builders as bld
 from stablehlo_batch.passes.rules.elementwise import CHLO_ELEMENTWISE, STABLEHLO_ELEMENTWISE
@@ -364,7 +367,6 @@ class _Sinker:
             rows = [[pad[2 * i], pad[2 * i + 1]] for i in range(len(perm))]
             flat = [v for j in range(len(perm)) for v in rows[inv[j]]]
             ptype = ir.RankedTensorType.get([len(perm), 2], ir.IntegerType.get_signless(64))
-            import numpy as np  # noqa: PLC0415 - only here
             user.attributes["padding"] = ir.DenseIntElementsAttr.get(
                 np.asarray(flat, np.int64).reshape(len(perm), 2), type=ptype)
         for res in user.results:
@@ -378,6 +380,16 @@ class _Sinker:
             return False
         d = ir.IntegerAttr(user.attributes["dimension"]).value
         user.attributes["dimension"] = bld.i64_attr(perm[d])
+        for res in user.results:
+            _retype(res, _unpermute_shape(bld.shape_of(res), perm))
+            _transpose_after(res, perm)
+        return True
+
+    def _top_k(self, t, user, index, x, perm) -> bool:
+        """top_k works on the last dim: any move that keeps it last commutes."""
+        if perm[-1] != len(perm) - 1:
+            return False
+        user.operands[0] = x
         for res in user.results:
             _retype(res, _unpermute_shape(bld.shape_of(res), perm))
             _transpose_after(res, perm)
@@ -412,7 +424,6 @@ class _Sinker:
     def _dot_general(self, t, user, index, x, perm) -> bool:
         if user.operands[0] == user.operands[1]:
             return False
-        from jaxlib.mlir.dialects import stablehlo  # noqa: PLC0415
         dn = stablehlo.DotDimensionNumbers(user.attributes["dot_dimension_numbers"])
         lb, rb = list(dn.lhs_batching_dimensions), list(dn.rhs_batching_dimensions)
         lc, rc = list(dn.lhs_contracting_dimensions), list(dn.rhs_contracting_dimensions)
@@ -462,6 +473,8 @@ class _Sinker:
         return func
 
     def _call(self, t, user, index, x, perm) -> bool:
+        if user.name == "stablehlo.composite" and not _layout_free_composite(user, perm):
+            return False
         attr = "callee" if user.name == "func.call" else "decomposition"
         func = self._single_use_callee(user, attr)
         if func is None:
@@ -488,6 +501,8 @@ class _Sinker:
             return False
         call = callers[0]
         if call.name not in ("func.call", "stablehlo.composite"):
+            return False
+        if call.name == "stablehlo.composite" and not _layout_free_composite(call, perm):
             return False
         user.operands[index] = x
         _set_function_type(func)
@@ -521,6 +536,7 @@ class _Sinker:
         "stablehlo.reduce_window": _reduce_window,
         "stablehlo.sort": _sort,
         "stablehlo.slice": _slice,
+        "chlo.top_k": _top_k,
         "stablehlo.dynamic_slice": _dynamic_slice,
         "stablehlo.dot_general": _dot_general,
         "func.call": _call,
@@ -535,6 +551,14 @@ def _set_function_type(func: ir.Operation):
     ret = list(block.operations)[-1]
     func.attributes["function_type"] = ir.TypeAttr.get(ir.FunctionType.get(
         [a.type for a in block.arguments], [v.type for v in ret.operands]))
+
+
+def _layout_free_composite(op: ir.Operation, perm: Sequence[int]) -> bool:
+    """A composite means its named op on its operands' layout (a backend may
+    run the named op instead of the decomposition): only ``chlo.top_k``,
+    which works on the last dim, takes a move that keeps that dim last."""
+    name = ir.StringAttr(op.attributes["name"]).value
+    return name == "chlo.top_k" and perm[-1] == len(perm) - 1
 
 
 def _private(func: ir.Operation) -> bool:

@@ -98,3 +98,11 @@ def test_private_callee_called_twice_is_cloned(rng):
 
     fn = lambda x, y: (f(x), f(y))  # noqa: E731
     check_vmap(fn, x, jnp.swapaxes(x, 0, 1) + 1.0, in_axes=(1, 0))
+
+
+def test_padded_reduce_window_batch_last(rng):
+    x = jnp.asarray(rng.standard_normal((5, 6, 2)), jnp.float32)
+    fn = lambda x: jax.lax.reduce_window(  # noqa: E731
+        x, -jnp.inf, jax.lax.max, (2, 3), (1, 2), ((1, 0), (0, 2)))
+    check_vmap(fn, x, in_axes=-1)
+    assert _transposes(fn, (x,), -1, -1) == 0
