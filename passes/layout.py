@@ -37,7 +37,6 @@ where it started. Symbolic batch sizes are left alone.
 """
 from __future__ import annotations
 
-import re
 from typing import Sequence
 
 import numpy as np
@@ -53,6 +52,9 @@ _ELEMENTWISE = frozenset([f"stablehlo.{n}" for n in STABLEHLO_ELEMENTWISE] +
 _MULTI = _ELEMENTWISE | {"stablehlo.reduce", "stablehlo.reduce_window", "stablehlo.sort"}
 _PURE = frozenset({"stablehlo.broadcast_in_dim", "stablehlo.constant", "stablehlo.reshape",
                    "stablehlo.transpose"})
+# Ops that refer to no function; reading their dense attributes back into
+# Python can abort (complex constants), so they are not searched.
+_NO_SYMBOLS = frozenset({"stablehlo.constant", "chlo.constant", "chlo.constant_like"})
 # Guard against a rewrite that would not converge.
 _MAX_STEPS = 10_000
 
@@ -125,18 +127,30 @@ class _Sinker:
                 if op.operation.name == "func.func"}
 
     def _callers(self, name: str) -> list[ir.Operation]:
-        """Every op whose attributes mention @name (a call, a composite's
-        decomposition, or anything else: then the function is not touched)."""
+        """Every op whose attributes refer to @name (a call, a composite's
+        decomposition, or anything else: then the function is not touched).
+        Attributes are searched structurally (printing some aborts)."""
         out = []
-        pattern = re.compile(r"@" + re.escape(name) + r"(?![\w.$-])|@\"" + re.escape(name) + '"')
+
+        def mentions(attr) -> bool:
+            if isinstance(attr, ir.FlatSymbolRefAttr):
+                return attr.value == name
+            if isinstance(attr, ir.SymbolRefAttr):
+                return True  # nested reference: count it, to be safe
+            if isinstance(attr, ir.ArrayAttr):
+                return any(mentions(a) for a in attr)
+            if isinstance(attr, ir.DictAttr):
+                return any(mentions(attr[i].attr) for i in range(len(attr)))
+            return False
 
         def visit(op):
             if op.name == "func.func":
                 return ir.WalkResult.ADVANCE
-            for i in range(len(op.attributes)):
-                if pattern.search(str(op.attributes[i].attr)):
-                    out.append(op.operation)
-                    break
+            if op.name in _NO_SYMBOLS:
+                return ir.WalkResult.ADVANCE
+            if any(mentions(op.attributes[i].attr) for i in range(len(op.attributes))
+                   if op.attributes[i].name not in ("value", "padding")):
+                out.append(op.operation)
             return ir.WalkResult.ADVANCE
         self.module.operation.walk(visit)
         return out
