@@ -26,6 +26,7 @@ from jaxlib.mlir import passmanager
 
 from stablehlo_batch.passes import builders as bld
 from stablehlo_batch.passes import report as _report
+from stablehlo_batch.passes.layout import sink_transposes
 from stablehlo_batch.passes.fallback import fallback, is_strict
 from stablehlo_batch.passes.rules import RULES, RuleTable
 from stablehlo_batch.passes.rules.helpers import captures
@@ -476,6 +477,8 @@ def batch_function_with_report(module: ir.Module, func_name: str,
         with batcher.collector:
             flags = batcher.batch_entry(func_name, in_axes, out_axes)
         report = batcher.collector.finish(func_name, batcher.axis_size)
+        if not batcher.symbolic:
+            sink_transposes(module, func_name)
         if batcher.symbolic:  # how jax.export marks a batch-size-free module
             module.operation.attributes["jax.uses_shape_polymorphism"] = ir.BoolAttr.get(True)
     verify(module, "batched")

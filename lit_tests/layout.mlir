@@ -1,0 +1,159 @@
+// The layout pass (passes/layout.py): the transpose that moves an argument
+// batched on axis 1 to the front is sunk into its consumers, which then work on
+// the unmoved argument through their dimension attributes; what is left moves
+// smaller results, or cancels with the move to out_axes.
+//
+// RUN: stablehlo-batch-opt %s --func=topk --axis-size=4 --in-axes=1 | filecheck %s --check-prefix=TOPK
+// RUN: stablehlo-batch-opt %s --func=topk --axis-size=4 --in-axes=1 --out-axes=1 | filecheck %s --check-prefix=TOPK-OUT1
+// RUN: stablehlo-batch-opt %s --func=topk_composite --axis-size=4 --in-axes=1 | filecheck %s --check-prefix=COMP
+// RUN: stablehlo-batch-opt %s --func=reduce_sum --axis-size=4 --in-axes=1 | filecheck %s --check-prefix=RED
+// RUN: stablehlo-batch-opt %s --func=slice_exp --axis-size=4 --in-axes=1 | filecheck %s --check-prefix=SLICE
+// RUN: stablehlo-batch-opt %s --func=matmul --axis-size=4 --in-axes=1,none | filecheck %s --check-prefix=DOT
+// RUN: stablehlo-batch-opt %s --func=pool --axis-size=4 --in-axes=-1 | filecheck %s --check-prefix=POOL
+// RUN: stablehlo-batch-opt %s --func=scan --axis-size=4 --in-axes=1 | filecheck %s --check-prefix=SCAN
+
+// top_k on the unmoved input (the last dim stays last); its results, 16x
+// smaller here, are moved instead.
+// TOPK-LABEL: func.func @topk
+// TOPK-SAME: (%[[X:[^:]+]]: tensor<3x4x8xf32>)
+// TOPK-NOT: transpose
+// TOPK: chlo.top_k(%[[X]], k = 2) : tensor<3x4x8xf32> -> (tensor<3x4x2xf32>, tensor<3x4x2xi32>)
+// TOPK-DAG: stablehlo.transpose %{{.*}}, dims = [1, 0, 2] : (tensor<3x4x2xi32>) -> tensor<4x3x2xi32>
+// TOPK-DAG: stablehlo.transpose %{{.*}}, dims = [1, 0, 2] : (tensor<3x4x2xf32>) -> tensor<4x3x2xf32>
+// TOPK: return
+// With out_axes 1 too, nothing moves at all.
+// TOPK-OUT1-LABEL: func.func @topk
+// TOPK-OUT1-NOT: transpose
+// TOPK-OUT1: chlo.top_k(%{{.*}}, k = 2) : tensor<3x4x8xf32> -> (tensor<3x4x2xf32>, tensor<3x4x2xi32>)
+// TOPK-OUT1-NOT: transpose
+// TOPK-OUT1: return
+func.func @topk(%x: tensor<3x8xf32>) -> (tensor<3x2xf32>, tensor<3x2xi32>) {
+  %v, %i = chlo.top_k(%x, k = 2) : tensor<3x8xf32> -> (tensor<3x2xf32>, tensor<3x2xi32>)
+  return %v, %i : tensor<3x2xf32>, tensor<3x2xi32>
+}
+
+// jax's composite form: the transpose moves into the decomposition, where
+// the sort takes it in its dimension and the slices in their bounds, and out
+// of it to the composite's results.
+// COMP-LABEL: func.func @topk_composite
+// COMP-SAME: (%[[X:[^:]+]]: tensor<3x4x8xf32>)
+// COMP-NOT: transpose
+// COMP: stablehlo.composite "chlo.top_k" %[[X]] {{.*}} : (tensor<3x4x8xf32>) -> (tensor<3x4x2xf32>, tensor<3x4x2xi32>)
+// COMP-COUNT-2: stablehlo.transpose
+// COMP: return
+// COMP-LABEL: func.func private @top_k_impl_b1
+// COMP-SAME: (%[[A:[^:]+]]: tensor<3x4x8xf32>)
+// COMP-NOT: transpose
+// COMP: stablehlo.broadcast_in_dim %{{.*}}, dims = [0, 2] : (tensor<3x8xi32>) -> tensor<3x4x8xi32>
+// COMP: "stablehlo.sort"(%[[A]], %{{.*}}) <{dimension = 2 : i64
+// COMP: stablehlo.slice %{{.*}} [0:3, 0:4, 0:2]
+// COMP-NOT: transpose
+// COMP: return
+func.func @topk_composite(%x: tensor<3x8xf32>) -> (tensor<3x2xf32>, tensor<3x2xi32>) {
+  %0:2 = stablehlo.composite "chlo.top_k" %x {composite_attributes = {k = 2 : i64}, decomposition = @top_k_impl, version = 1 : i32} : (tensor<3x8xf32>) -> (tensor<3x2xf32>, tensor<3x2xi32>)
+  return %0#0, %0#1 : tensor<3x2xf32>, tensor<3x2xi32>
+}
+
+func.func private @top_k_impl(%x: tensor<3x8xf32>) -> (tensor<3x2xf32>, tensor<3x2xi32>) {
+  %i = stablehlo.iota dim = 1 : tensor<3x8xi32>
+  %s:2 = "stablehlo.sort"(%x, %i) <{dimension = 1 : i64, is_stable = true}> ({
+  ^bb0(%a: tensor<f32>, %b: tensor<f32>, %c: tensor<i32>, %d: tensor<i32>):
+    %p = stablehlo.compare GT, %a, %b, TOTALORDER : (tensor<f32>, tensor<f32>) -> tensor<i1>
+    stablehlo.return %p : tensor<i1>
+  }) : (tensor<3x8xf32>, tensor<3x8xi32>) -> (tensor<3x8xf32>, tensor<3x8xi32>)
+  %v = stablehlo.slice %s#0 [0:3, 0:2] : (tensor<3x8xf32>) -> tensor<3x2xf32>
+  %j = stablehlo.slice %s#1 [0:3, 0:2] : (tensor<3x8xi32>) -> tensor<3x2xi32>
+  return %v, %j : tensor<3x2xf32>, tensor<3x2xi32>
+}
+
+// The reduce runs over dim 0 of the unmoved input: its result is batch-first.
+// RED-LABEL: func.func @reduce_sum
+// RED-NOT: transpose
+// RED: stablehlo.reduce(%{{.*}} init: %{{.*}}) applies stablehlo.add across dimensions = [0] : (tensor<3x4x8xf32>, tensor<f32>) -> tensor<4x8xf32>
+// RED-NOT: transpose
+// RED: return
+func.func @reduce_sum(%x: tensor<3x8xf32>) -> tensor<8xf32> {
+  %c = stablehlo.constant dense<0.0> : tensor<f32>
+  %0 = stablehlo.reduce(%x init: %c) applies stablehlo.add across dimensions = [0] : (tensor<3x8xf32>, tensor<f32>) -> tensor<8xf32>
+  return %0 : tensor<8xf32>
+}
+
+// The slice and the exp run unmoved, the (smaller) result is moved.
+// SLICE-LABEL: func.func @slice_exp
+// SLICE-NOT: transpose
+// SLICE: stablehlo.slice %{{.*}} [1:3, 0:4, 0:8:2] : (tensor<3x4x8xf32>) -> tensor<2x4x4xf32>
+// SLICE: stablehlo.exponential %{{.*}} : tensor<2x4x4xf32>
+// SLICE: stablehlo.transpose %{{.*}}, dims = [1, 0, 2] : (tensor<2x4x4xf32>) -> tensor<4x2x4xf32>
+// SLICE-NEXT: return
+func.func @slice_exp(%x: tensor<3x8xf32>) -> tensor<2x4xf32> {
+  %0 = stablehlo.slice %x [1:3, 0:8:2] : (tensor<3x8xf32>) -> tensor<2x4xf32>
+  %1 = stablehlo.exponential %0 : tensor<2x4xf32>
+  return %1 : tensor<2x4xf32>
+}
+
+// dot_general contracts dim 2 of the unmoved input, as jax.vmap's rule does.
+// DOT-LABEL: func.func @matmul
+// DOT-NOT: transpose
+// DOT: stablehlo.dot_general %{{.*}}, %{{.*}}, contracting_dims = [2] x [0] : (tensor<3x4x8xf32>, tensor<8x5xf32>) -> tensor<3x4x5xf32>
+// DOT: stablehlo.transpose %{{.*}}, dims = [1, 0, 2] : (tensor<3x4x5xf32>) -> tensor<4x3x5xf32>
+// DOT-NEXT: return
+func.func @matmul(%x: tensor<3x8xf32>, %w: tensor<8x5xf32>) -> tensor<3x5xf32> {
+  %0 = stablehlo.dot_general %x, %w, contracting_dims = [1] x [0] : (tensor<3x8xf32>, tensor<8x5xf32>) -> tensor<3x5xf32>
+  return %0 : tensor<3x5xf32>
+}
+
+// reduce_window with the batch last: the window attributes are permuted.
+// POOL-LABEL: func.func @pool
+// POOL-NOT: transpose
+// POOL: "stablehlo.reduce_window"{{.*}}window_dimensions = array<i64: 2, 2, 1>, window_strides = array<i64: 2, 2, 1>
+// POOL: (tensor<4x6x4xf32>, tensor<f32>) -> tensor<2x3x4xf32>
+// POOL: stablehlo.transpose %{{.*}}, dims = [2, 0, 1] : (tensor<2x3x4xf32>) -> tensor<4x2x3xf32>
+// POOL-NEXT: return
+func.func @pool(%x: tensor<4x6xf32>) -> tensor<2x3xf32> {
+  %c = stablehlo.constant dense<0xFF800000> : tensor<f32>
+  %0 = "stablehlo.reduce_window"(%x, %c) <{window_dimensions = array<i64: 2, 2>, window_strides = array<i64: 2, 2>}> ({
+  ^bb0(%a: tensor<f32>, %b: tensor<f32>):
+    %m = stablehlo.maximum %a, %b : tensor<f32>
+    stablehlo.return %m : tensor<f32>
+  }) : (tensor<4x6xf32>, tensor<f32>) -> tensor<2x3xf32>
+  return %0 : tensor<2x3xf32>
+}
+
+// A scan over xs batched on axis 1: xs is carried unmoved (a loop-invariant
+// carry), and the per-step dynamic_slice inside the callee takes the move;
+// the row it slices is 1x4x3, so the move left is a reshape.
+// SCAN-LABEL: func.func @scan
+// SCAN-SAME: (%[[XS:[^:]+]]: tensor<5x4x3xf32>)
+// SCAN-NOT: transpose
+// SCAN: stablehlo.while(%{{[^ ]+}} = %[[XS]],
+// SCAN: func.call @row_b10(%{{.*}}) : (tensor<5x4x3xf32>, tensor<i32>) -> tensor<4x3xf32>
+// SCAN-LABEL: func.func private @row_b10
+// SCAN-NOT: transpose
+// SCAN: stablehlo.dynamic_slice %{{.*}}, sizes = [1, 4, 3] : (tensor<5x4x3xf32>, tensor<i32>, tensor<i32>, tensor<i32>) -> tensor<1x4x3xf32>
+// SCAN-NEXT: stablehlo.reshape %{{.*}} : (tensor<1x4x3xf32>) -> tensor<4x3xf32>
+// SCAN-NOT: transpose
+// SCAN: return
+func.func @scan(%xs: tensor<5x3xf32>) -> tensor<3xf32> {
+  %c0 = stablehlo.constant dense<0> : tensor<i32>
+  %c1 = stablehlo.constant dense<1> : tensor<i32>
+  %c5 = stablehlo.constant dense<5> : tensor<i32>
+  %z = stablehlo.constant dense<0.0> : tensor<3xf32>
+  %r:3 = stablehlo.while(%a = %xs, %i = %c0, %h = %z) : tensor<5x3xf32>, tensor<i32>, tensor<3xf32>
+  cond {
+    %p = stablehlo.compare LT, %i, %c5, SIGNED : (tensor<i32>, tensor<i32>) -> tensor<i1>
+    stablehlo.return %p : tensor<i1>
+  } do {
+    %s = func.call @row(%a, %i) : (tensor<5x3xf32>, tensor<i32>) -> tensor<3xf32>
+    %n = stablehlo.add %h, %s : tensor<3xf32>
+    %j = stablehlo.add %i, %c1 : tensor<i32>
+    stablehlo.return %a, %j, %n : tensor<5x3xf32>, tensor<i32>, tensor<3xf32>
+  }
+  return %r#2 : tensor<3xf32>
+}
+
+func.func private @row(%a: tensor<5x3xf32>, %i: tensor<i32>) -> tensor<3xf32> {
+  %c0 = stablehlo.constant dense<0> : tensor<i32>
+  %0 = stablehlo.dynamic_slice %a, %i, %c0, sizes = [1, 3] : (tensor<5x3xf32>, tensor<i32>, tensor<i32>) -> tensor<1x3xf32>
+  %1 = stablehlo.reshape %0 : (tensor<1x3xf32>) -> tensor<3xf32>
+  return %1 : tensor<3xf32>
+}

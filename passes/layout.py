@@ -1,0 +1,587 @@
+"""Sinking transposes after batching: no price for in_axes / out_axes != 0.
+
+The rules keep the batch dimension first, so an argument batched on another
+axis is moved to the front on entry, and some rules (a batched-kernel
+convolution, say) move the batch out of the way and back. XLA does not fold
+every such move: a transpose that feeds a sort / top_k, a while loop or a
+reduce_window is materialized, costing time and a copy of the data.
+
+This post-pass runs on the batched module. It pushes each ``transpose``
+towards its uses, through ops that can work on the unmoved operand by
+changing their dimension attributes instead — the batch position is then
+tracked in the layout of the values, as ``jax.vmap``'s ``BatchTracer``
+tracks ``batch_dim`` — and cancels or composes it with the next transpose:
+
+- a transpose of a transpose becomes one transpose (none for the identity);
+  a ``broadcast_in_dim`` takes the permutation into its dimensions;
+- elementwise ops (other operands: a transpose by the same permutation, a
+  ``broadcast_in_dim``, a splat constant or a scalar), ``reduce``,
+  ``reduce_window``, ``sort`` (its ``dimension``), ``chlo.top_k`` (when the
+  last dim stays last), ``slice``,
+  ``dynamic_slice`` and ``dot_general`` (its dimension numbers) run on the
+  unmoved operand; the transpose moves to their results (smaller after a
+  reduce, a slice or a top_k);
+- a private function called once (``func.call``, or the decomposition of a
+  ``stablehlo.composite`` such as ``chlo.top_k``; cloned when called from
+  several places) takes the unmoved argument and the transpose moves into its
+  body; a transpose returned from it moves out to the call site;
+- a loop-invariant ``while`` carry (a ``scan``'s xs) is carried unmoved and
+  the transpose moves into the body, where the scan's per-step slice takes it;
+- a transpose that only moves unit dimensions becomes a ``reshape``, and a
+  reshape of a reshape one reshape.
+
+A transpose is moved only when its one use can take it (or when every use
+can take it without emitting a new one), so the pass never adds data
+movement; what is left stops where a consumer cannot absorb it, at worst
+where it started. Symbolic batch sizes are left alone.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from jaxlib.mlir import ir
+from jaxlib.mlir.dialects import stablehlo
+
+from stablehlo_batch.passes import builders as bld
+from stablehlo_batch.passes.rules.elementwise import CHLO_ELEMENTWISE, STABLEHLO_ELEMENTWISE
+
+_ELEMENTWISE = frozenset([f"stablehlo.{n}" for n in STABLEHLO_ELEMENTWISE] +
+                         [f"chlo.{n}" for n in CHLO_ELEMENTWISE])
+# Consumers that take every operand shaped like the transposed one.
+_MULTI = _ELEMENTWISE | {"stablehlo.reduce", "stablehlo.reduce_window", "stablehlo.sort"}
+_PURE = frozenset({"stablehlo.broadcast_in_dim", "stablehlo.constant", "stablehlo.reshape",
+                   "stablehlo.transpose"})
+# Ops that refer to no function; reading their dense attributes back into
+# Python can abort (complex constants), so they are not searched.
+_NO_SYMBOLS = frozenset({"stablehlo.constant", "chlo.constant", "chlo.constant_like"})
+# Guard against a rewrite that would not converge.
+_MAX_STEPS = 10_000
+
+
+def _perm_of(op) -> list[int]:
+    return list(ir.DenseI64ArrayAttr(op.attributes["permutation"]))
+
+
+def _i64s(op, name) -> list[int]:
+    return list(ir.DenseI64ArrayAttr(op.attributes[name]))
+
+
+def _inverse(perm: Sequence[int]) -> list[int]:
+    inv = [0] * len(perm)
+    for i, p in enumerate(perm):
+        inv[p] = i
+    return inv
+
+
+def _static(t: ir.Type) -> bool:
+    rt = bld.ranked(t)
+    return rt is not None and not bld.is_dynamic(list(rt.shape))
+
+
+def _owner(v: ir.Value):
+    o = v.owner
+    return o.operation if isinstance(o, (ir.Operation, ir.OpView)) else None
+
+
+def _is_op(v: ir.Value, name: str):
+    o = _owner(v)
+    return o if o is not None and o.name == name else None
+
+
+def _retype(v: ir.Value, shape: Sequence[int]):
+    v.set_type(bld.tensor_type(shape, bld.element_type(v), like=v.type))
+
+
+def _unpermute_shape(shape: Sequence[int], perm: Sequence[int]) -> list[int]:
+    """The shape of x where ``shape`` is that of transpose(x, perm)."""
+    inv = _inverse(perm)
+    return [shape[inv[j]] for j in range(len(shape))]
+
+
+def _transpose_after(v: ir.Value, perm: Sequence[int]):
+    """Inserts transpose(v, perm) right after v's definition and routes every
+    other use of v through it."""
+    perm = list(perm)
+    if perm == list(range(len(perm))):
+        return
+    owner = _owner(v)
+    ip = ir.InsertionPoint.after(owner) if owner is not None else \
+        ir.InsertionPoint.at_block_begin(v.owner)
+    with ip, (owner.location if owner is not None else ir.Location.unknown()):
+        t = bld.transpose(v, perm)
+    v.replace_all_uses_except(t, _owner(t))
+
+
+class _Sinker:
+    def __init__(self, module: ir.Module, entry: str):
+        self.module = module
+        self.entry = entry
+        self.symbols = ir.SymbolTable(module.operation)
+        self.changed = 0
+
+    # ---- bookkeeping ------------------------------------------------------
+    def _funcs(self) -> dict[str, ir.Operation]:
+        return {ir.StringAttr(op.attributes["sym_name"]).value: op.operation
+                for op in self.module.body.operations
+                if op.operation.name == "func.func"}
+
+    def _callers(self, name: str) -> list[ir.Operation]:
+        """Every op whose attributes refer to @name (a call, a composite's
+        decomposition, or anything else: then the function is not touched).
+        Attributes are searched structurally (printing some aborts)."""
+        out = []
+
+        def mentions(attr) -> bool:
+            if isinstance(attr, ir.FlatSymbolRefAttr):
+                return attr.value == name
+            if isinstance(attr, ir.SymbolRefAttr):
+                return True  # nested reference: count it, to be safe
+            if isinstance(attr, ir.ArrayAttr):
+                return any(mentions(a) for a in attr)
+            if isinstance(attr, ir.DictAttr):
+                return any(mentions(attr[i].attr) for i in range(len(attr)))
+            return False
+
+        def visit(op):
+            if op.name == "func.func":
+                return ir.WalkResult.ADVANCE
+            if op.name in _NO_SYMBOLS:
+                return ir.WalkResult.ADVANCE
+            if any(mentions(op.attributes[i].attr) for i in range(len(op.attributes))
+                   if op.attributes[i].name not in ("value", "padding")):
+                out.append(op.operation)
+            return ir.WalkResult.ADVANCE
+        self.module.operation.walk(visit)
+        return out
+
+    def _transposes(self) -> list[ir.Operation]:
+        """The transposes and reshapes of the batched function and of the
+        private functions (other public functions are not ours to change)."""
+        out = []
+
+        def visit(op):
+            if op.name in ("stablehlo.transpose", "stablehlo.reshape"):
+                out.append(op.operation)
+            return ir.WalkResult.ADVANCE
+        for func in self._funcs().values():
+            name = ir.StringAttr(func.attributes["sym_name"]).value
+            if name == self.entry or _private(func):
+                func.walk(visit)
+        return out
+
+    def run(self) -> int:
+        for _ in range(_MAX_STEPS):
+            for op in self._transposes():
+                if self._step(op):
+                    self.changed += 1
+                    break
+            else:
+                break
+        if self.changed:
+            self._erase_dead()
+        return self.changed
+
+    def _erase_dead(self):
+        """Drops the broadcasts and constants the rewrites left without uses."""
+        while True:
+            dead = []
+
+            def visit(op):
+                if op.name in _PURE and all(not list(r.uses) for r in op.results):
+                    dead.append(op.operation)
+                return ir.WalkResult.ADVANCE
+            self.module.operation.walk(visit)
+            if not dead:
+                return
+            for op in dead:
+                op.erase()
+
+    # ---- one rewrite ------------------------------------------------------
+    def _step(self, op: ir.Operation) -> bool:
+        if not all(_static(v.type) for v in list(op.operands) + list(op.results)):
+            return False
+        if op.name == "stablehlo.reshape":
+            return self._fold_reshape(op)
+        x, r, perm = op.operands[0], op.results[0], _perm_of(op)
+        uses = [(u.owner.operation, u.operand_number) for u in r.uses]
+        if not uses:
+            op.erase()
+            return True
+        if perm == list(range(len(perm))):
+            r.replace_all_uses_with(x)
+            op.erase()
+            return True
+        if self._unit_move(op, x, perm):
+            return True
+        # uses that take the permutation without emitting a transpose
+        progress = False
+        for user, _ in uses:
+            if user.name == "stablehlo.transpose":
+                self._compose(user, x, perm)
+                progress = True
+            elif user.name == "stablehlo.broadcast_in_dim":
+                dims = _i64s(user, "broadcast_dimensions")
+                new = [0] * len(dims)
+                for k, d in enumerate(dims):
+                    new[perm[k]] = d
+                user.operands[0] = x
+                user.attributes["broadcast_dimensions"] = bld.i64_array(new)
+                progress = True
+        if progress:
+            if not list(r.uses):
+                op.erase()
+            return True
+        user, index = uses[0]
+        if any(u != user for u, _ in uses) or (len(uses) > 1 and user.name not in _MULTI):
+            return False
+        handler = self._HANDLERS.get(user.name)
+        if handler is None and user.name in _ELEMENTWISE:
+            handler = _Sinker._elementwise
+        if handler is None:
+            return False
+        if not all(_static(v.type) for v in list(user.operands) + list(user.results)
+                   if bld.ranked(v.type) is not None):
+            return False
+        done = handler(self, op, user, index, x, perm)
+        if done and not list(r.uses):
+            op.erase()
+        return bool(done)
+
+    def _compose(self, user, x, perm):
+        p2 = _perm_of(user)
+        q = [perm[p] for p in p2]
+        if q == list(range(len(q))):
+            user.results[0].replace_all_uses_with(x)
+        else:
+            with ir.InsertionPoint(user), user.location:
+                t = bld.transpose(x, q)
+            user.results[0].replace_all_uses_with(t)
+        user.erase()
+
+    def _unit_move(self, op, x, perm) -> bool:
+        """A transpose that moves only unit dims is a reshape."""
+        shape = bld.shape_of(x)
+        order = [p for p in perm if shape[p] != 1]
+        if order != sorted(order):
+            return False
+        with ir.InsertionPoint(op), op.location:
+            new = bld.reshape(x, bld.shape_of(op.results[0]))
+        op.results[0].replace_all_uses_with(new)
+        op.erase()
+        return True
+
+    def _fold_reshape(self, op) -> bool:
+        src = op.operands[0]
+        inner = _is_op(src, "stablehlo.reshape")
+        if src.type == op.results[0].type:
+            op.results[0].replace_all_uses_with(src)
+            op.erase()
+            return True
+        if inner is not None:
+            op.operands[0] = inner.operands[0]
+            if not list(inner.results[0].uses):
+                inner.erase()
+            return True
+        return False
+
+    # ---- consumers that move the transpose to their results ------------------
+    def _same_perm_source(self, v: ir.Value, r: ir.Value, x: ir.Value, perm, user):
+        """``v`` (an operand of ``user``, shaped like transpose(., perm)) in
+        the unmoved layout, built before ``user``; None if that costs a move."""
+        if v == r:
+            return x
+        t = _is_op(v, "stablehlo.transpose")
+        if t is not None and _perm_of(t) == perm:
+            return t.operands[0]
+        if bld.ranked(v.type) is None or not _static(v.type):
+            return None
+        shape = _unpermute_shape(bld.shape_of(v), perm)
+        b = _is_op(v, "stablehlo.broadcast_in_dim")
+        if b is not None:
+            dims = _i64s(b, "broadcast_dimensions")
+            with ir.InsertionPoint(user), user.location:
+                return bld.broadcast_in_dim(b.operands[0], shape, [perm[d] for d in dims])
+        c = _is_op(v, "stablehlo.constant")
+        if c is not None:
+            value = ir.DenseElementsAttr(c.attributes["value"])
+            if value.is_splat:
+                t = bld.tensor_type(shape, bld.element_type(v))
+                with ir.InsertionPoint(user), user.location:
+                    return bld.constant(ir.DenseElementsAttr.get_splat(t, value.get_splat_value()))
+        return None
+
+    def _operands_unmoved(self, user, r, x, perm, positions) -> list | None:
+        new = {}
+        for i in positions:
+            v = user.operands[i]
+            u = self._same_perm_source(v, r, x, perm, user)
+            if u is None:
+                return None
+            new[i] = u
+        return new
+
+    def _elementwise(self, t, user, index, x, perm) -> bool:
+        rank = len(perm)
+        positions = [i for i, v in enumerate(user.operands) if bld.rank_of(v) == rank]
+        if len(user.results) != 1 or bld.rank_of(user.results[0]) != rank:
+            return False
+        if any(bld.rank_of(v) not in (0, rank) for v in user.operands):
+            return False
+        new = self._operands_unmoved(user, t.results[0], x, perm, positions)
+        if new is None:
+            return False
+        for i, v in new.items():
+            user.operands[i] = v
+        res = user.results[0]
+        _retype(res, _unpermute_shape(bld.shape_of(res), perm))
+        _transpose_after(res, perm)
+        return True
+
+    def _reduce_like(self, t, user, x, perm, n_inputs) -> list[int] | None:
+        new = self._operands_unmoved(user, t.results[0], x, perm, range(n_inputs))
+        if new is None:
+            return None
+        for i, v in new.items():
+            user.operands[i] = v
+        return perm
+
+    def _reduce(self, t, user, index, x, perm) -> bool:
+        n = len(user.operands) // 2
+        if index >= n:
+            return False
+        dims = _i64s(user, "dimensions")
+        if self._reduce_like(t, user, x, perm, n) is None:
+            return False
+        new_dims = sorted(perm[d] for d in dims)
+        user.attributes["dimensions"] = bld.i64_array(new_dims)
+        kept_r = [k for k in range(len(perm)) if k not in dims]
+        kept_x = sorted(perm[k] for k in kept_r)
+        q = [kept_x.index(perm[k]) for k in kept_r]
+        for res in user.results:
+            shape = bld.shape_of(res)
+            _retype(res, [shape[q.index(j)] for j in range(len(q))])
+            _transpose_after(res, q)
+        return True
+
+    def _reduce_window(self, t, user, index, x, perm) -> bool:
+        n = len(user.operands) // 2
+        if index >= n:
+            return False
+        if self._reduce_like(t, user, x, perm, n) is None:
+            return False
+        inv = _inverse(perm)
+        for name in ("window_dimensions", "window_strides", "base_dilations",
+                     "window_dilations"):
+            if name in user.attributes:
+                vals = _i64s(user, name)
+                user.attributes[name] = bld.i64_array([vals[inv[j]] for j in range(len(vals))])
+        if "padding" in user.attributes:
+            pad = ir.DenseIntElementsAttr(user.attributes["padding"])
+            rows = [[pad[2 * i], pad[2 * i + 1]] for i in range(len(perm))]
+            flat = [v for j in range(len(perm)) for v in rows[inv[j]]]
+            ptype = ir.RankedTensorType.get([len(perm), 2], ir.IntegerType.get_signless(64))
+            user.attributes["padding"] = ir.DenseIntElementsAttr.get(
+                np.asarray(flat, np.int64).reshape(len(perm), 2), type=ptype)
+        for res in user.results:
+            _retype(res, _unpermute_shape(bld.shape_of(res), perm))
+            _transpose_after(res, perm)
+        return True
+
+    def _sort(self, t, user, index, x, perm) -> bool:
+        n = len(user.operands)
+        if self._reduce_like(t, user, x, perm, n) is None:
+            return False
+        d = ir.IntegerAttr(user.attributes["dimension"]).value
+        user.attributes["dimension"] = bld.i64_attr(perm[d])
+        for res in user.results:
+            _retype(res, _unpermute_shape(bld.shape_of(res), perm))
+            _transpose_after(res, perm)
+        return True
+
+    def _top_k(self, t, user, index, x, perm) -> bool:
+        """top_k works on the last dim: any move that keeps it last commutes."""
+        if perm[-1] != len(perm) - 1:
+            return False
+        user.operands[0] = x
+        for res in user.results:
+            _retype(res, _unpermute_shape(bld.shape_of(res), perm))
+            _transpose_after(res, perm)
+        return True
+
+    def _slice(self, t, user, index, x, perm) -> bool:
+        inv = _inverse(perm)
+        for name in ("start_indices", "limit_indices", "strides"):
+            vals = _i64s(user, name)
+            user.attributes[name] = bld.i64_array([vals[inv[j]] for j in range(len(vals))])
+        user.operands[0] = x
+        res = user.results[0]
+        _retype(res, _unpermute_shape(bld.shape_of(res), perm))
+        _transpose_after(res, perm)
+        return True
+
+    def _dynamic_slice(self, t, user, index, x, perm) -> bool:
+        if index != 0:
+            return False
+        inv = _inverse(perm)
+        starts = list(user.operands)[1:]
+        sizes = _i64s(user, "slice_sizes")
+        user.attributes["slice_sizes"] = bld.i64_array([sizes[inv[j]] for j in range(len(sizes))])
+        for j in range(len(perm)):
+            user.operands[1 + j] = starts[inv[j]]
+        user.operands[0] = x
+        res = user.results[0]
+        _retype(res, _unpermute_shape(bld.shape_of(res), perm))
+        _transpose_after(res, perm)
+        return True
+
+    def _dot_general(self, t, user, index, x, perm) -> bool:
+        if user.operands[0] == user.operands[1]:
+            return False
+        dn = stablehlo.DotDimensionNumbers(user.attributes["dot_dimension_numbers"])
+        lb, rb = list(dn.lhs_batching_dimensions), list(dn.rhs_batching_dimensions)
+        lc, rc = list(dn.lhs_contracting_dimensions), list(dn.rhs_contracting_dimensions)
+        lrank, rrank = bld.rank_of(user.operands[0]), bld.rank_of(user.operands[1])
+        if index == 0:
+            free_r = [k for k in range(lrank) if k not in lb + lc]
+            lb, lc = [perm[d] for d in lb], [perm[d] for d in lc]
+            offset = len(lb)
+        else:
+            free_r = [k for k in range(rrank) if k not in rb + rc]
+            rb, rc = [perm[d] for d in rb], [perm[d] for d in rc]
+            offset = len(lb) + (lrank - len(lb) - len(lc))
+        free_x = sorted(perm[k] for k in free_r)
+        q_part = [free_x.index(perm[k]) for k in free_r]
+        res = user.results[0]
+        out_rank = bld.rank_of(res)
+        q = list(range(out_rank))
+        for i, qi in enumerate(q_part):
+            q[offset + i] = offset + qi
+        user.attributes["dot_dimension_numbers"] = stablehlo.DotDimensionNumbers.get(
+            lhs_batching_dimensions=lb, rhs_batching_dimensions=rb,
+            lhs_contracting_dimensions=lc, rhs_contracting_dimensions=rc)
+        user.operands[index] = x
+        shape = bld.shape_of(res)
+        _retype(res, [shape[q.index(j)] for j in range(out_rank)])
+        _transpose_after(res, q)
+        return True
+
+    # ---- functions and loops ----------------------------------------------
+    def _single_use_callee(self, user, attr) -> ir.Operation | None:
+        name = ir.FlatSymbolRefAttr(user.attributes[attr]).value
+        funcs = self._funcs()
+        func = funcs.get(name)
+        if func is None or not _private(func):
+            return None
+        callers = self._callers(name)
+        if len(callers) != 1 or callers[0] != user:
+            clone = func.clone(ip=ir.InsertionPoint(self.module.body))
+            base, i = f"{name}_t", 0
+            new_name = base
+            while new_name in funcs:
+                i += 1
+                new_name = f"{base}{i}"
+            clone.attributes["sym_name"] = ir.StringAttr.get(new_name)
+            user.attributes[attr] = ir.FlatSymbolRefAttr.get(new_name)
+            func = clone
+        return func
+
+    def _call(self, t, user, index, x, perm) -> bool:
+        if user.name == "stablehlo.composite" and not _layout_free_composite(user, perm):
+            return False
+        attr = "callee" if user.name == "func.call" else "decomposition"
+        func = self._single_use_callee(user, attr)
+        if func is None:
+            return False
+        block = func.regions[0].blocks[0]
+        arg = block.arguments[index]
+        arg.set_type(x.type)
+        with ir.InsertionPoint.at_block_begin(block), func.location:
+            moved = bld.transpose(arg, perm)
+        arg.replace_all_uses_except(moved, _owner(moved))
+        user.operands[index] = x
+        _set_function_type(func)
+        return True
+
+    def _return(self, t, user, index, x, perm) -> bool:
+        """A transpose returned from a private function called once moves out."""
+        func = user.parent.operation
+        if func.name != "func.func":
+            return False
+        if not _private(func):
+            return False
+        callers = self._callers(ir.StringAttr(func.attributes["sym_name"]).value)
+        if len(callers) != 1:
+            return False
+        call = callers[0]
+        if call.name not in ("func.call", "stablehlo.composite"):
+            return False
+        if call.name == "stablehlo.composite" and not _layout_free_composite(call, perm):
+            return False
+        user.operands[index] = x
+        _set_function_type(func)
+        res = call.results[index]
+        res.set_type(x.type)
+        _transpose_after(res, perm)
+        return True
+
+    def _while(self, t, user, index, x, perm) -> bool:
+        cond, body = user.regions[0].blocks[0], user.regions[1].blocks[0]
+        ret = list(body.operations)[-1]
+        if ret.operands[index] != body.arguments[index]:
+            return False  # only a loop-invariant carry
+        user.operands[index] = x
+        for block in (cond, body):
+            arg = block.arguments[index]
+            arg.set_type(x.type)
+            if not list(arg.uses):
+                continue
+            with ir.InsertionPoint.at_block_begin(block), user.location:
+                moved = bld.transpose(arg, perm)
+            arg.replace_all_uses_except(moved, _owner(moved))
+        ret.operands[index] = body.arguments[index]
+        res = user.results[index]
+        res.set_type(x.type)
+        _transpose_after(res, perm)
+        return True
+
+    _HANDLERS = {
+        "stablehlo.reduce": _reduce,
+        "stablehlo.reduce_window": _reduce_window,
+        "stablehlo.sort": _sort,
+        "stablehlo.slice": _slice,
+        "chlo.top_k": _top_k,
+        "stablehlo.dynamic_slice": _dynamic_slice,
+        "stablehlo.dot_general": _dot_general,
+        "func.call": _call,
+        "stablehlo.composite": _call,
+        "func.return": _return,
+        "stablehlo.while": _while,
+    }
+
+
+def _set_function_type(func: ir.Operation):
+    block = func.regions[0].blocks[0]
+    ret = list(block.operations)[-1]
+    func.attributes["function_type"] = ir.TypeAttr.get(ir.FunctionType.get(
+        [a.type for a in block.arguments], [v.type for v in ret.operands]))
+
+
+def _layout_free_composite(op: ir.Operation, perm: Sequence[int]) -> bool:
+    """A composite means its named op on its operands' layout (a backend may
+    run the named op instead of the decomposition): only ``chlo.top_k``,
+    which works on the last dim, takes a move that keeps that dim last."""
+    name = ir.StringAttr(op.attributes["name"]).value
+    return name == "chlo.top_k" and perm[-1] == len(perm) - 1
+
+
+def _private(func: ir.Operation) -> bool:
+    return "sym_visibility" in func.attributes and \
+        ir.StringAttr(func.attributes["sym_visibility"]).value == "private"
+
+
+def sink_transposes(module: ir.Module, entry: str) -> int:
+    """Runs the pass on @entry of ``module`` and the private functions, in
+    place; returns how many rewrites it made."""
+    with module.context, ir.Location.unknown(module.context):
+        return _Sinker(module, entry).run()

@@ -1,0 +1,108 @@
+"""The layout pass (passes/layout.py): transposes sunk into their consumers,
+checked against jax.vmap with the batch on axis 1 / the last axis, in and out.
+
+Rank-3 values with the batch last give the permutation [2, 0, 1], which is not
+its own inverse."""
+import jax
+import jax.numpy as jnp
+
+import stablehlo_batch as sb
+from tests.conftest import check_vmap
+
+
+def _transposes(fn, args, in_axes, out_axes=0) -> int:
+    text = sb.batch_lower(fn, in_axes=in_axes, out_axes=out_axes).lower(*args).as_text()
+    return text.count("stablehlo.transpose")
+
+
+def test_elementwise_chain_batch_last(rng):
+    x = jnp.asarray(rng.standard_normal((3, 4, 2)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((3, 4)), jnp.float32)
+    fn = lambda x, w: jnp.tanh(x * w + 1.0) > 0.1  # noqa: E731
+    check_vmap(fn, x, w, in_axes=(-1, None), out_axes=-1)
+    assert _transposes(fn, (x, w), (-1, None), -1) == 0
+
+
+def test_reduce_and_argmax(rng):
+    x = jnp.asarray(rng.standard_normal((3, 4, 2)), jnp.float32)
+    fn = lambda x: (jnp.sum(x, axis=1), jnp.argmax(x, axis=0), jnp.max(x))  # noqa: E731
+    check_vmap(fn, x, in_axes=-1)
+    check_vmap(fn, x, in_axes=1, out_axes=-1)
+
+
+def test_top_k_and_sort(rng):
+    x = jnp.asarray(rng.standard_normal((3, 2, 8)), jnp.float32)
+    y = jnp.asarray(rng.standard_normal((3, 2, 8)), jnp.float32)
+    top = lambda x: jax.lax.top_k(x, 3)  # noqa: E731
+    check_vmap(top, x, in_axes=1)
+    check_vmap(top, x, in_axes=1, out_axes=1)
+    # top_k on the unmoved input, nothing moved at all
+    assert _transposes(top, (x,), 1, 1) == 0
+    srt = lambda x, y: (jnp.sort(x, axis=0), jax.lax.sort((x, y), dimension=1, num_keys=1))  # noqa: E731
+    check_vmap(srt, jnp.moveaxis(x, 1, -1), y, in_axes=(-1, 1), out_axes=-1)
+
+
+def test_slices(rng):
+    x = jnp.asarray(rng.standard_normal((5, 4, 2)), jnp.float32)
+    i = jnp.asarray([1, 3], jnp.int32)
+    fn = lambda x, i: (x[1:, ::2], jax.lax.dynamic_slice(x, (i, 0), (2, 3)))  # noqa: E731
+    check_vmap(fn, x, jnp.int32(2), in_axes=(-1, None), out_axes=(1, -1))
+    check_vmap(fn, x, i, in_axes=(-1, 0))
+
+
+def test_dot_general(rng):
+    x = jnp.asarray(rng.standard_normal((3, 2, 4)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((4, 5)), jnp.float32)
+    v = jnp.asarray(rng.standard_normal((3, 4, 6, 2)), jnp.float32)
+    fn = lambda x, w, v: (jnp.maximum(x @ w, 0.0),  # noqa: E731
+                          jnp.einsum("ac,acd->da", x, v))
+    check_vmap(fn, x, w, v, in_axes=(1, None, -1))
+    check_vmap(fn, x, w, v, in_axes=(1, None, -1), out_axes=-1)
+
+
+def test_scan_over_batch_on_axis_1(rng):
+    xs = jnp.asarray(rng.standard_normal((6, 2, 3)), jnp.float32)
+
+    def decay(xs):
+        def step(h, x):
+            h = jnp.tanh(0.9 * h + x)
+            return h, h
+        h, hs = jax.lax.scan(step, jnp.zeros(xs.shape[1:]), xs)
+        return h, jnp.mean(hs, 0)
+    check_vmap(decay, xs, in_axes=1)
+    check_vmap(decay, xs, in_axes=-1, out_axes=1)
+    # the scan slices the unmoved xs: no transpose at all
+    assert _transposes(decay, (xs,), 1) == 0
+
+
+def test_cnn_ensemble_kernels_batched(rng):
+    from bench.workloads import cnn  # noqa: PLC0415 - the bench's own model
+    b = 2
+    params = (jnp.asarray(rng.standard_normal((b, 3, 3, 1, 2)), jnp.float32),
+              jnp.asarray(rng.standard_normal((b, 3, 3, 2, 3)), jnp.float32),
+              jnp.asarray(rng.standard_normal((b, 3, 4)), jnp.float32),
+              jnp.asarray(rng.standard_normal((b, 4)), jnp.float32))
+    img = jnp.asarray(rng.standard_normal((6, 6, 1)), jnp.float32)
+    check_vmap(cnn, params, img, in_axes=(0, None), rtol=1e-5, atol=1e-5)
+    # as vmap: the kernels' moves into the features, one move of the last
+    # features out; the relu and max-pool run with the batch in the features
+    assert _transposes(cnn, (params, img), (0, None)) == 3
+
+
+def test_private_callee_called_twice_is_cloned(rng):
+    x = jnp.asarray(rng.standard_normal((3, 2, 4)), jnp.float32)
+
+    @jax.jit
+    def f(a):
+        return jnp.sort(a, axis=-1)
+
+    fn = lambda x, y: (f(x), f(y))  # noqa: E731
+    check_vmap(fn, x, jnp.swapaxes(x, 0, 1) + 1.0, in_axes=(1, 0))
+
+
+def test_padded_reduce_window_batch_last(rng):
+    x = jnp.asarray(rng.standard_normal((5, 6, 2)), jnp.float32)
+    fn = lambda x: jax.lax.reduce_window(  # noqa: E731
+        x, -jnp.inf, jax.lax.max, (2, 3), (1, 2), ((1, 0), (0, 2)))
+    check_vmap(fn, x, in_axes=-1)
+    assert _transposes(fn, (x,), -1, -1) == 0
