@@ -1042,6 +1042,9 @@ def _collective(p, x):
     if fn == "pmean":
         return lax.pmean(x, NAME)
     if fn == "pmax":
+        # batched: grad through pmax of an unbatched value is open
+        # (test_generated_regressions.py, strict xfail)
+        x = x + (lax.axis_index(NAME) * 0).astype(x.dtype)
         return lax.pmax(x, NAME)
     if fn == "all_gather":
         return lax.all_gather(x, NAME)
@@ -1318,7 +1321,11 @@ def programs(draw, max_steps=5, ops=None, first=None, use=None, option=None, var
     symbolic = symbolic and not collective
     opts = ["none", "none"] + ["chunk"] * (not collective) + ["symbolic"] * symbolic
     # mesh=: the batch must split evenly over the devices (a documented ValueError)
-    mesh = several_devices() and size > 0 and size % len(jax.devices()) == 0
+    # ... and a batch_lower around a mesh= one fails (open: "exported for 2
+    # devices and called in a context with 1 devices" / a sharding of the
+    # wrong rank; jax.vmap around one works)
+    mesh = several_devices() and size > 0 and size % len(jax.devices()) == 0 and \
+        p.use != "nested"
     opts += ["mesh"] * mesh + ["tune"] * tune_available()
     opt = option if option in opts else draw(st.sampled_from(opts))
     if opt == "chunk":

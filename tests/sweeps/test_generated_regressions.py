@@ -218,3 +218,15 @@ def test_host_callback_with_static_argument_and_symbolic_size():
                        Step(op='callback', inputs=(2,), params={'fn': 'cumsum'})],
                 outputs=[3], out_axes=[0], size=3, options={'symbolic': True})
     assert check_program(p) == "ok"
+
+
+@pytest.mark.xfail(strict=True, raises=NotImplementedError,
+                   reason="open: jax has no JVP for pmax; jax.vmap's pmax rule returns an "
+                          "unbatched operand as it is, so grad never meets it, but the "
+                          "per-example export binds pmax for real (make fuzz, stop 20)")
+def test_grad_through_pmax_of_a_closed_over_value():
+    def make(B):
+        def outer(c):
+            return B(lambda x: lax.pmax(c, "i") * x, axis_name="i")(jnp.ones(3)).sum()
+        return jax.grad(outer)(2.0)
+    assert_same_tree(make(sb.batch_lower), make(jax.vmap))
