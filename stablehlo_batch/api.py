@@ -587,7 +587,8 @@ class BatchedFunction:
         if self.tune is not None:  # full batch or chunks, by measurement (tuning.py)
             try:
                 built, tuned = tuning.select(exp, dims, out_dims, size, platform,
-                                             args=leaves, chunks=self.tune, what="batch_lower")
+                                             args=leaves, chunks=self.tune, what="batch_lower",
+                                             coupled=self.axis_name is not None)
             except tuning.NeedsArguments:
                 raise _NeedsTuning() from None
             if built.report is not None:

@@ -62,7 +62,8 @@ def batch_exported(exp, in_axes=0, out_axes=0, *, axis_size, axis_name=None, tun
         exp = named_axes.lanes_exported(exp, axis_name, size if not is_symbolic(size) else
                                         axis_size, "batch_exported")
     if tune is not False and tune is not None:
-        return tuning.select_exported(exp, dims, out_dims, size, tune, tune_args)
+        return tuning.select_exported(exp, dims, out_dims, size, tune, tune_args,
+                                      coupled=axis_name is not None)
     return batch_flat(exp, dims, out_dims, size, what="batch_exported").exported
 
 

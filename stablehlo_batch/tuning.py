@@ -374,8 +374,8 @@ def _failed(e: Exception) -> str:
 def select(exp: jax.export.Exported, dims: Sequence[int | None],
            out_dims: Sequence[int | None], size: int, platform: str, *,
            args: Sequence | None = None, chunks: Sequence[int] = DEFAULT_CHUNKS,
-           what: str = "batch_lower", budget_s: float | None = None
-           ) -> tuple[BatchedExport, TuningResult]:
+           what: str = "batch_lower", budget_s: float | None = None,
+           coupled: bool = False) -> tuple[BatchedExport, TuningResult]:
     """The batched function for the fastest strategy, and what was measured.
 
     ``dims`` / ``out_dims`` as for ``flat.batch_flat`` (non-negative
@@ -385,13 +385,15 @@ def select(exp: jax.export.Exported, dims: Sequence[int | None],
     concrete arguments, the candidates are measured and the record written.
     Without arguments to measure on and no record, it raises
     ``NeedsArguments`` unless within ``allow_untuned()`` (then: the full
-    batch, ``pending``).
+    batch, ``pending``). ``coupled``: collectives over the named axis couple
+    the lanes, so neither chunks nor the lane loop compute the same values:
+    the full batch, nothing measured.
     """
     size = int(size)
     dev = _device(platform)
     device_kind = f"{platform}:{dev.device_kind}" if dev is not None else f"{platform}:none"
     fp = fingerprint(exp, dims, out_dims)
-    ks = chunk_sizes(size, chunks)
+    ks = [] if coupled else chunk_sizes(size, chunks)
     identity = _identity(fp, size, platform, device_kind, ks)
     key = _key(identity)
     path = os.path.join(records_dir(), key + ".json")
@@ -418,7 +420,9 @@ def select(exp: jax.export.Exported, dims: Sequence[int | None],
     if not can_measure and ks and dev is not None and not untuned_ok():
         raise NeedsArguments()
     if not can_measure:
-        note = ("nothing to choose: the batch is no larger than every chunk size" if not ks
+        note = ("nothing to choose: collectives over the named axis need the whole batch"
+                if coupled else
+                "nothing to choose: the batch is no larger than every chunk size" if not ks
                 else "no device for this platform" if dev is None else "")
         cands = [Candidate(None, note=note)] + [Candidate(k) for k in ks]
         source = "fixed" if not ks else "pending"
@@ -485,7 +489,7 @@ def example_arguments(avals, seed: int = 0) -> list:
 
 
 def select_exported(exp: jax.export.Exported, dims, out_dims, size, tune,
-                    tune_args=None) -> jax.export.Exported:
+                    tune_args=None, coupled: bool = False) -> jax.export.Exported:
     """``batch_exported(..., tune=...)``: the fastest strategy as an ``Exported``."""
     chunks = canonicalize_tune(tune, {}, is_symbolic(size))
     dims = ax.batch_positions("batch_exported in_axes", exp.in_avals, dims)
@@ -503,5 +507,5 @@ def select_exported(exp: jax.export.Exported, dims, out_dims, size, tune,
         platform, leaves = exp.platforms[0], None
     with allow_untuned():
         built, _ = select(exp, dims, out_dims, int(size), platform, args=leaves,
-                          chunks=chunks, what="batch_exported")
+                          chunks=chunks, what="batch_exported", coupled=coupled)
     return built.exported

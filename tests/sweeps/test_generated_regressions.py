@@ -230,3 +230,17 @@ def test_grad_through_pmax_of_a_closed_over_value():
             return B(lambda x: lax.pmax(c, "i") * x, axis_name="i")(jnp.ones(3)).sum()
         return jax.grad(outer)(2.0)
     assert_same_tree(make(sb.batch_lower), make(jax.vmap))
+
+
+def test_tune_with_collectives_keeps_the_full_batch():
+    """make fuzz (stop 20): tune=True measured the lane loop and chunks for a
+    function with a psum over the named axis; the lane loop ran the
+    per-example module, whose psum then summed one lane (a wrong value).
+    Collectives couple the lanes: tune keeps the full batch, measuring nothing."""
+    def f(x, w):
+        return lax.psum(lax.conv_general_dilated(x, w, (1,), ((0, 0),)), "i"), x
+    x = np.random.default_rng(0).standard_normal((3, 1, 1, 3)).astype(np.float32)
+    w = np.random.default_rng(1).standard_normal((3, 2, 1, 1)).astype(np.float32)
+    bf = sb.batch_lower(f, axis_name="i", tune=True)
+    assert_same_tree(bf(x, w), jax.vmap(f, axis_name="i")(x, w), rtol=1e-5, atol=1e-5)
+    assert bf.lower(x, w).report().tuning.source == "fixed"
