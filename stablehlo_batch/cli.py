@@ -246,6 +246,13 @@ try:
             m = stablehlo.deserialize_portable_artifact(ctx, data)
         else:
             m = ir.Module.parse(data, ctx)
+except Exception as e:  # the reader's error: the parent reports it, never re-reads
+    diags = getattr(e, "error_diagnostics", None) or []
+    msg = "; ".join(d.message for d in diags) or (str(e).splitlines() or [repr(e)])[0]
+    sys.stdout.write(msg)
+    sys.exit(3)
+try:
+    with ctx:
         m.operation.verify()
 except Exception:
     pass
@@ -263,6 +270,12 @@ def _check_bytecode_in_child(data: bytes, timeout: float | None = None):
     except subprocess.TimeoutExpired:
         raise BatchingError("cannot parse module: reading the bytecode did not finish "
                             f"in {timeout:.0f} s") from None
+    if proc.returncode == 3:
+        # The reader refused it: reading it again here could corrupt this
+        # process's memory (seen: a bad dialect index read after other
+        # modules were parsed aborted the process in malloc).
+        msg = proc.stdout.decode("utf-8", "replace").strip() or "corrupt bytecode"
+        raise BatchingError(f"cannot parse module: {msg}")
     if proc.returncode != 0:
         raise BatchingError("cannot parse module: the bytecode is corrupt (the MLIR "
                             f"reader crashed on it, exit status {proc.returncode})")

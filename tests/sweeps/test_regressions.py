@@ -132,3 +132,29 @@ def test_batched_call_to_external_declaration_is_a_typed_error():
     # unbatched, the call is kept as it is
     out = sb.batch_module(EXTERNAL_CALLEE, [None, 0], [None, 0], 4)
     assert "call @external(" in out and "tensor<4x3xf32>" in out
+
+
+
+# Found by make fuzz (stop 20, CLI seed 1796665674): bytecode with a flipped
+# bit that MLIR's reader refuses ("invalid dialect index") in the child
+# check, but that corrupted this process's heap when read again in-process
+# (free(): corrupted unsorted chunks). The child's refusal is now the error.
+_BAD_DIALECT_INDEX_BC = (
+    "eNptkf9qE0EQx3dudjIey7Icx7GEo4QSJITQXwaRIiJSrJQ0Nq3oP/4RLsmZBq6pJBfEB/CvIkX8wzcQRHwCER/J"
+    "V3DS2qroct/dme/NZ26Z6+7/OLLd/b2jW+31zfXN8aRU0GSgMAZ0SByT9WmtHjfw1UEVOsbFxvx+/rOexDElrRZU"
+    "nfeeXepqPjXBACmJPHgAsJZiDx20EXkPZ2hjqnr4hDah1MNXFB2K5h6+CfGd5d1O3YCwnyX/IvnZlui56I2Ht+J9"
+    "EO9czvO2h3eJh/dG+jdEh3VDq6AuF/46PXSl9oA9Esp1EMhdRymEKSVWtpCcbDY0EGgiKWAIAmKZCC6rpZaWBIR6"
+    "FhD0CFg/DhAi7BlkvYFsiB+YHRXtPhKWAEnvCdiLmPUYQ8O8YbZcW5lnt0OU5tJYry0p3Ma7ylbuyRfkD+j7SKTv"
+    "IGPPG9ZNJIPYUOFuy15cQhjE3oq7gmu4qrhSv4BJ30SqLEP1MVjZblXJhdFKy7nERIPFpCgnU/ViMR2qeZkNivy4"
+    "OFUnp6NFkatZXi5mUzV6Pc1OJsP+4uUoK/P+vJgM82vzMpsPs7LMZyobjdQ4K48lXLsy+0tT4iKb9f+h/jT/6n/j"
+    "aSSTtcAyW+AuP7SSgAPmDluIARLApoUqQAo/Aae4bDk=")
+
+
+def test_bytecode_the_child_refuses_is_not_read_again(tmp_path, capfd):
+    src = tmp_path / "m.mlirbc"
+    src.write_bytes(zlib.decompress(base64.b64decode(_BAD_DIALECT_INDEX_BC)))
+    rc = cli.main([str(src), "--func=scalar_dynamic_update_slice", "--axis-size=3",
+                   "--in-axes=0,none"])
+    out, err = capfd.readouterr()
+    assert rc == 1 and out == "" and len(err.splitlines()) == 1, err
+    assert err.startswith("error: cannot parse module: invalid dialect index"), err
