@@ -244,3 +244,41 @@ def test_tune_with_collectives_keeps_the_full_batch():
     bf = sb.batch_lower(f, axis_name="i", tune=True)
     assert_same_tree(bf(x, w), jax.vmap(f, axis_name="i")(x, w), rtol=1e-5, atol=1e-5)
     assert bf.lower(x, w).report().tuning.source == "fixed"
+
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="open (make fuzz, stop 20): a typed-key output with out_axes=-1 of a "
+                          "function with a host callback comes back with the key data's axes "
+                          "in the wrong order (the callback route)")
+def test_key_output_negative_out_axes_with_a_host_callback():
+    check_program(
+        Program(args=[Arg(shape=(),
+               dtype='key',
+               axis=0,
+               closure=None,
+               value=None),
+              Arg(shape=(2, 3), dtype='int32', axis=0, closure=None, value=None),
+              Arg(shape=(3, 2), dtype='int32', axis=0, closure=None, value=None),
+              Arg(shape=(), dtype='key', axis=0, closure=None, value=None)],
+             steps=[Step(op='key',
+               inputs=(0,),
+               params={'fn': 'split', 'index': 0, 'n': 1}),
+              Step(op='dot',
+               inputs=(2, 1),
+               params={'lc': (1, 0), 'rc': (0, 1), 'lb': (), 'rb': ()}),
+              Step(op='key',
+               inputs=(3,),
+               params={'fn': 'normal', 'index': 0, 'shape': ()}),
+              Step(op='broadcast',
+               inputs=(1,),
+               params={'shape': (2, 3), 'dims': (0, 1)}),
+              Step(op='callback', inputs=(6,), params={'fn': 'cumsum'})],
+             outputs=[8, 0],
+             out_axes=[0, -1],
+             size=3,
+             seed=0,
+             use='direct',
+             options={},
+             outer=(),
+             out_dtypes=('float32', 'key')))
