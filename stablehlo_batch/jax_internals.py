@@ -277,42 +277,40 @@ def traced_axis_size(name):
             parallel._axis_size, parallel._psum = orig_size, orig_psum
 
 
-_SKIP_BACKEND_INIT = threading.local()
-
-
-def _install_backend_init_switch():
-    _export = jax_export_impl
-    original = getattr(_export, "_ensure_backends_initialized", None)
+def _patch_per_thread(name: str, switch, while_on: Callable) -> None:
+    """Replaces ``jax._src.export._export.<name>`` (once per process) by a
+    function that calls ``while_on(original, *args)`` in a thread whose
+    ``switch.on`` is set, and the original everywhere else."""
+    original = getattr(jax_export_impl, name, None)
     if original is None or getattr(original, "_stablehlo_batch", False):
         return
 
-    def ensure_backends_initialized(platforms):
-        if not getattr(_SKIP_BACKEND_INIT, "on", False):
-            original(platforms)
-    ensure_backends_initialized._stablehlo_batch = True
-    _export._ensure_backends_initialized = ensure_backends_initialized
+    def patched(*args):
+        if getattr(switch, "on", False):
+            return while_on(original, *args)
+        return original(*args)
+    patched._stablehlo_batch = True
+    setattr(jax_export_impl, name, patched)
 
 
-_install_backend_init_switch()
+@contextlib.contextmanager
+def _switched_on(switch):
+    """``switch.on`` set in this thread while active."""
+    before = getattr(switch, "on", False)
+    switch.on = True
+    try:
+        yield
+    finally:
+        switch.on = before
+
+
+_SKIP_BACKEND_INIT = threading.local()
+_patch_per_thread("_ensure_backends_initialized", _SKIP_BACKEND_INIT,
+                  lambda original, platforms: None)
 
 _PLAIN_BYTECODE = threading.local()
-
-
-def _install_plain_bytecode_switch():
-    _export = jax_export_impl
-    original = getattr(_export, "_module_to_bytecode", None)
-    if original is None or getattr(original, "_stablehlo_batch", False):
-        return
-
-    def module_to_bytecode(module):
-        if getattr(_PLAIN_BYTECODE, "on", False):
-            return jax_mlir.module_to_bytecode(module)
-        return original(module)
-    module_to_bytecode._stablehlo_batch = True
-    _export._module_to_bytecode = module_to_bytecode
-
-
-_install_plain_bytecode_switch()
+_patch_per_thread("_module_to_bytecode", _PLAIN_BYTECODE,
+                  lambda original, module: jax_mlir.module_to_bytecode(module))
 
 
 @contextlib.contextmanager
@@ -326,12 +324,8 @@ def plain_bytecode_exports():
     Exported is not portable (``serialize()`` / ``call`` need the real
     thing). If it breaks, exports keep the portable form: slower, never
     wrong (tests/api/test_api.py)."""
-    before = getattr(_PLAIN_BYTECODE, "on", False)
-    _PLAIN_BYTECODE.on = True
-    try:
+    with _switched_on(_PLAIN_BYTECODE):
         yield
-    finally:
-        _PLAIN_BYTECODE.on = before
 
 
 def _lapack_targets() -> tuple[bytes, ...]:
@@ -356,12 +350,8 @@ def lapack_unless_needed(serialized_module: bytes):
     if any(t in serialized_module for t in _LAPACK_TARGETS):
         yield
         return
-    before = getattr(_SKIP_BACKEND_INIT, "on", False)
-    _SKIP_BACKEND_INIT.on = True
-    try:
+    with _switched_on(_SKIP_BACKEND_INIT):
         yield
-    finally:
-        _SKIP_BACKEND_INIT.on = before
 
 
 def trace_context():
