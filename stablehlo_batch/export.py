@@ -78,34 +78,6 @@ def _batched_for(exp: jax.export.Exported, pattern: tuple[bool, ...],
                       what="vmappable").exported
 
 
-def _vmappable_named(exp: jax.export.Exported, axis_name) -> Any:
-    named_axes.check_axis_name(axis_name)
-
-    @jax.custom_batching.custom_vmap
-    def call_flat(*flat):
-        # Outside jax.vmap: the module as exported (jax refuses to run it on
-        # fewer devices than its mesh has).
-        args, kwargs = tree_util.tree_unflatten(exp.in_tree, flat)
-        return tuple(tree_util.tree_flatten(exp.call(*args, **kwargs))[0])
-
-    @call_flat.def_vmap
-    def rule(axis_size, in_batched, *flat):
-        one = named_axes.lanes_exported(exp, axis_name, int(axis_size), "vmappable")
-        bexp = _batched_for(one, tuple(bool(b) for b in in_batched), int(axis_size),
-                            RULES.generation)
-        return vmappable(bexp).flat(*flat), (True,) * len(bexp.out_avals)
-
-    def call(*args, **kwargs):
-        flat, tree = tree_util.tree_flatten((args, kwargs))
-        if tree != exp.in_tree:
-            return exp.call(*args, **kwargs)  # jax's own error message
-        return tree_util.tree_unflatten(exp.out_tree, list(call_flat(*flat)))
-
-    call.flat = call_flat
-    call.exported = exp
-    return call
-
-
 @functools.lru_cache(maxsize=64)
 def _vjp_of(exp: jax.export.Exported):
     return vmappable(exp.vjp())
@@ -123,21 +95,25 @@ def vmappable(exp, *, axis_name=None) -> Any:
     must be the mesh axis' size."""
     exp = load(exp)
     if axis_name is not None:
-        return _vmappable_named(exp, axis_name)
+        named_axes.check_axis_name(axis_name)
 
     @jax.custom_batching.custom_vmap
     def call_flat(*flat):
+        # Outside jax.vmap: the module as exported (with axis_name, jax
+        # refuses to run it on fewer devices than its mesh has).
         args, kwargs = tree_util.tree_unflatten(exp.in_tree, flat)
         return tuple(tree_util.tree_flatten(exp.call(*args, **kwargs))[0])
 
     @call_flat.def_vmap
     def rule(axis_size, in_batched, *flat):
-        bexp = _batched_for(exp, tuple(bool(b) for b in in_batched), int(axis_size),
+        one = exp if axis_name is None else named_axes.lanes_exported(
+            exp, axis_name, int(axis_size), "vmappable")
+        bexp = _batched_for(one, tuple(bool(b) for b in in_batched), int(axis_size),
                             RULES.generation)
         # Under an outer vmap the batched call is batched again the same way.
         return vmappable(bexp).flat(*flat), (True,) * len(bexp.out_avals)
 
-    if exp.has_vjp():
+    if exp.has_vjp() and axis_name is None:
         # custom_vmap has no autodiff: gradients go through the exported VJP,
         # itself vmappable, so grad-of-vmap and vmap-of-grad both batch it.
         batched_call = call_flat
