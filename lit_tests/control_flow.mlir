@@ -10,6 +10,8 @@
 // RUN: stablehlo-batch-opt %s --func=case_op --axis-size=4 --in-axes=0,none | filecheck %s --check-prefix=CASE-B
 // RUN: stablehlo-batch-opt %s --func=case_costly --axis-size=4 --in-axes=0,none | filecheck %s --check-prefix=CASE-FAST
 // RUN: stablehlo-batch-opt %s --func=case_op --axis-size=4 --in-axes=none,0 | filecheck %s --check-prefix=CASE-U
+// RUN: stablehlo-batch-opt %s --func=no_results --axis-size=4 --in-axes=0,0 | filecheck %s --check-prefix=NORES
+// RUN: stablehlo-batch-opt %s --func=no_results --axis-size=b --in-axes=0,0 | filecheck %s --check-prefix=NORES-SYM
 // RUN: not stablehlo-batch-opt %s --func=side_effect_if --axis-size=4 --in-axes=0,none 2>&1 | filecheck %s --check-prefix=SIDE
 // RUN: stablehlo-batch-opt %s --func=sort_op --axis-size=4 --in-axes=0,none | filecheck %s --check-prefix=SORT
 // RUN: stablehlo-batch-opt %s --func=top_k --axis-size=4 --in-axes=0 | filecheck %s --check-prefix=TOPK
@@ -225,6 +227,39 @@ func.func @case_op(%i: tensor<i32>, %x: tensor<3xf32>) -> tensor<3xf32> {
     stablehlo.return %c : tensor<3xf32>
   }) : (tensor<i32>) -> tensor<3xf32>
   return %0 : tensor<3xf32>
+}
+
+// A batched selector of an if / case without results (jit(keep_unused=True)
+// keeps a dead lax.cond whose branches only forward their operand as a case
+// without results): nothing to select, no side effects, the op is removed
+// rather than left with a per-lane selector (which does not verify).
+// NORES-LABEL: func.func @no_results
+// NORES-SAME: (%{{[^:]+}}: tensor<4xi32>, %[[X:[^:]+]]: tensor<4x3xf32>) -> tensor<4x3xf32>
+// NORES-NOT: stablehlo.case
+// NORES-NOT: stablehlo.if
+// NORES: %[[S:[^ ]+]] = stablehlo.sine %[[X]] : tensor<4x3xf32>
+// NORES-NEXT: return %[[S]] : tensor<4x3xf32>
+// NORES-SYM-LABEL: func.func @no_results
+// NORES-SYM-SAME: (%{{[^:]+}}: tensor<?xi32>, %[[X:[^:]+]]: tensor<?x3xf32>) -> tensor<?x3xf32>
+// NORES-SYM-NOT: stablehlo.case
+// NORES-SYM-NOT: stablehlo.if
+// NORES-SYM: stablehlo.sine %[[X]] : tensor<?x3xf32>
+func.func @no_results(%i: tensor<i32>, %x: tensor<3xf32>) -> tensor<3xf32> {
+  "stablehlo.case"(%i) ({
+    stablehlo.return
+  }, {
+    %a = stablehlo.negate %x : tensor<3xf32>
+    stablehlo.return
+  }) : (tensor<i32>) -> ()
+  %c0 = stablehlo.constant dense<0> : tensor<i32>
+  %p = stablehlo.compare GT, %i, %c0, SIGNED : (tensor<i32>, tensor<i32>) -> tensor<i1>
+  "stablehlo.if"(%p) ({
+    stablehlo.return
+  }, {
+    stablehlo.return
+  }) : (tensor<i1>) -> ()
+  %s = stablehlo.sine %x : tensor<3xf32>
+  return %s : tensor<3xf32>
 }
 
 // A branch with side effects cannot run for lanes that did not take it.

@@ -6,6 +6,7 @@
 // RUN: stablehlo-batch-opt %s --axis-size=4 --in-axes=0,0,none | filecheck %s
 // RUN: stablehlo-batch-opt %s --func=nested --axis-size=4 | filecheck %s --check-prefix=NESTED
 // RUN: stablehlo-batch-opt %s --func=clash --axis-size=4 | filecheck %s --check-prefix=CLASH
+// RUN: stablehlo-batch-opt %s --func=no_result_composite --axis-size=4 | filecheck %s --check-prefix=COMP0
 
 // The original @f is only called from the batched function and is dropped;
 // @g is still called unbatched and stays.
@@ -106,4 +107,20 @@ func.func private @h(%a: tensor<3xf32>) -> tensor<3xf32> {
 func.func @clash(%x: tensor<3xf32>) -> tensor<3xf32> {
   %0 = func.call @h(%x) : (tensor<3xf32>) -> tensor<3xf32>
   return %0 : tensor<3xf32>
+}
+
+// A composite (not an elementwise name) becomes a call of its batched
+// decomposition; one without results is then removed too (no result to
+// replace would have left it calling the unbatched decomposition).
+// COMP0-LABEL: func.func @no_result_composite
+// COMP0-SAME: (%[[X:[^:]+]]: tensor<4x3xf32>) -> tensor<4x3xf32>
+// COMP0-NEXT: call @dec_b1(%[[X]]) : (tensor<4x3xf32>) -> ()
+// COMP0-NOT: stablehlo.composite
+// COMP0: func.func private @dec_b1(%{{[^:]+}}: tensor<4x3xf32>)
+func.func private @dec(%a: tensor<3xf32>) {
+  return
+}
+func.func @no_result_composite(%x: tensor<3xf32>) -> tensor<3xf32> {
+  "stablehlo.composite"(%x) {name = "test.no_result", decomposition = @dec} : (tensor<3xf32>) -> ()
+  return %x : tensor<3xf32>
 }

@@ -265,6 +265,15 @@ def branch(fb, op, flags):
     if _has_side_effects(op):
         raise fb.unsupported(op, "a branch with side effects cannot run for lanes "
                                  "that did not take it")
+    if not op.results:
+        # Nothing to select and (side effects refused above) nothing anyone
+        # sees: the op goes. Kept, it would be left with a per-lane selector,
+        # which an if / case cannot take (jit(keep_unused=True) keeps such a
+        # dead cond: batch_lower with a symbolic size).
+        fb.note("branches_dropped", op, "per-lane selector of an op without results "
+                "or side effects: removed")
+        fb.drop(op)
+        return []
     selector = op.operands[0]
     is_if = op.name == "stablehlo.if"
     fast_path = _worth_skipping(fb, op)

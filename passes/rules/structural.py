@@ -74,4 +74,6 @@ def composite(fb, op, flags):
              for r, b in zip(op.results, result_flags)]
     call_op = ir.Operation.create("func.call", results=types, operands=list(op.operands),
                                   attributes={"callee": ir.FlatSymbolRefAttr.get(new_name)})
+    if not op.results:  # no result to replace tells the engine the op is gone
+        fb.drop(op)
     return list(zip(call_op.results, result_flags))

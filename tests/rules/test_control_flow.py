@@ -424,6 +424,53 @@ def test_case_module_out_of_range_index_takes_last_branch(rng, index):
         np.testing.assert_allclose(np.asarray(got[lane]), np.asarray(want), rtol=1e-6)
 
 
+NO_RESULT_MODULE = """
+func.func @main(%i: tensor<i32>, %x: tensor<3xf32>) -> tensor<3xf32> {
+  "stablehlo.case"(%i) ({
+    stablehlo.return
+  }, {
+    %a = stablehlo.negate %x : tensor<3xf32>
+    stablehlo.return
+  }) : (tensor<i32>) -> ()
+  %c0 = stablehlo.constant dense<0> : tensor<i32>
+  %p = stablehlo.compare GT, %i, %c0, SIGNED : (tensor<i32>, tensor<i32>) -> tensor<i1>
+  "stablehlo.if"(%p) ({
+    %w = stablehlo.while(%k = %c0) : tensor<i32>
+    cond {
+      %t = stablehlo.compare LT, %k, %i, SIGNED : (tensor<i32>, tensor<i32>) -> tensor<i1>
+      stablehlo.return %t : tensor<i1>
+    } do {
+      %c1 = stablehlo.constant dense<1> : tensor<i32>
+      %k1 = stablehlo.add %k, %c1 : tensor<i32>
+      stablehlo.return %k1 : tensor<i32>
+    }
+    stablehlo.return
+  }, {
+    stablehlo.return
+  }) : (tensor<i1>) -> ()
+  %0 = "stablehlo.if"(%p) ({
+    %b = stablehlo.sine %x : tensor<3xf32>
+    stablehlo.return %b : tensor<3xf32>
+  }, {
+    stablehlo.return %x : tensor<3xf32>
+  }) : (tensor<i1>) -> tensor<3xf32>
+  return %0 : tensor<3xf32>
+}
+"""
+
+
+@pytest.mark.parametrize("index", [[0, 1, 2, -1], [1, 1, 1, 1]])
+def test_branches_without_results_batched_selector(index):
+    """An if / case without results on a per-lane selector (jit keeps such a
+    dead cond under keep_unused=True, as batch_lower does for a symbolic
+    size): it was left in place with a rank-1 selector and the batched module
+    failed verification. Now it is removed: no results, no side effects."""
+    x = jnp.arange(12.0, dtype=f32).reshape(4, 3)
+    check_module(NO_RESULT_MODULE, [jnp.asarray(index, i32), x], [0, 0], [0], 4)
+    text = sb.batch_module(NO_RESULT_MODULE, [0, 0], [0], "b")
+    assert text.count('"stablehlo.case"') + text.count("stablehlo.while") == 0
+
+
 # ---- the uniform-predicate fast path -----------------------------------------------
 
 def _never_ends_below_10(x):

@@ -130,6 +130,25 @@ def test_custom_composite(rng, in_axes):
     assert_same_tree(sb.batch_lower(fma, in_axes=in_axes, out_axes=1)(x, y), want)
 
 
+def test_composite_without_results():
+    """A composite without results became a call of its batched
+    decomposition, but nothing replaced the composite itself (no result to
+    replace), which stayed with batched operands and failed verification."""
+    text = """
+    func.func private @dec(%a: tensor<3xf32>) {
+      return
+    }
+    func.func @main(%x: tensor<3xf32>) -> tensor<3xf32> {
+      "stablehlo.composite"(%x) {name = "test.no_result", decomposition = @dec} : (tensor<3xf32>) -> ()
+      %0 = stablehlo.sine %x : tensor<3xf32>
+      return %0 : tensor<3xf32>
+    }
+    """
+    x = jnp.arange(6.0, dtype=f32).reshape(2, 3)
+    check_module(text, [x], [0], [0], 2)
+    assert "stablehlo.composite" not in sb.batch_module(text, [0], [0], 2)
+
+
 @pytest.mark.parametrize("in_axes", [(0, None), (None, -1), (1, 0)], ids=str)
 def test_elementwise_composite_mixed_operands(rng, in_axes):
     # jax.export turns chlo.mulhi into a composite named "chlo.mulhi"
