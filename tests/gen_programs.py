@@ -277,13 +277,25 @@ def _apply_use(p: Program, call, dyn, tcl, dyn2, tcl2, batched):
     return outer(call, in_axes=axes, axis_size=size)(*args)
 
 
+def _has_collectives(p: Program) -> bool:
+    return any(o.startswith("collective") for o in p.ops())
+
+
 def _unbatched_diff_fails(p: Program, explicit, closed, error: type) -> bool:
     """jax.vjp of the unbatched function (at lane 0) raises ``error`` too.
 
     batch_lower differentiates the per-example function; where jax's own
     derivative rule fails on it (lax.clamp with scalar bounds: its JVP
     selects between a scalar and an array) while vmap's rule happens to
-    sidestep it (it broadcasts the bounds), both fail as jax does."""
+    sidestep it (it broadcasts the bounds), both fail as jax does.
+
+    A program with collectives needs its axis name bound: the per-example
+    VJP (forward and backward, as batch_lower traces it) runs inside
+    ``jax.vmap(..., in_axes=None, axis_size=p.size, axis_name=NAME)``, every
+    lane given lane 0's inputs. The lanes stay unbatched there, so jax's own
+    rules meet the per-example shapes (the clamp's scalar bounds are not
+    broadcast), and the collectives see as many lanes as in the program
+    (all_gather's and ppermute's shapes and pairs depend on the count)."""
     lane = []
     for v, a in zip(explicit, p.explicit):
         if a.dtype == STATIC or a.axis is None:
@@ -300,9 +312,13 @@ def _unbatched_diff_fails(p: Program, explicit, closed, error: type) -> bool:
         for i, x in zip(diff, xs):
             full[i] = x
         return _float_outs(fn(*full))
+    def vjp(*xs):
+        out, pull = jax.vjp(g, *xs)
+        return pull(tuple(jnp.ones_like(o) for o in out))
+    if _has_collectives(p):
+        vjp = jax.vmap(vjp, in_axes=None, axis_size=max(p.size, 1), axis_name=NAME)
     try:
-        out, pull = jax.vjp(g, *[lane[i] for i in diff])
-        pull(tuple(jnp.ones_like(o) for o in out))
+        vjp(*[lane[i] for i in diff])
     except error:
         return True
     except Exception:
@@ -338,7 +354,7 @@ def check_program(p: Program, rtol=1e-4, atol=1e-4) -> str:
     program, the plain call is checked against a per-lane loop."""
     explicit, closed = p.make_args()
     explicit2, closed2 = p.make_args(p.seed + 1)
-    named = dict(axis_name=NAME) if any(o.startswith("collective") for o in p.ops()) else {}
+    named = dict(axis_name=NAME) if _has_collectives(p) else {}
     kw = dict(in_axes=p.in_axes, out_axes=tuple(p.out_axes), axis_size=p.axis_size, **named)
     sb_kw = dict(kw, **_sb_options(p))
 

@@ -134,6 +134,64 @@ def test_grad_of_clamp_with_scalar_bounds_fails_as_in_jax():
     assert check_program(p) == ("jax-diff-failed" if jax_fails else "ok")
 
 
+# run 3 of make fuzz: jax's clamp bug under grad in a program with a
+# collective (lane 0 of the collective, then the clamp of lane 0's bounds)
+_CLAMP_AND_PSUM = dict(
+    args=[Arg(shape=(2, 2), dtype='float32', axis=None), Arg(shape=(), dtype='float32', axis=0)],
+    steps=[Step(op='collective', inputs=(1,), params={'fn': 'psum', 'n': 3, 'shift': 0}),
+           Step(op='clamp', inputs=(1, 0, 1), params={})],
+    outputs=[3, 2], out_axes=[0, 0], size=3)
+
+
+@pytest.mark.parametrize("use", ["grad", "vjp", "jvp"])
+def test_grad_of_clamp_with_scalar_bounds_and_a_collective_fails_as_in_jax(use):
+    """make fuzz (run 3): check_program tells jax's own clamp-gradient bug
+    (above) by differentiating the unbatched function, which it could not
+    run with a collective over the unbound axis name, so jax's bug showed as
+    a failure. The per-example VJP now runs with the axis bound
+    (gen_programs._unbatched_diff_fails)."""
+    x = jnp.ones((2, 2))
+    try:
+        jax.grad(lambda lo: lax.clamp(lo, x, lo).sum())(0.5)
+        jax_fails = False
+    except TypeError:
+        jax_fails = True
+    p = Program(**_CLAMP_AND_PSUM, use=use)
+    assert check_program(p) == ("jax-diff-failed" if jax_fails else "ok")
+
+
+def _failing_under_autodiff(monkeypatch, error):
+    """batch_lower made to raise ``error`` when its result is differentiated."""
+    real = sb.batch_lower
+
+    def broken(fn, **kw):
+        bf = real(fn, **kw)
+
+        @jax.custom_jvp
+        def call(*a):
+            return bf(*a)
+
+        @call.defjvp
+        def _(primals, tangents):
+            raise error("select cases must have the same shapes (made to fail)")
+        return call
+    monkeypatch.setattr(sb, "batch_lower", broken)
+
+
+@pytest.mark.parametrize("clamp", [False, True])
+def test_our_failure_under_grad_with_a_collective_is_not_jaxs(monkeypatch, clamp):
+    """The other side of the check above: where jax differentiates the
+    per-example function with the axis bound, a failure of batch_lower under
+    grad is ours and raises (a TypeError as from jax's clamp bug, in a
+    program without the clamp); in the program with the clamp, a failure of
+    another type than jax's is ours too."""
+    p = Program(**_CLAMP_AND_PSUM, use="grad")
+    if not clamp:
+        p.steps = p.steps[:1] + [Step(op='unary', inputs=(0,), params={'fn': 'sin'})]
+    _failing_under_autodiff(monkeypatch, RuntimeError if clamp else TypeError)
+    with pytest.raises(RuntimeError if clamp else TypeError, match="made to fail"):
+        check_program(p)
+
 def test_all_to_all_of_an_unbatched_operand():
     """jax.vmap's all_to_all rule gets an operand that does not depend on
     the batch wrong (a (3, 2) constant gave a (3, 3, 2, 3, 2) result, a jax
