@@ -346,6 +346,24 @@ def test_derivatives_through_pmax_pmin_of_a_batched_operand(name, ties):
                      rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("use", ["grad", "vjp", "jvp"])
+@pytest.mark.parametrize("fn", sorted(_EXTREMA))
+def test_generated_pmax_pmin_under_autodiff(fn, use):
+    """The generator draws pmax / pmin of any operand under grad / vjp / jvp
+    now: of an unbatched (closed-over) one checked against jax.vmap, of a
+    batched one against jax.vmap of the program with them written as
+    all_gather + max / min (jax.vmap cannot differentiate them there)."""
+    step = Step(op='collective', inputs=(0,), params={'fn': fn, 'n': 3, 'shift': 0})
+    unbatched = Program(args=[Arg(shape=(2,), dtype='float32', axis=None, closure='traced'),
+                              Arg(shape=(2,), dtype='float32', axis=0)],
+                        steps=[step, Step(op='binary', inputs=(2, 1), params={'fn': 'mul'})],
+                        outputs=[3], out_axes=[0], size=3, use=use)
+    assert check_program(unbatched) == "ok"
+    batched = Program(args=[Arg(shape=(2,), dtype='float32', axis=0)],
+                      steps=[step, Step(op='binary', inputs=(1, 0), params={'fn': 'mul'})],
+                      outputs=[2], out_axes=[0], size=3, use=use)
+    assert check_program(batched) == "vmap-failed-extrema"
+
 def test_pmax_over_an_outer_axis_stays_without_a_derivative():
     """Only pmax / pmin over batch_lower's own axis get a derivative: over an
     enclosing jax.vmap's axis it fails as in jax (also with jax.vmap inside)."""
