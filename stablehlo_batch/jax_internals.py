@@ -60,6 +60,18 @@ are what notice).
   exported for a named batch axis it is lowered that way for the export's
   platform too. If it breaks, ``pbroadcast`` over a batch axis fails to
   export on CPU / TPU (tests/rules/test_collectives.py).
+- ``differentiable_extrema`` (``jax._src.lax.parallel.pmax_p`` / ``pmin_p``,
+  a JVP rule in ``jax._src.interpreters.ad.primitive_jvps``, switched per
+  thread): jax has no derivative for ``pmax`` / ``pmin``; ``jax.vmap``'s
+  rule returns an unbatched operand as it is (so ``grad`` of ``vmap`` never
+  meets the collective), while we differentiate the per-example function,
+  which binds it. While our per-example JVP / VJP is traced, their
+  derivative is the tangent at the lanes holding the extremum, ties
+  shared (jax's ``reduce_max`` JVP rule across lanes). If it breaks,
+  ``jax.grad`` through ``pmax`` / ``pmin`` inside ``batch_lower`` raises
+  jax's "Differentiation rule for 'pmax' not implemented"
+  (tests/sweeps/test_generated_regressions.py,
+  test_grad_through_pmax_of_a_closed_over_value).
 - ``lapack_unless_needed`` (``jax._src.export._export._ensure_backends_initialized``):
   lowering an ``Exported.call`` for CPU initializes jaxlib's LAPACK kernels
   (importing SciPy's BLAS: ~0.1 s of CPU, once per process) whether or not
@@ -89,6 +101,7 @@ are what notice).
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 import threading
 from typing import Callable
@@ -99,6 +112,7 @@ from jax._src import api_util, core, sharding_impls, source_info_util, traceback
 from jax._src import config as jax_config_impl
 from jax._src import tree_util as jax_tree_util
 from jax._src.export import _export as jax_export_impl
+from jax._src.interpreters import ad as jax_ad
 from jax._src.interpreters import batching as jax_batching
 from jax._src.interpreters import mlir as jax_mlir
 from jax._src.lax import lax as lax_internal
@@ -303,6 +317,49 @@ def _switched_on(switch):
     finally:
         switch.on = before
 
+
+
+# ---- differentiation ----------------------------------------------------------------
+
+_EXTREMA_AXES = threading.local()  # .names: axis names whose pmax / pmin we differentiate
+
+
+def _extremum_jvp(prim, primals, tangents, *, axes, axis_index_groups):
+    """JVP of ``pmax`` / ``pmin`` over axes all in this thread's switch:
+    the tangent averaged over the lanes whose value is the result, which
+    is jax's JVP of ``reduce_max`` / ``reduce_min`` taken across lanes (an
+    operand equal in every lane keeps its tangent). Elsewhere jax's own
+    error for a primitive without a JVP rule."""
+    names = getattr(_EXTREMA_AXES, "names", frozenset())
+    if not axes or not all(not isinstance(a, int) and a in names for a in axes):
+        raise NotImplementedError(f"Differentiation rule for '{prim}' not implemented")
+    (x,), (t,) = primals, tangents
+    y = prim.bind(x, axes=axes, axis_index_groups=axis_index_groups)
+    t = jax_ad.instantiate_zeros(t)
+    hit = lax_internal.eq(x, y)
+    count = parallel.psum(lax_internal.convert_element_type(hit, t.dtype), axes,
+                          axis_index_groups=axis_index_groups)
+    picked = lax_internal.select(hit, t, lax_internal.full_like(t, 0))
+    return y, lax_internal.div(parallel.psum(picked, axes,
+                                             axis_index_groups=axis_index_groups), count)
+
+
+for _prim in (parallel.pmax_p, parallel.pmin_p):
+    if _prim not in jax_ad.primitive_jvps:  # jax's own rule, once it has one
+        jax_ad.primitive_jvps[_prim] = functools.partial(_extremum_jvp, _prim)
+
+
+@contextlib.contextmanager
+def differentiable_extrema(axis_name):
+    """While active (in this thread), ``pmax`` / ``pmin`` over ``axis_name``
+    have a derivative (``_extremum_jvp``): for the per-example function
+    that a batched function's JVP and VJP differentiate."""
+    before = getattr(_EXTREMA_AXES, "names", frozenset())
+    _EXTREMA_AXES.names = before | {axis_name}
+    try:
+        yield
+    finally:
+        _EXTREMA_AXES.names = before
 
 _SKIP_BACKEND_INIT = threading.local()
 _patch_per_thread("_ensure_backends_initialized", _SKIP_BACKEND_INIT,

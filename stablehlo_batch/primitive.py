@@ -23,6 +23,7 @@ for functions that jax can only differentiate in reverse mode (a
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 from typing import Callable, Sequence
@@ -204,7 +205,8 @@ class BatchedFn:
             def tangents(*flat):
                 xs, ts = flat[:len(nz)], flat[len(nz):]
                 g = _restricted(src, xs, idx, keep)
-                return list(jax.jvp(g, [xs[i] for i in idx], list(ts))[1])
+                with _extrema(self.axis_name):
+                    return list(jax.jvp(g, [xs[i] for i in idx], list(ts))[1])
 
             fn = BatchedFn(
                 tangents, self.example_avals + tuple(_tangent_struct(self.example_avals[i])
@@ -229,7 +231,8 @@ class BatchedFn:
             def cotangents(*flat):
                 xs, cts = flat[:len(nz)], flat[len(nz):]
                 g = _restricted(src, xs, idx, keep)
-                return list(jax.vjp(g, *[xs[i] for i in idx])[1](list(cts)))
+                with _extrema(fun.axis_name):
+                    return list(jax.vjp(g, *[xs[i] for i in idx])[1](list(cts)))
 
             # A summed result's cotangent is the same for every lane; an
             # unbatched result's goes to lane 0 only.
@@ -260,6 +263,14 @@ class BatchedFn:
                              what=f"jax.vmap of {self.what}", effects=self.effects)
         return self._cached(key, build)
 
+
+def _extrema(axis_name):
+    """pmax / pmin over the batch axis differentiable while the per-example
+    derivative is traced (jax has no JVP for them; jax.vmap's rule returns
+    an unbatched operand as it is, so its grad never meets them)."""
+    if axis_name is None:
+        return contextlib.nullcontext()
+    return jax_internals.differentiable_extrema(axis_name)
 
 def _bind(*flat, fun: BatchedFn):
     return batched_call_p.bind(*flat, fun=fun)

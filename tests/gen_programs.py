@@ -180,6 +180,9 @@ class Outcome:
     VMAP_FAILED = "vmap-failed"  # jax.vmap cannot batch it; checked against a loop
     JAX_DIFF_FAILED = "jax-diff-failed"  # jax cannot differentiate the unbatched function
     USE_UNCHECKED = "vmap-failed-use"  # vmap failed under the composition; batch_lower ran
+    # jax.vmap cannot differentiate pmax / pmin of a batched operand: checked
+    # against jax.vmap of the program with them written as all_gather + max / min
+    EXTREMA_BY_GATHER = "vmap-failed-extrema"
 
 
 def _merge(p, explicit, dyn):
@@ -277,13 +280,26 @@ def _apply_use(p: Program, call, dyn, tcl, dyn2, tcl2, batched):
     return outer(call, in_axes=axes, axis_size=size)(*args)
 
 
+def _has_collectives(p: Program) -> bool:
+    return any(o.startswith("collective") for o in p.ops())
+
+
 def _unbatched_diff_fails(p: Program, explicit, closed, error: type) -> bool:
     """jax.vjp of the unbatched function (at lane 0) raises ``error`` too.
 
     batch_lower differentiates the per-example function; where jax's own
     derivative rule fails on it (lax.clamp with scalar bounds: its JVP
     selects between a scalar and an array) while vmap's rule happens to
-    sidestep it (it broadcasts the bounds), both fail as jax does."""
+    sidestep it (it broadcasts the bounds), both fail as jax does.
+
+    A program with collectives needs its axis name bound: the per-example
+    VJP (forward and backward, as batch_lower traces it) runs inside
+    ``jax.vmap(..., in_axes=None, axis_size=p.size, axis_name=NAME)``, every
+    lane given lane 0's inputs. The lanes stay unbatched there, so jax's own
+    rules meet the per-example shapes (the clamp's scalar bounds are not
+    broadcast), and the collectives see as many lanes as in the program
+    (all_gather's and ppermute's shapes and pairs depend on the count);
+    pmax / pmin are differentiated as batch_lower does (``_EXTREMA_BY_GATHER``)."""
     lane = []
     for v, a in zip(explicit, p.explicit):
         if a.dtype == STATIC or a.axis is None:
@@ -300,14 +316,38 @@ def _unbatched_diff_fails(p: Program, explicit, closed, error: type) -> bool:
         for i, x in zip(diff, xs):
             full[i] = x
         return _float_outs(fn(*full))
+    def vjp(*xs):
+        out, pull = jax.vjp(g, *xs)
+        return pull(tuple(jnp.ones_like(o) for o in out))
+    if _has_collectives(p):
+        vjp = jax.vmap(vjp, in_axes=None, axis_size=max(p.size, 1), axis_name=NAME)
+    # pmax / pmin as all_gather + max / min: jax has no derivative for them,
+    # and batch_lower gives them one; their failing here says nothing
+    _EXTREMA_BY_GATHER.on = True
     try:
-        out, pull = jax.vjp(g, *[lane[i] for i in diff])
-        pull(tuple(jnp.ones_like(o) for o in out))
+        vjp(*[lane[i] for i in diff])
     except error:
         return True
     except Exception:
         return False
+    finally:
+        _EXTREMA_BY_GATHER.on = False
     return False
+
+
+def _oracle_by_gather(p: Program, oracle):
+    """Under grad / vjp / jvp, ``oracle()`` with pmax / pmin written as
+    all_gather + max / min (``_EXTREMA_BY_GATHER``), for a program jax.vmap
+    cannot differentiate; None where that does not apply or fails too."""
+    if p.use not in DIFF_USES or not {"collective:pmax", "collective:pmin"} & set(p.ops()):
+        return None
+    _EXTREMA_BY_GATHER.on = True
+    try:
+        return oracle()
+    except Exception:
+        return None
+    finally:
+        _EXTREMA_BY_GATHER.on = False
 
 
 def _sb_options(p: Program) -> dict:
@@ -338,7 +378,7 @@ def check_program(p: Program, rtol=1e-4, atol=1e-4) -> str:
     program, the plain call is checked against a per-lane loop."""
     explicit, closed = p.make_args()
     explicit2, closed2 = p.make_args(p.seed + 1)
-    named = dict(axis_name=NAME) if any(o.startswith("collective") for o in p.ops()) else {}
+    named = dict(axis_name=NAME) if _has_collectives(p) else {}
     kw = dict(in_axes=p.in_axes, out_axes=tuple(p.out_axes), axis_size=p.axis_size, **named)
     sb_kw = dict(kw, **_sb_options(p))
 
@@ -360,11 +400,14 @@ def check_program(p: Program, rtol=1e-4, atol=1e-4) -> str:
     ins = (dyn_of(explicit), tcl_of(closed), dyn_of(explicit2), tcl_of(closed2))
     tol = dict(rtol=rtol, atol=atol) if p.use not in DIFF_USES else dict(rtol=1e-3, atol=1e-3)
     outcome = Outcome.OK
-    try:
+
+    def oracle():
         # the oracle under one jax.jit: one XLA compile for the program
         # instead of one per primitive (op-by-op vmap), the bulk of its time
         want = jax.jit(lambda *i: _apply_use(p, ref_call, *i, jax.vmap))(*ins)
-        want = jax.block_until_ready(want)
+        return jax.block_until_ready(want)
+    try:
+        want = oracle()
     except ValueError:
         try:
             _apply_use(p, sb_call, *ins, sb.batch_lower)
@@ -372,13 +415,17 @@ def check_program(p: Program, rtol=1e-4, atol=1e-4) -> str:
             return Outcome.BOTH_REJECT
         raise AssertionError("jax.vmap raised ValueError but batch_lower did not")
     except Exception:  # a jax.vmap limitation (e.g. lax.clamp with only max batched)
-        if p.use != "direct" or named or p.size == 0:
+        want = _oracle_by_gather(p, oracle)
+        if want is not None:
+            outcome = Outcome.EXTREMA_BY_GATHER
+        elif p.use != "direct" or named or p.size == 0:
             try:
                 _apply_use(p, sb_call, *ins, sb.batch_lower)
             except Exception:
                 return Outcome.BOTH_REJECT
             return Outcome.USE_UNCHECKED
-        want, outcome = per_lane(p, p.fn(closed), explicit), Outcome.VMAP_FAILED
+        else:
+            want, outcome = per_lane(p, p.fn(closed), explicit), Outcome.VMAP_FAILED
     try:
         got = _apply_use(p, sb_call, *ins, sb.batch_lower)
     except sb.UnsupportedOpError:
@@ -1041,11 +1088,11 @@ def _collective(p, x):
         return lax.psum(x, NAME)
     if fn == "pmean":
         return lax.pmean(x, NAME)
-    if fn == "pmax":
-        # batched: grad through pmax of an unbatched value is open
-        # (test_generated_regressions.py, strict xfail)
-        x = x + (lax.axis_index(NAME) * 0).astype(x.dtype)
-        return lax.pmax(x, NAME)
+    if fn in ("pmax", "pmin"):  # batched or not, also under grad / vjp / jvp
+        if _EXTREMA_BY_GATHER.on:  # the reference where jax.vmap cannot differentiate them
+            red = jnp.max if fn == "pmax" else jnp.min
+            return red(lax.all_gather(x, NAME), axis=0)
+        return (lax.pmax if fn == "pmax" else lax.pmin)(x, NAME)
     if fn == "all_gather":
         return lax.all_gather(x, NAME)
     if fn == "ppermute":
@@ -1060,7 +1107,16 @@ def _collective(p, x):
     return lax.all_to_all(x, NAME, 0, 0, tiled=True)  # "all_to_all"
 
 
-_COLLECTIVES = ("psum", "pmean", "pmax", "all_gather", "ppermute", "axis_index",
+class _EXTREMA_BY_GATHER:
+    """While ``on``, pmax / pmin steps are written as ``jnp.max`` / ``jnp.min``
+    of an ``all_gather``: the same values, and a derivative under jax.vmap
+    (jax has none for pmax / pmin of a batched operand; reduce_max's JVP is
+    the tangent at the lanes holding the extremum, ties shared, as
+    batch_lower's: jax_internals.differentiable_extrema)."""
+    on = False
+
+
+_COLLECTIVES = ("psum", "pmean", "pmax", "pmin", "all_gather", "ppermute", "axis_index",
                 "psum_scatter", "all_to_all")
 
 

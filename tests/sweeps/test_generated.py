@@ -145,6 +145,8 @@ def format_tally(tally: collections.Counter) -> str:
              f"both-reject {tally['both-reject']}, "
              f"vmap-failed (checked against a loop) {tally['vmap-failed']}, "
              f"vmap-failed-use (not checked) {tally['vmap-failed-use']}, "
+             f"vmap-failed-extrema (checked with pmax / pmin as all_gather + max / min) "
+             f"{tally['vmap-failed-extrema']}, "
              f"jax-diff-failed (jax.vjp of the unbatched function fails too) "
              f"{tally['jax-diff-failed']}, "
              f"{tally['seconds']:.0f} s"]

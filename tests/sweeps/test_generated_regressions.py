@@ -136,6 +136,64 @@ def test_grad_of_clamp_with_scalar_bounds_fails_as_in_jax():
     assert check_program(p) == ("jax-diff-failed" if jax_fails else "ok")
 
 
+# run 3 of make fuzz: jax's clamp bug under grad in a program with a
+# collective (lane 0 of the collective, then the clamp of lane 0's bounds)
+_CLAMP_AND_PSUM = dict(
+    args=[Arg(shape=(2, 2), dtype='float32', axis=None), Arg(shape=(), dtype='float32', axis=0)],
+    steps=[Step(op='collective', inputs=(1,), params={'fn': 'psum', 'n': 3, 'shift': 0}),
+           Step(op='clamp', inputs=(1, 0, 1), params={})],
+    outputs=[3, 2], out_axes=[0, 0], size=3)
+
+
+@pytest.mark.parametrize("use", ["grad", "vjp", "jvp"])
+def test_grad_of_clamp_with_scalar_bounds_and_a_collective_fails_as_in_jax(use):
+    """make fuzz (run 3): check_program tells jax's own clamp-gradient bug
+    (above) by differentiating the unbatched function, which it could not
+    run with a collective over the unbound axis name, so jax's bug showed as
+    a failure. The per-example VJP now runs with the axis bound
+    (gen_programs._unbatched_diff_fails)."""
+    x = jnp.ones((2, 2))
+    try:
+        jax.grad(lambda lo: lax.clamp(lo, x, lo).sum())(0.5)
+        jax_fails = False
+    except TypeError:
+        jax_fails = True
+    p = Program(**_CLAMP_AND_PSUM, use=use)
+    assert check_program(p) == ("jax-diff-failed" if jax_fails else "ok")
+
+
+def _failing_under_autodiff(monkeypatch, error):
+    """batch_lower made to raise ``error`` when its result is differentiated."""
+    real = sb.batch_lower
+
+    def broken(fn, **kw):
+        bf = real(fn, **kw)
+
+        @jax.custom_jvp
+        def call(*a):
+            return bf(*a)
+
+        @call.defjvp
+        def _(primals, tangents):
+            raise error("select cases must have the same shapes (made to fail)")
+        return call
+    monkeypatch.setattr(sb, "batch_lower", broken)
+
+
+@pytest.mark.parametrize("clamp", [False, True])
+def test_our_failure_under_grad_with_a_collective_is_not_jaxs(monkeypatch, clamp):
+    """The other side of the check above: where jax differentiates the
+    per-example function with the axis bound, a failure of batch_lower under
+    grad is ours and raises (a TypeError as from jax's clamp bug, in a
+    program without the clamp); in the program with the clamp, a failure of
+    another type than jax's is ours too."""
+    p = Program(**_CLAMP_AND_PSUM, use="grad")
+    if not clamp:
+        p.steps = p.steps[:1] + [Step(op='unary', inputs=(0,), params={'fn': 'sin'})]
+    _failing_under_autodiff(monkeypatch, RuntimeError if clamp else TypeError)
+    with pytest.raises(RuntimeError if clamp else TypeError, match="made to fail"):
+        check_program(p)
+
 def test_all_to_all_of_an_unbatched_operand():
     """jax.vmap's all_to_all rule gets an operand that does not depend on
     the batch wrong (a (3, 2) constant gave a (3, 3, 2, 3, 2) result, a jax
@@ -222,16 +280,102 @@ def test_host_callback_with_static_argument_and_symbolic_size():
     assert check_program(p) == "ok"
 
 
-@pytest.mark.xfail(strict=True, raises=NotImplementedError,
-                   reason="open: jax has no JVP for pmax; jax.vmap's pmax rule returns an "
-                          "unbatched operand as it is, so grad never meets it, but the "
-                          "per-example export binds pmax for real (make fuzz, stop 20)")
 def test_grad_through_pmax_of_a_closed_over_value():
+    """make fuzz (stop 20): jax has no JVP for pmax; jax.vmap's pmax rule
+    returns an unbatched operand as it is, so grad never meets it, but we
+    differentiate the per-example function, which binds pmax for real
+    (NotImplementedError). While that derivative is traced pmax / pmin have
+    one (jax_internals.differentiable_extrema)."""
     def make(B):
         def outer(c):
             return B(lambda x: lax.pmax(c, "i") * x, axis_name="i")(jnp.ones(3)).sum()
         return jax.grad(outer)(2.0)
     assert_same_tree(make(sb.batch_lower), make(jax.vmap))
+
+
+_EXTREMA = {"pmax": (lax.pmax, jnp.max), "pmin": (lax.pmin, jnp.min)}
+
+
+def _derivatives(f, args, seed=0):
+    """grad, vjp and jvp of ``f`` at ``args`` (cotangents and tangents fixed)."""
+    rng = np.random.default_rng(seed)
+    out, pull = jax.vjp(f, *args)
+    ct = jnp.asarray(rng.standard_normal(out.shape), out.dtype)
+    tans = tuple(jnp.asarray(rng.standard_normal(jnp.shape(a)), jnp.float32) for a in args)
+    return (jax.grad(lambda *a: jnp.sum(f(*a) ** 2), argnums=tuple(range(len(args))))(*args),
+            pull(ct), jax.jvp(f, args, tans))
+
+
+@pytest.mark.parametrize("name", sorted(_EXTREMA))
+def test_derivatives_through_pmax_pmin_of_an_unbatched_operand(name):
+    """pmax / pmin of a value equal in every lane (closed over, or an
+    argument under in_axes=None): its derivative is the operand's, as with
+    jax.vmap, whose rule returns the operand as it is."""
+    coll = _EXTREMA[name][0]
+    c = jnp.array([0.3, -1.0, 2.0])
+    x = jnp.asarray(np.random.default_rng(1).standard_normal((4, 3)), jnp.float32)
+
+    def closed(B):
+        return lambda c, x: B(lambda x: coll(jnp.sin(c), "i") * x, axis_name="i")(x)
+
+    def explicit(B):
+        return lambda c, x: B(lambda c, x: coll(jnp.sin(c), "i") * x, in_axes=(None, 0),
+                              axis_name="i")(c, x)
+    for make in (closed, explicit):
+        assert_same_tree(_derivatives(make(sb.batch_lower), (c, x)),
+                         _derivatives(make(jax.vmap), (c, x)), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("name", sorted(_EXTREMA))
+def test_derivatives_through_pmax_pmin_of_a_batched_operand(name, ties):
+    """pmax / pmin of a batched operand: jax.vmap raises under grad (its rule
+    binds pmax over the batch dimension, which jax cannot differentiate), so
+    the reference is the same function written with jnp.max / jnp.min over
+    the batch: the tangent at the lanes holding the extremum, ties sharing
+    it equally (jax's reduce_max rule)."""
+    coll, red = _EXTREMA[name]
+    x = jnp.asarray(np.random.default_rng(2).standard_normal((4, 3)), jnp.float32)
+    if ties:
+        x = x.at[1].set(x[2])
+
+    def f(x):
+        return coll(jnp.sin(x), "i") * x
+    with pytest.raises(NotImplementedError, match=f"Differentiation rule for '{name}'"):
+        jax.grad(lambda x: jax.vmap(f, axis_name="i")(x).sum())(x)
+    assert_same_tree(_derivatives(sb.batch_lower(f, axis_name="i"), (x,)),
+                     _derivatives(lambda x: red(jnp.sin(x), axis=0, keepdims=True) * x, (x,)),
+                     rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("use", ["grad", "vjp", "jvp"])
+@pytest.mark.parametrize("fn", sorted(_EXTREMA))
+def test_generated_pmax_pmin_under_autodiff(fn, use):
+    """The generator draws pmax / pmin of any operand under grad / vjp / jvp
+    now: of an unbatched (closed-over) one checked against jax.vmap, of a
+    batched one against jax.vmap of the program with them written as
+    all_gather + max / min (jax.vmap cannot differentiate them there)."""
+    step = Step(op='collective', inputs=(0,), params={'fn': fn, 'n': 3, 'shift': 0})
+    unbatched = Program(args=[Arg(shape=(2,), dtype='float32', axis=None, closure='traced'),
+                              Arg(shape=(2,), dtype='float32', axis=0)],
+                        steps=[step, Step(op='binary', inputs=(2, 1), params={'fn': 'mul'})],
+                        outputs=[3], out_axes=[0], size=3, use=use)
+    assert check_program(unbatched) == "ok"
+    batched = Program(args=[Arg(shape=(2,), dtype='float32', axis=0)],
+                      steps=[step, Step(op='binary', inputs=(1, 0), params={'fn': 'mul'})],
+                      outputs=[2], out_axes=[0], size=3, use=use)
+    assert check_program(batched) == "vmap-failed-extrema"
+
+def test_pmax_over_an_outer_axis_stays_without_a_derivative():
+    """Only pmax / pmin over batch_lower's own axis get a derivative: over an
+    enclosing jax.vmap's axis it fails as in jax (also with jax.vmap inside)."""
+    def outer(B):
+        def inner(y):
+            return B(lambda x: lax.pmax(y, "j") * x)(jnp.ones(2)).sum()
+        return lambda y: jax.vmap(inner, axis_name="j")(y).sum()
+    for B in (jax.vmap, sb.batch_lower):
+        with pytest.raises(NotImplementedError, match="Differentiation rule for 'pmax'"):
+            jax.grad(outer(B))(jnp.ones(3))
 
 
 def test_tune_with_collectives_keeps_the_full_batch():
