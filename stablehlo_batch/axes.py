@@ -242,6 +242,30 @@ def batch_positions(what: str, avals, dims) -> list[int | None]:
     return out
 
 
+def resolve_out_axes(what: str, out_tree, avals, dims) -> list:
+    """``dims`` (one out_axes entry per flat result, possibly negative) as
+    positions in each batched result, counted on the rank of the result's
+    aval ``avals[j]`` (unbatched). The rewrite counts ranks on the IR, where
+    a typed PRNG key has a hidden trailing dimension (its key data): given a
+    negative axis or one past the key's rank it would move the batch axis
+    among the key data. An axis out of range is jax.vmap's ValueError,
+    naming the result by its pytree path in ``out_tree`` (None: by index).
+    None and custom vmappable specs (no ints) stay as they are."""
+    out = []
+    for j, (a, d) in enumerate(zip(avals, dims)):
+        if d is None or type(d) is not int:
+            out.append(d)
+            continue
+        rank = len(a.shape) + 1
+        if not -rank <= d < rank:
+            path = (f"out_axes[{j}]" if out_tree is None
+                    else leaf_path(out_tree, j, "out_axes"))
+            raise ValueError(f"axis {d} is out of bounds for array of dimension {rank} "
+                             f"(at {what} {path})")
+        out.append(d % rank)
+    return out
+
+
 def insert_batch(shape: Sequence, d: int | None, size) -> tuple:
     """``shape`` with the batch axis of ``size`` inserted at ``d`` (None: as is)."""
     shape = list(shape)

@@ -106,12 +106,12 @@ def build(fn, in_tree, avals, dims, size, platform, out_axes, what="batch_lower"
         lowered.compiler_ir("stablehlo").operation.get_asm(enable_debug_info=True))
     if axis_name is not None:
         named_axes.lanes_module(module, size)
+    out_avals = cargs["global_out_avals"]
     result_batched, report = batch_function(
         module, "main", dims, out_dims, size, n_leading_in=n_tok, n_leading_out=n_tok,
-        out_tree=out_tree, what=what)
+        out_tree=out_tree, out_avals=out_avals, what=what)
     rewrite_seconds = report.rewrite_seconds
 
-    out_avals = cargs["global_out_avals"]
     out_specs = [jax.ShapeDtypeStruct(ax.insert_batch(a.shape, d, size), a.dtype)
                  for a, d in zip(out_avals, out_dims)]
     in_specs = [jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=a.weak_type)

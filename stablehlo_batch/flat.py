@@ -144,13 +144,6 @@ def batch_flat(exp: jax.export.Exported, dims: Sequence[int | None],
         raise ValueError(f"{what}: the exported function is already shape-polymorphic; "
                          "export it with static shapes")
     dims = ax.batch_positions(f"{what} in_axes", exp.in_avals, dims)
-    # Negative out_axes count from the end of the value's own rank: for a
-    # typed PRNG key the IR has a hidden trailing dimension (the key data),
-    # so the engine must get them resolved. Out-of-range ones go through
-    # unchanged: the engine names them.
-    out_dims = [d if d is None or type(d) is not int or d >= 0
-                or d < -len(a.shape) - 1 else d % (len(a.shape) + 1)
-                for d, a in zip(out_dims, exp.out_avals)]
     # The module's main takes a platform index when lowered for several
     # platforms, and tokens first for ordered effects: never batched.
     n_extra_in = (1 if len(exp.platforms) > 1 else 0) + len(exp.ordered_effects)
@@ -166,7 +159,8 @@ def batch_flat(exp: jax.export.Exported, dims: Sequence[int | None],
     result_batched, report = batch_function(
         module, "main", [dims[i] for i in exp.module_kept_var_idx], out_dims,
         "?" if symbolic else int(size), n_leading_in=n_extra_in,
-        n_leading_out=n_extra_out, out_tree=exp.out_tree, what=what)
+        n_leading_out=n_extra_out, out_tree=exp.out_tree, out_avals=exp.out_avals,
+        what=what)
     out_pos = [ax.batch_position(d, len(a.shape))
                for a, d in zip(exp.out_avals, out_dims)]
     if summed:

@@ -39,6 +39,7 @@ def readable_mlir_errors(what: str):
 def batch_function(module: ir.Module, func: str, in_axes: Sequence[int | None],
                    out_axes: Sequence[int | None], size, *, strict: bool | None = None,
                    n_leading_in: int = 0, n_leading_out: int = 0, out_tree=None,
+                   out_avals=None,
                    what: str = "batch_lower") -> tuple[list[bool], BatchingReport]:
     """Batches @``func`` of ``module`` in place and verifies it; returns which
     results are batched (leading ones left out) and the report.
@@ -47,8 +48,13 @@ def batch_function(module: ir.Module, func: str, in_axes: Sequence[int | None],
     ``n_leading_in`` arguments and ``n_leading_out`` results of @``func``
     stay unbatched and are not listed in ``in_axes`` / ``out_axes``. With
     ``out_tree`` (the results' pytree) an out_axes error of one result is a
-    ValueError naming it like jax.vmap does; without, an AxisSpecError."""
+    ValueError naming it like jax.vmap does; without, an AxisSpecError.
+    With ``out_avals`` (the results' jax avals, unbatched, leading ones left
+    out) out_axes count on their ranks, not on the IR's: a typed PRNG key's
+    IR has a hidden trailing dimension (``axes.resolve_out_axes``)."""
     start = time.perf_counter()
+    if out_avals is not None:
+        out_axes = ax.resolve_out_axes(what, out_tree, out_avals, out_axes)
     try:
         with readable_mlir_errors(what):
             flags, report = batch_function_with_report(

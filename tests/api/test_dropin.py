@@ -199,6 +199,54 @@ def test_typed_keys_unbatched_output_and_wrap_key_data():
                      in_axes=0, out_axes=-1)(data))
 
 
+def _cumsum_callback(x):
+    return jax.pure_callback(lambda v: np.cumsum(v, -1).astype(v.dtype),
+                             jax.ShapeDtypeStruct(x.shape, x.dtype), x, vmap_method="sequential")
+
+
+@pytest.mark.parametrize("wrap", ["direct", "jit"])
+@pytest.mark.parametrize("key_shape,in_axes,out_axes", [
+    ((), 0, -1), ((), -1, -1), ((), 0, 0), ((2,), 0, -1), ((2,), -1, -2), ((2,), 1, -1),
+    ((2,), -2, 1), ((2,), 0, None)])
+def test_typed_key_outputs_next_to_a_host_callback(key_shape, in_axes, out_axes, wrap):
+    """make fuzz (stop 20): a typed-key result with out_axes=-1 of a function
+    with a host callback (the callback route, stablehlo_batch/callbacks.py)
+    came back with the key data's axes transposed: the rewrite counted the
+    negative axis on the IR, where a key has a hidden trailing dimension.
+    Under jax.jit the same function runs as a lax.map over the lanes."""
+    n = int(np.prod(key_shape, dtype=int))
+    keys = jax.random.split(jax.random.key(5), 3 * n).reshape((3,) + key_shape)
+    keys = jnp.moveaxis(keys, 0, in_axes)
+    key_axis = None if out_axes is None else in_axes
+
+    def f(k, x):
+        ks = k if out_axes is not None else jax.random.split(jax.random.key(1), key_shape)
+        return _cumsum_callback(x), (ks[::-1] if key_shape else jax.random.fold_in(ks, 2))
+
+    def make(B):
+        g = B(f, in_axes=(key_axis, 0), out_axes=(0, out_axes))
+        y, k = (jax.jit(g) if wrap == "jit" else g)(keys, XS[:3])
+        return y, jax.random.key_data(k)
+    both(make)
+
+
+@pytest.mark.parametrize("callback", [False, True])
+@pytest.mark.parametrize("out_axes", [1, -2, 2, -3])
+def test_typed_key_out_axes_out_of_range(out_axes, callback):
+    """out_axes past a typed key's own rank (the IR's key data dimension is
+    no axis of it) is jax.vmap's ValueError: 1 gave a verifier error and -2
+    a value, on every route."""
+    keys = jax.random.split(jax.random.key(0), 3)
+
+    def f(k, x):
+        return (_cumsum_callback(x) if callback else x), k
+    with pytest.raises(ValueError, match=f"axis {out_axes} is out of bounds for array of "
+                                         r"dimension 1 \(at batch_lower out_axes\[1\]\)"):
+        sb.batch_lower(f, out_axes=(0, out_axes))(keys, XS[:3])
+    with pytest.raises(ValueError, match=f"axis {out_axes} is out of bounds"):
+        jax.vmap(f, out_axes=(0, out_axes))(keys, XS[:3])
+
+
 # ---- custom calls without a serialization guarantee (issue 12, item 4) ----------
 
 def test_custom_calls_without_compatibility_guarantee():

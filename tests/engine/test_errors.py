@@ -247,6 +247,52 @@ def test_check_with_unbatched_weight_inside_loop(rule_override, rng, tmp_path, m
     assert e.value.op_name == "stablehlo.cosine"
 
 
+def _sorted_callback(x):
+    return jax.pure_callback(lambda v: np.sort(v, -1).astype(v.dtype),
+                             jax.ShapeDtypeStruct(x.shape, x.dtype), x, vmap_method="sequential")
+
+
+def test_check_with_typed_keys(rule_override, tmp_path, monkeypatch):
+    """check=True with typed PRNG keys in and out (out_axes=-1, the key
+    data's dimension is no axis of the key): the per-lane run feeds and
+    compares the key data; it raised a TypeError (keys are no NumPy arrays)."""
+    monkeypatch.setenv("STABLEHLO_BATCH_REPRO_DIR", str(tmp_path))
+    keys = jax.random.split(jax.random.key(3), 4).reshape(2, 2)
+    x = np.linspace(-1, 1, 6, dtype=np.float32).reshape(2, 3)
+
+    def f(k, x):
+        return jnp.cos(x) + jax.random.normal(k[0], (3,)), jax.random.fold_in(k[1], 1), k
+    got = sb.batch_lower(f, out_axes=(0, 0, -1), check=True)(keys, x)
+    want = jax.vmap(f, out_axes=(0, 0, -1))(keys, x)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-6)
+    for g, w in zip(got[1:], want[1:]):
+        np.testing.assert_array_equal(jax.random.key_data(g), jax.random.key_data(w))
+    rule_override("stablehlo.cosine", _wrong_cosine)
+    with pytest.raises(BatchMismatchError) as e:
+        sb.batch_lower(f, out_axes=(0, 0, -1), check=True)(keys, x)
+    assert e.value.op_name == "stablehlo.cosine"
+
+
+def test_check_with_a_host_callback(rule_override):
+    """check=True of a function with a host callback, which jax.export
+    refuses: it raised NotImplementedError; now the function runs per lane
+    in jax and a wrong rule is found (without naming the op: no module)."""
+    x = np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)
+    keys = jax.random.split(jax.random.key(3), 3)
+
+    def f(x, k):
+        return _sorted_callback(jnp.cos(x)), k
+    with pytest.warns(sb.FallbackWarning):
+        got = sb.batch_lower(f, out_axes=(-1, -1), check=True)(x, keys)
+    want = jax.vmap(f, out_axes=(-1, -1))(x, keys)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-6)
+    np.testing.assert_array_equal(jax.random.key_data(got[1]), jax.random.key_data(want[1]))
+    rule_override("stablehlo.cosine", _wrong_cosine)
+    with pytest.warns(sb.FallbackWarning), pytest.raises(
+            BatchMismatchError, match=r"results 0, batch size 3\); it has host callbacks"):
+        sb.batch_lower(f, out_axes=(-1, -1), check=True)(x, keys)
+
+
 def test_cli_check_random_and_given_inputs(rule_override, tmp_path, capfd, monkeypatch):
     src = tmp_path / "m.mlir"
     src.write_text(MODULE)
