@@ -155,6 +155,15 @@ _NESTED_CHILD = textwrap.dedent("""
     g = lambda x: x - lax.pmean(x, "i") + lax.axis_index("i") + lax.psum(x, "j")
     close(sb.batch_lower(sb.batch_lower(g, axis_name="i", mesh=mesh), axis_name="j")(xs),
           jax.vmap(jax.vmap(g, axis_name="i"), axis_name="j")(xs))
+    # A host callback next to it (the outer takes the callback route).
+    def with_callback(vmapped):
+        def fn(x):
+            y = jax.pure_callback(lambda a: np.asarray(a) + 1,
+                                  jax.ShapeDtypeStruct(x.shape, x.dtype), x,
+                                  vmap_method="sequential")
+            return (sb.batch_lower(jnp.sin, mesh=mesh) if not vmapped else jax.vmap(jnp.sin))(y)
+        return fn
+    close(sb.batch_lower(with_callback(False))(xs), jax.vmap(with_callback(True))(xs))
     # jax's trace caches keep the traces we batch apart from the user's own:
     # a jax.jit of the same function stays sharded after batch_lower traced it,
     # and batch_lower (here its gradient) of a function jit traced first works.
