@@ -174,6 +174,12 @@ _NESTED_CHILD = textwrap.dedent("""
     k = jax.jit(inner(mesh))
     close(sb.batch_lower(k)(w, xs), want)
     assert k(w[0], xs[0])[0].sharding.spec[0] == "batch"
+    # The inner call in the body of a lax.scan (jit of the same function first).
+    scanned = lambda w, xs: lax.scan(lambda c, x: (c + 1.0, inner(mesh)(w * c, x)[0]), 1.0, xs)
+    scanned_ref = lambda w, xs: lax.scan(lambda c, x: (c + 1.0, ref(w * c, x)[0]), 1.0, xs)
+    xss = jnp.stack([xs, 2 * xs], 1)
+    jax.jit(scanned)(w[0], xss[0])
+    close(sb.batch_lower(scanned)(w, xss), jax.vmap(scanned_ref)(w, xss))
     print("OK")
 """)
 
