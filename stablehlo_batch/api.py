@@ -342,6 +342,13 @@ class BatchedFunction:
             # of those traces; they become arguments of the plan.
             plan, call_args = self._general_plan(args, kwargs, traced=True)
             next(self._calls)
+            if plan.fn is not None and "mesh" in self._scale_options and \
+                    jax_internals.is_tracing_to_batch():
+                # Traced to be batched (inside an outer batch_lower): the
+                # call without the mesh's shardings, as under an outer
+                # jax.vmap; its lowering there uses the module built again
+                # without the mesh (primitive.BatchedFn.exported).
+                return primitive.call(plan.fn, plan.exported.out_tree, *call_args)
             return (plan.traced_call or plan.call)(*call_args)
         # Python scalars under in_axes=None are static (as under vmap), but
         # the dispatch may trace them: a function that needs them concrete
@@ -607,7 +614,7 @@ class BatchedFunction:
                 tree_util.tree_leaves((ex_args, ex_kwargs)), dims, out_dims, size, platform,
                 exported=batched, example_out_avals=exp.out_avals,
                 chunk_size=built.chunk_size, effects=exp.unordered_effects,
-                axis_name=self.axis_name, module=module)
+                axis_name=self.axis_name, module=module, meshed=bool(built.shardings))
             in_sh, out_sh = built.shardings or (None, None)
             # With a mesh, the shardings of the call's jit put the batch axis
             # on the devices; derivative modules inherit it by propagation.
@@ -702,6 +709,7 @@ class BatchedFunction:
                 bound.enter_context(jax_internals.traced_axis_size(self.axis_name))
             elif self.axis_name is not None:
                 bound.enter_context(jax_internals.axis_bound(self.axis_name, size))
+            bound.enter_context(jax_internals.tracing_to_batch())
             with bound:  # collectives over our own axis trace like under vmap
                 closed, out_shape = jax.make_jaxpr(ax.checking_outputs(src),
                                                    return_shape=True)(*examples)

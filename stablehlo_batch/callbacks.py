@@ -35,7 +35,7 @@ from jax._src import debugging
 from jax.experimental import io_callback
 
 from stablehlo_batch import axes as ax
-from stablehlo_batch import module_io, named_axes
+from stablehlo_batch import jax_internals, module_io, named_axes
 from stablehlo_batch.passes.errors import UnsupportedOpError
 from stablehlo_batch.passes.report import BatchingReport
 from stablehlo_batch.rewrite import batch_function
@@ -83,7 +83,7 @@ def build(fn, in_tree, avals, dims, size, platform, out_axes, what="batch_lower"
                 "(pass a static axis_size)")
         fn = named_axes.named_wrapper(fn, in_tree, axis_name, size)
         ctx = named_axes.named_lowering(platform)
-    with ctx:
+    with ctx, jax_internals.tracing_to_batch():  # a mesh= batch_lower inside drops its mesh
         lowered = jax.jit(fn, keep_unused=True).trace(*ex_args, **ex_kwargs).lower(
             lowering_platforms=(platform,))
     lowering = lowered._lowering

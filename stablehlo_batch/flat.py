@@ -59,12 +59,13 @@ def export_in_process(fn, platforms, disabled_checks=(), keep_unused=False):
     (jax_internals.plain_bytecode_exports): the result is for this process's
     rewrite only (module_io.parse_module reads it), never for ``call`` or
     ``serialize``; what we hand out is the batched Exported (batch_flat),
-    which is portable."""
+    which is portable. The trace is ``jax_internals.tracing_to_batch()``:
+    a ``batch_lower(..., mesh=)`` inside ``fn`` leaves its mesh out."""
     platforms = (platforms,) if isinstance(platforms, str) else tuple(platforms)
     checks = list(disabled_checks)
 
     def export(*args, **kwargs):
-        with jax_internals.plain_bytecode_exports():
+        with jax_internals.plain_bytecode_exports(), jax_internals.tracing_to_batch():
             return _export(*args, **kwargs)
 
     def _export(*args, **kwargs):

@@ -486,3 +486,40 @@ def refine_shapes(bytecode: bytes) -> bytes | str:
     return jax_mlir._jax.mlir.refine_polymorphic_shapes(
         mlir_module=bytecode, enable_shape_assertions=True, validate_static_shapes=True,
         enable_shardy=jax_config_impl.use_shardy_partitioner.value)
+
+
+def _tracing_to_batch_state():
+    """A jax configuration state of our own, part of jax's trace context
+    (``include_in_trace_context``): set while a function is traced to be
+    batched by our rewrite. Being in the trace context keeps jax's caches of
+    traces made with and without it apart, so a ``jax.jit`` trace of the
+    user's function made elsewhere (with an inner ``mesh=`` call's sharded
+    jit in it) is never reused for a trace we batch, and the other way round.
+    Registered once per process (``jax._src.config.bool_state``); a module
+    reloaded finds it in jax's config."""
+    name = "stablehlo_batch_tracing_to_batch"
+    existing = jax_config_impl.config._value_holders.get(name)
+    if existing is not None:
+        return existing
+    return jax_config_impl.bool_state(
+        name, False, "Set by stablehlo_batch while it traces a function it then "
+        "batches (internal; do not set).", include_in_trace_context=True)
+
+
+_TRACING_TO_BATCH = _tracing_to_batch_state()
+
+
+def tracing_to_batch():
+    """A context (this thread) in which the functions traced are to be batched
+    by our rewrite (flat.export_in_process, named_axes.export_named, the jaxpr
+    of a call under outer transformations in api.py): a ``batch_lower(...,
+    mesh=)`` called in there leaves its mesh out (its module is batched again
+    and exported for one device, as under an outer ``jax.vmap``). If it
+    breaks, a batch_lower around a mesh= one fails to verify (the sharding of
+    the inner call has the wrong rank; tests/transforms/test_sharding.py)."""
+    return _TRACING_TO_BATCH(True)
+
+
+def is_tracing_to_batch() -> bool:
+    """Whether this thread is inside ``tracing_to_batch()``."""
+    return bool(_TRACING_TO_BATCH.value)

@@ -190,7 +190,7 @@ def named_lowering(platform: str):
 def _export_at(fn, args, kwargs, axis_name, size: int, platform: str, keep_unused=False,
                symbolic=False) -> jax.export.Exported:
     wrapper = named_wrapper(fn, tree_util.tree_structure((args, kwargs)), axis_name, size)
-    with named_lowering(platform):
+    with named_lowering(platform), jax_internals.tracing_to_batch():
         exp = jax.export.export(jax.jit(wrapper, keep_unused=keep_unused),
                                 platforms=(platform,))(*args, **kwargs)
     module = module_io.parse_module(exp.mlir_module_serialized)

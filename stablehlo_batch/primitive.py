@@ -81,8 +81,10 @@ class BatchedFn:
                  example_out_avals: Sequence | None = None,
                  chunk_size: int | None = None, summed: Sequence[bool] = (),
                  what: str = "batch_lower", effects=frozenset(), axis_name=None,
-                 module: ir.Module | None = None):
+                 module: ir.Module | None = None, meshed: bool = False):
         self.src = src
+        # ``exported`` was built for a device mesh (mesh=: sharding.py).
+        self.meshed = meshed
         # The batched module as plain MLIR bytecode (``module``: the one
         # ``exported`` serializes), inlined by the lowering (_inline_call).
         self.module_bytecode = None if module is None else module_io.module_to_bytecode(module)
@@ -151,10 +153,13 @@ class BatchedFn:
         """The batched module; ``devices``: the number of devices of the
         context it is called in. A module built for a mesh (``mesh=``) whose
         call is lowered elsewhere (under an outer ``jax.vmap``, whose module
-        is exported for one device) is built again without the mesh."""
+        is exported for one device) or into a module our rewrite batches
+        (an outer ``batch_lower``: jax_internals.tracing_to_batch) is built
+        again without the mesh."""
         with self._lock:
-            if self._exported is not None and devices is not None and \
-                    self._exported.nr_devices not in (1, devices):
+            if self._exported is not None and devices is not None and (
+                    self._exported.nr_devices not in (1, devices) or
+                    (self.meshed and jax_internals.is_tracing_to_batch())):
                 if self._plain is None:
                     self._plain = self._build_exported().exported
                 return self._plain

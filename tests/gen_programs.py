@@ -1376,12 +1376,9 @@ def programs(draw, max_steps=5, ops=None, first=None, use=None, option=None, var
     collective = "collective" in ops
     symbolic = symbolic and not collective
     opts = ["none", "none"] + ["chunk"] * (not collective) + ["symbolic"] * symbolic
-    # mesh=: the batch must split evenly over the devices (a documented ValueError)
-    # ... and a batch_lower around a mesh= one fails (open: "exported for 2
-    # devices and called in a context with 1 devices" / a sharding of the
-    # wrong rank; jax.vmap around one works)
-    mesh = several_devices() and size > 0 and size % len(jax.devices()) == 0 and \
-        p.use != "nested"
+    # mesh=: the batch must split evenly over the devices (a documented ValueError);
+    # "nested": the outer batch_lower batches the inner call without the mesh
+    mesh = several_devices() and size > 0 and size % len(jax.devices()) == 0
     opts += ["mesh"] * mesh + ["tune"] * tune_available()
     opt = option if option in opts else draw(st.sampled_from(opts))
     if opt == "chunk":
