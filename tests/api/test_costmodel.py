@@ -136,3 +136,16 @@ def test_scaling_options_are_not_overridden():
     args = w.make(128, np.random.default_rng(0))
     low = sb.batch_lower(w.fn, in_axes=w.in_axes, chunk_size=16).lower(*args)
     assert low.report().tuning is None
+
+
+def test_model_chosen_loop_with_batch_on_other_axes():
+    """in_axes / out_axes != 0: the loop moves the lanes as the full batch does."""
+    def f(w, x):
+        return jnp.tanh(x @ w)
+    rng = np.random.default_rng(4)
+    w = jnp.asarray(rng.standard_normal((128, 128, 130)) / 12, jnp.float32)
+    x = jnp.asarray(rng.standard_normal((64, 130, 128)), jnp.float32)
+    bl = sb.batch_lower(f, in_axes=(2, 1), out_axes=1)
+    assert bl.lower(w, x).report().tuning.choice == 1
+    assert_same_tree(bl(w, x), jax.vmap(f, in_axes=(2, 1), out_axes=1)(w, x),
+                     rtol=1e-5, atol=1e-5)
