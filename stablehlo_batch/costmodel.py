@@ -32,8 +32,9 @@ stays the full batch: there the loop loses, often 2x.
 ``decide`` reads the *batched* module (``flat.batch_flat``'s, built anyway):
 for every ``dot_general`` and ``convolution`` it counts FLOPs, and which of
 them are lane-batched as above. A loop is chosen only when those carry at
-least ``MIN_SHARE`` of all dot / convolution FLOPs and the batch is large
-enough (the thresholds below); anything it cannot read (dynamic shapes,
+least ``MIN_SHARE`` of all dot / convolution FLOPs, the batch is large
+enough and each trip of the loop does enough of that work to amortize it
+(the thresholds below); anything it cannot read (dynamic shapes,
 another platform than CPU) keeps the full batch. ``tune=True`` measures
 instead; ``tune=False`` always runs the full batch.
 """
@@ -54,6 +55,11 @@ MIN_SHARE = 0.5
 DOT_MIN_BYTES = 4 << 20
 MIN_GEMM_DIM = 8
 DOT_CHUNK = 1
+# Each trip of the loop must carry at least this many FLOPs of the
+# lane-batched ops (chunk size x their FLOPs per lane): a loop trip costs a
+# few microseconds, which tiny per-lane products do not amortize (a chain of
+# 8x8 products at batch 16384 runs 5x slower as a lane loop).
+MIN_TRIP_FLOPS = 2e6
 # Lane-grouped convolutions: chunks of CONV_CHUNK lanes from CONV_MIN_BATCH lanes.
 CONV_MIN_BATCH = 256
 CONV_CHUNK = 32
@@ -175,14 +181,16 @@ def decide(module: ir.Module, size, platform: str) -> Decision:
     f = features(module, size)
     if f.unreadable:
         return Decision(None, f"{f.unreadable}: the full batch", f)
-    if f.gemm_share >= MIN_SHARE and f.lane_gemm_bytes >= DOT_MIN_BYTES:
+    if (f.gemm_share >= MIN_SHARE and f.lane_gemm_bytes >= DOT_MIN_BYTES
+            and DOT_CHUNK * f.lane_gemm_flops / size >= MIN_TRIP_FLOPS):
         return Decision(DOT_CHUNK, f"lane-batched GEMMs are {f.gemm_share:.0%} of the FLOPs, "
                         f"results up to {f.lane_gemm_bytes / 2**20:.1f} MiB", f)
-    if f.conv_share >= MIN_SHARE and size >= CONV_MIN_BATCH:
+    if (f.conv_share >= MIN_SHARE and size >= CONV_MIN_BATCH
+            and CONV_CHUNK * f.lane_conv_flops / size >= MIN_TRIP_FLOPS):
         return Decision(CONV_CHUNK, f"lane-grouped convolutions are {f.conv_share:.0%} "
                         f"of the FLOPs at batch {size}", f)
     why = ("no dot_general or convolution" if not f.flops else
            f"lane-batched GEMMs {f.gemm_share:.0%} of the FLOPs "
-           f"({f.lane_gemm_bytes / 2**20:.1f} MiB), lane-grouped convolutions "
-           f"{f.conv_share:.0%}")
+           f"({f.lane_gemm_bytes / 2**20:.1f} MiB, {f.lane_gemm_flops / size:.2g} per lane), "
+           f"lane-grouped convolutions {f.conv_share:.0%}")
     return Decision(None, why, f)

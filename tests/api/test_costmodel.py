@@ -149,3 +149,15 @@ def test_model_chosen_loop_with_batch_on_other_axes():
     assert bl.lower(w, x).report().tuning.choice == 1
     assert_same_tree(bl(w, x), jax.vmap(f, in_axes=(2, 1), out_axes=1)(w, x),
                      rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch,n,chunk", [
+    (16384, 8, None),   # 4 MiB results, but 8x8 products: the loop ran 4.8x slower
+    (512, 48, None),    # 0.9 MFLOP a lane: the loop ran 1.5x slower
+    (1024, 64, 1),      # 2.1 MFLOP a lane, 16 MiB: the loop ran 0.69x
+])
+def test_tiny_per_lane_products_keep_the_full_batch(batch, n, chunk):
+    x = jax.ShapeDtypeStruct((batch, n, n), jnp.float32)
+    ws = [jax.ShapeDtypeStruct((batch, n, n), jnp.float32)] * 4
+    module = sb.batch_lower(BY_NAME["matmul_chain"].fn, tune=False).lower(x, ws).module
+    assert costmodel.decide(module, batch, "cpu").chunk == chunk
