@@ -33,7 +33,10 @@ CASES = [
     ("cnn_ensemble", 512, costmodel.CONV_CHUNK),
     # shared weights fold into one GEMM / a shared-kernel convolution: full batch
     ("cnn", 512, None), ("transformer_block", 512, None), ("scan_rnn", 512, None),
-    ("per_example_grad", 512, None), ("mlp_axis1", 512, None),
+    ("mlp_axis1", 512, None),
+    # per-example weight gradients: lane-batched outer products, chunks of 32
+    ("per_example_grad", 8, None), ("per_example_grad", 64, costmodel.OUTER_CHUNK),
+    ("per_example_grad", 512, costmodel.OUTER_CHUNK),
     ("embed_scatter", 512, None), ("sort_topk", 512, None), ("newton", 512, None),
 ]
 
@@ -52,7 +55,15 @@ def test_features_of_an_ensemble():
     assert f.flops == pytest.approx(128 * per_lane)
     assert f.lane_gemm_flops == pytest.approx(128 * 2 * (64 * 128 * 128 + 64 * 128 * 10))
     assert f.lane_gemm_bytes == 128 * 64 * 128 * 4
-    assert f.lane_conv_flops == 0
+    assert f.lane_conv_flops == 0 and f.lane_outer_flops == 0
+
+
+def test_features_of_per_example_gradients():
+    f = costmodel.features(_module("per_example_grad", 64), 64)
+    # the weight gradients: outer products of 128 x 128, 128 x 128, 128 x 10 per lane
+    assert f.lane_outer_bytes == 64 * (128 * 128 * 2 + 128 * 10) * 4
+    assert f.lane_outer_flops == pytest.approx(64 * 2 * (128 * 128 * 2 + 128 * 10))
+    assert f.lane_gemm_flops == 0
 
 
 def test_other_platforms_and_symbolic_sizes_keep_the_full_batch():
@@ -69,6 +80,7 @@ def _vmap(w):
 @pytest.mark.parametrize("name,batch,chunk", [
     ("ensemble_mlp", 131, 1),                          # the lane loop
     ("cnn_ensemble", 300, costmodel.CONV_CHUNK),       # 9 chunks of 32 + 12 lanes
+    ("per_example_grad", 70, costmodel.OUTER_CHUNK),   # 2 chunks of 32 + 6 lanes
 ])
 def test_model_chosen_loop_equals_vmap(name, batch, chunk):
     w = BY_NAME[name]
