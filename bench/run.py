@@ -159,13 +159,22 @@ def targets(results) -> dict:
                                    if m.status != "ok"})}
 
 
+def _model_choice(m) -> str:
+    """The loop the default batch_lower's cost model chose ('' for the full batch)."""
+    t = getattr(m.report, "tuning", None)
+    if t is None or getattr(t, "source", None) != "model" or t.choice is None:
+        return ""
+    return t.summary().removeprefix("tuned: ").removesuffix(" (model)")
+
+
 def summary_table(results) -> list[str]:
     """One row per workload: bl/vmap (median of pairs; fastest against fastest)
     per batch size, and whether XLA's optimized HLO is vmap's."""
     sizes = sorted({m.batch for m in results})
     rows = ["## Summary: batch_lower / jit(vmap) run time\n",
             "Median of per-round ratios (fastest call / fastest call); below 1: "
-            "batch_lower is faster.\n",
+            "batch_lower is faster. [lane loop] / [chunks of K]: the default's cost "
+            "model ran a loop instead of the full batch (docs/tuning.md).\n",
             "| workload | " + " | ".join(f"batch {b}" for b in sizes) + " | same optimized HLO |",
             "|---|" + "---:|" * len(sizes) + ":---:|"]
     for name in dict.fromkeys(m.workload for m in results):
@@ -178,7 +187,8 @@ def summary_table(results) -> list[str]:
             elif m.status != "ok":
                 cells.append(m.status.split(":")[0])
             else:
-                cells.append(f"{m.ratio_vmap:.2f} ({m.ratio_vmap_best:.2f})")
+                cells.append(f"{m.ratio_vmap:.2f} ({m.ratio_vmap_best:.2f})"
+                             + (f" [{_model_choice(m)}]" if _model_choice(m) else ""))
         ok = [m for m in ms.values() if m.status == "ok"]
         same = "yes" if ok and all(m.same_hlo for m in ok) else (
             "no" if ok else "")

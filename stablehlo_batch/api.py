@@ -221,7 +221,7 @@ class BatchedFunction:
     def __init__(self, fn: Callable, in_axes, out_axes, axis_size: int | None,
                  backend: str | None, strict: bool = False, check: bool = False,
                  cache_size: int | None = 256, scale_options: dict | None = None,
-                 axis_name=None, tune=False):
+                 axis_name=None, tune=None):
         if not callable(fn):
             raise TypeError(f"batch_lower requires a callable, got {fn!r}")
         self.fn = fn
@@ -242,6 +242,12 @@ class BatchedFunction:
         self.tune = None  # chunk sizes to try against the full batch (tuning.py)
         if tune is not False and tune is not None:
             self.tune = tuning.canonicalize_tune(tune, self._scale_options, self.symbolic)
+        # tune=None (the default): the static cost model (costmodel.py) picks the
+        # full batch or a loop; tune=False: always the full batch. Not with the
+        # scaling options (they fix the strategy), a symbolic size or axis_name
+        # (collectives couple the lanes: the full batch).
+        self._cost_model = (tune is None and not self._scale_options and not self.symbolic
+                            and axis_name is None)
         # Calls go through jax.jit's own dispatch, which looks the signature
         # up in C++: a cached call costs what a call of jax.jit(jax.vmap(f))
         # does plus one Python frame (__call__'s checks: top-level trace,
@@ -603,6 +609,11 @@ class BatchedFunction:
         else:
             built = batch_with_options(exp, dims, out_dims, size, what="batch_lower",
                                        **self._scale_options)
+            if (self._cost_model and isinstance(size, int) and not exp.ordered_effects
+                    and not exp.unordered_effects):
+                built, tuned = tuning.by_model(exp, dims, out_dims, size, platform, built)
+                if built.report is not None:
+                    built.report.tuning = tuned
         batched, module = built.exported, built.module
         result_batched, rewrite_seconds = built.result_batched, built.rewrite_seconds
         fn, call = None, built.call
@@ -914,7 +925,7 @@ def batch_lower(fn: Callable, in_axes=0, out_axes=0, *, axis_size: int | None = 
                 chunk_size: int | str | None = None, memory_limit_bytes: int | None = None,
                 mesh: jax.sharding.Mesh | None = None,
                 axis_name=None, spmd_axis_name=None, check: bool = False,
-                cache_size: int | None = 256, tune=False) -> BatchedFunction:
+                cache_size: int | None = 256, tune=None) -> BatchedFunction:
     """Batches ``fn`` like ``jax.vmap(fn, in_axes, out_axes, axis_size=axis_size)``,
     by rewriting its lowered StableHLO instead of re-tracing it.
 
@@ -941,7 +952,10 @@ def batch_lower(fn: Callable, in_axes=0, out_axes=0, *, axis_size: int | None = 
     ``tune=True`` (or a tuple of chunk sizes to try) measures, on the first
     call of a signature, the full batch against loops over chunks of lanes
     and keeps the fastest, remembered on disk (stablehlo_batch/tuning.py,
-    docs/tuning.md).
+    docs/tuning.md). ``tune=None`` (the default) lets a static cost model
+    (stablehlo_batch/costmodel.py) pick a loop where one reliably pays on
+    this platform (CPU), else the full batch; ``tune=False`` always runs the
+    full batch, ``jax.vmap``'s program.
     """
     axis_name, spmd_axis_name = named_axes.resolve_names(axis_name, spmd_axis_name, mesh)
     options = dict(chunk_size=chunk_size, memory_limit_bytes=memory_limit_bytes, mesh=mesh)

@@ -41,7 +41,7 @@ import jax
 import numpy as np
 from jax import tree_util
 
-from stablehlo_batch import module_io
+from stablehlo_batch import costmodel, module_io
 from stablehlo_batch import axes as ax
 from stablehlo_batch.chunking import chunk_flat
 from stablehlo_batch.flat import BatchedExport, batch_flat, is_symbolic
@@ -79,13 +79,14 @@ class Candidate:
 class TuningResult:
     """What ``select`` did for one plan; ``.report().tuning`` of a tuned plan."""
     choice: int | None                 # chunk size chosen; None: the full batch
-    source: str                        # "measured", "record", "pending" or "fixed"
+    source: str                        # "measured", "record", "pending", "fixed" or "model"
     candidates: list[Candidate]
     batch_size: int
     device: str
     record_path: str | None = None
     seconds: float | None = None       # time spent building and measuring
     rounds: int = 0
+    reason: str = ""                   # source "model": why (costmodel.Decision.reason)
 
     @property
     def pending(self) -> bool:
@@ -97,7 +98,7 @@ class TuningResult:
         return {"choice": self.choice, "choice_name": strategy_name(self.choice),
                 "source": self.source, "batch_size": self.batch_size,
                 "device": self.device, "record_path": self.record_path,
-                "seconds": self.seconds, "rounds": self.rounds,
+                "seconds": self.seconds, "rounds": self.rounds, "reason": self.reason,
                 "candidates": [dict(dataclasses.asdict(c), name=c.name)
                                for c in self.candidates]}
 
@@ -110,7 +111,8 @@ class TuningResult:
                 "record": f"from the record {self.record_path}",
                 "pending": "not measured yet (traced arguments): the full batch runs; "
                            "the first call with arrays measures",
-                "fixed": "nothing to measure"}.get(self.source, self.source)
+                "fixed": "nothing to measure",
+                "model": f"cost model, not measured: {self.reason}"}.get(self.source, self.source)
         lines = [f"  strategy: {strategy_name(self.choice)} -- {head}"]
         for c in self.candidates:
             t = "" if c.seconds is None else f"{c.seconds * 1e3:10.3f} ms"
@@ -471,6 +473,32 @@ def select(exp: jax.export.Exported, dims: Sequence[int | None],
     with _memory_lock:
         _memory[key] = result
     return built[choice], result
+
+
+def by_model(exp: jax.export.Exported, dims: Sequence[int | None],
+             out_dims: Sequence[int | None], size, platform: str,
+             full: BatchedExport, *, what: str = "batch_lower"
+             ) -> tuple[BatchedExport, TuningResult]:
+    """``batch_lower``'s default: the strategy ``costmodel.decide`` picks from
+    the batched module ``full`` (nothing measured, nothing compiled), built.
+    A loop that fails to build leaves the full batch (noted)."""
+    decision = costmodel.decide(full.module, size, platform)
+    cands = [Candidate(None)]
+    result = TuningResult(decision.chunk, "model", cands, int(size), platform,
+                          reason=decision.reason)
+    if decision.chunk is None:
+        return full, result
+    cand = Candidate(decision.chunk)
+    cands.append(cand)
+    start = time.perf_counter()
+    try:
+        built = build(exp, dims, out_dims, size, decision.chunk, what=what, full=full)
+    except Exception as e:  # noqa: BLE001 - the full batch is always right
+        cand.note = _failed(e)
+        result.choice = None
+        return full, result
+    cand.build_seconds = time.perf_counter() - start
+    return built, result
 
 
 def example_arguments(avals, seed: int = 0) -> list:

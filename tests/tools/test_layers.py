@@ -34,7 +34,7 @@ LAYERS = {
     "__init__": API, "api": API, "export": API,
     "axes": GLUE, "module_io": GLUE, "rewrite": GLUE, "flat": GLUE, "chunking": GLUE,
     "sharding": GLUE, "scaling": GLUE, "primitive": GLUE, "callbacks": GLUE,
-    "selfcheck": GLUE, "named_axes": GLUE, "tuning": GLUE, "levels": GLUE,
+    "selfcheck": GLUE, "named_axes": GLUE, "tuning": GLUE, "levels": GLUE, "costmodel": GLUE,
     "pipeline": API, "xla_compat": GLUE, "jax_internals": GLUE, "vmappables": GLUE,
 }
 # Modules that may import inside functions, and why (a measured start-up cost).
