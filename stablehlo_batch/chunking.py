@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from jax import tree_util
 
 from stablehlo_batch import axes as ax
-from stablehlo_batch import module_io
+from stablehlo_batch import inline, module_io
 from stablehlo_batch.flat import BatchedExport, batch_flat
 
 
@@ -54,11 +54,19 @@ def chunk_flat(exp: jax.export.Exported, dims: Sequence[int | None],
     # its batch-1 form would pay for batching (selects, lane reductions of
     # loop predicates) and gain nothing.
     lane = chunk == 1
-    per_chunk = exp if lane else batch_flat(exp, lane_dims, out0, chunk, what=what,
-                                            summed=summed).exported
+    # Each chunk's (and the remainder's) module is merged into the loop's
+    # module as a function (inline.call): no Exported.call lowering (its
+    # LAPACK set-up, its portable-artifact round trip) at the loop's export.
+    if lane:
+        per_chunk, chunk_code = exp, _plain_bytecode(exp)
+    else:
+        b = batch_flat(exp, lane_dims, out0, chunk, what=what, summed=summed)
+        per_chunk, chunk_code = b.exported, module_io.module_to_bytecode(b.module)
     rem = size % chunk
-    remainder = (batch_flat(exp, lane_dims, out0, rem, what=what, summed=summed).exported
-                 if rem else None)
+    remainder = rem_code = None
+    if rem:
+        b = batch_flat(exp, lane_dims, out0, rem, what=what, summed=summed)
+        remainder, rem_code = b.exported, module_io.module_to_bytecode(b.module)
     n_chunks = size // chunk
     summed = sorted(set(summed))
     kept = [j for j in range(n_out) if j not in summed]
@@ -72,7 +80,7 @@ def chunk_flat(exp: jax.export.Exported, dims: Sequence[int | None],
             for i, x in zip(batched, xs):
                 args[i] = x
             a, k = tree_util.tree_unflatten(exp.in_tree, args)
-            outs = tree_util.tree_leaves(per_chunk.call(*a, **k))
+            outs = tree_util.tree_leaves(inline.call(per_chunk, chunk_code, *a, **k))
             return ([t + outs[j] for t, j in zip(totals, summed)],
                     tuple(outs[j] for j in kept))
 
@@ -95,7 +103,7 @@ def chunk_flat(exp: jax.export.Exported, dims: Sequence[int | None],
             for i in batched:
                 args[i] = flat[i][n_chunks * chunk:]
             a, k = tree_util.tree_unflatten(exp.in_tree, args)
-            tail = tree_util.tree_leaves(remainder.call(*a, **k))
+            tail = tree_util.tree_leaves(inline.call(remainder, rem_code, *a, **k))
             outs = [o + t if j in summed else o if d is None else jnp.concatenate([o, t], axis=0)
                     for j, (o, t, d) in enumerate(zip(outs, tail, out_dims))]
         outs = [o if d is None or j in summed else _move(o, 0, ax.batch_position(d, o.ndim - 1))
@@ -113,6 +121,15 @@ def chunk_flat(exp: jax.export.Exported, dims: Sequence[int | None],
     return BatchedExport(wrapped, module_io.parse_module(wrapped.mlir_module_serialized),
                          full.result_batched, full.rewrite_seconds,
                          full.report, chunk)
+
+
+def _plain_bytecode(exp: jax.export.Exported) -> bytes:
+    """``exp``'s module as plain MLIR bytecode (inline.call's form): as it is
+    when this process exported it (flat.export_in_process), else converted."""
+    code = exp.mlir_module_serialized
+    if module_io.is_plain_bytecode(code):
+        return code
+    return module_io.module_to_bytecode(module_io.parse_module(code))
 
 
 def temp_bytes(exp: jax.export.Exported) -> int:

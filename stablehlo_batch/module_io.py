@@ -115,6 +115,13 @@ def module_to_text(module: ir.Module, debug_info: bool = False) -> str:
         r'"stablehlo.dynamic_slice"(\1) <{slice_sizes = array<i64>}> :', text)
 
 
+def is_plain_bytecode(data: bytes) -> bool:
+    """Whether ``data`` is plain MLIR bytecode (``module_to_bytecode``), not
+    a StableHLO portable artifact (VHLO) nor text."""
+    return (isinstance(data, (bytes, bytearray)) and data.startswith(_BYTECODE_MAGIC)
+            and b"StableHLO_v" not in data[:64])
+
+
 def module_to_bytecode(module: ir.Module) -> bytes:
     buf = io.BytesIO()
     module.operation.write_bytecode(buf)

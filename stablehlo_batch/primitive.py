@@ -34,11 +34,10 @@ from jax import tree_util
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 from jaxlib.mlir import ir
-from jaxlib.mlir.dialects import func as func_dialect
 
 from stablehlo_batch import axes as ax
 from stablehlo_batch.chunking import chunk_flat
-from stablehlo_batch import jax_internals, module_io, named_axes
+from stablehlo_batch import inline, jax_internals, module_io, named_axes
 from stablehlo_batch.flat import batch_flat, export_in_process, is_symbolic, spread_to_lanes
 from stablehlo_batch.passes.errors import UnsupportedOpError
 from stablehlo_batch.passes.rules import RULES
@@ -374,39 +373,11 @@ def _lowering(ctx, *args, fun: BatchedFn):
 
 
 def _inline_call(ctx, args, fun: BatchedFn, exp: jax.export.Exported):
-    """The batched module merged into the caller's module and called, as
-    ``Exported.call``'s lowering does, without its trace of the call and its
-    round trip through the portable artifact (the module is parsed from the
-    plain bytecode kept at build time): ~4 ms of a first call. Only where
-    that lowering would add nothing more: one platform, the caller's; no
-    ordered effects (tokens); static shapes; no extended dtypes; one device
-    on both sides (no sharding annotations to carry); only functions in the
-    module (no Shardy mesh). None otherwise (Exported.call then)."""
+    """The batched module merged into the caller's module and called
+    (inline.merge_call), from the plain bytecode kept at build time; None
+    where Exported.call's lowering is needed (or for the mesh-less rebuild)."""
     code = fun.module_bytecode if exp is fun._exported else None  # not the mesh-less rebuild
-    mc = ctx.module_context
-    axis_context = mc.axis_context
-    if (code is None or len(exp.platforms) != 1
-            or tuple(mc.platforms) != tuple(exp.platforms) or exp.ordered_effects
-            or exp.uses_global_constants or exp.nr_devices != 1
-            or not isinstance(axis_context, mlir.ShardingContext)
-            or axis_context.num_devices != 1
-            or len(args) != len(exp.in_avals) or len(ctx.avals_out) != len(exp.out_avals)
-            or any(jax.dtypes.issubdtype(a.dtype, jax.dtypes.extended) or
-                   tuple(a.shape) != tuple(b.shape) or a.dtype != b.dtype
-                   for a, b in zip((*ctx.avals_in, *ctx.avals_out),
-                                   (*exp.in_avals, *exp.out_avals)))):
-        return None
-    jax_internals.ensure_backends_initialized(exp.platforms)
-    sub = ir.Module.parse(code, mc.module.context)
-    if any(op.operation.name != "func.func" for op in sub.body.operations):
-        return None  # e.g. a Shardy mesh: Exported.call's lowering handles those
-    results = ir.SymbolTable(sub.operation)["main"].type.results
-    name = mlir.merge_mlir_modules(mc.module, f"call_exported_{exp.fun_name}", sub,
-                                   dst_symtab=mc.symbol_table)
-    kept = set(exp.module_kept_var_idx)
-    call = func_dialect.CallOp(results, ir.FlatSymbolRefAttr.get(name),
-                               [a for i, a in enumerate(args) if i in kept])
-    return list(call.results)
+    return inline.merge_call(ctx, args, exp, code)
 
 
 batched_call_p.def_impl(_impl)

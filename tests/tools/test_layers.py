@@ -33,7 +33,7 @@ LAYERS = {
     "cli": TOOLS, "check": TOOLS, "demo": TOOLS,
     "__init__": API, "api": API, "export": API,
     "axes": GLUE, "module_io": GLUE, "rewrite": GLUE, "flat": GLUE, "chunking": GLUE,
-    "sharding": GLUE, "scaling": GLUE, "primitive": GLUE, "callbacks": GLUE,
+    "sharding": GLUE, "scaling": GLUE, "primitive": GLUE, "inline": GLUE, "callbacks": GLUE,
     "selfcheck": GLUE, "named_axes": GLUE, "tuning": GLUE, "levels": GLUE, "costmodel": GLUE,
     "pipeline": API, "xla_compat": GLUE, "jax_internals": GLUE, "vmappables": GLUE,
 }
