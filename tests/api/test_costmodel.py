@@ -173,3 +173,45 @@ def test_tiny_per_lane_products_keep_the_full_batch(batch, n, chunk):
     ws = [jax.ShapeDtypeStruct((batch, n, n), jnp.float32)] * 4
     module = sb.batch_lower(BY_NAME["matmul_chain"].fn, tune=False).lower(x, ws).module
     assert costmodel.decide(module, batch, "cpu").chunk == chunk
+
+
+@pytest.mark.parametrize("name,batch,chunk", [
+    ("ensemble_mlp", 131, 1),                          # the lane loop
+    ("per_example_grad", 70, costmodel.OUTER_CHUNK),   # chunks and a remainder
+])
+def test_model_chosen_loop_lowers_no_exported_call_and_no_lapack(monkeypatch, name, batch,
+                                                                 chunk):
+    """The first call of a model-chosen loop: the per-example export and the
+    loop's export only (the per-chunk modules are merged into the loop's
+    module by inline.call, not lowered through Exported.call, whose lowering
+    would set up LAPACK for a module that does not use it: ~0.3 s)."""
+    from jax._src.lax import linalg
+    lapack, exported_calls, exports = [], [], []
+    monkeypatch.setattr(linalg, "initialize_lapack", lambda: lapack.append(1))
+    real_call, real_export = jax.export.Exported.call, jax.export.export
+    monkeypatch.setattr(jax.export.Exported, "call",
+                        lambda self, *a, **k: exported_calls.append(1) or real_call(self, *a, **k))
+    monkeypatch.setattr(jax.export, "export",
+                        lambda *a, **k: exports.append(1) or real_export(*a, **k))
+    w = BY_NAME[name]
+    args = w.make(batch, np.random.default_rng(3))
+    bl = sb.batch_lower(lambda *a: w.fn(*a), in_axes=w.in_axes, out_axes=w.out_axes)
+    got = bl(*args)
+    assert bl.lower(*args).report().tuning.choice == chunk
+    assert (lapack, exported_calls) == ([], [])
+    assert len(exports) == 2  # the function for one example, the loop
+    assert_same_tree(got, _vmap(w)(*args), rtol=1e-5, atol=1e-5)
+
+
+def test_chunk_loop_of_a_lapack_function_equals_vmap():
+    """inline.call merges a module with LAPACK custom calls too (and sets
+    LAPACK up for it, as jax does)."""
+    a = jnp.asarray(np.random.default_rng(4).standard_normal((5, 3, 3)), jnp.float32) + \
+        3 * jnp.eye(3)
+    b = jnp.ones((5, 3), jnp.float32)
+    for chunk in (1, 2):
+        bl = sb.batch_lower(jnp.linalg.solve, chunk_size=chunk)
+        assert_same_tree(bl(a, b), jax.vmap(jnp.linalg.solve)(a, b), rtol=1e-5, atol=1e-5)
+        assert_same_tree(jax.grad(lambda a: bl(a, b).sum())(a),
+                         jax.grad(lambda a: jax.vmap(jnp.linalg.solve)(a, b).sum())(a),
+                         rtol=1e-4, atol=1e-4)
