@@ -86,3 +86,64 @@ def test_chunking_errors():
     with pytest.warns(UserWarning, match="one lane at a time"):
         sb.batch_lower(lambda v: jnp.sort(jnp.outer(v, v)), chunk_size="auto",
                        memory_limit_bytes=0)(x)
+
+
+def _lane_fn(w, x, n, unused, flag):
+    y = jnp.tanh(x @ w) * n
+    return y, jnp.sum(w), jnp.where(flag, n, -n), (x[0] + 1j).astype(jnp.complex64)
+
+
+@pytest.mark.parametrize("in_axes,out_axes", [
+    ((None, 0, 0, 0, 0), (0, None, 0, 0)),
+    ((1, -1, None, None, 0), (-1, 0, 1, 0)),   # batched weights, axes inside
+])
+def test_lane_loop_built_as_mlir_equals_vmap(rng, monkeypatch, in_axes, out_axes):
+    """chunk_size=1 builds the lane loop as MLIR around the per-example module
+    (chunking.lane_loop_module: no second export) -- batch axes inside the
+    arguments and results, an unbatched result, an unused argument, int,
+    bool and complex values -- and its gradient (the exported loop's VJP, built
+    when asked for) is vmap's."""
+    from stablehlo_batch import chunking
+    size = 5
+    args = [make(rng, (5, 4), jnp.float32, in_axes[0], size),
+            make(rng, (6, 5), jnp.float32, in_axes[1], size),
+            make(rng, (6, 1), jnp.int32, in_axes[2], size),
+            make(rng, (3,), jnp.float32, in_axes[3], size),
+            make(rng, (6, 1), jnp.float32, in_axes[4], size) > 0]
+    built = []
+    real = chunking.lane_loop_module
+    monkeypatch.setattr(chunking, "lane_loop_module",
+                        lambda *a, **k: built.append(real(*a, **k)) or built[-1])
+    want = jax.vmap(_lane_fn, in_axes, out_axes)(*args)
+    bl = sb.batch_lower(_lane_fn, in_axes, out_axes, chunk_size=1)
+    assert_same_tree(bl(*args), want, **TOL)
+    assert built and built[0] is not None and built[0].chunk_size == 1
+    assert "stablehlo.while" in bl.lower(*args).as_text()
+    # the loop as an Exported (chunk_flat) and its VJP
+    from stablehlo_batch.axes import batch_positions
+    exp = jax.export.export(jax.jit(_lane_fn))(
+        *[ax_unbatched(a, d) for a, d in zip(args, in_axes)])
+    built.clear()
+    bexp = chunking.chunk_flat(exp, batch_positions("t", exp.in_avals, in_axes),
+                               out_axes, size, 1).exported
+    assert built and built[0] is not None
+    assert_same_tree(bexp.call(*args), want, **TOL)
+
+    def loss(f):
+        return lambda w, x: jnp.sum(f(w, x, *args[2:])[0] ** 2)
+    assert_same_tree(jax.grad(loss(bexp.call), (0, 1))(*args[:2]),
+                     jax.grad(loss(jax.vmap(_lane_fn, in_axes, out_axes)), (0, 1))(*args[:2]),
+                     rtol=1e-4, atol=1e-4)
+
+
+def ax_unbatched(a, d):
+    shape = a.shape if d is None else a.shape[:d % a.ndim] + a.shape[d % a.ndim + 1:]
+    return jax.ShapeDtypeStruct(shape, a.dtype)
+
+
+def test_lane_loop_of_prng_keys_takes_the_exported_route(rng):
+    """Extended dtypes (typed PRNG keys): their IR types differ from their
+    avals, so the lane loop is the exported loop; values are vmap's."""
+    keys = jax.random.split(jax.random.key(0), 4)
+    f = lambda k: jax.random.normal(k, (3,))  # noqa: E731
+    assert_same_tree(sb.batch_lower(f, chunk_size=1)(keys), jax.vmap(f)(keys), **TOL)
