@@ -19,6 +19,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 from jax import tree_util
+from jax.interpreters import mlir as jax_mlir
 from jaxlib.mlir import ir
 from jaxlib.mlir.dialects import func as func_dialect
 
@@ -50,8 +51,8 @@ def chunk_flat(exp: jax.export.Exported, dims: Sequence[int | None],
         full = batch_flat(exp, dims, out_dims, size, what=what, summed=summed)
     if chunk >= size:
         return full
-    if chunk == 1 and not summed:
-        direct = lane_loop_module(exp, dims, out_dims, size, full, what=what)
+    if not summed:
+        direct = loop_module(exp, dims, out_dims, size, chunk, full, what=what)
         if direct is not None:
             return direct
     return _exported_loop(exp, dims, out_dims, size, chunk, what=what, summed=summed,
@@ -138,82 +139,102 @@ def _exported_loop(exp, dims, out_dims, size: int, chunk: int, *, what: str,
                          full.report, chunk)
 
 
-# The per-example function's name inside a lane loop's module.
-_LANE_FN = "stablehlo_batch_lane"
-
-
-def lane_loop_module(exp: jax.export.Exported, dims: Sequence[int | None],
-                     out_dims: Sequence[int | None], size: int, full: BatchedExport, *,
-                     what: str = "batch_lower") -> BatchedExport | None:
-    """The lane loop (``chunk_flat`` with chunk 1) built as MLIR around the
-    per-example module itself: its ``main`` becomes a private function that a
-    ``stablehlo.while`` over the lanes calls, slicing each batched argument
-    at its own batch axis and writing each result's lane in place. No jax
-    trace, lowering or export (what ``_exported_loop`` pays: 0.02-0.05 s of
-    a first call); the same loop ``lax.map`` runs. Its VJP is the exported
-    loop's, built when asked for. None where that route is needed: several
-    platforms, effects, symbolic shapes, extended dtypes, more than one
-    device, anything but functions in the module, a module that does not
-    verify."""
+def loop_module(exp: jax.export.Exported, dims: Sequence[int | None],
+                out_dims: Sequence[int | None], size: int, chunk: int,
+                full: BatchedExport, *, what: str = "batch_lower") -> BatchedExport | None:
+    """``chunk_flat``'s loop built as MLIR, without a jax trace, lowering or
+    export of a loop function (``_exported_loop``: 0.02-0.05 s of a first
+    call). The per-chunk module -- for chunk 1 the per-example module itself,
+    else the function batched at ``chunk`` with the batch at the arguments'
+    and results' own axes -- and the remainder's become private functions
+    of a new module, whose ``main`` is a ``stablehlo.while`` over the chunks:
+    it slices each batched argument at its batch axis, calls the chunk's
+    function and writes each result's lanes in place; the remainder is
+    called once after it. Its VJP is the exported loop's, built when asked
+    for. None where that route is needed: several platforms, effects,
+    symbolic shapes, extended dtypes, more than one device, anything but
+    functions in a module, a module that does not verify."""
     if (len(exp.platforms) != 1 or exp.ordered_effects or exp.unordered_effects
-            or exp.uses_global_constants or exp.nr_devices != 1 or size < 1
+            or exp.uses_global_constants or exp.nr_devices != 1 or not 1 <= chunk < size
             or any(jax.dtypes.issubdtype(a.dtype, jax.dtypes.extended)
                    for a in (*exp.in_avals, *exp.out_avals))):
         return None
     dims = ax.batch_positions(f"{what} in_axes", exp.in_avals, dims)
-    module = module_io.parse_module(exp.mlir_module_serialized)
-    if any(op.operation.name != "func.func" for op in module.body.operations):
-        return None
-    symbols = ir.SymbolTable(module.operation)
-    if _LANE_FN in symbols:
-        return None
-    main = symbols["main"]
     kept = list(exp.module_kept_var_idx)
-    ftype = main.type
-    if len(ftype.inputs) != len(kept) or len(ftype.results) != len(exp.out_avals):
-        return None
     arg_dims = [dims[i] for i in kept]
     res_dims = [ax.batch_position(d, len(a.shape)) for a, d in zip(exp.out_avals, out_dims)]
-    with module.context, ir.Location.unknown(module.context):
+    n_chunks, rem = divmod(size, chunk)
+    lane = chunk == 1
+    if lane:
+        body_module = module_io.parse_module(exp.mlir_module_serialized)
+    else:
+        body_module = batch_flat(exp, dims, out_dims, chunk, what=what).module
+    rem_module = batch_flat(exp, dims, out_dims, rem, what=what).module if rem else None
+    ctx = body_module.context
+    parts = [m if m.context == ctx else
+             module_io.parse_module(module_io.module_to_bytecode(m), context=ctx)
+             for m in (body_module, rem_module) if m is not None]
+    if any(op.operation.name != "func.func" for m in parts for op in m.body.operations):
+        return None
+    ftype = ir.SymbolTable(parts[0].operation)["main"].type
+    if len(ftype.inputs) != len(kept) or len(ftype.results) != len(exp.out_avals):
+        return None
+    with ctx, ir.Location.unknown(ctx):
+        module = ir.Module.create()
+        for name, attr in bld.attributes_of(parts[0].operation).items():
+            if name != "sym_name":
+                module.operation.attributes[name] = attr
+        symbols = ir.SymbolTable(module.operation)
+        names = [jax_mlir.merge_mlir_modules(module, n, m, dst_symtab=symbols)
+                 for n, m in zip(("stablehlo_batch_chunk", "stablehlo_batch_remainder"), parts)]
         i32 = ir.IntegerType.get_signless(32)
-        in_types = [t if d is None else bld.insert_dim(t, size, d)
-                    for t, d in zip(ftype.inputs, arg_dims)]
-        out_types = [t if d is None else bld.insert_dim(t, size, d)
-                     for t, d in zip(ftype.results, res_dims)]
-        ir.SymbolTable.set_symbol_name(main, _LANE_FN)
-        ir.SymbolTable.set_visibility(main, "private")
+        # per-chunk argument / result types: no batch dim for the lane loop
+        if lane:
+            in_types = [t if d is None else bld.insert_dim(t, size, d)
+                        for t, d in zip(ftype.inputs, arg_dims)]
+            out_types = [t if d is None else bld.insert_dim(t, size, d)
+                         for t, d in zip(ftype.results, res_dims)]
+        else:
+            in_types = [t if d is None else _resized(t, d, size)
+                        for t, d in zip(ftype.inputs, arg_dims)]
+            out_types = [t if d is None else _resized(t, d, size)
+                         for t, d in zip(ftype.results, res_dims)]
         with ir.InsertionPoint.at_block_begin(module.body):
-            new_main = func_dialect.FuncOp("main", ir.FunctionType.get(in_types, out_types))
-        entry = new_main.add_entry_block()
+            main = func_dialect.FuncOp("main", ir.FunctionType.get(in_types, out_types))
+        entry = main.add_entry_block()
         with ir.InsertionPoint(entry):
             init = [bld.splat(i32, [], 0)] + [_zeros(t) for t in out_types]
             loop = bld.create("stablehlo.while", [v.type for v in init], init, regions=2)
             cond = loop.regions[0].blocks.append(*[v.type for v in init])
             with ir.InsertionPoint(cond):
-                bld.create("stablehlo.return", [],
-                           [bld.compare(cond.arguments[0], bld.splat(i32, [], size), "LT")])
+                bld.create("stablehlo.return", [], [
+                    bld.compare(cond.arguments[0], bld.splat(i32, [], n_chunks), "LT")])
             body = loop.regions[1].blocks.append(*[v.type for v in init])
             with ir.InsertionPoint(body):
                 i, accs = body.arguments[0], list(body.arguments[1:])
                 zero = bld.splat(i32, [], 0)
-                lane_args = [v if d is None else _lane_at(v, d, i, zero)
-                             for v, d in zip(entry.arguments, arg_dims)]
-                call = bld.create("func.call", list(ftype.results), lane_args,
-                                  {"callee": ir.FlatSymbolRefAttr.get(_LANE_FN)})
-                new = [bld.create("stablehlo.add", [i.type],
-                                  [i, bld.splat(i32, [], 1)]).result]
-                for acc, r, d in zip(accs, call.results, res_dims):
-                    if d is None:  # unbatched: the same in every lane
-                        new.append(r)
-                        continue
-                    shape = bld.shape_of(r)
-                    row = bld.reshape(r, shape[:d] + [1] + shape[d:])
-                    starts = [zero] * len(shape)
-                    starts.insert(d, i)
-                    new.append(bld.create("stablehlo.dynamic_update_slice", [acc.type],
-                                          [acc, row] + starts).result)
+                start = i if lane else bld.create(
+                    "stablehlo.multiply", [i.type], [i, bld.splat(i32, [], chunk)]).result
+                args = [v if d is None else _lanes_at(v, d, start, chunk, zero, lane)
+                        for v, d in zip(entry.arguments, arg_dims)]
+                outs = bld.create("func.call", list(ftype.results), args,
+                                  {"callee": ir.FlatSymbolRefAttr.get(names[0])}).results
+                new = [bld.create("stablehlo.add", [i.type], [i, bld.splat(i32, [], 1)]).result]
+                new += [_written(acc, r, d, start, zero, lane)
+                        for acc, r, d in zip(accs, outs, res_dims)]
                 bld.create("stablehlo.return", [], new)
-            func_dialect.ReturnOp(list(loop.results)[1:])
+            results = list(loop.results)[1:]
+            if rem:
+                zero = bld.splat(i32, [], 0)
+                start = bld.splat(i32, [], n_chunks * chunk)
+                args = [v if d is None else _lanes_at(v, d, start, rem, zero, False)
+                        for v, d in zip(entry.arguments, arg_dims)]
+                rtype = ir.SymbolTable(module.operation)[names[1]].type
+                outs = bld.create("func.call", list(rtype.results), args,
+                                  {"callee": ir.FlatSymbolRefAttr.get(names[1])}).results
+                results = [acc if d is None else _written(acc, r, d, start, zero, False)
+                           for acc, r, d in zip(results, outs, res_dims)]
+            func_dialect.ReturnOp(results)
     try:
         if not module.operation.verify():
             return None
@@ -222,13 +243,50 @@ def lane_loop_module(exp: jax.export.Exported, dims: Sequence[int | None],
     vjp = None
     if exp.has_vjp():
         def vjp(_batched):
-            return _exported_loop(exp, dims, out_dims, size, 1, what=what, summed=(),
+            return _exported_loop(exp, dims, out_dims, size, chunk, what=what, summed=(),
                                   full=full).exported.vjp()
     exported = replace_exported(
         full.exported, vjp=vjp,
         mlir_module_serialized=module_io.module_to_portable_artifact(module))
     return BatchedExport(exported, module, full.result_batched, full.rewrite_seconds,
-                         full.report, 1)
+                         full.report, chunk)
+
+
+def _resized(t: ir.Type, d: int, n: int) -> ir.Type:
+    """``t`` with dimension ``d`` of size ``n``."""
+    shape = bld.shape_of(t)
+    shape[d] = n
+    return bld.tensor_type(shape, bld.element_type(t), like=t)
+
+
+def _lanes_at(v: ir.Value, d: int, start: ir.Value, n: int, zero: ir.Value,
+              drop: bool) -> ir.Value:
+    """Lanes ``start .. start + n`` of ``v``, batched at axis ``d`` (``drop``:
+    one lane, without that axis)."""
+    shape = bld.shape_of(v)
+    sizes = list(shape)
+    sizes[d] = n
+    starts = [zero] * len(shape)
+    starts[d] = start
+    part = bld.create("stablehlo.dynamic_slice",
+                      [bld.tensor_type(sizes, bld.element_type(v))],
+                      [v] + starts, {"slice_sizes": bld.i64_array(sizes)}).result
+    return bld.reshape(part, shape[:d] + shape[d + 1:]) if drop else part
+
+
+def _written(acc: ir.Value, r: ir.Value, d: int | None, start: ir.Value, zero: ir.Value,
+             lane: bool) -> ir.Value:
+    """``acc`` with the lanes ``r`` written at ``start`` of axis ``d`` (``lane``:
+    ``r`` is one lane, without that axis); an unbatched result (``d`` None)
+    is the same in every chunk: ``r`` itself."""
+    if d is None:
+        return r
+    if lane:
+        shape = bld.shape_of(r)
+        r = bld.reshape(r, shape[:d] + [1] + shape[d:])
+    starts = [zero] * bld.rank_of(r)
+    starts[d] = start
+    return bld.create("stablehlo.dynamic_update_slice", [acc.type], [acc, r] + starts).result
 
 
 def _zeros(t: ir.Type) -> ir.Value:
@@ -237,18 +295,6 @@ def _zeros(t: ir.Type) -> ir.Value:
     if zero.type == t:
         return zero
     return bld.create("stablehlo.convert", [t], [zero]).result
-
-
-def _lane_at(v: ir.Value, d: int, i: ir.Value, zero: ir.Value) -> ir.Value:
-    """Lane ``i`` of ``v``, batched at axis ``d``, without that axis."""
-    shape = bld.shape_of(v)
-    sizes = list(shape)
-    sizes[d] = 1
-    starts = [zero] * len(shape)
-    starts[d] = i
-    row = bld.create("stablehlo.dynamic_slice", [bld.tensor_type(sizes, bld.element_type(v))],
-                     [v] + starts, {"slice_sizes": bld.i64_array(sizes)}).result
-    return bld.reshape(row, shape[:d] + shape[d + 1:])
 
 
 def _plain_bytecode(exp: jax.export.Exported) -> bytes:

@@ -175,18 +175,16 @@ def test_tiny_per_lane_products_keep_the_full_batch(batch, n, chunk):
     assert costmodel.decide(module, batch, "cpu").chunk == chunk
 
 
-@pytest.mark.parametrize("name,batch,chunk,n_exports", [
-    ("ensemble_mlp", 131, 1, 1),                          # the lane loop
-    ("per_example_grad", 70, costmodel.OUTER_CHUNK, 2),   # chunks and a remainder
+@pytest.mark.parametrize("name,batch,chunk", [
+    ("ensemble_mlp", 131, 1),                          # the lane loop
+    ("per_example_grad", 70, costmodel.OUTER_CHUNK),   # chunks and a remainder
 ])
 def test_model_chosen_loop_lowers_no_exported_call_and_no_lapack(monkeypatch, name, batch,
-                                                                 chunk, n_exports):
-    """The first call of a model-chosen loop: the per-example export, and for
-    chunks the loop's export (the lane loop is built as MLIR around the
-    per-example module: chunking.lane_loop_module); the per-chunk modules are
-    merged into the loop's module by inline.call, not lowered through
-    Exported.call, whose lowering would set up LAPACK for a module that does
-    not use it (~0.3 s)."""
+                                                                 chunk):
+    """The first call of a model-chosen loop exports the function for one
+    example once: the loop is built as MLIR around the per-chunk modules
+    (chunking.loop_module), and nothing lowers Exported.call, whose lowering
+    would set up LAPACK for a module that does not use it (~0.3 s)."""
     from jax._src.lax import linalg
     lapack, exported_calls, exports = [], [], []
     monkeypatch.setattr(linalg, "initialize_lapack", lambda: lapack.append(1))
@@ -201,7 +199,7 @@ def test_model_chosen_loop_lowers_no_exported_call_and_no_lapack(monkeypatch, na
     got = bl(*args)
     assert bl.lower(*args).report().tuning.choice == chunk
     assert (lapack, exported_calls) == ([], [])
-    assert len(exports) == n_exports
+    assert len(exports) == 1
     assert_same_tree(got, _vmap(w)(*args), rtol=1e-5, atol=1e-5)
 
 

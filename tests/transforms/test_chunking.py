@@ -93,13 +93,14 @@ def _lane_fn(w, x, n, unused, flag):
     return y, jnp.sum(w), jnp.where(flag, n, -n), (x[0] + 1j).astype(jnp.complex64)
 
 
+@pytest.mark.parametrize("chunk", [1, 2])  # 2: two chunks and a remainder of 1
 @pytest.mark.parametrize("in_axes,out_axes", [
     ((None, 0, 0, 0, 0), (0, None, 0, 0)),
     ((1, -1, None, None, 0), (-1, 0, 1, 0)),   # batched weights, axes inside
 ])
-def test_lane_loop_built_as_mlir_equals_vmap(rng, monkeypatch, in_axes, out_axes):
-    """chunk_size=1 builds the lane loop as MLIR around the per-example module
-    (chunking.lane_loop_module: no second export) -- batch axes inside the
+def test_loop_built_as_mlir_equals_vmap(rng, monkeypatch, in_axes, out_axes, chunk):
+    """chunk_size=K builds the loop as MLIR around the per-example module (K=1)
+    or the K-batched one (chunking.loop_module: no second export) -- batch axes inside the
     arguments and results, an unbatched result, an unused argument, int,
     bool and complex values -- and its gradient (the exported loop's VJP, built
     when asked for) is vmap's."""
@@ -111,13 +112,13 @@ def test_lane_loop_built_as_mlir_equals_vmap(rng, monkeypatch, in_axes, out_axes
             make(rng, (3,), jnp.float32, in_axes[3], size),
             make(rng, (6, 1), jnp.float32, in_axes[4], size) > 0]
     built = []
-    real = chunking.lane_loop_module
-    monkeypatch.setattr(chunking, "lane_loop_module",
+    real = chunking.loop_module
+    monkeypatch.setattr(chunking, "loop_module",
                         lambda *a, **k: built.append(real(*a, **k)) or built[-1])
     want = jax.vmap(_lane_fn, in_axes, out_axes)(*args)
-    bl = sb.batch_lower(_lane_fn, in_axes, out_axes, chunk_size=1)
+    bl = sb.batch_lower(_lane_fn, in_axes, out_axes, chunk_size=chunk)
     assert_same_tree(bl(*args), want, **TOL)
-    assert built and built[0] is not None and built[0].chunk_size == 1
+    assert built and built[0] is not None and built[0].chunk_size == chunk
     assert "stablehlo.while" in bl.lower(*args).as_text()
     # the loop as an Exported (chunk_flat) and its VJP
     from stablehlo_batch.axes import batch_positions
@@ -125,7 +126,7 @@ def test_lane_loop_built_as_mlir_equals_vmap(rng, monkeypatch, in_axes, out_axes
         *[ax_unbatched(a, d) for a, d in zip(args, in_axes)])
     built.clear()
     bexp = chunking.chunk_flat(exp, batch_positions("t", exp.in_avals, in_axes),
-                               out_axes, size, 1).exported
+                               out_axes, size, chunk).exported
     assert built and built[0] is not None
     assert_same_tree(bexp.call(*args), want, **TOL)
 
