@@ -15,7 +15,7 @@ to ``jit(vmap)``, docs/tuning.md):
   MiB (larger than the per-core L2) every layer streams them through memory;
   the per-lane loop (``lax.map``, chunk 1) keeps one lane's working set in
   cache: ensemble_mlp at 512 0.34x, ensemble_mlp_wide 0.47x, matmul_chain
-  0.63x. Below ~4 MiB the loop's gain is small (0.85-0.95x) and chunks of 8
+  0.63x. Below ~6 MiB the loop's gain is small (0.85-0.95x) and chunks of 8
   or 32 lose (up to 1.2x: the chunk loop's slices), so the model keeps the
   full batch there.
 - **Lane-grouped convolutions.** A convolution with a per-lane kernel *and*
@@ -55,10 +55,12 @@ from jaxlib.mlir.dialects import stablehlo
 # Share of all dot_general / convolution FLOPs that must be lane-batched.
 MIN_SHARE = 0.5
 # Lane-batched GEMMs: the per-lane loop when the largest full-batch result of
-# such a dot is at least this many bytes (a few times the 1 MiB L2 per core),
+# such a dot is at least this many bytes (several times the 1 MiB L2 per
+# core; at 4 MiB the loop won only 0.74-0.94x per call while its XLA compile,
+# 1.4-2x the full batch's, put the first result at 1.4-1.7x jit(vmap)'s),
 # and each lane's product is a real matrix product (every one of M, N and
 # the contraction at least MIN_GEMM_DIM: not a matrix-vector or outer product).
-DOT_MIN_BYTES = 4 << 20
+DOT_MIN_BYTES = 6 << 20
 MIN_GEMM_DIM = 8
 DOT_CHUNK = 1
 # Each trip of the loop must carry at least this many FLOPs of the

@@ -26,8 +26,9 @@ def _module(name, batch):
 # (workload, batch, chunk the model picks: None full batch, 1 the lane loop)
 CASES = [
     ("ensemble_mlp", 8, None), ("ensemble_mlp", 64, None),       # results 2 MiB
-    ("ensemble_mlp", 128, 1), ("ensemble_mlp", 512, 1),          # 4 / 16 MiB
-    ("ensemble_mlp_wide", 8, None), ("ensemble_mlp_wide", 64, 1),
+    ("ensemble_mlp", 128, None), ("ensemble_mlp", 512, 1),       # 4 / 16 MiB
+    ("ensemble_mlp_wide", 8, None), ("ensemble_mlp_wide", 64, None),  # 4 MiB
+    ("ensemble_mlp_wide", 128, 1),
     ("matmul_chain", 64, None), ("matmul_chain", 512, 1),
     ("cnn_ensemble", 64, None), ("cnn_ensemble", 128, None),
     ("cnn_ensemble", 512, costmodel.CONV_CHUNK),
@@ -78,7 +79,7 @@ def _vmap(w):
 
 
 @pytest.mark.parametrize("name,batch,chunk", [
-    ("ensemble_mlp", 131, 1),                          # the lane loop
+    ("ensemble_mlp", 201, 1),                          # the lane loop (6.3 MiB)
     ("cnn_ensemble", 300, costmodel.CONV_CHUNK),       # 9 chunks of 32 + 12 lanes
     ("per_example_grad", 70, costmodel.OUTER_CHUNK),   # 2 chunks of 32 + 6 lanes
 ])
@@ -95,7 +96,7 @@ def test_model_chosen_loop_equals_vmap(name, batch, chunk):
 
 def test_model_chosen_loop_gradient_equals_vmap():
     w = BY_NAME["ensemble_mlp"]
-    params, x = w.make(128, np.random.default_rng(2))
+    params, x = w.make(256, np.random.default_rng(2))  # 8 MiB results
     bl = sb.batch_lower(w.fn, in_axes=w.in_axes)
     assert bl.lower(params, x).report().tuning.choice == 1
 
@@ -133,7 +134,7 @@ def test_coupled_lanes_keep_the_full_batch():
         return y - jax.lax.pmean(y, "i")
     rng = np.random.default_rng(3)
     w = jnp.asarray(rng.standard_normal((128, 128, 128)) / 12, jnp.float32)
-    x = jnp.asarray(rng.standard_normal((128, 64, 128)), jnp.float32)
+    x = jnp.asarray(rng.standard_normal((128, 96, 128)), jnp.float32)  # 6 MiB results
     # the same dot without the collective: the model would loop
     assert sb.batch_lower(lambda w, x: jnp.tanh(x @ w)).lower(w, x).report().tuning.choice == 1
     bl = sb.batch_lower(f, axis_name="i")
@@ -156,7 +157,7 @@ def test_model_chosen_loop_with_batch_on_other_axes():
         return jnp.tanh(x @ w)
     rng = np.random.default_rng(4)
     w = jnp.asarray(rng.standard_normal((128, 128, 130)) / 12, jnp.float32)
-    x = jnp.asarray(rng.standard_normal((64, 130, 128)), jnp.float32)
+    x = jnp.asarray(rng.standard_normal((96, 130, 128)), jnp.float32)  # 6 MiB results
     bl = sb.batch_lower(f, in_axes=(2, 1), out_axes=1)
     assert bl.lower(w, x).report().tuning.choice == 1
     assert_same_tree(bl(w, x), jax.vmap(f, in_axes=(2, 1), out_axes=1)(w, x),
@@ -176,7 +177,7 @@ def test_tiny_per_lane_products_keep_the_full_batch(batch, n, chunk):
 
 
 @pytest.mark.parametrize("name,batch,chunk", [
-    ("ensemble_mlp", 131, 1),                          # the lane loop
+    ("ensemble_mlp", 201, 1),                          # the lane loop (6.3 MiB)
     ("per_example_grad", 70, costmodel.OUTER_CHUNK),   # chunks and a remainder
 ])
 def test_model_chosen_loop_lowers_no_exported_call_and_no_lapack(monkeypatch, name, batch,
