@@ -75,6 +75,49 @@ def test_pure_callback_runs_per_lane(rng, in_axes, out_axes, size, dtype):
     assert calls == [(2, 4)] * size  # once per lane, with one example's shape
 
 
+def test_callback_function_calls_take_jits_cpp_dispatch(monkeypatch):
+    """After its first call, a host-callback function runs through the C++
+    call jax.jit makes for the same executable (no Python ExecuteReplicated
+    call: it cost ~60 us a call); each call still runs the callback once per
+    lane, and an exception in the callback surfaces as under jit(vmap)."""
+    from jax._src.interpreters import pxla
+    calls, python_calls = [], []
+    cb = _sin_cb(calls)
+
+    def f(x):
+        return jax.pure_callback(cb, jax.ShapeDtypeStruct(x.shape, x.dtype), x,
+                                 vmap_method="sequential") * 2.0
+
+    x = jnp.arange(6.0).reshape(3, 2)
+    bf = sb.batch_lower(f)
+    with pytest.warns(sb.FallbackWarning):
+        assert_same_tree(bf(x), jax.vmap(f)(x))
+    xs = [x + k for k in range(3)]
+    wants = [jax.vmap(f)(a) for a in xs]
+    real = pxla.ExecuteReplicated.__call__
+    monkeypatch.setattr(pxla.ExecuteReplicated, "__call__",
+                        lambda self, *a: python_calls.append(1) or real(self, *a))
+    calls.clear()
+    gots = [bf(a) for a in xs]
+    assert python_calls == []
+    assert len(calls) == 3 * 3  # three lanes per call
+    monkeypatch.undo()
+    assert_same_tree(gots, wants)
+
+    def bad(a):
+        raise ValueError("boom from the callback")
+
+    def g(x):
+        return jax.pure_callback(bad, jax.ShapeDtypeStruct(x.shape, x.dtype), x,
+                                 vmap_method="sequential")
+    bg = sb.batch_lower(g)
+    for _ in range(2):  # the first call (Python path) and a cached one (C++)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", sb.FallbackWarning)
+            with pytest.raises(Exception, match="boom from the callback"):
+                jax.block_until_ready(bg(x))
+
+
 def test_pure_callback_strict_raises():
     def f(x):
         return jax.pure_callback(np.cos, jax.ShapeDtypeStruct(x.shape, x.dtype), x,
