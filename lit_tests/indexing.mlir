@@ -12,6 +12,7 @@
 // RUN: stablehlo-batch-opt %s --func=scatter_add --axis-size=4 --in-axes=none,none,0 | filecheck %s --check-prefix=S-UPD
 // RUN: stablehlo-batch-opt %s --func=scatter_add --axis-size=4 --in-axes=0,0,0 | filecheck %s --check-prefix=S-ALL
 // RUN: stablehlo-batch-opt %s --func=scalar_dynamic_slice --axis-size=3 | filecheck %s --check-prefix=DS-SCALAR
+// RUN: stablehlo-batch-opt %s --func=scalar_dynamic_slice --axis-size=abc | filecheck %s --check-prefix=DS-SYM
 // RUN: stablehlo-batch-opt %s --func=scalar_dynamic_update_slice --axis-size=3 --in-axes=0,none | filecheck %s --check-prefix=DUS-SCALAR
 
 // G-OP-LABEL: func.func @gather
@@ -77,10 +78,15 @@ func.func @scatter_add(%x: tensor<5x3xf32>, %i: tensor<2x1xi32>, %u: tensor<2x3x
 
 // A slice of a scalar has no start indices: the batched op still slices
 // the whole batch dim from 0 (an i32 start when there is no other to copy).
+// A slice of a scalar (no start indices) is the scalar: the batched operand
+// itself, at a fixed or a symbolic size (that once raised an IndexError).
 // DS-SCALAR-LABEL: func.func @scalar_dynamic_slice
 // DS-SCALAR-SAME: (%[[X:[^:]+]]: tensor<3xf32>)
-// DS-SCALAR: %[[Z:.+]] = stablehlo.constant dense<0> : tensor<i32>
-// DS-SCALAR: stablehlo.dynamic_slice %[[X]], %[[Z]], sizes = [3] : (tensor<3xf32>, tensor<i32>) -> tensor<3xf32>
+// DS-SCALAR-NOT: stablehlo.dynamic_slice
+// DS-SCALAR-NEXT: return %[[X]] : tensor<3xf32>
+// DS-SYM-LABEL: func.func @scalar_dynamic_slice
+// DS-SYM-SAME: (%[[X:[^:]+]]: tensor<?xf32>)
+// DS-SYM-NEXT: return %[[X]] : tensor<?xf32>
 func.func @scalar_dynamic_slice(%x: tensor<f32>) -> tensor<f32> {
   %0 = stablehlo.dynamic_slice %x, sizes = [] : (tensor<f32>) -> tensor<f32>
   return %0 : tensor<f32>

@@ -45,11 +45,14 @@ def shard_flat(exp: jax.export.Exported, dims, out_dims, size, mesh: jax.shardin
                          "(jax.jit takes no shardings for keyword arguments)")
     full = batch_flat(exp, dims, out_dims, size, what=what)
     bexp = full.exported
-    in_sh = [NamedSharding(mesh, batch_spec(len(a.shape), d, axis_name))
+    # An empty value stays replicated: XLA returns every device the whole
+    # (empty) array for a sharded result, which jax then cannot assemble
+    # (np.asarray fails; plain jax.jit with out_shardings does the same). An
+    # empty argument too: its sharding is the sharding of its cotangent, a
+    # result of the call's transpose under jax.grad.
+    in_sh = [NamedSharding(mesh, batch_spec(len(a.shape), None if 0 in a.shape else d,
+                                            axis_name))
              for a, d in zip(bexp.in_avals, dims)]
-    # An empty result stays replicated: XLA returns every device the whole
-    # (empty) array for a sharded one, which jax then cannot assemble
-    # (np.asarray fails; plain jax.jit with out_shardings does the same).
     out_sh = [NamedSharding(mesh, batch_spec(len(a.shape),
                                              None if 0 in a.shape else
                                              ax.batch_position(d, len(a.shape) - 1),

@@ -57,6 +57,8 @@ def dynamic_slice(fb, op, flags):
     operand, *indices = op.operands
     operand_b, index_flags = flags[0], flags[1:]
     sizes = i64_dims(op, "slice_sizes")
+    if not indices:  # a slice of a scalar: the scalar (also at a symbolic size)
+        return [(operand, operand_b)]
     # A symbolic batch size cannot be a slice size: the starts then go per
     # lane through the gather below (same clamping, batch kept as a batching dim).
     if not any(index_flags) and not fb.symbolic:

@@ -163,3 +163,24 @@ def test_scatter_custom_combiner(rng):
                                      scatter_dims_to_operand_dims=(0,))
     check_vmap(lambda a, b: lax.scatter_apply(a, b, lambda v: v * v + 1.0, dn,
                                               update_shape=(3,)), x, i, in_axes=(0, None))
+
+
+@pytest.mark.parametrize("axis_size", [None, "b"])
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.int32])
+def test_scalar_dynamic_slice_any_size(axis_size, dtype):
+    """A dynamic_slice of a scalar (no start indices) is the scalar: the rule
+    returns the operand, also at a symbolic batch size, where it once raised
+    an IndexError (stablehlo-batch-opt --axis-size=abc, make fuzz stop 21)."""
+    x = jnp.arange(3, dtype=dtype) * 2
+    w = jnp.asarray(5, dtype)
+    fn = lambda x, w: lax.dynamic_slice(x * w, [], [])  # noqa: E731
+    for in_axes in ((0, None), (0, 0)):
+        ws = w if in_axes[1] is None else jnp.stack([w, w + 1, w + 2])
+        got = sb.batch_lower(fn, in_axes=in_axes, axis_size=axis_size)(x, ws)
+        np.testing.assert_array_equal(got, jax.vmap(fn, in_axes=in_axes)(x, ws))
+    text = sb.batch_module("""
+      func.func @main(%x: tensor<f32>) -> tensor<f32> {
+        %0 = stablehlo.dynamic_slice %x, sizes = [] : (tensor<f32>) -> tensor<f32>
+        return %0 : tensor<f32>
+      }""", [0], [0], axis_size or 3)
+    assert "dynamic_slice" not in text

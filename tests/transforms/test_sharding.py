@@ -82,6 +82,14 @@ _CHILD = textwrap.dedent("""
     # the whole empty array for a sharded one; it stays replicated now.
     got = sb.batch_lower(lambda x: x[:0] * 2, mesh=mesh)(xs)
     assert np.asarray(got).shape == (8, 0)
+    # An empty argument under jax.grad (make fuzz, stop 21): its cotangent is
+    # a result of the call's transpose, with the argument's sharding; it
+    # stays replicated too.
+    e = jnp.ones((8, 1, 0), jnp.float32)
+    for f in (lambda x: jnp.sin(x), lambda x: jnp.sin(x).sum() + xs[0, 0]):
+        got = jax.grad(lambda x: sb.batch_lower(f, mesh=mesh)(x).sum())(e)
+        want = jax.grad(lambda x: jax.vmap(f)(x).sum())(e)
+        assert np.asarray(got).shape == np.asarray(want).shape == (8, 1, 0)
     try:
         sb.batch_lower(mlp, (None, 0), (0, None), mesh=mesh)(w, jnp.ones((6, 5, 16)))
     except ValueError as e:
