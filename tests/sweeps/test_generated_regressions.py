@@ -115,6 +115,17 @@ def test_tune_with_python_scalar_under_in_axes_none():
     assert_same_tree(bf(x, False), x)
 
 
+def _jax_clamp_grad_fails() -> bool:
+    """jax.grad of lax.clamp with scalar bounds and an array operand raises
+    jax's TypeError (its JVP selects between a scalar and an array)."""
+    x = jnp.ones((2, 2))
+    try:
+        jax.grad(lambda lo: lax.clamp(lo, x, lo).sum())(0.5)
+    except TypeError:
+        return True
+    return False
+
+
 def test_grad_of_clamp_with_scalar_bounds_fails_as_in_jax():
     """jax.grad through batch_lower of lax.clamp(lo, x, hi) with scalar
     bounds and an array x raised jax's TypeError 'select cases must have the
@@ -123,12 +134,7 @@ def test_grad_of_clamp_with_scalar_bounds_fails_as_in_jax():
     the same way); jax.vmap's batching rule broadcasts the bounds first and
     so sidesteps it. A jax bug, not ours: check_program reports it as
     jax-diff-failed. If jax fixes the rule, the program must then agree."""
-    x = jnp.ones((2, 2))
-    try:
-        jax.grad(lambda lo: lax.clamp(lo, x, lo).sum())(0.5)
-        jax_fails = False
-    except TypeError:
-        jax_fails = True
+    jax_fails = _jax_clamp_grad_fails()
     p = Program(args=[Arg(shape=(2, 2), dtype='float32', axis=None),
                       Arg(shape=(), dtype='float32', axis=0)],
                 steps=[Step(op='clamp', inputs=(1, 0, 1), params={})],
@@ -152,12 +158,7 @@ def test_grad_of_clamp_with_scalar_bounds_and_a_collective_fails_as_in_jax(use):
     run with a collective over the unbound axis name, so jax's bug showed as
     a failure. The per-example VJP now runs with the axis bound
     (gen_programs._unbatched_diff_fails)."""
-    x = jnp.ones((2, 2))
-    try:
-        jax.grad(lambda lo: lax.clamp(lo, x, lo).sum())(0.5)
-        jax_fails = False
-    except TypeError:
-        jax_fails = True
+    jax_fails = _jax_clamp_grad_fails()
     p = Program(**_CLAMP_AND_PSUM, use=use)
     assert check_program(p) == ("jax-diff-failed" if jax_fails else "ok")
 

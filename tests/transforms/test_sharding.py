@@ -100,13 +100,19 @@ _CHILD = textwrap.dedent("""
 """)
 
 
-def test_batch_axis_split_over_four_devices():
+def _run_on_four_devices(script: str):
+    """Runs ``script`` in a child process with four host CPU devices (XLA_FLAGS
+    must be set before jax starts); it prints OK at its end."""
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
                JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", _CHILD], capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True,
                           timeout=300, cwd=ROOT, env=env)
     assert proc.returncode == 0, proc.stderr.decode()[-4000:]
     assert proc.stdout.decode().strip().endswith("OK")
+
+
+def test_batch_axis_split_over_four_devices():
+    _run_on_four_devices(_CHILD)
 
 
 _NESTED_CHILD = textwrap.dedent("""
@@ -195,12 +201,7 @@ _NESTED_CHILD = textwrap.dedent("""
 def test_batch_lower_around_a_mesh_batch_lower():
     """An outer batch_lower batches the inner mesh= call without the mesh, as
     an outer jax.vmap does (it failed to verify: a sharding of the wrong rank)."""
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-               JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", _NESTED_CHILD], capture_output=True,
-                          timeout=300, cwd=ROOT, env=env)
-    assert proc.returncode == 0, proc.stderr.decode()[-4000:]
-    assert proc.stdout.decode().strip().endswith("OK")
+    _run_on_four_devices(_NESTED_CHILD)
 
 def test_mesh_errors():
     mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("batch",))
