@@ -288,7 +288,7 @@ class BatchedFunction:
         fast = self._fast
         if (fast is not None and _TRACE.value is _EVAL_TRACE and _AXES.value is _NO_AXES
                 and fast[0] is _RULE_CONTEXT.get() and fast[1] is RULES.own_layers
-                and not _VMAPPABLE_TYPES):
+                and fast[3] == _PRNG_IMPL.value and not _VMAPPABLE_TYPES):
             try:
                 out = fast[2](*args, **kwargs)
             except (_NotTraceable, _NeedsTuning, TypeError) as e:
@@ -363,7 +363,8 @@ class BatchedFunction:
         if not (self._direct or self.check) and not (
                 self._static_seen and not _all_jax_values((args, kwargs))):
             rules = RULES.snapshot()
-            dispatch = self._dispatcher(RULES.generation_of(rules))
+            prng = _PRNG_IMPL.value
+            dispatch = self._dispatcher((RULES.generation_of(rules), prng))
             try:
                 out = dispatch(*args, **kwargs)
             except (_NotTraceable, _NeedsTuning, TypeError) as e:
@@ -372,12 +373,14 @@ class BatchedFunction:
             if self._forwarding:  # not on the hot path: the argument objects
                 return self._forward_inputs(args, kwargs, out)
             if not (self._direct or self.check or self._static_seen):
-                self._fast = (*rules, dispatch)
+                self._fast = (*rules, dispatch, prng)
             return out
         return self._call_plan(args, kwargs)
 
     def _dispatcher(self, generation):
-        """The jax.jit of ``_traced_call`` for the rules of ``generation``."""
+        """The jax.jit of ``_traced_call`` for the rules of ``generation``
+        and the default PRNG implementation (a trace reads it, but jax.jit
+        does not key its cache on it: one jit per implementation)."""
         dispatch = self._dispatchers.get(generation)
         if dispatch is None:
             with self._lock:
@@ -458,7 +461,8 @@ class BatchedFunction:
             avals = tuple(ax.aval_of(x) for x in leaves)
         except TypeError:
             return out
-        plan = self._by_signature.get((in_tree, avals, RULES.generation))
+        plan = self._by_signature.get((in_tree, avals, RULES.generation,
+                                       jax_internals.trace_context()))
         if plan is None or not plan.forwards:
             return out
         return _forward(plan.forwards, leaves, out)
@@ -525,7 +529,11 @@ class BatchedFunction:
         if any(type(x) in ax.PYTHON_SCALARS for x in leaves):
             raise _HasStatic()
         rules = RULES.generation  # plans depend on the rules in force here
-        plan = self._by_signature.get((in_tree, avals, rules))
+        # ... and on jax's trace configuration (x64, matmul precision, rank
+        # promotion, PRNG implementation, ...): what jax.jit keys its own
+        # traces on, so a plan traced under other settings is never reused
+        context = jax_internals.trace_context()
+        plan = self._by_signature.get((in_tree, avals, rules, context))
         # concrete: arguments to measure a plan with tune= on, if it needs that
         retune = concrete and self.tune is not None
         if plan is not None and not (retune and plan.tuning is not None and plan.tuning.pending):
@@ -534,14 +542,14 @@ class BatchedFunction:
         dims, size = ax.normalize_in_axes(self.fn, in_tree, [a.shape for a in avals],
                                           avals, dims, self.axis_size)
         platform = _platform(self.backend)
-        key = (in_tree, avals, tuple(dims), size, platform, rules)
+        key = (in_tree, avals, tuple(dims), size, platform, rules, context)
         # A symbolic size is a jax.export dimension variable, which is >= 1:
         # batch size 0 gets a plan of its own (a concrete size).
         symbolic = self.symbolic if size != 0 else None
         if symbolic:  # one plan, whatever the batch size
             key = (in_tree, tuple(a if d is None else a.update(shape=a.shape[:d] + a.shape[d + 1:])
                                   for a, d in zip(avals, dims)), tuple(dims), None, platform,
-                   rules)
+                   rules, context)
         def stale(plan):
             return plan is None or (retune and plan.tuning is not None and plan.tuning.pending)
         plan = self._plans.get(key)
@@ -556,7 +564,7 @@ class BatchedFunction:
                     self._plans[key] = plan
                     with self._count_lock:
                         self._misses += 1
-        self._by_signature[(in_tree, avals, rules)] = plan
+        self._by_signature[(in_tree, avals, rules, context)] = plan
         return plan
 
     def _build(self, in_tree, avals, dims, size, platform, fn=None, leaves=None,
@@ -708,7 +716,7 @@ class BatchedFunction:
             size = None
         consts = []
         key = ("static", in_tree, static_key, dyn_avals, dyn_dims, size, platform,
-               RULES.generation)
+               RULES.generation, jax_internals.trace_context())
         if traced:
             examples = [ax.unbatched_struct(a, d) for a, d in zip(dyn_avals, dyn_dims)]
             bound = contextlib.ExitStack()
@@ -731,7 +739,8 @@ class BatchedFunction:
             jaxpr = closed.jaxpr
             const_avals = tuple(jax.typeof(c) for c in consts)
             key = ("traced", in_tree, static_key, dyn_avals, dyn_dims, size, platform,
-                   RULES.generation, str(jaxpr), const_avals, out_tree)
+                   RULES.generation, str(jaxpr), const_avals, out_tree,
+                   jax_internals.trace_context())
             n = len(consts)
 
             def src(*flat):  # noqa: F811 -- the jaxpr with its constants as arguments
@@ -845,6 +854,8 @@ def _lane_loop(src, dims, result_batched, out_dims, size, *flat):
 _TRACE, _EVAL_TRACE, _AXES, _NO_AXES = jax_internals.TOP_LEVEL_PROBE
 # RULES.snapshot() compared inline (passes/rules/table.py)
 _RULE_CONTEXT = rule_table.CONTEXT
+# jax's default PRNG implementation (jax_internals.trace_context), compared inline
+_PRNG_IMPL = jax_internals.PRNG_IMPL
 
 # jax.jit objects kept per BatchedFunction, one per generation of the rules
 # (BatchedFunction._dispatcher); more only with rules registered per thread.

@@ -415,9 +415,18 @@ def trace_context():
     """jax's configuration that changes what a trace gives (x64, matmul
     precision, ...: ``jax._src.config.trace_context()``, a hashable value
     that jax.jit puts in its own cache keys), for keys of our caches of
-    traced work (api.BatchedFunction's per-example exports). If it breaks,
-    every plan build fails (tests/api/test_api.py)."""
-    return jax_config_impl.trace_context()
+    traced work (api.BatchedFunction's plans and per-example exports,
+    vmappables' plans). Plus the default PRNG implementation, which a trace
+    reads (``jax.random.key(0)`` inside the function) but jax leaves out of
+    its trace context: a plan traced with threefry keys must not serve a
+    call under ``jax_default_prng_impl="rbg"``. If it breaks, every plan
+    build fails (tests/api/test_api.py)."""
+    return jax_config_impl.trace_context(), PRNG_IMPL.value
+
+
+# The state of ``jax_default_prng_impl`` (``.value``): api.BatchedFunction's
+# hot path checks it per call, since jax.jit's cache ignores it.
+PRNG_IMPL = jax_config_impl.default_prng_impl
 
 
 def ensure_backends_initialized(platforms) -> None:
