@@ -22,7 +22,8 @@ cannot be read, or that was written for something else, is ignored.
 
 Measuring needs concrete arguments: inside ``jax.jit`` tracing (or for a
 platform this machine lacks) the plan uses the record when there is one and
-the full batch otherwise (``TuningResult.pending`` says it was not measured).
+the cost model's choice (``costmodel.decide``, as without ``tune``)
+otherwise (``TuningResult.pending`` says it was not measured).
 """
 from __future__ import annotations
 
@@ -86,12 +87,13 @@ class TuningResult:
     record_path: str | None = None
     seconds: float | None = None       # time spent building and measuring
     rounds: int = 0
-    reason: str = ""                   # source "model": why (costmodel.Decision.reason)
+    reason: str = ""                   # "model" / "pending": why (costmodel.Decision.reason)
 
     @property
     def pending(self) -> bool:
-        """Not measured (no concrete arguments yet, no record): the full batch
-        runs, and the first direct call with arrays measures."""
+        """Not measured (no concrete arguments yet, no record): the cost
+        model's choice (``choice``, ``reason``) runs, and the first direct
+        call with arrays measures."""
         return self.source == "pending"
 
     def as_dict(self) -> dict:
@@ -109,8 +111,9 @@ class TuningResult:
         head = {"measured": f"measured on {self.device}, {self.rounds} rounds"
                 + (f", {self.seconds:.2f} s" if self.seconds is not None else ""),
                 "record": f"from the record {self.record_path}",
-                "pending": "not measured yet (traced arguments): the full batch runs; "
-                           "the first call with arrays measures",
+                "pending": "not measured yet (traced arguments): the cost model's choice "
+                           "runs; the first call with arrays measures"
+                           + (f" (model: {self.reason})" if self.reason else ""),
                 "fixed": "nothing to measure",
                 "model": f"cost model, not measured: {self.reason}"}.get(self.source, self.source)
         lines = [f"  strategy: {strategy_name(self.choice)} -- {head}"]
@@ -432,7 +435,25 @@ def select(exp: jax.export.Exported, dims: Sequence[int | None],
         if not ks:  # a decision, not a deferral: remember it
             with _memory_lock:
                 _memory[key] = result
-        return finish(None, result)
+            return finish(None, result)
+        # Not measured yet (traced by an outer jax.jit, no record): the cost
+        # model's choice runs, as without tune=; the first direct call with
+        # arrays still measures (``pending``).
+        full = build(exp, dims, out_dims, size, None, what=what)
+        if exp.ordered_effects or exp.unordered_effects:
+            result.reason = "effects: the full batch"
+            return full, result
+        built, modeled = by_model(exp, dims, out_dims, size, platform, full, what=what)
+        result.choice, result.reason = modeled.choice, modeled.reason
+        for c in modeled.candidates:
+            if c.chunk_size is not None:
+                known = [k for k in result.candidates if k.chunk_size == c.chunk_size]
+                if known:
+                    known[0].note = c.note or "the cost model's choice"
+                else:
+                    result.candidates.append(dataclasses.replace(
+                        c, note=c.note or "the cost model's choice"))
+        return built, result
 
     start = time.perf_counter()
     a, k = tree_util.tree_unflatten(exp.in_tree, list(args))

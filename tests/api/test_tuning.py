@@ -173,8 +173,9 @@ def test_tune_inside_jit(tuned_dir, monkeypatch):
     want = jax.vmap(_f, in_axes=(None, 0))(W, XS)
     bl = sb.batch_lower(_f, in_axes=(None, 0), tune=(4,))
     outer = jax.jit(lambda w, x: bl(w, x))
-    assert_same_tree(outer(W, XS), want)  # traced: not measured, the full batch runs
-    assert bl.lower(W, XS).report().tuning.pending
+    assert_same_tree(outer(W, XS), want)  # traced: not measured, the model's choice runs
+    res = bl.lower(W, XS).report().tuning
+    assert res.pending and res.choice is None and "cost model" in str(res)
     assert_same_tree(bl(W, XS), want)  # the first direct call measures
     res = bl.lower(W, XS).report().tuning
     assert res.source == "measured" and res.choice == 4
@@ -185,6 +186,30 @@ def test_tune_inside_jit(tuned_dir, monkeypatch):
     assert_same_tree(jax.jit(lambda w, x: other(w, x))(W, XS), want)
     res = other.lower(W, XS).report().tuning
     assert res.source == "record" and res.choice == 4
+
+
+def test_tune_inside_jit_runs_the_cost_models_choice(tuned_dir, monkeypatch):
+    """Traced by an outer jax.jit with no record: the loop the cost model
+    picks runs (as without tune=), reported as pending; the first direct
+    call with arrays still measures."""
+    from bench.workloads import BY_NAME
+    prefer(monkeypatch, 4)
+    w = BY_NAME["ensemble_mlp"]
+    args = w.make(201, np.random.default_rng(1))  # the model: the lane loop
+    want = jax.jit(jax.vmap(w.fn, in_axes=w.in_axes))(*args)
+    bl = sb.batch_lower(w.fn, in_axes=w.in_axes, tune=(4,))
+    outer = jax.jit(lambda *a: bl(*a))
+    assert "stablehlo.while" in outer.lower(*args).as_text()
+    assert_same_tree(outer(*args), want, rtol=1e-5, atol=1e-5)
+    res = bl.lower(*args).report().tuning
+    assert res.pending and res.choice == 1, str(res)
+    assert "cost model" in str(res) and "lane-batched GEMMs" in str(res)
+    assert "* lane loop" in str(res)
+    assert not os.listdir(tuned_dir) if os.path.isdir(tuned_dir) else True
+    assert_same_tree(bl(*args), want, rtol=1e-5, atol=1e-5)  # measures
+    res = bl.lower(*args).report().tuning
+    assert res.source == "measured" and res.choice == 4
+    assert_same_tree(outer(*args), want, rtol=1e-5, atol=1e-5)
 
 
 def test_nothing_to_choose_and_bad_options(tuned_dir, counts):
