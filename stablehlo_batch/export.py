@@ -12,6 +12,7 @@ stablehlo_batch/flat.py.
 from __future__ import annotations
 
 import functools
+import weakref
 from typing import Any
 
 import jax
@@ -24,7 +25,7 @@ from stablehlo_batch import tuning
 from stablehlo_batch.flat import batch_flat, is_symbolic, load, symbolic_size
 
 
-def batch_exported(exp, in_axes=0, out_axes=0, *, axis_size, axis_name=None, tune=False,
+def batch_exported(exp, in_axes=0, out_axes=0, *, axis_size, axis_name=None, tune=None,
                    tune_args=None) -> jax.export.Exported:
     """The batched function of ``exp`` (an ``Exported`` or serialized bytes) as a
     new ``Exported``, like ``jax.export.export(jax.jit(jax.vmap(f, in_axes,
@@ -34,9 +35,18 @@ def batch_exported(exp, in_axes=0, out_axes=0, *, axis_size, axis_name=None, tun
     arguments are batched along 0), ``out_axes`` a prefix of the results.
     ``axis_size`` is the batch size, or a name such as ``"b"`` for one
     artifact that runs at every batch size (shape polymorphism).
+    ``tune=None`` (the default) lets the static cost model
+    (stablehlo_batch/costmodel.py) pick a loop over lanes or chunks of lanes
+    where one reliably pays, as ``batch_lower``'s default does -- only for an
+    artifact exported for the CPU alone: the model's thresholds were
+    measured on XLA:CPU, so an artifact for other platforms, or for several
+    (``platforms=("cpu", "cuda")``), keeps the full batch, as do a symbolic
+    ``axis_size``, ``axis_name`` and functions with effects.
+    ``tune=False`` always gives the full batch (``jax.vmap``'s program).
     ``tune=True`` (or chunk sizes to try) measures on this machine whether a
     loop over chunks of lanes beats the full batch, as ``batch_lower`` does,
     on ``tune_args`` (the batched positional arguments) or on random ones.
+    ``strategy_of(result)`` says what was chosen and why.
 
     ``axis_name``: ``exp`` was lowered inside ``jax.shard_map`` over a mesh
     axis of that name and ``axis_size`` devices, every value replicated
@@ -61,10 +71,41 @@ def batch_exported(exp, in_axes=0, out_axes=0, *, axis_size, axis_name=None, tun
     if axis_name is not None:
         exp = named_axes.lanes_exported(exp, axis_name, size if not is_symbolic(size) else
                                         axis_size, "batch_exported")
+    return batch_exported_with_choice(exp, dims, out_dims, size, tune, tune_args,
+                                      coupled=axis_name is not None)[0].exported
+
+
+def batch_exported_with_choice(exp, dims, out_dims, size, tune, tune_args=None, *,
+                               coupled: bool = False, what: str = "batch_exported"):
+    """``batch_exported``'s strategy choice on flat axes: ``(BatchedExport,
+    tuning.TuningResult or None)`` (None: ``tune=False``, the full batch)."""
     if tune is not False and tune is not None:
-        return tuning.select_exported(exp, dims, out_dims, size, tune, tune_args,
-                                      coupled=axis_name is not None)
-    return batch_flat(exp, dims, out_dims, size, what="batch_exported").exported
+        built, result = tuning.select_exported(exp, dims, out_dims, size, tune, tune_args,
+                                               coupled=coupled, what=what)
+    else:
+        built = batch_flat(exp, dims, out_dims, size, what=what)
+        result = None
+        if tune is None:
+            built, result = tuning.model_exported(exp, dims, out_dims, size, built,
+                                                  coupled=coupled, what=what)
+    _CHOICES[built.exported] = result
+    return built, result
+
+
+# What batch_exported chose for the Exported it returned (strategy_of).
+_CHOICES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def strategy_of(exported: jax.export.Exported):
+    """How ``batch_exported`` computed ``exported`` (a ``tuning.TuningResult``:
+    ``choice`` None the full batch, 1 the lane loop, K chunks of K;
+    ``source`` "model", "measured", "record", "fixed"; ``reason``), or None
+    (``tune=False``, or not made by ``batch_exported`` in this process).
+    ``print(strategy_of(exported))`` for the text."""
+    try:
+        return _CHOICES.get(exported)
+    except TypeError:
+        return None
 
 
 # ---- jax.vmap of an Exported ---------------------------------------------------

@@ -537,9 +537,30 @@ def example_arguments(avals, seed: int = 0) -> list:
     return out
 
 
+def model_exported(exp: jax.export.Exported, dims, out_dims, size, full: BatchedExport, *,
+                   coupled: bool = False, what: str = "batch_exported"
+                   ) -> tuple[BatchedExport, TuningResult]:
+    """``batch_exported``'s default (``tune=None``): the cost model's choice
+    for an artifact exported for the CPU alone (the model's thresholds were
+    measured on XLA:CPU); the full batch for other platforms, several
+    platforms, a symbolic size, coupled lanes (``axis_name``) or effects."""
+    why = ("a symbolic batch size" if is_symbolic(size) else
+           "collectives over the named axis need the whole batch" if coupled else
+           "the function has effects" if exp.ordered_effects or exp.unordered_effects else
+           f"exported for {', '.join(exp.platforms)}: the cost model's thresholds are "
+           f"for the CPU alone" if tuple(exp.platforms) != ("cpu",) else "")
+    if why:
+        return full, TuningResult(None, "model", [Candidate(None)],
+                                  size if isinstance(size, int) else 0,
+                                  ",".join(exp.platforms), reason=f"{why}: the full batch")
+    dims = ax.batch_positions(f"{what} in_axes", exp.in_avals, dims)
+    return by_model(exp, dims, out_dims, int(size), "cpu", full, what=what)
+
+
 def select_exported(exp: jax.export.Exported, dims, out_dims, size, tune,
-                    tune_args=None, coupled: bool = False) -> jax.export.Exported:
-    """``batch_exported(..., tune=...)``: the fastest strategy as an ``Exported``."""
+                    tune_args=None, coupled: bool = False, what: str = "batch_exported"
+                    ) -> tuple[BatchedExport, TuningResult]:
+    """``batch_exported(..., tune=...)``: the fastest strategy, and what was measured."""
     chunks = canonicalize_tune(tune, {}, is_symbolic(size))
     dims = ax.batch_positions("batch_exported in_axes", exp.in_avals, dims)
     batched_avals = [a if d is None else a.update(shape=a.shape[:d] + (int(size),) + a.shape[d:])
@@ -555,6 +576,5 @@ def select_exported(exp: jax.export.Exported, dims, out_dims, size, tune,
     if platform not in exp.platforms:
         platform, leaves = exp.platforms[0], None
     with allow_untuned():
-        built, _ = select(exp, dims, out_dims, int(size), platform, args=leaves,
-                          chunks=chunks, what="batch_exported", coupled=coupled)
-    return built.exported
+        return select(exp, dims, out_dims, int(size), platform, args=leaves,
+                      chunks=chunks, what=what, coupled=coupled)

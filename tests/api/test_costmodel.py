@@ -216,3 +216,74 @@ def test_chunk_loop_of_a_lapack_function_equals_vmap():
         assert_same_tree(jax.grad(lambda a: bl(a, b).sum())(a),
                          jax.grad(lambda a: jax.vmap(jnp.linalg.solve)(a, b).sum())(a),
                          rtol=1e-4, atol=1e-4)
+
+
+# ---- batch_exported: the same default (tune=None), for CPU-only artifacts ----
+
+def _exported(w, args, platforms=None):
+    """``w.fn`` exported for one example (the batch axes dropped)."""
+    from stablehlo_batch import axes as ax
+    leaves, tree = jax.tree_util.tree_flatten(args)
+    dims = ax.flatten_axes("in_axes", jax.tree_util.tree_structure((tuple(args), {})),
+                           (w.in_axes, 0))
+    one = [jax.ShapeDtypeStruct(x.shape[:d] + x.shape[d + 1:], x.dtype) if d is not None
+           else jax.ShapeDtypeStruct(x.shape, x.dtype) for x, d in zip(leaves, dims)]
+    kw = {} if platforms is None else dict(platforms=platforms)
+    return jax.export.export(jax.jit(w.fn), **kw)(*jax.tree_util.tree_unflatten(tree, one))
+
+
+@pytest.mark.parametrize("name,batch,chunk", [
+    ("ensemble_mlp", 201, 1),                          # the lane loop
+    ("per_example_grad", 70, costmodel.OUTER_CHUNK),   # chunks of 32 and a remainder
+    ("transformer_block", 64, None),                   # the full batch pays
+])
+def test_batch_exported_uses_the_cost_model(name, batch, chunk):
+    from stablehlo_batch.export import strategy_of
+    w = BY_NAME[name]
+    args = w.make(batch, np.random.default_rng(5))
+    exp = _exported(w, args)
+    bexp = sb.batch_exported(exp, in_axes=w.in_axes, out_axes=w.out_axes, axis_size=batch)
+    res = strategy_of(bexp)
+    assert (res.source, res.choice) == ("model", chunk), str(res)
+    assert ("stablehlo.while" in bexp.mlir_module()) == (chunk is not None)
+    want = _vmap(w)(*args)
+    assert_same_tree(bexp.call(*args), want, rtol=1e-5, atol=1e-5)
+    # it serializes and runs like any other artifact
+    again = jax.export.deserialize(bexp.serialize())
+    assert_same_tree(again.call(*args), want, rtol=1e-5, atol=1e-5)
+    full = sb.batch_exported(exp, in_axes=w.in_axes, out_axes=w.out_axes, axis_size=batch,
+                             tune=False)
+    assert "stablehlo.while" not in full.mlir_module() or chunk is None
+    assert strategy_of(full) is None
+
+
+def _lane_gemm(w, x):
+    return jnp.tanh(x @ w)
+
+
+def test_batch_exported_keeps_the_full_batch_for_other_platforms():
+    """The model's thresholds are XLA:CPU's: an artifact for several
+    platforms (or none of them CPU) keeps the full batch, reason given."""
+    from stablehlo_batch.export import strategy_of
+    rng = np.random.default_rng(6)
+    w = jnp.asarray(rng.standard_normal((128, 128, 128)) / 12, jnp.float32)
+    x = jnp.asarray(rng.standard_normal((128, 96, 128)), jnp.float32)  # 6 MiB results
+    one = (jax.ShapeDtypeStruct((128, 128), jnp.float32),
+           jax.ShapeDtypeStruct((96, 128), jnp.float32))
+    want = jax.jit(jax.vmap(_lane_gemm))(w, x)
+    cpu = jax.export.export(jax.jit(_lane_gemm))(*one)
+    bexp = sb.batch_exported(cpu, axis_size=128)
+    assert strategy_of(bexp).choice == 1 and "stablehlo.while" in bexp.mlir_module()
+    assert_same_tree(bexp.call(w, x), want, rtol=1e-5, atol=1e-5)
+    # (an artifact for several platforms is refused by batch_exported
+    # altogether: its module uses global constants, the platform index)
+    exp = jax.export.export(jax.jit(_lane_gemm), platforms=("cuda",))(*one)
+    bexp = sb.batch_exported(exp, axis_size=128)
+    res = strategy_of(bexp)
+    assert res.choice is None and "CPU alone" in res.reason, str(res)
+    assert "stablehlo.while" not in bexp.mlir_module()
+    assert bexp.mlir_module() == sb.batch_exported(exp, axis_size=128, tune=False).mlir_module()
+    # a symbolic batch size: one artifact for every size, the full batch
+    bexp = sb.batch_exported(cpu, axis_size="b")
+    assert strategy_of(bexp).choice is None and "symbolic" in strategy_of(bexp).reason
+    assert_same_tree(bexp.call(w, x), want, rtol=1e-5, atol=1e-5)
