@@ -124,7 +124,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", action="store_true",
                    help="print what batching did (ops by rule, transposes and "
                         "broadcasts inserted, per-lane loops, ...) to stderr")
+    p.add_argument("--strategy", choices=STRATEGIES, default="full",
+                   help="how the output computes the batch: 'full' (default) one "
+                        "program over the whole batch, as jax.vmap; 'model' a loop over "
+                        "lanes or chunks of lanes where the static cost model says one "
+                        "pays on XLA:CPU (its thresholds are CPU's: for modules that run "
+                        "on CPU; an exported function for another platform keeps the "
+                        "full batch); 'measure' times the full batch and loops over "
+                        "chunks of 1, 8 and 32 lanes on this machine, on --inputs or "
+                        "random ones, and keeps the fastest. A loop is emitted as a "
+                        "stablehlo.while; --report shows the choice and why "
+                        "(docs/tuning.md)")
+    p.add_argument("--tune", dest="strategy", action="store_const", const="measure",
+                   help="the same as --strategy=measure")
     return p
+
+
+STRATEGIES = ("full", "model", "measure")
 
 
 def _read(path: str) -> bytes:
@@ -180,12 +196,24 @@ def _batch_exported_file(args, data: bytes, out_format: str) -> str | bytes:
              if levels.is_multi(args.axis_size)
              else [levels.Level(args.in_axes, args.out_axes, args.axis_size)])
     reports = []
-    for step in reversed(steps):  # innermost batch dimension first
+    choice = None
+    if args.strategy != "full" and len(steps) == 1:
+        step = steps[0]
+        built, choice = _with_strategy(args, exp, flat_axes(step.in_axes, len(exp.in_avals)),
+                                       flat_axes(step.out_axes, len(exp.out_avals)),
+                                       symbolic_size(step.size))
+        exp = built.exported
+        reports.append(built.report)
+    for step in reversed(steps if choice is None else []):  # innermost batch dimension first
         built = batch_flat(exp, flat_axes(step.in_axes, len(exp.in_avals)),
                            flat_axes(step.out_axes, len(exp.out_avals)),
                            symbolic_size(step.size), what="stablehlo-batch-opt")
         exp = built.exported
         reports.insert(0, built.report)
+    if args.strategy != "full" and choice is None:
+        _several_dimensions(args, reports[0])
+    elif choice is not None and reports[0] is not None:
+        reports[0].tuning = choice
     if args.check:
         from stablehlo_batch.check import check_exported, load_inputs
         check_exported(load(data), exp, args.in_axes, args.out_axes, args.axis_size,
@@ -196,6 +224,60 @@ def _batch_exported_file(args, data: bytes, out_format: str) -> str | bytes:
     if out_format == "exported":
         return bytes(built.exported.serialize())
     return _encode(built.module, out_format, args)
+
+
+def _with_strategy(args, exp, dims, out_dims, size):
+    """``exp`` batched by ``--strategy`` model or measure: (BatchedExport,
+    tuning.TuningResult)."""
+    from stablehlo_batch.check import load_inputs
+    from stablehlo_batch.export import batch_exported_with_choice
+    from stablehlo_batch.selfcheck import x64_scope
+    tune_args = None
+    if args.strategy == "measure" and args.inputs:
+        from jax import tree_util
+        tune_args = tree_util.tree_unflatten(exp.in_tree, load_inputs(args.inputs))[0]
+    with x64_scope([*exp.in_avals, *exp.out_avals]):
+        return batch_exported_with_choice(
+            exp, dims, out_dims, size, None if args.strategy == "model" else True,
+            tune_args, what="stablehlo-batch-opt")
+
+
+def _several_dimensions(args, report):
+    """--strategy with several batch dimensions: the full batch, said so."""
+    from stablehlo_batch import tuning
+    if isinstance(report, list):  # levels.LevelReports: the outermost one's
+        report = report[0] if report else None
+    if report is not None:
+        report.tuning = tuning.TuningResult(
+            None, "fixed", [tuning.Candidate(None)], 0, "",
+            reason="several batch dimensions: the full batch")
+
+
+def _module_with_strategy(args, data: bytes, text: str, report):
+    """--strategy model / measure for a module: the loop chosen as a
+    module (text), or ``text`` (the full batch) as it is; the choice goes
+    to the report."""
+    from stablehlo_batch import levels, module_io, selfcheck
+    from stablehlo_batch.axes import flat_axes
+    from stablehlo_batch.flat import symbolic_size
+    if levels.is_multi(args.axis_size):
+        _several_dimensions(args, report)
+        return text
+    if args.func != "main":
+        raise BatchingError(f"--strategy={args.strategy} batches @main only: its loop "
+                            f"is a new @main (got --func={args.func})")
+    # The model's thresholds are XLA:CPU's: the module is taken as a CPU
+    # one; measuring runs it on this machine's default backend.
+    exp = selfcheck.exported_of_module(
+        data, platforms=("cpu",) if args.strategy == "model" else None)
+    built, choice = _with_strategy(args, exp, flat_axes(args.in_axes, len(exp.in_avals)),
+                                   flat_axes(args.out_axes, len(exp.out_avals)),
+                                   symbolic_size(args.axis_size))
+    if report is not None:
+        report.tuning = choice
+    if choice.choice is None:
+        return text  # the full batch: the module batched as --strategy=full does
+    return module_io.module_to_text(built.module, debug_info=args.debug_info)
 
 
 def _encode(module, out_format: str, args) -> str | bytes:
@@ -365,12 +447,17 @@ def _run(args) -> int:
         if out_format == "exported":
             raise BatchingError("writing an exported function needs an exported input "
                                 "(a module alone has no jax calling convention)")
+        if args.strategy != "full" and (args.pre_pipeline or args.post_pipeline):
+            raise BatchingError(f"--strategy={args.strategy} cannot be combined with "
+                                "--pre-pipeline / --post-pipeline")
         if args.pre_pipeline or args.post_pipeline:
             text, report = _batch_in_pipeline(args, data)
         else:
             text, report = batch_module_with_report(data, args.in_axes, args.out_axes,
                                                     args.axis_size, func=args.func,
                                                     debug_info=args.debug_info)
+        if args.strategy != "full":
+            text = _module_with_strategy(args, data, text, report)
         if args.check:
             check_module(data, args.in_axes, args.out_axes, args.axis_size,
                          load_inputs(args.inputs) if args.inputs else None,

@@ -109,26 +109,34 @@ def tensor_avals(types):
     return out
 
 
-@functools.lru_cache(maxsize=32)
-def _compiled(text: str, func: str):
-    """@func of a module (text) as a jitted callable returning a list."""
-
-    module = xla_compat.legalize(module_io.parse_module(text))
+def exported_of_module(source, func: str = "main", platforms=None) -> jax.export.Exported:
+    """@func of a module (text, bytecode or ``ir.Module``; its own copy is
+    changed) as a ``jax.export.Exported`` taking and returning its tensors
+    flat, for ``platforms`` (default: jax's default backend), with no VJP:
+    what runs a module here, and what the CLI's ``--strategy`` batches."""
+    module = xla_compat.legalize(module_io.parse_module(source))
     fop = ir.SymbolTable(module.operation)[func].operation
     if func != "main":
         _rename_entry(module, func)
     ftype = ir.FunctionType(ir.TypeAttr(fop.attributes["function_type"]).value)
     ins, outs = tensor_avals(ftype.inputs), tensor_avals(ftype.results)
-    scope = functools.partial(x64_scope, ins + outs)
-    with scope():
+    with x64_scope(ins + outs):
         template = jax.export.export(jax.jit(
-            lambda *a: tuple(jnp.zeros(o.shape, o.dtype) for o in outs)))(*ins)
-    exported = dataclasses.replace(
+            lambda *a: tuple(jnp.zeros(o.shape, o.dtype) for o in outs)),
+            **({} if platforms is None else dict(platforms=tuple(platforms))))(*ins)
+    return dataclasses.replace(
         template, mlir_module_serialized=module_io.module_to_portable_artifact(module),
         module_kept_var_idx=tuple(range(len(ins))), in_avals=tuple(
             jax.core.ShapedArray(a.shape, a.dtype) for a in ins),
         out_avals=tuple(jax.core.ShapedArray(o.shape, o.dtype) for o in outs),
         _get_vjp=None)
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled(text: str, func: str):
+    """@func of a module (text) as a jitted callable returning a list."""
+    exported = exported_of_module(text, func)
+    scope = functools.partial(x64_scope, [*exported.in_avals, *exported.out_avals])
     call = jax.jit(exported.call)
 
     def run(*args):
