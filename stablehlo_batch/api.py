@@ -265,6 +265,9 @@ class BatchedFunction:
         # per-example exports of self.fn, shared by plans that differ only in
         # the batch size (or the rules): _example_export
         self._exports = _LRU(_EXPORTS_KEPT)
+        # calls with registered vmappable types: their flat functions' batch_lowers
+        # by the flat function's jaxpr (vmappables.call)
+        self._vmappable_plans = _LRU(cache_size)
         self._lock = threading.Lock()
         self._direct = bool(self._scale_options)
         self._static_seen = False
@@ -306,7 +309,8 @@ class BatchedFunction:
         if _VMAPPABLE_TYPES and vmappables.involved(
                 self.in_axes, self.out_axes, args, kwargs):
             return vmappables.call(self.fn, self.in_axes, self.out_axes, self.axis_size,
-                                   args, kwargs, self._flat_batched)
+                                   args, kwargs, self._flat_batched,
+                                   cache=self._vmappable_plans)
         if self.axis_name is None:
             if not jax_internals.enclosing_axis_names():
                 return self._call(args, kwargs)
@@ -481,6 +485,7 @@ class BatchedFunction:
             self._plans.clear()
             self._by_signature.clear()
             self._exports.clear()
+            self._vmappable_plans.clear()
             self._clear_dispatch()
             with self._count_lock:
                 self._calls = itertools.count()

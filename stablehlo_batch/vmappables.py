@@ -24,8 +24,12 @@ function:
 
 The flat function is batched by a ``batch_lower`` of the same options
 (``make_batched``), so every op inside is batched by the rewrite. A call
-traces the function once more than a plain call to learn the output axes,
-and builds the plan of each call afresh (custom types are rare).
+traces the flat function to a jaxpr (which also gives the output axes);
+the batched function is kept in ``cache`` by that jaxpr's text, the avals
+of its constants, the axes, the batch size and jax's trace configuration,
+and its constants are passed as unbatched arguments: a later call with
+other values of the same types reuses the plan (no export, no rewrite, no
+compile), whatever values it closes over.
 """
 from __future__ import annotations
 
@@ -95,10 +99,11 @@ def substitute(obj, table: dict[int, Any], depth: int = 0):
 
 
 def call(fn: Callable, in_axes, out_axes, axis_size, args, kwargs,
-         make_batched: Callable, what: str = "batch_lower"):
+         make_batched: Callable, what: str = "batch_lower", cache=None):
     """``fn`` batched like ``jax.vmap(fn, in_axes, out_axes, axis_size=...)``
     over arguments with registered vmappable types; ``make_batched(g,
-    in_axes, out_axes, axis_size)`` batches the flat function ``g``."""
+    in_axes, out_axes, axis_size)`` batches the flat function ``g``;
+    ``cache`` (a dict-like with ``get``) keeps those batched functions."""
     if isinstance(in_axes, tuple) and len(in_axes) != len(args):
         raise ValueError(
             f"{what} in_axes must be an int, None, or a tuple of entries corresponding "
@@ -248,11 +253,23 @@ def call(fn: Callable, in_axes, out_axes, axis_size, args, kwargs,
         specs.append(jax.ShapeDtypeStruct(a.shape if d is None else
                                           a.shape[:d] + a.shape[d + 1:], a.dtype,
                                           weak_type=a.weak_type))
-    jax.eval_shape(dyn_fn, *specs)
+    closed = jax.make_jaxpr(dyn_fn)(*specs)
     out_tree, built, placeholders, res_dims = traced["last"]
 
-    batched = make_batched(flat_fn, tuple(flat_dims), res_dims, axis_size)
-    results = batched(*flat)
+    consts = list(closed.consts)
+    dyn_dims = tuple(flat_dims[i] for i in dyn)
+    key = (str(closed.jaxpr), tuple(jax.typeof(c) for c in consts), dyn_dims, res_dims,
+           axis_size, jax_internals.trace_context())
+    batched = None if cache is None else cache.get(key)
+    if batched is None:
+        jaxpr, n = closed.jaxpr, len(consts)
+
+        def replay(*xs):  # the flat function, its constants as arguments
+            return tuple(jax.core.eval_jaxpr(jaxpr, xs[:n], *xs[n:]))
+        batched = make_batched(replay, (None,) * n + dyn_dims, res_dims, axis_size)
+        if cache is not None:
+            cache[key] = batched
+    results = batched(*consts, *(flat[i] for i in dyn))
     table = {pid: results[j] for pid, (j, _) in placeholders.items()}
     outs = [results[b[1]] if b[0] == "array" else substitute(b[1], table) for b in built]
     return tree_util.tree_unflatten(out_tree, outs)

@@ -421,6 +421,50 @@ def test_custom_vmappable_to_elt_and_from_elt_bind_primitives(vmappables):
     np.testing.assert_allclose(f(jnp.arange(3.0)), (np.arange(3.0) + 1 - 1) * 2)
 
 
+def test_custom_vmappable_plan_is_cached(vmappables, monkeypatch):
+    """A second call with other values (of the same types) reuses the plan:
+    no export, rewrite or compile again; the values it closes over are
+    arguments of the plan, so a changed one still gives the right result.
+    Another shape, another function body or other settings: a new plan."""
+    from stablehlo_batch import api
+    builds = []
+    real = api.BatchedFunction._build
+    monkeypatch.setattr(api.BatchedFunction, "_build",
+                        lambda self, *a, **k: builds.append(1) or real(self, *a, **k))
+    state = {"scale": jnp.float32(2.0), "shift": jnp.ones(4)}
+
+    def f(x):
+        return _Named(x.names, x.data * state["scale"] + state["shift"])
+    spec = _NamedSpec("i", 0)
+    g = sb.batch_lower(f, in_axes=spec, out_axes=spec)
+
+    def check(x):  # (jax.vmap refuses these types in this jax version: by hand)
+        got = g(x)
+        assert got.names == ["i", "j"]
+        np.testing.assert_allclose(
+            got.data, np.asarray(x.data) * np.asarray(state["scale"]) + np.asarray(state["shift"]),
+            rtol=1e-6)
+
+    x = _Named(["i", "j"], jnp.arange(12.0).reshape(3, 4))
+    check(x)
+    n = len(builds)
+    assert n >= 1
+    check(_Named(["i", "j"], jnp.arange(12.0).reshape(3, 4) + 5))  # other values
+    state["scale"] = jnp.float32(-3.0)  # closed-over values change
+    state["shift"] = jnp.arange(4.0)
+    check(x)
+    assert len(builds) == n  # the same plan every time
+    state["shift"] = jnp.ones(5)
+    check(_Named(["i", "j"], jnp.arange(15.0).reshape(3, 5)))  # other shapes
+    assert len(builds) == n + 1
+    g.cache_clear()
+    check(_Named(["i", "j"], jnp.arange(15.0).reshape(3, 5)))
+    assert len(builds) == n + 2
+    with jax.default_matmul_precision("highest"):  # other settings: another plan
+        check(_Named(["i", "j"], jnp.arange(15.0).reshape(3, 5)))
+    assert len(builds) == n + 3
+
+
 def test_betainc_with_unbatched_constant_arguments():
     check_vmap(lambda x: jax.scipy.special.betainc(jnp.ones(3), 1.0, x),
                np.full((2, 3), 0.5, np.float32), rtol=1e-5, atol=1e-6)
