@@ -268,8 +268,17 @@ def _module_with_strategy(args, data: bytes, text: str, report):
                             f"is a new @main (got --func={args.func})")
     # The model's thresholds are XLA:CPU's: the module is taken as a CPU
     # one; measuring runs it on this machine's default backend.
-    exp = selfcheck.exported_of_module(
-        data, platforms=("cpu",) if args.strategy == "model" else None)
+    try:
+        exp = selfcheck.exported_of_module(
+            data, platforms=("cpu",) if args.strategy == "model" else None)
+    except Exception as e:  # noqa: BLE001 - e.g. token or dynamic-shape arguments
+        from stablehlo_batch import tuning
+        if report is not None:
+            report.tuning = tuning.TuningResult(
+                None, "fixed", [tuning.Candidate(None)], 0, "",
+                reason=f"no loop for this module ({' '.join(str(e).split())[:200]}): "
+                       "the full batch")
+        return text
     built, choice = _with_strategy(args, exp, flat_axes(args.in_axes, len(exp.in_avals)),
                                    flat_axes(args.out_axes, len(exp.out_avals)),
                                    symbolic_size(args.axis_size))

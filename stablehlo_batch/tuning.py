@@ -114,7 +114,7 @@ class TuningResult:
                 "pending": "not measured yet (traced arguments): the cost model's choice "
                            "runs; the first call with arrays measures"
                            + (f" (model: {self.reason})" if self.reason else ""),
-                "fixed": "nothing to measure",
+                "fixed": "nothing to choose" + (f": {self.reason}" if self.reason else ""),
                 "model": f"cost model, not measured: {self.reason}"}.get(self.source, self.source)
         lines = [f"  strategy: {strategy_name(self.choice)} -- {head}"]
         for c in self.candidates:

@@ -118,3 +118,22 @@ def test_strategy_errors(tmp_path, capsys):
     assert cli.main([str(src), "--axis-size=128", "--strategy=model",
                      "--post-pipeline=cse"]) == 1
     assert "cannot be combined" in capsys.readouterr().err
+
+
+def test_module_without_a_loop_keeps_the_full_batch(tmp_path, capsys):
+    """A module the loop cannot wrap (a token argument): the full batch,
+    the same output as --strategy=full, and the reason in the report."""
+    src = tmp_path / "tok.mlir"
+    src.write_text("""
+func.func @main(%t: !stablehlo.token, %x: tensor<3xf32>) -> (!stablehlo.token, tensor<3xf32>) {
+  %0 = stablehlo.multiply %x, %x : tensor<3xf32>
+  return %t, %0 : !stablehlo.token, tensor<3xf32>
+}
+""")
+    argv = [str(src), "--axis-size=4", "--in-axes=none,0", "--out-axes=none,0"]
+    assert cli.main(argv) == 0
+    full = capsys.readouterr().out
+    assert cli.main(argv + ["--strategy=model", "--report"]) == 0
+    out, err = capsys.readouterr()
+    assert out == full
+    assert "strategy: full batch -- nothing to choose: no loop for this module" in err
