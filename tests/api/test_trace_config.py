@@ -104,3 +104,19 @@ def test_default_prng_impl_changes_between_calls(rng):
         assert not np.allclose(np.asarray(want), np.asarray(first))
         assert_same_tree(bl(xs), want)
     assert_same_tree(bl(xs), first)
+
+
+def test_gradient_under_two_precisions(rng):
+    """Derivatives of the batched call follow the settings of their call too."""
+    a = rng.standard_normal((5, 4, 8)).astype(np.float32)
+    b = rng.standard_normal((8, 3)).astype(np.float32)
+    bl = sb.batch_lower(_matmul, in_axes=(0, None))
+
+    def loss(f):
+        return jax.jit(jax.grad(lambda b: jnp.sum(jnp.tanh(f(a, b)))))
+    vm = jax.vmap(_matmul, in_axes=(0, None))
+    assert_same_tree(loss(bl)(b), loss(vm)(b), rtol=1e-5, atol=1e-6)
+    assert "HIGHEST" not in loss(bl).lower(b).as_text()
+    with jax.default_matmul_precision("highest"):
+        assert_same_tree(loss(bl)(b), loss(vm)(b), rtol=1e-5, atol=1e-6)
+        assert "HIGHEST" in loss(bl).lower(b).as_text()
