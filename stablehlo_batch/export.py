@@ -88,7 +88,10 @@ def batch_exported_with_choice(exp, dims, out_dims, size, tune, tune_args=None, 
         if tune is None:
             built, result = tuning.model_exported(exp, dims, out_dims, size, built,
                                                   coupled=coupled, what=what)
-    _CHOICES[built.exported] = result
+    try:
+        _CHOICES[built.exported] = result
+    except TypeError:  # an Exported with an unhashable field: no strategy_of
+        pass
     return built, result
 
 
