@@ -32,7 +32,7 @@ from stablehlo_batch.passes.rules import RULES, RuleTable
 from stablehlo_batch.passes.rules.helpers import captures
 from stablehlo_batch.passes.errors import (AxisSpecError, Declined, UnsupportedOpError,
                            VerificationError, format_location)
-from stablehlo_batch.passes.rules.collectives import LANE_ATTR, LANES_ATTR
+from stablehlo_batch.passes.rules.collectives import LANE_ATTR, LANES_ATTR, SYMBOLIC_ATTR
 
 # A rule result: one (new value, is batched) pair per result of the op.
 Results = list[tuple[ir.Value, bool]]
@@ -379,9 +379,11 @@ class ModuleBatcher:
                    for a, ax in zip(block.arguments, in_axes)]
         if self.symbolic and all(ax is None for ax in in_axes):
             raise AxisSpecError("a symbolic batch size needs at least one batched argument")
-        if self.symbolic and any(bld.ranked(a.type) is not None and
-                                 bld.is_dynamic(bld.shape_of(a.type))
-                                 for a in block.arguments):
+        # (a module lowered for a named axis at placeholder lane counts may
+        # take the number of lanes as a dimension: that `?` is the batch size)
+        if self.symbolic and SYMBOLIC_ATTR not in self.module.operation.attributes and any(
+                bld.ranked(a.type) is not None and bld.is_dynamic(bld.shape_of(a.type))
+                for a in block.arguments):
             raise AxisSpecError("a symbolic batch size needs a function with static shapes")
         fb = FunctionBatcher(self, func_op)
         ret = fb.run(in_axes)

@@ -523,3 +523,22 @@ def tracing_to_batch():
 def is_tracing_to_batch() -> bool:
     """Whether this thread is inside ``tracing_to_batch()``."""
     return bool(_TRACING_TO_BATCH.value)
+
+
+def symbolic_shaped_eqn(jaxpr):
+    """(primitive name, "file:line") of the first equation of ``jaxpr``
+    (nested ones too) whose result has a symbolic dimension (an
+    ``all_gather`` over a batch axis bound at a symbolic size), or None."""
+    for eqn in jaxpr.eqns:
+        for v in eqn.outvars:
+            shape = getattr(v.aval, "shape", ())
+            if any(not isinstance(d, int) for d in shape):
+                frame = source_info_util.user_frame(eqn.source_info.traceback)
+                where = (f"{frame.file_name}:{frame.start_line}" if frame is not None
+                         else "unknown")
+                return eqn.primitive.name, where
+        for sub in core.jaxprs_in_params(eqn.params):
+            found = symbolic_shaped_eqn(sub)
+            if found is not None:
+                return found
+    return None

@@ -143,7 +143,10 @@ class BatchedFn:
         n = self.batch_size(avals)
         out = []
         for a, d, summed in zip(self.example_out_avals, self.out_dims, self.summed):
-            shape = a.shape if d is None or summed else a.shape[:d] + (n,) + a.shape[d:]
+            # a per-example dimension that is the number of lanes (all_gather
+            # over a symbolic batch: named_axes._lane_count_avals) is the batch size
+            shape = tuple(s if isinstance(s, int) else n for s in a.shape)
+            shape = shape if d is None or summed else shape[:d] + (n,) + shape[d:]
             out.append(jax.core.ShapedArray(shape, a.dtype, weak_type=a.weak_type))
         return out
 

@@ -319,16 +319,85 @@ def test_symbolic_batch_size():
         np.testing.assert_array_equal(bcast, jnp.broadcast_to(x[1], x.shape))
     assert bl._misses == 1
     assert "dynamic_iota" in bl.lower(x, s).as_text()
-    # Collectives that need the number of lanes: a typed error naming the op.
+    # Collectives that need the number of lanes other than as a dimension of
+    # its own: a typed error naming the op.
     for fn, why in [
-            (lambda x: lax.all_gather(x, "i"), "all_gather.*symbolic batch size.*dimension"),
+            (lambda x: lax.all_gather(x, "i", tiled=True),
+             "all_gather.*symbolic batch size.*k times the number of lanes"),
             (lambda x: lax.psum_scatter(jnp.tile(x, 3), "i", tiled=True),
              "psum_scatter.*divided by"),
+            (lambda x: lax.all_to_all(jnp.tile(x, 3), "i", 0, 0, tiled=True),
+             "all_to_all.*split dimension is not the number of lanes"),
             (lambda x: lax.ppermute(x, "i", [(0, 1)]), "ppermute.*pairs name lanes")]:
         with pytest.raises(sb.UnsupportedOpError, match=why):
             sb.batch_lower(fn, axis_name="i", axis_size="b")(x)
-    with pytest.raises(ValueError, match="symbolic batch size"):
-        sb.batch_lower(lambda x: x * lax.axis_size("i"), axis_name="i", axis_size="b")(x)
+    for fn in (lambda x: x * lax.axis_size("i"),
+               # a shape (slice bound) or constant from the number of lanes
+               lambda x: lax.all_gather(x, "i")[:2],
+               lambda x: jnp.mean(lax.all_gather(x, "i"), 0)):
+        with pytest.raises(ValueError, match="symbolic batch size"):
+            sb.batch_lower(fn, axis_name="i", axis_size="b")(x)
+
+
+# all_gather, psum_scatter and all_to_all over a symbolic batch size: the
+# per-example dimension that is the number of lanes is the batch size (`?`).
+SYMBOLIC_LANE_SHAPED = {
+    "gather": lambda x: lax.all_gather(x, "i"),
+    "gather_axis1": lambda x: lax.all_gather(x, "i", axis=1),
+    "gather_tiled_one": lambda x: lax.all_gather(x[:1], "i", tiled=True),
+    "gather_then": lambda x: (jnp.sin(lax.all_gather(x, "i")).sum(0) * x,
+                              lax.all_gather(x, "i") - x[None],
+                              jax.nn.softmax(lax.all_gather(x, "i") @ x)),
+    "scatter": lambda x: lax.psum_scatter(lax.all_gather(x, "i") * x, "i"),
+    "scatter_tiled": lambda x: lax.psum_scatter(lax.all_gather(x, "i") * x, "i", tiled=True),
+    "all_to_all": lambda x: lax.all_to_all(lax.all_gather(x, "i") * x, "i", 0, 0),
+    "all_to_all_concat": lambda x: lax.all_to_all(
+        (lax.all_gather(x, "i", axis=1) * x[:, None])[..., None], "i", 1, 2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SYMBOLIC_LANE_SHAPED))
+def test_symbolic_lane_shaped_collectives(name):
+    f = SYMBOLIC_LANE_SHAPED[name]
+    bl = sb.batch_lower(f, axis_name="i", axis_size="b")
+    for n in (1, 2, 3, 5):
+        x = arange(n, 4) * (1 + jnp.arange(n * 4.0).reshape(n, 4) % 3)
+        assert_same_tree(bl(x), jax.vmap(f, axis_name="i")(x), rtol=1e-5, atol=1e-5)
+    assert bl._misses == 1
+    # One serialized artifact serves every batch size.
+    exp = jax.export.deserialize(bl.lower(arange(2, 4)).exported.serialize())
+    assert "b" in str(exp.in_avals[0].shape[0])
+    for n in (1, 4, 7):
+        x = arange(n, 4) + 1
+        assert_same_tree(tuple(jax.tree.leaves(exp.call(x))),
+                         tuple(jax.tree.leaves(jax.vmap(f, axis_name="i")(x))),
+                         rtol=1e-5, atol=1e-5)
+
+
+def test_symbolic_all_gather_unbatched_result_and_derivatives():
+    def f(x):
+        g = lax.all_gather(x, "i")
+        return jnp.sin(g).sum(0) * x, g
+    bl = sb.batch_lower(f, axis_name="i", axis_size="b", out_axes=(0, None))
+    ref = jax.vmap(f, axis_name="i", out_axes=(0, None))
+    for n in (2, 3):
+        x = arange(n, 4) + 1
+        assert_same_tree(bl(x), ref(x), rtol=1e-5, atol=1e-5)
+        assert_same_tree(jax.jit(bl)(x), ref(x), rtol=1e-5, atol=1e-5)
+        loss = lambda g: lambda x: g(x)[0].sum() + (g(x)[1] ** 2).sum()
+        assert_same_tree(jax.grad(loss(bl))(x), jax.grad(loss(ref))(x), rtol=1e-5, atol=1e-5)
+        t = jnp.ones_like(x)
+        assert_same_tree(jax.jvp(bl, (x,), (t,)), jax.jvp(ref, (x,), (t,)),
+                         rtol=1e-5, atol=1e-5)
+    # Closing over a traced value: the jaxpr holds the symbolic size and
+    # cannot be lowered again at a placeholder: a typed error naming the op.
+    w = jnp.arange(4.0)
+
+    def outer(w):
+        return sb.batch_lower(lambda x: jnp.sin(lax.all_gather(x * w, "i")).sum(0),
+                              axis_name="i", axis_size="b")(arange(3, 4)).sum()
+    with pytest.raises(sb.UnsupportedOpError, match="all_gather.*closes over traced"):
+        jax.grad(outer)(w)
 
 
 def test_batch_exported_and_vmappable_take_axis_name():
