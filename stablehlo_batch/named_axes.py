@@ -68,10 +68,13 @@ def export_named(fn: Callable, args, kwargs, axis_name, size, platform: str
     A symbolic ``size`` (not an int): the abstract mesh needs a number, so
     ``fn`` is lowered at two placeholder lane counts. Collectives over the
     whole axis (reductions, ``axis_index``, ``pbroadcast``) lower the same
-    at both and their rewrite reads the batch size at run time; a function
-    whose module differs between the two (a per-example shape or a constant
-    that depends on the number of lanes: ``all_gather``, ``psum`` of a Python
-    number, replica groups that split the axis, ...) is refused."""
+    at both and their rewrite reads the batch size at run time. A dimension
+    that is the number of lanes in both (``all_gather``'s, and what is
+    computed from it) becomes ``?``, the batch size (``_lane_count_dims``);
+    a function whose modules differ otherwise (a constant or shape attribute
+    from the number of lanes, replica groups that split the axis, ...) is
+    refused. Symbolic dimensions of ``args`` (a derivative's cotangent of
+    such a result) are the placeholder count in each lowering."""
     if isinstance(size, int):
         return _export_at(fn, args, kwargs, axis_name, size, platform)
     exps = []
