@@ -333,15 +333,48 @@ def _transpose(cts, *args, fun: BatchedFn):
                            for x in args])
     if size == 0 and any(lane0 and type(ct) is not ad.Zero for ct, lane0 in zip(cts, vjp.lane0)):
         # A result with out_axes=None counts once; its cotangent rides on
-        # lane 0, and at batch size 0 there is none: refuse, never drop it.
-        raise UnsupportedOpError(
-            batched_call_p.name, None, f"the batched call of {fun.what}",
-            "the gradient of a result with out_axes=None at batch size 0 (no lane "
-            "to carry its cotangent)")
-    cts = [ad.instantiate_zeros(ct) for ct in cts]
-    cts = [spread_to_lanes(ct, size) if lane0 else ct for ct, lane0 in zip(cts, vjp.lane0)]
+        # lane 0, and at batch size 0 there is none.
+        return [None] * n + _transpose_no_lanes(cts, xs, ts, undefined, fun, vjp.lane0)
+    cts = [(jnp.zeros((size,) + ct.aval.shape, ct.aval.dtype) if type(ct) is ad.Zero
+            else spread_to_lanes(ct, size)) if lane0 else ad.instantiate_zeros(ct)
+           for ct, lane0 in zip(cts, vjp.lane0)]
     in_cts = batched_call_p.bind(*xs, *cts, fun=vjp)
     return [None] * n + [ct if u else None for ct, u in zip(in_cts, undefined)]
+
+
+def _transpose_no_lanes(cts, xs, ts, undefined, fun: BatchedFn, lane0) -> list:
+    """The transpose at batch size 0 where results with out_axes=None have
+    cotangents: as ``jax.vmap``, whose unbatched results are computed
+    outside the batch, their cotangents reach the unbatched arguments; the
+    batched arguments' cotangents are empty and the batched results, with
+    no lane, add nothing. The unbatched results depend on no batched
+    argument (else they could not be unbatched), so they are differentiated
+    per example with a placeholder (zeros) for each batched argument.
+    With a named axis an unbatched result may still read the (empty) batch
+    through a collective: refused there, never a wrong value."""
+    primal, nz = fun.tangent_of
+    if primal.axis_name is not None:
+        raise UnsupportedOpError(
+            batched_call_p.name, None, f"the batched call of {fun.what}",
+            "the gradient of a result with out_axes=None at batch size 0 with axis_name "
+            f"{primal.axis_name!r} (its collectives would see no lane)")
+    idx = [i for i, z in enumerate(nz) if z]
+    keep = [j for j, a in enumerate(primal.example_out_avals) if _inexact(a.dtype)]
+    unbatched = [k for k, l in enumerate(lane0) if l]
+    example = [x if d is None else jnp.zeros(a.shape, a.dtype)
+               for x, d, a in zip(xs, primal.dims, primal.example_avals)]
+    g = _restricted(primal.src, example, idx, [keep[k] for k in unbatched])
+    _, pull = jax.vjp(g, *[example[i] for i in idx])
+    got = pull([ad.instantiate_zeros(cts[k]) for k in unbatched])
+    out = []
+    for i, ct, t, u in zip(idx, got, ts, undefined):
+        if not u:
+            out.append(None)
+        elif primal.dims[i] is None:
+            out.append(ct)
+        else:  # a batched argument of 0 lanes
+            out.append(jnp.zeros(t.aval.shape, t.aval.dtype))
+    return out
 
 
 def _batch(args, bdims, *, fun: BatchedFn):
