@@ -29,7 +29,7 @@ from stablehlo_batch.passes.rules import RULES
 from stablehlo_batch.passes.rules import table as rule_table
 from stablehlo_batch import axes as ax
 from stablehlo_batch import (callbacks, jax_internals, levels, module_io, named_axes,
-                             primitive, tuning, vmappables, xla_compat)
+                             primitive, sharding, tuning, vmappables, xla_compat)
 from stablehlo_batch.flat import export_in_process, symbolic_size
 from stablehlo_batch.passes.errors import UnsupportedOpError
 from stablehlo_batch.passes.fallback import FallbackWarning, strict_mode
@@ -492,6 +492,10 @@ class BatchedFunction:
                 raise _NeedsTuning()
         if plan.fn is None:
             return plan.exported.call(*args, **kwargs)
+        if plan.exported.nr_devices > 1 and not plan.fn.meshed:
+            # fn's sharding constraints name N devices: the plan's own call
+            # puts the arguments there (jit's dispatch would run on theirs)
+            raise _NotTraceable()
         return primitive.call(plan.fn, plan.exported.out_tree, *args, **kwargs)
 
     def lower(self, *args, **kwargs) -> Lowered:
@@ -632,9 +636,13 @@ class BatchedFunction:
             in_sh, out_sh = built.shardings or (None, None)
             # With a mesh, the shardings of the call's jit put the batch axis
             # on the devices; derivative modules inherit it by propagation.
-            call = jax.jit(functools.partial(primitive.call, fn, batched.out_tree),
-                           **({} if in_sh is None else dict(in_shardings=in_sh,
-                                                            out_shardings=out_sh)))
+            shardings = {} if in_sh is None else dict(in_shardings=in_sh, out_shardings=out_sh)
+            if in_sh is None and batched.nr_devices > 1:
+                # fn's own sharding constraints name N devices (a
+                # with_sharding_constraint to a mesh of N): jax.vmap's jit runs
+                # on those; ours puts the arguments on N devices too
+                shardings = sharding.replicated_on(batched.nr_devices, platform)
+            call = jax.jit(functools.partial(primitive.call, fn, batched.out_tree), **shardings)
         forwards = _forwarded(exp, module)
         if forwards:  # and fn returns those arguments as they are (not a copy)
             bound = contextlib.nullcontext()

@@ -401,11 +401,60 @@ def _lowering(ctx, *args, fun: BatchedFn):
     # (~0.1 s once per process): only when the module calls it.
     devices = jax_internals.context_devices(ctx)
     exp = fun.exported(devices)
+    if devices is not None and exp.nr_devices not in (1, devices):
+        raise _device_count_error(exp, devices, fun)
     with jax_internals.lapack_unless_needed(exp.mlir_module_serialized):
         out = _inline_call(ctx, args, fun, exp)
         if out is not None:
             return out
         return _lower_rule(ctx, *args, fun=fun, devices=devices)
+
+
+def _device_count_error(exp: jax.export.Exported, devices: int, fun: BatchedFn):
+    """UnsupportedOpError naming the op of the per-example function that
+    asks for ``exp.nr_devices`` devices (a ``with_sharding_constraint`` to a
+    mesh of that many) and the user's line, for a call in a context of
+    ``devices`` (jax's own error names neither)."""
+    from stablehlo_batch.passes.errors import format_location
+    name, where = "sdy.sharding_constraint", "unknown"
+    for e in _modules_of(fun, exp):
+        m = module_io.parse_module(e.mlir_module_serialized)
+        found = []
+
+        def visit(op):
+            if not found and (op.name in ("sdy.sharding_constraint", "sdy.reshard") or (
+                    op.name == "stablehlo.custom_call" and "call_target_name" in op.attributes
+                    and ir.StringAttr(op.attributes["call_target_name"]).value == "Sharding")):
+                found.append(op)
+            return ir.WalkResult.ADVANCE
+        m.operation.walk(visit)
+        if found:
+            name, where = found[0].name, format_location(found[0].location)
+            if where != "unknown":
+                break
+    return UnsupportedOpError(
+        name, "main", where,
+        f"a sharding constraint of {fun.what}'s function names a mesh of {exp.nr_devices} "
+        f"devices, and the batched call runs in a context of {devices} (jax.vmap's jit "
+        f"would run on the mesh's {exp.nr_devices}): call it with its arguments on those "
+        "devices (jax.device_put(x, NamedSharding(mesh, P()))), or pass mesh= to batch_lower")
+
+
+def _modules_of(fun: BatchedFn, exp):
+    """``exp``, then the modules of the functions ``fun`` derives from (their
+    source locations name the user's lines)."""
+    yield exp
+    inner = getattr(fun.src, "keywords", {}).get("fun")
+    derived = False
+    for f in (inner, fun.tangent_of[0] if fun.tangent_of else None):
+        if isinstance(f, BatchedFn) and f._exported is not None:
+            derived = True
+            yield from _modules_of(f, f._exported)
+    if not derived and fun.axis_name is None:
+        try:  # the per-example module: the rewrite drops sharding constraints
+            yield export_in_process(fun.src, fun.platform)(*fun.example_avals)
+        except Exception:  # noqa: BLE001 -- only for the error's location
+            return
 
 
 def _inline_call(ctx, args, fun: BatchedFn, exp: jax.export.Exported):
