@@ -265,3 +265,17 @@ def test_sharding_constraint_to_four_devices_inside_the_function():
     # count and puts the arguments there (before: jax's raw "exported for 4
     # devices" error).
     _run_on_four_devices(_CONSTRAINT_CHILD)
+
+
+def test_sharding_constraint_to_an_abstract_mesh_on_one_device():
+    # One device: a constraint to an AbstractMesh of 4 is dropped, as under
+    # jax.jit(jax.vmap(fn)).
+    P = jax.sharding.PartitionSpec
+    sh = jax.sharding.NamedSharding(jax.sharding.AbstractMesh((4,), ("d",)), P("d"))
+
+    def f(x):
+        return jax.lax.with_sharding_constraint(x * 2, sh) + 1
+    x = jnp.arange(32.0).reshape(4, 8)
+    want = jax.jit(jax.vmap(f))(x)
+    np.testing.assert_allclose(sb.batch_lower(f)(x), want)
+    np.testing.assert_allclose(jax.jit(sb.batch_lower(f))(x), want)
