@@ -212,6 +212,8 @@ class BatchedFn:
             def tangents(*flat):
                 xs, ts = flat[:len(nz)], flat[len(nz):]
                 g = _restricted(src, xs, idx, keep)
+                if self.axis_name is not None:
+                    g = jax_internals.differentiated(g)
                 with _extrema(self.axis_name):
                     return list(jax.jvp(g, [xs[i] for i in idx], list(ts))[1])
 
@@ -238,6 +240,8 @@ class BatchedFn:
             def cotangents(*flat):
                 xs, cts = flat[:len(nz)], flat[len(nz):]
                 g = _restricted(src, xs, idx, keep)
+                if fun.axis_name is not None:
+                    g = jax_internals.differentiated(g)
                 with _extrema(fun.axis_name):
                     return list(jax.vjp(g, *[xs[i] for i in idx])[1](list(cts)))
 

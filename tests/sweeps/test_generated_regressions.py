@@ -380,6 +380,41 @@ def test_generated_pmax_pmin_under_autodiff(fn, use):
                       outputs=[2], out_axes=[0], size=3, use=use)
     assert check_program(batched) == "vmap-failed-extrema"
 
+def test_users_own_derivative_of_pmax_inside_the_function_fails_as_in_jax():
+    """Our pmax / pmin derivative is for the per-example JVP / VJP we trace
+    ourselves. A jax.jvp the user takes of a pmax inside the function (here
+    in a custom_jvp rule, which only runs when jax.grad differentiates the
+    batched call) got it too while jax.vmap raises: now jax's error there as
+    well (jax_internals._ours), and grad through pmax itself still works."""
+    @jax.custom_jvp
+    def h(v):
+        return jnp.sin(v)
+
+    @h.defjvp
+    def h_jvp(primals, tangents):
+        (v,), (dv,) = primals, tangents
+        return jnp.sin(v), jax.jvp(lambda u: lax.pmax(u, "i"), (v,), (dv,))[1]
+
+    x = jnp.arange(12.0).reshape(4, 3) / 5
+    c = jnp.array([0.3, -1.0, 2.0])
+    uses = {
+        "batched": lambda B: jax.grad(lambda x: B(lambda x: h(x) * x, axis_name="i")(x).sum())(x),
+        "closed": lambda B: jax.grad(lambda c: B(lambda x: h(c) * x, axis_name="i")(x).sum())(c),
+        "vjp": lambda B: jax.vjp(B(lambda x: h(x) * x, axis_name="i"), x)[1](x),
+        "jvp": lambda B: jax.jvp(B(lambda x: h(x) * x, axis_name="i"), (x,), (x,)),
+    }
+    for name, use in uses.items():
+        for B in (jax.vmap, sb.batch_lower):
+            with pytest.raises(NotImplementedError, match="Differentiation rule for 'pmax'"):
+                use(B)
+    # the same function with pmax differentiated by jax.grad itself: ours
+    # (an unbatched operand: jax.vmap's value)
+    def g(B):
+        return jax.grad(lambda c: B(lambda x: lax.pmax(jnp.sin(c), "i") * x,
+                                    axis_name="i")(x).sum())(c)
+    assert_same_tree(g(sb.batch_lower), g(jax.vmap), rtol=1e-5)
+
+
 def test_pmax_over_an_outer_axis_stays_without_a_derivative():
     """Only pmax / pmin over batch_lower's own axis get a derivative: over an
     enclosing jax.vmap's axis it fails as in jax (also with jax.vmap inside)."""
