@@ -39,7 +39,7 @@ from stablehlo_batch import axes as ax
 from stablehlo_batch.chunking import chunk_flat
 from stablehlo_batch import inline, jax_internals, module_io, named_axes
 from stablehlo_batch.flat import batch_flat, export_in_process, is_symbolic, spread_to_lanes
-from stablehlo_batch.passes.errors import UnsupportedOpError
+from stablehlo_batch.passes.errors import UnsupportedOpError, format_location
 from stablehlo_batch.passes.rules import RULES
 
 batched_call_p = Primitive("stablehlo_batch_call")
@@ -419,7 +419,6 @@ def _device_count_error(exp: jax.export.Exported, devices: int, fun: BatchedFn):
     asks for ``exp.nr_devices`` devices (a ``with_sharding_constraint`` to a
     mesh of that many) and the user's line, for a call in a context of
     ``devices`` (jax's own error names neither)."""
-    from stablehlo_batch.passes.errors import format_location
     name, where = "sdy.sharding_constraint", "unknown"
     for e in _modules_of(fun, exp):
         m = module_io.parse_module(e.mlir_module_serialized)
