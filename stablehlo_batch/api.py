@@ -602,7 +602,9 @@ class BatchedFunction:
         out_dims = ax.flatten_axes("batch_lower out_axes", exp.out_tree, self.out_axes)
         if symbolic:  # the one of the module's avals (named_axes: lane-count dims)
             size = next((d for a in exp.out_avals for d in a.shape if not isinstance(d, int)),
-                        None) or symbolic_size(symbolic)
+                        None)
+            if size is None:
+                size = symbolic_size(symbolic)
         tuned = None
         if self.tune is not None:  # full batch or chunks, by measurement (tuning.py)
             try:
