@@ -27,6 +27,7 @@
 // RUN: stablehlo-batch-opt %S/Inputs/collectives_symbolic.mlir --func=reduce_scatter_lanes --axis-size=b | filecheck %s --check-prefix=SYM-SCATTER-LANES
 // RUN: stablehlo-batch-opt %S/Inputs/collectives_symbolic.mlir --func=all_to_all_lanes --axis-size=b | filecheck %s --check-prefix=SYM-A2A-LANES
 // RUN: not stablehlo-batch-opt %S/Inputs/collectives_symbolic.mlir --func=all_to_all_static --axis-size=b 2>&1 | filecheck %s --check-prefix=SYM-A2A-STATIC
+// RUN: stablehlo-batch-opt %S/Inputs/collectives_symbolic.mlir --func=slice_lanes --axis-size=b --in-axes=0,none,none,none | filecheck %s --check-prefix=SYM-SLICE-LANES
 
 // A symbolic batch size (Inputs/collectives_symbolic.mlir, lowered at a
 // placeholder count): a psum over the whole axis is one reduce over the
@@ -75,6 +76,13 @@
 // SYM-A2A-LANES-NEXT: return
 // A split dimension that is not the number of lanes: chunks of 4 / the batch size.
 // SYM-A2A-STATIC: error: cannot batch 'stablehlo.all_to_all' in function @all_to_all_static: an all_to_all whose split dimension is not the number of lanes
+// A marked slice of the whole lane dimension of a batched value: the limit
+// there is the batch size, read at run time.
+// SYM-SLICE-LANES-LABEL: func.func @slice_lanes
+// SYM-SLICE-LANES-SAME: (%[[G:[^:]+]]: tensor<?x?x3xf32>
+// SYM-SLICE-LANES: %[[N:[^ ]+]] = stablehlo.get_dimension_size %[[G]], dim = 0
+// SYM-SLICE-LANES: stablehlo.real_dynamic_slice %[[G]], {{.*}} : (tensor<?x?x3xf32>, tensor<3xi32>, tensor<3xi32>, tensor<3xi32>) -> tensor<?x?x1xf32>
+// SYM-SLICE-LANES-NOT: stablehlo_batch.lane_slice
 
 // psum over all lanes: one reduce over the batch with the op's own combiner
 // and its identity; the result is the same for every lane (unbatched) and is

@@ -85,6 +85,8 @@ class FunctionBatcher:
             raise bld.SymbolicShapeError("dynamic dimensions in the input module are "
                                          "not supported")
         if self._size_source is None:
+            self._size_source = self._lane_count_source()
+        if self._size_source is None:
             raise bld.SymbolicShapeError("the function has no batched argument to read "
                                          "the batch size from")
         arg, axis = self._size_source
@@ -92,6 +94,19 @@ class FunctionBatcher:
         size = bld.create("stablehlo.get_dimension_size", [bld.tensor_type([], i32)], [arg],
                           {"dimension": bld.i64_attr(axis)}).result
         return bld.reshape(size, [1])
+
+    def _lane_count_source(self) -> tuple[ir.Value, int] | None:
+        """In a module lowered for a named axis at placeholder lane counts, a
+        `?` of an argument is the number of lanes, the batch size (a callee
+        given an all_gather's unbatched result): (argument, dim), or None."""
+        if SYMBOLIC_ATTR not in self.program.module.operation.attributes:
+            return None
+        for arg in self.func_op.regions[0].blocks[0].arguments:
+            if bld.ranked(arg.type) is not None:
+                for d, n in enumerate(bld.shape_of(arg.type)):
+                    if n == bld.DYN:
+                        return arg, d
+        return None
 
     def is_batched(self, v: ir.Value) -> bool:
         return v in self._batched

@@ -31,8 +31,8 @@ from jaxlib.mlir.dialects import func as func_d
 from stablehlo_batch.passes import builders as bld
 from stablehlo_batch.passes.engine import batch_function_with_report, verify
 from stablehlo_batch.passes.errors import BatchingError, UnsupportedOpError, format_location
-from stablehlo_batch.passes.rules.collectives import (LANE_ATTR, LANE_SHAPE_ATTR, LANES_ATTR,
-                                                      SYMBOLIC_ATTR)
+from stablehlo_batch.passes.rules.collectives import (LANE_ATTR, LANE_SHAPE_ATTR, LANE_SLICE_ATTR,
+                                                      LANES_ATTR, SYMBOLIC_ATTR)
 from stablehlo_batch import jax_internals, module_io
 
 # Ops whose meaning depends on the device, hence on the lane.
@@ -264,6 +264,38 @@ def _dynamic_shape_ops(m: ir.Module, lanes: int):
         return ir.WalkResult.ADVANCE
     m.operation.walk(visit)
     i32 = ir.IntegerType.get_signless(32)
+
+    def shape_tensor(shape, n):
+        parts = [n if d == bld.DYN else bld.constant(ir.DenseElementsAttr.get(
+            np.asarray([d], np.int32), type=ir.RankedTensorType.get([1], i32)))
+            for d in shape]
+        return parts[0] if len(parts) == 1 else bld.create(
+            "stablehlo.concatenate", [ir.RankedTensorType.get([len(shape)], i32)], parts,
+            {"dimension": bld.i64_attr(0)}).result
+
+    slices = []
+    m.operation.walk(lambda op: (slices.append(op) if op.name == "stablehlo.slice" and any(
+        d == bld.DYN for d in bld.shape_of(op.results[0].type)) else None)
+        or ir.WalkResult.ADVANCE)
+    for op in slices:  # a whole dimension of the number of lanes, sliced
+        start = list(ir.DenseI64ArrayAttr(op.attributes["start_indices"]))
+        limit = list(ir.DenseI64ArrayAttr(op.attributes["limit_indices"]))
+        strides = list(ir.DenseI64ArrayAttr(op.attributes["strides"]))
+        shape = bld.shape_of(op.results[0].type)
+        whole = [d for d, n in enumerate(shape) if n == bld.DYN]
+        if any(start[d] != 0 or strides[d] != 1 or limit[d] != lanes for d in whole):
+            continue  # another slice of the lanes: the comparison refuses it
+        with ir.InsertionPoint(op), op.location:
+            n = lane_count(lanes)
+            lim = [bld.DYN if d in whole else v for d, v in enumerate(limit)]
+            attrs = {LANE_SHAPE_ATTR: ir.UnitAttr.get(),
+                     LANE_SLICE_ATTR: bld.i64_array(start + [-1 if v == bld.DYN else v
+                                                             for v in lim] + strides)}
+            new = bld.create("stablehlo.real_dynamic_slice", [op.results[0].type],
+                             [op.operands[0], shape_tensor(start, n), shape_tensor(lim, n),
+                              shape_tensor(strides, n)], attrs)
+        op.results[0].replace_all_uses_with(new.results[0])
+        op.erase()
     for op in ops:
         with ir.InsertionPoint(op), op.location:
             shape = bld.shape_of(op.results[0].type)

@@ -72,4 +72,11 @@ module attributes {stablehlo_batch.lanes = 2 : i64, stablehlo_batch.symbolic_lan
     %0 = "stablehlo.all_to_all"(%x) <{channel_handle = #stablehlo.channel_handle<handle = 1, type = 0>, concat_dimension = 0 : i64, replica_groups = dense<[[0, 1]]> : tensor<1x2xi64>, split_count = 2 : i64, split_dimension = 0 : i64}> {stablehlo_batch.lane} : (tensor<4x3xf32>) -> tensor<4x3xf32>
     return %0 : tensor<4x3xf32>
   }
+  // A slice of the whole lane dimension (g[:, 1] of a gathered g): a marked
+  // real_dynamic_slice whose limit there is the number of lanes (-1 in
+  // stablehlo_batch.lane_slice = start, limit, strides).
+  func.func @slice_lanes(%g: tensor<?x3xf32>, %s: tensor<2xi32>, %l: tensor<2xi32>, %t: tensor<2xi32>) -> tensor<?x1xf32> {
+    %0 = stablehlo.real_dynamic_slice %g, %s, %l, %t {stablehlo_batch.lane_shape, stablehlo_batch.lane_slice = array<i64: 0, 1, -1, 2, 1, 1>} : (tensor<?x3xf32>, tensor<2xi32>, tensor<2xi32>, tensor<2xi32>) -> tensor<?x1xf32>
+    return %0 : tensor<?x1xf32>
+  }
 }

@@ -42,6 +42,9 @@ SYMBOLIC_ATTR = "stablehlo_batch.symbolic_lanes"
 # of such a module whose ``?`` dims are the number of lanes (a symbolic batch
 # size: named_axes._dynamic_shape_ops): each ``?`` is the batch size.
 LANE_SHAPE_ATTR = "stablehlo_batch.lane_shape"
+# On such a real_dynamic_slice (a slice of a whole dimension of the number of
+# lanes): its start, limit (-1: the number of lanes) and strides, in one array.
+LANE_SLICE_ATTR = "stablehlo_batch.lane_slice"
 
 
 def marked(op) -> bool:
@@ -471,6 +474,18 @@ def dynamic_reshape(fb, op, flags):
     if LANE_SHAPE_ATTR not in op.attributes or any(flags[1:]):
         return fallback(fb, op, flags)
     return [(bld.reshape(op.operands[0], [bld.DYN] + bld.shape_of(op.results[0].type)), True)]
+
+
+@register("stablehlo.real_dynamic_slice")
+def real_dynamic_slice(fb, op, flags):
+    """A slice of whole dimensions of the number of lanes (marked): each
+    such limit is the batch size."""
+    if LANE_SLICE_ATTR not in op.attributes or any(flags[1:]):
+        return fallback(fb, op, flags)
+    v = list(ir.DenseI64ArrayAttr(op.attributes[LANE_SLICE_ATTR]))
+    r = len(v) // 3
+    start, limit, strides = v[:r], [bld.DYN if x == -1 else x for x in v[r:2 * r]], v[2 * r:]
+    return [(bld.slice_(op.operands[0], [0] + start, [bld.DYN] + limit, [1] + strides), True)]
 
 
 @register("stablehlo.collective_permute")

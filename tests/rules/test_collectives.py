@@ -353,6 +353,13 @@ SYMBOLIC_LANE_SHAPED = {
     "all_to_all": lambda x: lax.all_to_all(lax.all_gather(x, "i") * x, "i", 0, 0),
     "all_to_all_concat": lambda x: lax.all_to_all(
         (lax.all_gather(x, "i", axis=1) * x[:, None])[..., None], "i", 1, 2),
+    # a slice of the whole lane dimension, a callee (jnp.where's) given the
+    # gathered value, sorting, padding and a cond along it
+    "column": lambda x: lax.all_gather(x, "i")[:, 1] * x[0],
+    "where": lambda x: jnp.where(lax.all_gather(x, "i") > 2, lax.all_gather(x, "i"), 0.0).max(0),
+    "sort_pad_cond": lambda x: lax.cond(
+        x[0] > 1, lambda g: g + 1, lambda g: g - 1,
+        jnp.pad(jnp.sort(lax.all_gather(x, "i"), 0), ((0, 0), (1, 1)))),
 }
 
 
