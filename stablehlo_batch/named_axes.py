@@ -31,8 +31,9 @@ from jaxlib.mlir.dialects import func as func_d
 from stablehlo_batch.passes import builders as bld
 from stablehlo_batch.passes.engine import batch_function_with_report, verify
 from stablehlo_batch.passes.errors import BatchingError, UnsupportedOpError, format_location
-from stablehlo_batch.passes.rules.collectives import (LANE_ATTR, LANE_SHAPE_ATTR, LANE_SLICE_ATTR,
-                                                      LANES_ATTR, SYMBOLIC_ATTR)
+from stablehlo_batch.passes.rules.collectives import (EMPTY_ATTR, LANE_ATTR, LANE_SHAPE_ATTR,
+                                                      LANE_SLICE_ATTR, LANES_ATTR,
+                                                      SYMBOLIC_ATTR)
 from stablehlo_batch import jax_internals, module_io
 
 # Ops whose meaning depends on the device, hence on the lane.
@@ -76,7 +77,11 @@ def export_named(fn: Callable, args, kwargs, axis_name, size, platform: str
     refused. Symbolic dimensions of ``args`` (a derivative's cotangent of
     such a result) are the placeholder count in each lowering."""
     if isinstance(size, int):
-        return _export_at(fn, args, kwargs, axis_name, size, platform)
+        # a batch of 0 lanes (a mesh cannot have 0 devices): lowered for 1,
+        # marked; the rewrite reduces over the empty batch (collectives'
+        # _lanes) and refuses what would need a lane
+        return _export_at(fn, args, kwargs, axis_name, max(size, 1), platform,
+                          empty=size == 0)
     exps = []
     with jax_internals.traced_axis_size(axis_name):
         for n in PLACEHOLDER_LANES:
@@ -396,13 +401,16 @@ def named_lowering(platform: str):
 
 
 def _export_at(fn, args, kwargs, axis_name, size: int, platform: str, keep_unused=False,
-               symbolic=False) -> jax.export.Exported:
+               symbolic=False, empty=False) -> jax.export.Exported:
     wrapper = named_wrapper(fn, tree_util.tree_structure((args, kwargs)), axis_name, size)
     with named_lowering(platform), jax_internals.tracing_to_batch():
         exp = jax.export.export(jax.jit(wrapper, keep_unused=keep_unused),
                                 platforms=(platform,))(*args, **kwargs)
     module = module_io.parse_module(exp.mlir_module_serialized)
     lanes_module(module, size, symbolic=symbolic)
+    if empty:
+        with module.context:
+            module.operation.attributes[EMPTY_ATTR] = ir.UnitAttr.get()
     return dataclasses.replace(
         exp, mlir_module_serialized=module_io.module_to_portable_artifact(module),
         nr_devices=1, _get_vjp=None)

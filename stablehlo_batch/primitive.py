@@ -355,21 +355,26 @@ def _transpose_no_lanes(cts, xs, ts, undefined, fun: BatchedFn, lane0) -> list:
     argument (else they could not be unbatched), so they are differentiated
     per example with a placeholder (zeros) for each batched argument.
     With a named axis an unbatched result may still read the (empty) batch
-    through a collective: refused there, never a wrong value."""
+    through a collective: refused where it does, never a wrong value."""
     primal, nz = fun.tangent_of
-    if primal.axis_name is not None:
-        raise UnsupportedOpError(
-            batched_call_p.name, None, f"the batched call of {fun.what}",
-            "the gradient of a result with out_axes=None at batch size 0 with axis_name "
-            f"{primal.axis_name!r} (its collectives would see no lane)")
     idx = [i for i, z in enumerate(nz) if z]
     keep = [j for j, a in enumerate(primal.example_out_avals) if _inexact(a.dtype)]
     unbatched = [k for k, l in enumerate(lane0) if l]
     example = [x if d is None else jnp.zeros(a.shape, a.dtype)
                for x, d, a in zip(xs, primal.dims, primal.example_avals)]
     g = _restricted(primal.src, example, idx, [keep[k] for k in unbatched])
-    _, pull = jax.vjp(g, *[example[i] for i in idx])
-    got = pull([ad.instantiate_zeros(cts[k]) for k in unbatched])
+    bound = contextlib.nullcontext()
+    if primal.axis_name is not None:  # bound, to find whether g uses it
+        bound = jax_internals.axis_bound(primal.axis_name, 1)
+    with bound:
+        if primal.axis_name is not None and primal.axis_name in jax_internals.named_axes_used(
+                jax.make_jaxpr(g)(*[example[i] for i in idx])):
+            raise UnsupportedOpError(
+                batched_call_p.name, None, f"the batched call of {fun.what}",
+                "the gradient of a result with out_axes=None at batch size 0 that a "
+                f"collective over {primal.axis_name!r} computes (it would see no lane)")
+        _, pull = jax.vjp(g, *[example[i] for i in idx])
+        got = pull([ad.instantiate_zeros(cts[k]) for k in unbatched])
     out = []
     for i, ct, t, u in zip(idx, got, ts, undefined):
         if not u:

@@ -38,6 +38,9 @@ LANES_ATTR = "stablehlo_batch.lanes"
 # Module attribute: that number was a placeholder for a symbolic batch size
 # (the module lowers the same at any count; named_axes.export_named).
 SYMBOLIC_ATTR = "stablehlo_batch.symbolic_lanes"
+# Module attribute: lowered at 1 lane for a batch of 0 (a mesh has a device at
+# least): collectives over the whole axis reduce over the empty batch.
+EMPTY_ATTR = "stablehlo_batch.empty_lanes"
 # Unit attribute on a dynamic_broadcast_in_dim / dynamic_reshape / dynamic_iota
 # of such a module whose ``?`` dims are the number of lanes (a symbolic batch
 # size: named_axes._dynamic_shape_ops): each ``?`` is the batch size.
@@ -62,6 +65,13 @@ def _lanes(fb, op) -> int:
                                      "batch size is symbolic")
         return bld.DYN
     n = fb.axis_size
+    if n == 0 and EMPTY_ATTR in attrs:
+        if not (op.name == "stablehlo.partition_id" or
+                (op.name == "stablehlo.all_reduce" and _whole_axis(fb, op))):
+            raise fb.unsupported(op, "a collective whose per-example shape or value needs a "
+                                 "lane at batch size 0 (only axis_index and reductions over "
+                                 "the whole axis, psum, pmean, pmax, pmin, take no lane)")
+        return 0
     if LANES_ATTR in attrs and ir.IntegerAttr(attrs[LANES_ATTR]).value != n:
         raise fb.unsupported(op, f"the collectives were lowered for "
                                  f"{ir.IntegerAttr(attrs[LANES_ATTR]).value} lanes but the "
@@ -74,7 +84,7 @@ def _groups(fb, op, n, equal: bool = True) -> list[list[int]]:
     unless ``equal`` is False (reductions and broadcasts allow any sizes).
     With a symbolic batch size only one group of every lane can be known:
     ``[ALL]``."""
-    if n == bld.DYN:
+    if n == bld.DYN or n == 0:  # (0: checked by _lanes)
         return [ALL] if _whole_axis(fb, op) else _refuse_symbolic(fb, op, "replica groups "
                                                                    "that split the batch axis")
     if "replica_groups" not in op.attributes:
@@ -275,8 +285,8 @@ def all_reduce(fb, op, flags):
     groups = _groups(fb, op, n, equal=False)
     combiner = _combiner(fb, op)
     if groups == [ALL]:  # a symbolic batch: one reduce over it, unbatched results
-        return [(_times_lanes(x) if combiner == "stablehlo.add" and not batched else
-                 _reduce_lanes(fb, op, fb.materialize(x), 0, combiner), False)
+        return [(_times_lanes(x) if combiner == "stablehlo.add" and not batched and n != 0
+                 else _reduce_lanes(fb, op, fb.materialize(x), 0, combiner), False)
                 for x, batched in zip(op.operands, flags)]
     out = []
     for x, batched in zip(op.operands, flags):

@@ -540,3 +540,30 @@ def test_spmd_programs_match_their_run_on_four_devices():
                           text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("spmd ok") == 3 and "mesh ok" in proc.stdout, proc.stdout
+
+
+def test_named_axis_at_batch_size_zero():
+    # jax.vmap binds a name over 0 lanes; a mesh cannot have 0 devices (that
+    # raised jax's "shard_map requires a non-empty mesh"): lowered for one
+    # lane, reductions over the empty batch give their identity, axis_index
+    # an empty iota; collectives that need a lane: a typed error.
+    w = jnp.array([1.0, 2.0])
+    x = jnp.zeros((0, 2))
+    fs = [lambda x: (jnp.sin(w), x * w),
+          lambda x: (lax.psum(x, "i"), x - lax.pmax(x, "i"), lax.psum(w, "i") + x),
+          lambda x: x + lax.axis_index("i")]
+    outs = [(None, 0), (None, 0, 0), 0]
+    for f, o in zip(fs, outs):
+        assert_same_tree(sb.batch_lower(f, out_axes=o, axis_name="i")(x),
+                         jax.vmap(f, out_axes=o, axis_name="i")(x))
+    # jax.grad of an out_axes=None result at batch size 0 (as jax.vmap)
+    loss = lambda B: lambda w: B(lambda x: (jnp.sin(w), x * w), out_axes=(None, 0),
+                                 axis_name="i")(x)[0].sum()
+    assert_same_tree(jax.grad(loss(sb.batch_lower))(w), jax.grad(loss(jax.vmap))(w))
+    with pytest.raises(sb.UnsupportedOpError, match="all_gather.*batch size 0"):
+        sb.batch_lower(lambda x: lax.all_gather(x, "i"), axis_name="i")(x)
+    # an unbatched result that a collective computes: refused under grad
+    loss2 = lambda w: sb.batch_lower(lambda x: (lax.psum(x * w, "i"), x), out_axes=(None, 0),
+                                     axis_name="i")(x)[0].sum()
+    with pytest.raises(sb.UnsupportedOpError, match="out_axes=None at batch size 0"):
+        jax.grad(loss2)(w)
