@@ -148,7 +148,6 @@ def _lane_count_avals(exp, module: ir.Module, size):
             a = a.update(shape=tuple(size if d == bld.DYN else d for d in r.shape))
         out.append(a)
     return tuple(out)
-    return exps[0]
 
 
 # Collectives whose source-target pairs name lanes, and why a symbolic batch
