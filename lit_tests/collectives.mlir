@@ -23,6 +23,11 @@
 // RUN: not stablehlo-batch-opt %S/Inputs/collectives_symbolic.mlir --func=split_groups --axis-size=b 2>&1 | filecheck %s --check-prefix=SYM-SPLIT
 // RUN: not stablehlo-batch-opt %S/Inputs/collectives_symbolic.mlir --func=all_gather --axis-size=b 2>&1 | filecheck %s --check-prefix=SYM-GATHER
 // RUN: not stablehlo-batch-opt %S/Inputs/collectives_symbolic.mlir --func=collective_permute --axis-size=b 2>&1 | filecheck %s --check-prefix=SYM-PERM
+// RUN: stablehlo-batch-opt %S/Inputs/collectives_symbolic.mlir --func=all_gather_lanes --axis-size=b | filecheck %s --check-prefix=SYM-GATHER-LANES
+// RUN: stablehlo-batch-opt %S/Inputs/collectives_symbolic.mlir --func=reduce_scatter_lanes --axis-size=b | filecheck %s --check-prefix=SYM-SCATTER-LANES
+// RUN: stablehlo-batch-opt %S/Inputs/collectives_symbolic.mlir --func=all_to_all_lanes --axis-size=b | filecheck %s --check-prefix=SYM-A2A-LANES
+// RUN: not stablehlo-batch-opt %S/Inputs/collectives_symbolic.mlir --func=all_to_all_static --axis-size=b 2>&1 | filecheck %s --check-prefix=SYM-A2A-STATIC
+// RUN: stablehlo-batch-opt %S/Inputs/collectives_symbolic.mlir --func=slice_lanes --axis-size=b --in-axes=0,none,none,none | filecheck %s --check-prefix=SYM-SLICE-LANES
 
 // A symbolic batch size (Inputs/collectives_symbolic.mlir, lowered at a
 // placeholder count): a psum over the whole axis is one reduce over the
@@ -45,6 +50,39 @@
 // SYM-SPLIT: error: cannot batch 'stablehlo.all_reduce' in function @split_groups: replica groups that split the batch axis over a symbolic batch size
 // SYM-GATHER: error: cannot batch 'stablehlo.all_gather' in function @all_gather: all_gather over a symbolic batch size
 // SYM-PERM: error: cannot batch 'stablehlo.collective_permute' in function @collective_permute: {{.*}} source-target pairs name lanes explicitly, which needs a concrete number of lanes
+// A per-example dimension that is the number of lanes (`?` in the input:
+// lowered at 2 and 3 placeholder lanes, named_axes._lane_count_dims) is the
+// batch size. all_gather of one element per lane: the batched operand, the
+// lanes moved into the gather dimension, unbatched (every lane gets it); the
+// marked broadcast to a shape with the number of lanes reads the batch size.
+// SYM-GATHER-LANES-LABEL: func.func @all_gather_lanes
+// SYM-GATHER-LANES-SAME: (%[[X:[^:]+]]: tensor<?x3xf32>) -> tensor<?x?x3xf32>
+// SYM-GATHER-LANES-NOT: all_gather
+// SYM-GATHER-LANES-NOT: all_reduce
+// SYM-GATHER-LANES: %[[B:[^ ]+]] = stablehlo.dynamic_broadcast_in_dim %[[X]], %{{[^ ]+}}, dims = [0, 2] : (tensor<?x3xf32>, tensor<3xi32>) -> tensor<?x1x3xf32>
+// SYM-GATHER-LANES: %[[G:[^ ]+]] = stablehlo.dynamic_reshape %[[B]], %{{[^ ]+}} : (tensor<?x1x3xf32>, tensor<2xi32>) -> tensor<?x3xf32>
+// SYM-GATHER-LANES: stablehlo.dynamic_broadcast_in_dim %[[G]], %{{[^ ]+}}, dims = [1, 2] : (tensor<?x3xf32>, tensor<3xi32>) -> tensor<?x?x3xf32>
+// SYM-GATHER-LANES: stablehlo.subtract {{.*}} : tensor<?x?x3xf32>
+// reduce_scatter of a dimension of one block per lane: the sum over the
+// lanes, lane i keeping block i (the summed dimension becomes the batch).
+// SYM-SCATTER-LANES-LABEL: func.func @reduce_scatter_lanes
+// SYM-SCATTER-LANES-SAME: (%[[X:[^:]+]]: tensor<?x?x3xf32>) -> tensor<?x1x3xf32>
+// SYM-SCATTER-LANES: %[[S:[^ ]+]] = stablehlo.reduce(%[[X]] init: %{{[^ ]+}}) applies stablehlo.add across dimensions = [0] : (tensor<?x?x3xf32>, tensor<f32>) -> tensor<?x3xf32>
+// SYM-SCATTER-LANES: stablehlo.dynamic_reshape %[[S]], %{{[^ ]+}} : (tensor<?x3xf32>, tensor<3xi32>) -> tensor<?x1x3xf32>
+// all_to_all with one chunk per lane: the lanes swap with the split dimension.
+// SYM-A2A-LANES-LABEL: func.func @all_to_all_lanes
+// SYM-A2A-LANES-NOT: all_to_all
+// SYM-A2A-LANES: stablehlo.transpose %arg0, dims = [1, 0, 2] : (tensor<?x?x3xf32>) -> tensor<?x?x3xf32>
+// SYM-A2A-LANES-NEXT: return
+// A split dimension that is not the number of lanes: chunks of 4 / the batch size.
+// SYM-A2A-STATIC: error: cannot batch 'stablehlo.all_to_all' in function @all_to_all_static: an all_to_all whose split dimension is not the number of lanes
+// A marked slice of the whole lane dimension of a batched value: the limit
+// there is the batch size, read at run time.
+// SYM-SLICE-LANES-LABEL: func.func @slice_lanes
+// SYM-SLICE-LANES-SAME: (%[[G:[^:]+]]: tensor<?x?x3xf32>
+// SYM-SLICE-LANES: %[[N:[^ ]+]] = stablehlo.get_dimension_size %[[G]], dim = 0
+// SYM-SLICE-LANES: stablehlo.real_dynamic_slice %[[G]], {{.*}} : (tensor<?x?x3xf32>, tensor<3xi32>, tensor<3xi32>, tensor<3xi32>) -> tensor<?x?x1xf32>
+// SYM-SLICE-LANES-NOT: stablehlo_batch.lane_slice
 
 // psum over all lanes: one reduce over the batch with the op's own combiner
 // and its identity; the result is the same for every lane (unbatched) and is

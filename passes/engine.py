@@ -32,7 +32,7 @@ from stablehlo_batch.passes.rules import RULES, RuleTable
 from stablehlo_batch.passes.rules.helpers import captures
 from stablehlo_batch.passes.errors import (AxisSpecError, Declined, UnsupportedOpError,
                            VerificationError, format_location)
-from stablehlo_batch.passes.rules.collectives import LANE_ATTR, LANES_ATTR
+from stablehlo_batch.passes.rules.collectives import LANE_ATTR, LANES_ATTR, SYMBOLIC_ATTR
 
 # A rule result: one (new value, is batched) pair per result of the op.
 Results = list[tuple[ir.Value, bool]]
@@ -85,6 +85,8 @@ class FunctionBatcher:
             raise bld.SymbolicShapeError("dynamic dimensions in the input module are "
                                          "not supported")
         if self._size_source is None:
+            self._size_source = self._lane_count_source()
+        if self._size_source is None:
             raise bld.SymbolicShapeError("the function has no batched argument to read "
                                          "the batch size from")
         arg, axis = self._size_source
@@ -92,6 +94,19 @@ class FunctionBatcher:
         size = bld.create("stablehlo.get_dimension_size", [bld.tensor_type([], i32)], [arg],
                           {"dimension": bld.i64_attr(axis)}).result
         return bld.reshape(size, [1])
+
+    def _lane_count_source(self) -> tuple[ir.Value, int] | None:
+        """In a module lowered for a named axis at placeholder lane counts, a
+        `?` of an argument is the number of lanes, the batch size (a callee
+        given an all_gather's unbatched result): (argument, dim), or None."""
+        if SYMBOLIC_ATTR not in self.program.module.operation.attributes:
+            return None
+        for arg in self.func_op.regions[0].blocks[0].arguments:
+            if bld.ranked(arg.type) is not None:
+                for d, n in enumerate(bld.shape_of(arg.type)):
+                    if n == bld.DYN:
+                        return arg, d
+        return None
 
     def is_batched(self, v: ir.Value) -> bool:
         return v in self._batched
@@ -379,9 +394,11 @@ class ModuleBatcher:
                    for a, ax in zip(block.arguments, in_axes)]
         if self.symbolic and all(ax is None for ax in in_axes):
             raise AxisSpecError("a symbolic batch size needs at least one batched argument")
-        if self.symbolic and any(bld.ranked(a.type) is not None and
-                                 bld.is_dynamic(bld.shape_of(a.type))
-                                 for a in block.arguments):
+        # (a module lowered for a named axis at placeholder lane counts may
+        # take the number of lanes as a dimension: that `?` is the batch size)
+        if self.symbolic and SYMBOLIC_ATTR not in self.module.operation.attributes and any(
+                bld.ranked(a.type) is not None and bld.is_dynamic(bld.shape_of(a.type))
+                for a in block.arguments):
             raise AxisSpecError("a symbolic batch size needs a function with static shapes")
         fb = FunctionBatcher(self, func_op)
         ret = fb.run(in_axes)

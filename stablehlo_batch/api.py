@@ -29,8 +29,9 @@ from stablehlo_batch.passes.rules import RULES
 from stablehlo_batch.passes.rules import table as rule_table
 from stablehlo_batch import axes as ax
 from stablehlo_batch import (callbacks, jax_internals, levels, module_io, named_axes,
-                             primitive, tuning, vmappables, xla_compat)
+                             primitive, sharding, tuning, vmappables, xla_compat)
 from stablehlo_batch.flat import export_in_process, symbolic_size
+from stablehlo_batch.passes.errors import UnsupportedOpError
 from stablehlo_batch.passes.fallback import FallbackWarning, strict_mode
 from stablehlo_batch.passes.report import BatchingReport
 from stablehlo_batch.rewrite import batch_function
@@ -500,6 +501,10 @@ class BatchedFunction:
                 raise _NeedsTuning()
         if plan.fn is None:
             return plan.exported.call(*args, **kwargs)
+        if plan.exported.nr_devices > 1 and not plan.fn.meshed:
+            # fn's sharding constraints name N devices: the plan's own call
+            # puts the arguments there (jit's dispatch would run on theirs)
+            raise _NotTraceable()
         return primitive.call(plan.fn, plan.exported.out_tree, *args, **kwargs)
 
     def lower(self, *args, **kwargs) -> Lowered:
@@ -584,7 +589,8 @@ class BatchedFunction:
         try:
             if self.axis_name is not None:
                 exp = named_axes.export_named(src, ex_args, ex_kwargs, self.axis_name,
-                                              symbolic or size, platform)
+                                              symbolic_size(symbolic) if symbolic else size,
+                                              platform)
             elif fn is None:
                 exp = self._example_export(src, symbolic, in_tree, ex_args, ex_kwargs, platform)
             else:
@@ -607,8 +613,11 @@ class BatchedFunction:
             return _Plan(None, cb.module, cb.result_batched, cb.rewrite_seconds,
                          call, cb.report, compiled=cb.compiled)
         out_dims = ax.flatten_axes("batch_lower out_axes", exp.out_tree, self.out_axes)
-        if symbolic:
-            size = symbolic_size(symbolic)
+        if symbolic:  # the one of the module's avals (named_axes: lane-count dims)
+            size = next((d for a in exp.out_avals for d in a.shape if not isinstance(d, int)),
+                        None)
+            if size is None:
+                size = symbolic_size(symbolic)
         tuned = None
         if self.tune is not None:  # full batch or chunks, by measurement (tuning.py)
             try:
@@ -642,9 +651,13 @@ class BatchedFunction:
             in_sh, out_sh = built.shardings or (None, None)
             # With a mesh, the shardings of the call's jit put the batch axis
             # on the devices; derivative modules inherit it by propagation.
-            call = jax.jit(functools.partial(primitive.call, fn, batched.out_tree),
-                           **({} if in_sh is None else dict(in_shardings=in_sh,
-                                                            out_shardings=out_sh)))
+            shardings = {} if in_sh is None else dict(in_shardings=in_sh, out_shardings=out_sh)
+            if in_sh is None and batched.nr_devices > 1:
+                # fn's own sharding constraints name N devices (a
+                # with_sharding_constraint to a mesh of N): jax.vmap's jit runs
+                # on those; ours puts the arguments on N devices too
+                shardings = sharding.replicated_on(batched.nr_devices, platform)
+            call = jax.jit(functools.partial(primitive.call, fn, batched.out_tree), **shardings)
         forwards = _forwarded(exp, module)
         if forwards:  # and fn returns those arguments as they are (not a copy)
             bound = contextlib.nullcontext()
@@ -747,10 +760,25 @@ class BatchedFunction:
                    RULES.generation, str(jaxpr), const_avals, out_tree,
                    jax_internals.trace_context())
             n = len(consts)
-
-            def src(*flat):  # noqa: F811 -- the jaxpr with its constants as arguments
-                outs = jax.core.eval_jaxpr(jaxpr, flat[:n], *flat[n:])
-                return tree_util.tree_unflatten(out_tree, outs)
+            lane_shaped = (self.axis_name is not None and self.symbolic and
+                           jax_internals.symbolic_shaped_eqn(jaxpr))
+            if lane_shaped and n:  # the jaxpr holds the symbolic size, and its
+                # constants are tracers the function cannot be traced again without
+                name, where = lane_shaped
+                raise UnsupportedOpError(
+                    name, "main", where,
+                    f"{name} over a symbolic batch size in a function that closes over "
+                    "traced values (a transformation's tracers): its per-example shape has "
+                    "the batch size, and such a function cannot be lowered again at a "
+                    "concrete number of lanes (pass a static axis_size, or those values as "
+                    "arguments)")
+            if not lane_shaped:
+                def src(*flat):  # noqa: F811 -- the jaxpr, its constants as arguments
+                    outs = jax.core.eval_jaxpr(jaxpr, flat[:n], *flat[n:])
+                    return tree_util.tree_unflatten(out_tree, outs)
+            # else: a collective's shape has the symbolic size (all_gather): the
+            # function itself (it closes over no tracer) is lowered at each
+            # placeholder lane count (named_axes.export_named)
 
             dyn_avals = const_avals + dyn_avals
             dyn_dims = (None,) * n + dyn_dims

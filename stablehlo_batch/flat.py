@@ -24,6 +24,7 @@ from jaxlib.mlir import ir
 from stablehlo_batch import axes as ax
 from stablehlo_batch import jax_internals, module_io
 from stablehlo_batch.passes.report import BatchingReport
+from stablehlo_batch.passes.rules.collectives import SYMBOLIC_ATTR
 from stablehlo_batch.passes.sum_lanes import sum_results_over_lanes
 from stablehlo_batch.rewrite import batch_function
 
@@ -140,8 +141,14 @@ def batch_flat(exp: jax.export.Exported, dims: Sequence[int | None],
     ``size`` is an int or a symbolic dimension (``symbolic_size("b")``).
     ``rewrite_hook(module)`` may change the batched module before it is
     serialized (sharding annotations use it)."""
-    if (exp.uses_global_constants and len(exp.platforms) > 1) or any(
-            not all(isinstance(s, int) for s in a.shape) for a in exp.in_avals):
+    start = time.perf_counter()
+    module = module_io.parse_module(exp.mlir_module_serialized)
+    # A module lowered for a named axis at placeholder lane counts may take
+    # arguments with the number of lanes as a dimension (the cotangent of an
+    # all_gather's result): that symbolic dimension is the batch size.
+    lanes = is_symbolic(size) and SYMBOLIC_ATTR in module.operation.attributes
+    if (exp.uses_global_constants and len(exp.platforms) > 1) or (not lanes and any(
+            not all(isinstance(s, int) for s in a.shape) for a in exp.in_avals)):
         raise ValueError(f"{what}: the exported function is already shape-polymorphic; "
                          "export it with static shapes")
     dims = ax.batch_positions(f"{what} in_axes", exp.in_avals, dims)
@@ -149,8 +156,6 @@ def batch_flat(exp: jax.export.Exported, dims: Sequence[int | None],
     # platforms, and tokens first for ordered effects: never batched.
     n_extra_in = (1 if len(exp.platforms) > 1 else 0) + len(exp.ordered_effects)
     n_extra_out = len(exp.ordered_effects)
-    start = time.perf_counter()
-    module = module_io.parse_module(exp.mlir_module_serialized)
     if exp.uses_global_constants and len(exp.platforms) == 1:
         # static arguments, but calls of shape-polymorphic modules inside
         # (jax.vmap or batch_lower of a batch_lower(axis_size="b") function)

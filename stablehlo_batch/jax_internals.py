@@ -331,7 +331,8 @@ def _extremum_jvp(prim, primals, tangents, *, axes, axis_index_groups):
     operand equal in every lane keeps its tangent). Elsewhere jax's own
     error for a primitive without a JVP rule."""
     names = getattr(_EXTREMA_AXES, "names", frozenset())
-    if not axes or not all(not isinstance(a, int) and a in names for a in axes):
+    if not axes or not all(not isinstance(a, int) and a in names for a in axes) or \
+            not _ours(_differentiating_trace(prim)):
         raise NotImplementedError(f"Differentiation rule for '{prim}' not implemented")
     (x,), (t,) = primals, tangents
     y = prim.bind(x, axes=axes, axis_index_groups=axis_index_groups)
@@ -349,17 +350,63 @@ for _prim in (parallel.pmax_p, parallel.pmin_p):
         jax_ad.primitive_jvps[_prim] = functools.partial(_extremum_jvp, _prim)
 
 
+def _differentiating_trace(prim):
+    """The JVP or linearize trace whose ``process_primitive`` asked for
+    ``prim``'s derivative (found on the stack: jax passes the rule no
+    trace), or None."""
+    frame = sys._getframe(2)
+    for _ in range(40):
+        if frame is None:
+            return None
+        if frame.f_code.co_name == "process_primitive":
+            trace = frame.f_locals.get("self")
+            if isinstance(trace, (jax_ad.JVPTrace, jax_ad.LinearizeTrace)) and \
+                    frame.f_locals.get("primitive") is prim:
+                return trace
+        frame = frame.f_back
+    return None
+
+
+def _ours(trace) -> bool:
+    """Whether ``trace`` is the JVP / linearize trace of our own per-example
+    derivative (``differentiated``): a ``jax.jvp`` / ``grad`` that the user
+    wrote inside the function (a custom_jvp rule's, say) makes another, and
+    there pmax / pmin fail as under jax.vmap. Unknown (None): ours."""
+    if trace is None:
+        return True
+    tags = getattr(_EXTREMA_AXES, "tags", ())
+    return any(trace.tag is t for t in tags)
+
+
+def differentiated(g: Callable) -> Callable:
+    """``g`` for ``jax.jvp`` / ``jax.vjp`` inside ``differentiable_extrema``:
+    records the trace that calls it (that transformation's own) as one whose
+    ``pmax`` / ``pmin`` get ``_extremum_jvp``."""
+    def recorded(*args):
+        tag = getattr(core.trace_ctx.trace, "tag", None)
+        tags = getattr(_EXTREMA_AXES, "tags", None)
+        if tag is not None and tags is not None:
+            tags.append(tag)
+        return g(*args)
+    return recorded
+
+
 @contextlib.contextmanager
 def differentiable_extrema(axis_name):
     """While active (in this thread), ``pmax`` / ``pmin`` over ``axis_name``
     have a derivative (``_extremum_jvp``): for the per-example function
-    that a batched function's JVP and VJP differentiate."""
+    that a batched function's JVP and VJP differentiate (traced by the
+    ``jax.jvp`` / ``jax.vjp`` of a function wrapped in ``differentiated``;
+    derivatives the user's code takes inside keep jax's error)."""
     before = getattr(_EXTREMA_AXES, "names", frozenset())
+    before_tags = getattr(_EXTREMA_AXES, "tags", [])
     _EXTREMA_AXES.names = before | {axis_name}
+    _EXTREMA_AXES.tags = list(before_tags)  # an enclosing derivative's stay ours
     try:
         yield
     finally:
         _EXTREMA_AXES.names = before
+        _EXTREMA_AXES.tags = before_tags
 
 _SKIP_BACKEND_INIT = threading.local()
 _patch_per_thread("_ensure_backends_initialized", _SKIP_BACKEND_INIT,
@@ -532,3 +579,22 @@ def tracing_to_batch():
 def is_tracing_to_batch() -> bool:
     """Whether this thread is inside ``tracing_to_batch()``."""
     return bool(_TRACING_TO_BATCH.value)
+
+
+def symbolic_shaped_eqn(jaxpr):
+    """(primitive name, "file:line") of the first equation of ``jaxpr``
+    (nested ones too) whose result has a symbolic dimension (an
+    ``all_gather`` over a batch axis bound at a symbolic size), or None."""
+    for eqn in jaxpr.eqns:
+        for v in eqn.outvars:
+            shape = getattr(v.aval, "shape", ())
+            if any(not isinstance(d, int) for d in shape):
+                frame = source_info_util.user_frame(eqn.source_info.traceback)
+                where = (f"{frame.file_name}:{frame.start_line}" if frame is not None
+                         else "unknown")
+                return eqn.primitive.name, where
+        for sub in core.jaxprs_in_params(eqn.params):
+            found = symbolic_shaped_eqn(sub)
+            if found is not None:
+                return found
+    return None

@@ -23,6 +23,7 @@ import warnings
 from typing import Callable
 
 import jax
+import numpy as np
 from jax import tree_util
 from jaxlib.mlir import ir, passmanager
 from jaxlib.mlir.dialects import func as func_d
@@ -30,7 +31,9 @@ from jaxlib.mlir.dialects import func as func_d
 from stablehlo_batch.passes import builders as bld
 from stablehlo_batch.passes.engine import batch_function_with_report, verify
 from stablehlo_batch.passes.errors import BatchingError, UnsupportedOpError, format_location
-from stablehlo_batch.passes.rules.collectives import LANE_ATTR, LANES_ATTR, SYMBOLIC_ATTR
+from stablehlo_batch.passes.rules.collectives import (EMPTY_ATTR, LANE_ATTR, LANE_SHAPE_ATTR,
+                                                      LANE_SLICE_ATTR, LANES_ATTR,
+                                                      SYMBOLIC_ATTR)
 from stablehlo_batch import jax_internals, module_io
 
 # Ops whose meaning depends on the device, hence on the lane.
@@ -66,83 +69,292 @@ def export_named(fn: Callable, args, kwargs, axis_name, size, platform: str
     A symbolic ``size`` (not an int): the abstract mesh needs a number, so
     ``fn`` is lowered at two placeholder lane counts. Collectives over the
     whole axis (reductions, ``axis_index``, ``pbroadcast``) lower the same
-    at both and their rewrite reads the batch size at run time; a function
-    whose module differs between the two (a per-example shape or a constant
-    that depends on the number of lanes: ``all_gather``, ``psum`` of a Python
-    number, replica groups that split the axis, ...) is refused."""
+    at both and their rewrite reads the batch size at run time. A dimension
+    that is the number of lanes in both (``all_gather``'s, and what is
+    computed from it) becomes ``?``, the batch size (``_lane_count_dims``);
+    a function whose modules differ otherwise (a constant or shape attribute
+    from the number of lanes, replica groups that split the axis, ...) is
+    refused. Symbolic dimensions of ``args`` (a derivative's cotangent of
+    such a result) are the placeholder count in each lowering."""
     if isinstance(size, int):
-        return _export_at(fn, args, kwargs, axis_name, size, platform)
+        # a batch of 0 lanes (a mesh cannot have 0 devices): lowered for 1,
+        # marked; the rewrite reduces over the empty batch (collectives'
+        # _lanes) and refuses what would need a lane
+        return _export_at(fn, args, kwargs, axis_name, max(size, 1), platform,
+                          empty=size == 0)
     exps = []
     with jax_internals.traced_axis_size(axis_name):
         for n in PLACEHOLDER_LANES:
             try:
-                exps.append(_export_at(fn, args, kwargs, axis_name, n, platform,
+                # an argument with the number of lanes as a dimension (a
+                # derivative's residual or cotangent of an all_gather): n there
+                a, k = _at_lanes((args, kwargs), n)
+                exps.append(_export_at(fn, a, k, axis_name, n, platform,
                                        keep_unused=True, symbolic=True))
             except NameError:
                 raise
             except Exception as e:
                 e.add_note(f"(while lowering for a placeholder of {n} lanes: axis_name="
-                           f"{axis_name!r} with a symbolic axis_size takes collectives over the "
-                           "whole axis that do not need the number of lanes; "
-                           "docs/named-axes.md)")
+                           f"{axis_name!r} with a symbolic axis_size takes collectives whose "
+                           "shapes and constants need at most the number of lanes as a "
+                           "dimension; docs/named-axes.md)")
                 raise
     _refuse_lane_shaped(exps[0])
-    texts = [_lane_free_text(e) for e in exps]
+    mods = [module_io.parse_module(e.mlir_module_serialized) for e in exps]
+    _lane_count_dims(mods, axis_name)
+    texts = [_lane_free_text(m) for m in mods]
     if texts[0] != texts[1]:
         diff = next((a.strip() for a, b in zip(texts[0].splitlines(), texts[1].splitlines())
                      if a != b), "")
         raise ValueError(
             f"axis_name={axis_name!r} with a symbolic batch size: the function depends on the "
-            "number of lanes in a way a symbolic size cannot express (a per-example shape or "
-            "constant from the axis size: all_gather, psum_scatter, all_to_all, psum of a "
-            "Python number, lax.axis_size, replica groups that split the axis, ...); "
-            f"pass a static axis_size. First difference: {diff[:200]}")
-    return exps[0]
+            "number of lanes in a way a symbolic size cannot express (a per-example shape "
+            "that is not the number of lanes itself, or a constant from the axis size: a tiled "
+            "all_gather of more than one element, psum_scatter or all_to_all of a dimension "
+            "that is not the number of lanes, psum of a Python number, lax.axis_size, replica "
+            f"groups that split the axis, ...); pass a static axis_size. First difference: "
+            f"{diff[:200]}")
+    return dataclasses.replace(
+        exps[0], mlir_module_serialized=module_io.module_to_bytecode(mods[0]),
+        in_avals=tuple(a.update(shape=b.shape) if hasattr(b, "shape") else a
+                       for a, b in zip(exps[0].in_avals, tree_util.tree_leaves((args, kwargs)))),
+        out_avals=_lane_count_avals(exps[0], mods[0], size))
 
 
-# Collectives whose per-example shape or pairs depend on the number of
-# lanes, and why a symbolic batch size cannot express them.
-_SHAPE_REASON = ("its per-example result has the number of lanes as a dimension, and a "
-                 "per-example shape cannot depend on the symbolic batch size")
-_LANE_SHAPED = {
-    "stablehlo.all_gather": ("all_gather", _SHAPE_REASON),
-    "stablehlo.all_to_all": ("all_to_all", _SHAPE_REASON.replace(
-        "has the number of lanes as a dimension", "has chunks of size / number of lanes")),
-    "stablehlo.reduce_scatter": ("psum_scatter (reduce_scatter)", _SHAPE_REASON.replace(
-        "has the number of lanes as a dimension", "is its operand divided by the number of "
-        "lanes")),
+def _at_lanes(tree, n: int):
+    """``tree`` of arguments with each symbolic dimension (the number of
+    lanes) ``n``."""
+    def fix(x):
+        shape = getattr(x, "shape", None)
+        if shape is None or all(isinstance(d, int) for d in shape):
+            return x
+        return jax.ShapeDtypeStruct(tuple(d if isinstance(d, int) else n for d in shape),
+                                    x.dtype, weak_type=getattr(x, "weak_type", False))
+    return tree_util.tree_map(fix, tree)
+
+
+def _lane_count_avals(exp, module: ir.Module, size):
+    """``exp.out_avals`` with each dimension that is the number of lanes
+    (``?`` in @main's result types) the symbolic batch size ``size``."""
+    if isinstance(size, str):
+        size = jax.export.symbolic_shape(size)[0]
+    main = ir.SymbolTable(module.operation)["main"]
+    results = ir.FunctionType(ir.TypeAttr(main.attributes["function_type"]).value).results
+    n_tokens = len(results) - len(exp.out_avals)
+    out = []
+    for a, t in zip(exp.out_avals, results[n_tokens:]):
+        r = bld.ranked(t)
+        if r is not None and any(d == bld.DYN for d in r.shape):
+            a = a.update(shape=tuple(size if d == bld.DYN else d for d in r.shape))
+        out.append(a)
+    return tuple(out)
+
+
+# Collectives whose source-target pairs name lanes, and why a symbolic batch
+# size cannot express them.
+_LANE_NAMED = {
     "stablehlo.collective_permute": (
         "ppermute / pshuffle (collective_permute)",
         "its source-target pairs name lanes explicitly, which needs a concrete number of "
         "lanes")}
 
+# Why a collective's per-example result shape that is not the number of
+# lanes itself (a multiple of it, or a size divided by it) cannot be symbolic.
+_SHAPE_REASONS = {
+    "stablehlo.all_gather": (
+        "all_gather", "its per-example result has a dimension of k times the number of "
+        "lanes (a tiled all_gather of k > 1 elements along the axis); only a dimension that "
+        "is the number of lanes itself can be the symbolic batch size"),
+    "stablehlo.all_to_all": (
+        "all_to_all", "its per-example result has chunks of size / number of lanes; only a "
+        "split dimension that is the number of lanes itself (chunks of 1) can be symbolic"),
+    "stablehlo.reduce_scatter": (
+        "psum_scatter (reduce_scatter)", "its per-example result is its operand divided by "
+        "the number of lanes; only a scatter dimension that is the number of lanes itself "
+        "can be symbolic")}
+
 
 def _refuse_lane_shaped(exp):
     """UnsupportedOpError naming the first collective of the placeholder
-    lowering that needs the number of lanes."""
+    lowering that needs the number of lanes as a number."""
     m = module_io.parse_module(exp.mlir_module_serialized)
     found = []
 
     def visit(op):
-        if op.name in _LANE_SHAPED and not found:
+        if op.name in _LANE_NAMED and not found:
             found.append(op)
         return ir.WalkResult.ADVANCE
     m.operation.walk(visit)
     if found:
         op = found[0]
-        what, why = _LANE_SHAPED[op.name]
+        what, why = _LANE_NAMED[op.name]
         raise UnsupportedOpError(
             op.name, "main", format_location(op.location),
             f"{what} over a symbolic batch size: {why} (pass a static axis_size)")
 
 
-def _lane_free_text(exp) -> str:
+def _lane_count_dims(mods, axis_name):
+    """The two placeholder lowerings (``PLACEHOLDER_LANES`` lanes), retyped in
+    place: a dimension that is 2 in the first and 3 in the second is the
+    number of lanes (an all_gather's, and what is computed from it) and
+    becomes ``?`` in both; the rewrite reads it as the batch size (bld.DYN).
+    A type that differs otherwise (k times the number of lanes, a size
+    divided by it) is refused, naming the op."""
+    p, q = PLACEHOLDER_LANES
+    per = []
+    for m in mods:
+        ops = []
+        m.operation.walk(lambda o: ops.append(o.operation) or ir.WalkResult.ADVANCE)
+        per.append(ops)
+    if len(per[0]) != len(per[1]) or any(a.name != b.name for a, b in zip(*per)):
+        return  # the text comparison names the difference
+
+    def values(op):
+        out = list(op.results)
+        for region in op.regions:
+            for block in region.blocks:
+                out.extend(block.arguments)
+        return out
+
+    changes = []
+    for a, b in zip(*per):
+        for va, vb in zip(values(a), values(b)):
+            ta, tb = va.type, vb.type
+            if ta == tb:
+                continue
+            ra, rb = bld.ranked(ta), bld.ranked(tb)
+            if ra is None or rb is None or ra.rank != rb.rank or \
+                    ra.element_type != rb.element_type or \
+                    any((x, y) not in ((p, q),) for x, y in zip(ra.shape, rb.shape) if x != y):
+                what, why = _SHAPE_REASONS.get(a.name, (a.name, (
+                    "its per-example result shape depends on the number of lanes "
+                    f"({ta} at {p} lanes, {tb} at {q}) other than as the number itself")))
+                raise UnsupportedOpError(
+                    a.name, "main", format_location(a.location),
+                    f"{what} over a symbolic batch size (axis_name={axis_name!r}): {why} "
+                    "(pass a static axis_size)")
+            dims = [bld.DYN if x != y else x for x, y in zip(ra.shape, rb.shape)]
+            changes.append((va, vb, dims, ra.element_type, ra.encoding, rb.encoding))
+    if not changes:
+        return
+    for va, vb, dims, elem, ea, eb in changes:
+        for v, enc in ((va, ea), (vb, eb)):
+            with v.context, ir.Location.unknown(v.context):
+                v.set_type(ir.RankedTensorType.get(dims, elem, enc))
+    for m, n in zip(mods, PLACEHOLDER_LANES):
+        with m.context, ir.Location.unknown(m.context):
+            _dynamic_shape_ops(m, n)
+            _retype_functions(m)
+
+
+# Ops whose result must be static, and their dynamic forms (a shape operand).
+_DYNAMIC_FORM = {"stablehlo.broadcast_in_dim": "stablehlo.dynamic_broadcast_in_dim",
+                 "stablehlo.reshape": "stablehlo.dynamic_reshape",
+                 "stablehlo.iota": "stablehlo.dynamic_iota"}
+
+
+def _dynamic_shape_ops(m: ir.Module, lanes: int):
+    """Each broadcast_in_dim / reshape / iota whose result now has the
+    number of lanes as a dimension becomes its dynamic form, the shape
+    operand reading that number from a marked ``all_reduce`` of 1 (the
+    rewrite makes it the batch size; collectives.LANE_SHAPE_ATTR marks the
+    op for its rule)."""
+    ops = []
+
+    def visit(op):
+        if op.name in _DYNAMIC_FORM and any(
+                d == bld.DYN for d in bld.shape_of(op.results[0].type)):
+            ops.append(op)
+        return ir.WalkResult.ADVANCE
+    m.operation.walk(visit)
+    i32 = ir.IntegerType.get_signless(32)
+
+    def shape_tensor(shape, n):
+        parts = [n if d == bld.DYN else bld.constant(ir.DenseElementsAttr.get(
+            np.asarray([d], np.int32), type=ir.RankedTensorType.get([1], i32)))
+            for d in shape]
+        return parts[0] if len(parts) == 1 else bld.create(
+            "stablehlo.concatenate", [ir.RankedTensorType.get([len(shape)], i32)], parts,
+            {"dimension": bld.i64_attr(0)}).result
+
+    slices = []
+    m.operation.walk(lambda op: (slices.append(op) if op.name == "stablehlo.slice" and any(
+        d == bld.DYN for d in bld.shape_of(op.results[0].type)) else None)
+        or ir.WalkResult.ADVANCE)
+    for op in slices:  # a whole dimension of the number of lanes, sliced
+        start = list(ir.DenseI64ArrayAttr(op.attributes["start_indices"]))
+        limit = list(ir.DenseI64ArrayAttr(op.attributes["limit_indices"]))
+        strides = list(ir.DenseI64ArrayAttr(op.attributes["strides"]))
+        shape = bld.shape_of(op.results[0].type)
+        whole = [d for d, n in enumerate(shape) if n == bld.DYN]
+        if any(start[d] != 0 or strides[d] != 1 or limit[d] != lanes for d in whole):
+            continue  # another slice of the lanes: the comparison refuses it
+        with ir.InsertionPoint(op), op.location:
+            n = lane_count(lanes)
+            lim = [bld.DYN if d in whole else v for d, v in enumerate(limit)]
+            attrs = {LANE_SHAPE_ATTR: ir.UnitAttr.get(),
+                     LANE_SLICE_ATTR: bld.i64_array(start + [-1 if v == bld.DYN else v
+                                                             for v in lim] + strides)}
+            new = bld.create("stablehlo.real_dynamic_slice", [op.results[0].type],
+                             [op.operands[0], shape_tensor(start, n), shape_tensor(lim, n),
+                              shape_tensor(strides, n)], attrs)
+        op.results[0].replace_all_uses_with(new.results[0])
+        op.erase()
+    for op in ops:
+        with ir.InsertionPoint(op), op.location:
+            shape = bld.shape_of(op.results[0].type)
+            n = lane_count(lanes)
+            parts = []
+            for d in shape:
+                parts.append(n if d == bld.DYN else bld.constant(ir.DenseElementsAttr.get(
+                    np.asarray([d], np.int32), type=ir.RankedTensorType.get([1], i32))))
+            st = parts[0] if len(parts) == 1 else bld.create(
+                "stablehlo.concatenate", [ir.RankedTensorType.get([len(shape)], i32)], parts,
+                {"dimension": bld.i64_attr(0)}).result
+            attrs = {k: v for k, v in bld.attributes_of(op).items()}
+            attrs[LANE_SHAPE_ATTR] = ir.UnitAttr.get()
+            new = bld.create(_DYNAMIC_FORM[op.name], [op.results[0].type],
+                             list(op.operands) + [st], attrs)
+        op.results[0].replace_all_uses_with(new.results[0])
+        op.erase()
+
+
+def lane_count(lanes: int) -> ir.Value:
+    """A tensor<1xi32> holding the number of lanes: a marked ``all_reduce``
+    (psum) of 1 over every one of the ``lanes`` placeholder lanes."""
+    i32 = ir.IntegerType.get_signless(32)
+    scalar = ir.RankedTensorType.get([], i32)
+    one = bld.constant(ir.DenseElementsAttr.get(np.asarray(1, np.int32), type=scalar))
+    groups = ir.DenseElementsAttr.get(np.arange(lanes, dtype=np.int64).reshape(1, lanes))
+    red = bld.create("stablehlo.all_reduce", [scalar], [one],
+                     {"replica_groups": groups, LANE_ATTR: ir.UnitAttr.get()}, regions=1)
+    block = red.regions[0].blocks.append(scalar, scalar)
+    with ir.InsertionPoint(block):
+        total = bld.create("stablehlo.add", [scalar], list(block.arguments)).result
+        bld.create("stablehlo.return", [], [total])
+    return bld.reshape(red.results[0], [1])
+
+
+def _retype_functions(m: ir.Module):
+    """Each func.func's type from its entry block and return, after retyping."""
+    for op in m.body.operations:
+        op = op.operation
+        if op.name != "func.func" or not op.regions[0].blocks:
+            continue
+        block = op.regions[0].blocks[0]
+        ret = list(block.operations)[-1].operation
+        op.attributes["function_type"] = ir.TypeAttr.get(ir.FunctionType.get(
+            [a.type for a in block.arguments], [v.type for v in ret.operands]))
+
+
+def _lane_free_text(module: ir.Module) -> str:
     """The module without what names the lane count (the replica groups of
     the placeholder lowering and the lanes attribute)."""
-    m = module_io.parse_module(exp.mlir_module_serialized)
+    m = module_io.parse_module(module)
     with m.context:
         def strip(op):
-            for a in ("replica_groups", "source_target_pairs", "channel_handle"):
+            for a in ("replica_groups", "source_target_pairs", "channel_handle",
+                      "split_count"):
                 if a in op.attributes:
                     del op.attributes[a]
             return ir.WalkResult.ADVANCE
@@ -188,13 +400,16 @@ def named_lowering(platform: str):
 
 
 def _export_at(fn, args, kwargs, axis_name, size: int, platform: str, keep_unused=False,
-               symbolic=False) -> jax.export.Exported:
+               symbolic=False, empty=False) -> jax.export.Exported:
     wrapper = named_wrapper(fn, tree_util.tree_structure((args, kwargs)), axis_name, size)
     with named_lowering(platform), jax_internals.tracing_to_batch():
         exp = jax.export.export(jax.jit(wrapper, keep_unused=keep_unused),
                                 platforms=(platform,))(*args, **kwargs)
     module = module_io.parse_module(exp.mlir_module_serialized)
     lanes_module(module, size, symbolic=symbolic)
+    if empty:
+        with module.context:
+            module.operation.attributes[EMPTY_ATTR] = ir.UnitAttr.get()
     return dataclasses.replace(
         exp, mlir_module_serialized=module_io.module_to_portable_artifact(module),
         nr_devices=1, _get_vjp=None)

@@ -39,7 +39,7 @@ from stablehlo_batch import axes as ax
 from stablehlo_batch.chunking import chunk_flat
 from stablehlo_batch import inline, jax_internals, module_io, named_axes
 from stablehlo_batch.flat import batch_flat, export_in_process, is_symbolic, spread_to_lanes
-from stablehlo_batch.passes.errors import UnsupportedOpError
+from stablehlo_batch.passes.errors import UnsupportedOpError, format_location
 from stablehlo_batch.passes.rules import RULES
 
 batched_call_p = Primitive("stablehlo_batch_call")
@@ -143,7 +143,10 @@ class BatchedFn:
         n = self.batch_size(avals)
         out = []
         for a, d, summed in zip(self.example_out_avals, self.out_dims, self.summed):
-            shape = a.shape if d is None or summed else a.shape[:d] + (n,) + a.shape[d:]
+            # a per-example dimension that is the number of lanes (all_gather
+            # over a symbolic batch: named_axes._lane_count_avals) is the batch size
+            shape = tuple(s if isinstance(s, int) else n for s in a.shape)
+            shape = shape if d is None or summed else shape[:d] + (n,) + shape[d:]
             out.append(jax.core.ShapedArray(shape, a.dtype, weak_type=a.weak_type))
         return out
 
@@ -209,6 +212,8 @@ class BatchedFn:
             def tangents(*flat):
                 xs, ts = flat[:len(nz)], flat[len(nz):]
                 g = _restricted(src, xs, idx, keep)
+                if self.axis_name is not None:
+                    g = jax_internals.differentiated(g)
                 with _extrema(self.axis_name):
                     return list(jax.jvp(g, [xs[i] for i in idx], list(ts))[1])
 
@@ -235,6 +240,8 @@ class BatchedFn:
             def cotangents(*flat):
                 xs, cts = flat[:len(nz)], flat[len(nz):]
                 g = _restricted(src, xs, idx, keep)
+                if fun.axis_name is not None:
+                    g = jax_internals.differentiated(g)
                 with _extrema(fun.axis_name):
                     return list(jax.vjp(g, *[xs[i] for i in idx])[1](list(cts)))
 
@@ -330,15 +337,53 @@ def _transpose(cts, *args, fun: BatchedFn):
                            for x in args])
     if size == 0 and any(lane0 and type(ct) is not ad.Zero for ct, lane0 in zip(cts, vjp.lane0)):
         # A result with out_axes=None counts once; its cotangent rides on
-        # lane 0, and at batch size 0 there is none: refuse, never drop it.
-        raise UnsupportedOpError(
-            batched_call_p.name, None, f"the batched call of {fun.what}",
-            "the gradient of a result with out_axes=None at batch size 0 (no lane "
-            "to carry its cotangent)")
-    cts = [ad.instantiate_zeros(ct) for ct in cts]
-    cts = [spread_to_lanes(ct, size) if lane0 else ct for ct, lane0 in zip(cts, vjp.lane0)]
+        # lane 0, and at batch size 0 there is none.
+        return [None] * n + _transpose_no_lanes(cts, xs, ts, undefined, fun, vjp.lane0)
+    cts = [(jnp.zeros((size,) + ct.aval.shape, ct.aval.dtype) if type(ct) is ad.Zero
+            else spread_to_lanes(ct, size)) if lane0 else ad.instantiate_zeros(ct)
+           for ct, lane0 in zip(cts, vjp.lane0)]
     in_cts = batched_call_p.bind(*xs, *cts, fun=vjp)
     return [None] * n + [ct if u else None for ct, u in zip(in_cts, undefined)]
+
+
+def _transpose_no_lanes(cts, xs, ts, undefined, fun: BatchedFn, lane0) -> list:
+    """The transpose at batch size 0 where results with out_axes=None have
+    cotangents: as ``jax.vmap``, whose unbatched results are computed
+    outside the batch, their cotangents reach the unbatched arguments; the
+    batched arguments' cotangents are empty and the batched results, with
+    no lane, add nothing. The unbatched results depend on no batched
+    argument (else they could not be unbatched), so they are differentiated
+    per example with a placeholder (zeros) for each batched argument.
+    With a named axis an unbatched result may still read the (empty) batch
+    through a collective: refused where it does, never a wrong value."""
+    primal, nz = fun.tangent_of
+    idx = [i for i, z in enumerate(nz) if z]
+    keep = [j for j, a in enumerate(primal.example_out_avals) if _inexact(a.dtype)]
+    unbatched = [k for k, l in enumerate(lane0) if l]
+    example = [x if d is None else jnp.zeros(a.shape, a.dtype)
+               for x, d, a in zip(xs, primal.dims, primal.example_avals)]
+    g = _restricted(primal.src, example, idx, [keep[k] for k in unbatched])
+    bound = contextlib.nullcontext()
+    if primal.axis_name is not None:  # bound, to find whether g uses it
+        bound = jax_internals.axis_bound(primal.axis_name, 1)
+    with bound:
+        if primal.axis_name is not None and primal.axis_name in jax_internals.named_axes_used(
+                jax.make_jaxpr(g)(*[example[i] for i in idx])):
+            raise UnsupportedOpError(
+                batched_call_p.name, None, f"the batched call of {fun.what}",
+                "the gradient of a result with out_axes=None at batch size 0 that a "
+                f"collective over {primal.axis_name!r} computes (it would see no lane)")
+        _, pull = jax.vjp(g, *[example[i] for i in idx])
+        got = pull([ad.instantiate_zeros(cts[k]) for k in unbatched])
+    out = []
+    for i, ct, t, u in zip(idx, got, ts, undefined):
+        if not u:
+            out.append(None)
+        elif primal.dims[i] is None:
+            out.append(ct)
+        else:  # a batched argument of 0 lanes
+            out.append(jnp.zeros(t.aval.shape, t.aval.dtype))
+    return out
 
 
 def _batch(args, bdims, *, fun: BatchedFn):
@@ -365,11 +410,59 @@ def _lowering(ctx, *args, fun: BatchedFn):
     # (~0.1 s once per process): only when the module calls it.
     devices = jax_internals.context_devices(ctx)
     exp = fun.exported(devices)
+    if devices is not None and exp.nr_devices not in (1, devices):
+        raise _device_count_error(exp, devices, fun)
     with jax_internals.lapack_unless_needed(exp.mlir_module_serialized):
         out = _inline_call(ctx, args, fun, exp)
         if out is not None:
             return out
         return _lower_rule(ctx, *args, fun=fun, devices=devices)
+
+
+def _device_count_error(exp: jax.export.Exported, devices: int, fun: BatchedFn):
+    """UnsupportedOpError naming the op of the per-example function that
+    asks for ``exp.nr_devices`` devices (a ``with_sharding_constraint`` to a
+    mesh of that many) and the user's line, for a call in a context of
+    ``devices`` (jax's own error names neither)."""
+    name, where = "sdy.sharding_constraint", "unknown"
+    for e in _modules_of(fun, exp):
+        m = module_io.parse_module(e.mlir_module_serialized)
+        found = []
+
+        def visit(op):
+            if not found and (op.name in ("sdy.sharding_constraint", "sdy.reshard") or (
+                    op.name == "stablehlo.custom_call" and "call_target_name" in op.attributes
+                    and ir.StringAttr(op.attributes["call_target_name"]).value == "Sharding")):
+                found.append(op)
+            return ir.WalkResult.ADVANCE
+        m.operation.walk(visit)
+        if found:
+            name, where = found[0].name, format_location(found[0].location)
+            if where != "unknown":
+                break
+    return UnsupportedOpError(
+        name, "main", where,
+        f"a sharding constraint of {fun.what}'s function names a mesh of {exp.nr_devices} "
+        f"devices, and the batched call runs in a context of {devices} (jax.vmap's jit "
+        f"would run on the mesh's {exp.nr_devices}): call it with its arguments on those "
+        "devices (jax.device_put(x, NamedSharding(mesh, P()))), or pass mesh= to batch_lower")
+
+
+def _modules_of(fun: BatchedFn, exp):
+    """``exp``, then the modules of the functions ``fun`` derives from (their
+    source locations name the user's lines)."""
+    yield exp
+    inner = getattr(fun.src, "keywords", {}).get("fun")
+    derived = False
+    for f in (inner, fun.tangent_of[0] if fun.tangent_of else None):
+        if isinstance(f, BatchedFn) and f._exported is not None:
+            derived = True
+            yield from _modules_of(f, f._exported)
+    if not derived and fun.axis_name is None:
+        try:  # the per-example module: the rewrite drops sharding constraints
+            yield export_in_process(fun.src, fun.platform)(*fun.example_avals)
+        except Exception:  # noqa: BLE001 -- only for the error's location
+            return
 
 
 def _inline_call(ctx, args, fun: BatchedFn, exp: jax.export.Exported):

@@ -72,3 +72,19 @@ def shard_flat(exp: jax.export.Exported, dims, out_dims, size, mesh: jax.shardin
                          out_shardings=out_sh_tree)
     built.shardings = (tuple(in_sh_tree), out_sh_tree)
     return built
+
+
+def replicated_on(n: int, platform: str) -> dict:
+    """``jax.jit`` keyword arguments that put every argument, whole, on the
+    first ``n`` devices of ``platform`` (a module whose own sharding
+    constraints name ``n`` devices: ``Exported.call`` needs a context of
+    that many); empty where there are fewer (the call then raises
+    primitive's typed error)."""
+    try:
+        devices = jax.devices(platform)
+    except RuntimeError:
+        return {}
+    if len(devices) < n:
+        return {}
+    mesh = jax.sharding.Mesh(devices[:n], ("_stablehlo_batch_devices",))
+    return dict(in_shardings=NamedSharding(mesh, PartitionSpec()))

@@ -38,6 +38,16 @@ LANES_ATTR = "stablehlo_batch.lanes"
 # Module attribute: that number was a placeholder for a symbolic batch size
 # (the module lowers the same at any count; named_axes.export_named).
 SYMBOLIC_ATTR = "stablehlo_batch.symbolic_lanes"
+# Module attribute: lowered at 1 lane for a batch of 0 (a mesh has a device at
+# least): collectives over the whole axis reduce over the empty batch.
+EMPTY_ATTR = "stablehlo_batch.empty_lanes"
+# Unit attribute on a dynamic_broadcast_in_dim / dynamic_reshape / dynamic_iota
+# of such a module whose ``?`` dims are the number of lanes (a symbolic batch
+# size: named_axes._dynamic_shape_ops): each ``?`` is the batch size.
+LANE_SHAPE_ATTR = "stablehlo_batch.lane_shape"
+# On such a real_dynamic_slice (a slice of a whole dimension of the number of
+# lanes): its start, limit (-1: the number of lanes) and strides, in one array.
+LANE_SLICE_ATTR = "stablehlo_batch.lane_slice"
 
 
 def marked(op) -> bool:
@@ -55,6 +65,13 @@ def _lanes(fb, op) -> int:
                                      "batch size is symbolic")
         return bld.DYN
     n = fb.axis_size
+    if n == 0 and EMPTY_ATTR in attrs:
+        if not (op.name == "stablehlo.partition_id" or
+                (op.name == "stablehlo.all_reduce" and _whole_axis(fb, op))):
+            raise fb.unsupported(op, "a collective whose per-example shape or value needs a "
+                                 "lane at batch size 0 (only axis_index and reductions over "
+                                 "the whole axis, psum, pmean, pmax, pmin, take no lane)")
+        return 0
     if LANES_ATTR in attrs and ir.IntegerAttr(attrs[LANES_ATTR]).value != n:
         raise fb.unsupported(op, f"the collectives were lowered for "
                                  f"{ir.IntegerAttr(attrs[LANES_ATTR]).value} lanes but the "
@@ -67,7 +84,7 @@ def _groups(fb, op, n, equal: bool = True) -> list[list[int]]:
     unless ``equal`` is False (reductions and broadcasts allow any sizes).
     With a symbolic batch size only one group of every lane can be known:
     ``[ALL]``."""
-    if n == bld.DYN:
+    if n == bld.DYN or n == 0:  # (0: checked by _lanes)
         return [ALL] if _whole_axis(fb, op) else _refuse_symbolic(fb, op, "replica groups "
                                                                    "that split the batch axis")
     if "replica_groups" not in op.attributes:
@@ -268,8 +285,9 @@ def all_reduce(fb, op, flags):
     groups = _groups(fb, op, n, equal=False)
     combiner = _combiner(fb, op)
     if groups == [ALL]:  # a symbolic batch: one reduce over it, unbatched results
-        return [(_reduce_lanes(fb, op, fb.materialize(x), 0, combiner), False)
-                for x in op.operands]
+        return [(_times_lanes(x) if combiner == "stablehlo.add" and not batched and n != 0
+                 else _reduce_lanes(fb, op, fb.materialize(x), 0, combiner), False)
+                for x, batched in zip(op.operands, flags)]
     out = []
     for x, batched in zip(op.operands, flags):
         if len({len(g) for g in groups}) == 1:
@@ -286,14 +304,45 @@ def all_reduce(fb, op, flags):
     return out
 
 
+def _times_lanes(x: ir.Value) -> ir.Value:
+    """The sum over a symbolic batch of a value every lane holds: ``x`` times
+    the batch size (as jax.vmap's psum of an unmapped operand), read with
+    get_dimension_size so that shape refinement folds it (a lane count that
+    shapes use: named_axes.lane_count)."""
+    elem = bld.element_type(x)
+    shape = bld.shape_of(x)
+    n = bld.reshape(bld.batch_size_1d(), [])
+    if elem != bld.element_type(n):
+        n = bld.create("stablehlo.convert", [bld.tensor_type([], elem)], [n]).result
+    if shape:
+        n = bld.broadcast_in_dim(n, shape, [])
+    if _constant_one(x):
+        return n
+    return bld.create("stablehlo.multiply", [x.type], [x, n]).result
+
+
+def _constant_one(x: ir.Value) -> bool:
+    owner = x.owner
+    if not isinstance(owner, (ir.Operation, ir.OpView)) or \
+            owner.operation.name != "stablehlo.constant":
+        return False
+    attr = ir.DenseElementsAttr(owner.operation.attributes["value"])
+    if not attr.is_splat:
+        return False
+    try:
+        return int(ir.IntegerAttr(attr.get_splat_value()).value) == 1
+    except (ValueError, TypeError):
+        return False
+
+
 @register("stablehlo.reduce_scatter")
 def reduce_scatter(fb, op, flags):
     if not marked(op):
         return fallback(fb, op, flags)
     n = _lanes(fb, op)
-    if n == bld.DYN:  # its per-example shape depends on the number of lanes
-        _refuse_symbolic(fb, op, "reduce_scatter")
     groups = _groups(fb, op, n)
+    if groups == [ALL]:  # a symbolic batch (named_axes._lane_count_dims)
+        return [_reduce_scatter_symbolic(fb, op, flags)]
     ng, gs = len(groups), len(groups[0])
     a = ir.IntegerAttr(op.attributes["scatter_dimension"]).value
     s = _example_shape(op.operands[0], flags[0])
@@ -312,9 +361,10 @@ def all_gather(fb, op, flags):
     if not marked(op):
         return fallback(fb, op, flags)
     n = _lanes(fb, op)
-    if n == bld.DYN:  # its per-example shape depends on the number of lanes
-        _refuse_symbolic(fb, op, "all_gather")
     groups = _groups(fb, op, n)
+    if groups == [ALL]:  # a symbolic batch (named_axes._lane_count_dims)
+        return [_all_gather_symbolic(fb, op, x, batched)
+                for x, batched in zip(op.operands, flags)]
     ng, gs = len(groups), len(groups[0])
     a = ir.IntegerAttr(op.attributes["all_gather_dim"]).value
     out = []
@@ -331,9 +381,10 @@ def all_to_all(fb, op, flags):
     if not marked(op):
         return fallback(fb, op, flags)
     n = _lanes(fb, op)
-    if n == bld.DYN:  # its per-example shape depends on the number of lanes
-        _refuse_symbolic(fb, op, "all_to_all")
     groups = _groups(fb, op, n)
+    if groups == [ALL]:  # a symbolic batch (named_axes._lane_count_dims)
+        return [_all_to_all_symbolic(fb, op, x, batched)
+                for x, batched in zip(op.operands, flags)]
     ng, gs = len(groups), len(groups[0])
     sd = ir.IntegerAttr(op.attributes["split_dimension"]).value
     cd = ir.IntegerAttr(op.attributes["concat_dimension"]).value
@@ -358,6 +409,93 @@ def all_to_all(fb, op, flags):
         slots = bld.reshape(moved, [ng * gs] + out_shape)
         out.append((_by_position(slots, groups, n), True))
     return out
+
+
+# ---- a symbolic batch size --------------------------------------------------
+# The per-example module was lowered at placeholder lane counts; a dimension
+# that is the number of lanes there is ``?`` (bld.DYN), which is the batch
+# size (named_axes._lane_count_dims). A dimension that would be a multiple or
+# a fraction of it was refused there; the checks below guard the rules.
+
+def _all_gather_symbolic(fb, op, x, batched):
+    """Gathering one element per lane along ``all_gather_dim``: the batched
+    operand with its lanes moved there (unbatched: every lane gets it)."""
+    a = ir.IntegerAttr(op.attributes["all_gather_dim"]).value
+    s = _example_shape(x, batched)
+    if s[a] != 1:
+        raise fb.unsupported(op, f"all_gather over a symbolic batch size: a tiled all_gather "
+                                 f"of {s[a]} elements per lane has a per-example dimension of "
+                                 f"{s[a]} times the batch size (pass a static axis_size)")
+    x = x if batched else fb.materialize(x)
+    g = bld.move_axis(x, 0, a)  # s[:a] + [lanes, 1] + s[a+1:]
+    return bld.reshape(g, s[:a] + [bld.DYN] + s[a + 1:]), False
+
+
+def _reduce_scatter_symbolic(fb, op, flags):
+    """A scatter dimension of one block per lane: the reduction over the
+    lanes, lane i keeping block i."""
+    a = ir.IntegerAttr(op.attributes["scatter_dimension"]).value
+    x, batched = op.operands[0], flags[0]
+    s = _example_shape(x, batched)
+    if s[a] != bld.DYN:
+        _refuse_symbolic(fb, op, "a reduce_scatter whose scatter dimension is not the "
+                                 "number of lanes")
+    combiner = _combiner(fb, op)
+    summed = (_times_lanes(x) if combiner == "stablehlo.add" and not batched else
+              _reduce_lanes(fb, op, fb.materialize(x), 0, combiner))  # s, s[a] = lanes
+    moved = bld.move_axis(summed, a, 0)
+    return bld.reshape(moved, [bld.DYN] + s[:a] + [1] + s[a + 1:]), True
+
+
+def _all_to_all_symbolic(fb, op, x, batched):
+    """A split dimension of one chunk per lane: chunk j of lane i becomes
+    chunk i of lane j, a transpose of the lanes with the split dimension."""
+    sd = ir.IntegerAttr(op.attributes["split_dimension"]).value
+    cd = ir.IntegerAttr(op.attributes["concat_dimension"]).value
+    s = _example_shape(x, batched)
+    if s[sd] != bld.DYN or (cd != sd and s[cd] != 1):
+        _refuse_symbolic(fb, op, "an all_to_all whose split dimension is not the number of "
+                                 "lanes (or whose concat dimension is not of size 1)")
+    x = x if batched else fb.materialize(x)
+    r = len(s) + 1
+    perm = list(range(r))
+    if cd == sd:
+        perm[0], perm[1 + sd] = 1 + sd, 0
+    else:  # out[j, .., 0 (sd), .., i (cd)] = x[i, .., j (sd), .., 0 (cd)]
+        perm[0], perm[1 + sd], perm[1 + cd] = 1 + sd, 1 + cd, 0
+    return bld.transpose(x, perm), True
+
+
+@register("stablehlo.dynamic_broadcast_in_dim")
+def dynamic_broadcast_in_dim(fb, op, flags):
+    """A broadcast to a shape with the number of lanes in it (marked): each
+    ``?`` is the batch size, which the builders read at run time."""
+    if LANE_SHAPE_ATTR not in op.attributes or any(flags[1:]):
+        return fallback(fb, op, flags)
+    dims = list(ir.DenseI64ArrayAttr(op.attributes["broadcast_dimensions"]))
+    shape = bld.shape_of(op.results[0].type)
+    return [(bld.broadcast_in_dim(op.operands[0], [bld.DYN] + shape,
+                                  [0] + [d + 1 for d in dims]), True)]
+
+
+@register("stablehlo.dynamic_reshape")
+def dynamic_reshape(fb, op, flags):
+    """A reshape to a shape with the number of lanes in it (marked)."""
+    if LANE_SHAPE_ATTR not in op.attributes or any(flags[1:]):
+        return fallback(fb, op, flags)
+    return [(bld.reshape(op.operands[0], [bld.DYN] + bld.shape_of(op.results[0].type)), True)]
+
+
+@register("stablehlo.real_dynamic_slice")
+def real_dynamic_slice(fb, op, flags):
+    """A slice of whole dimensions of the number of lanes (marked): each
+    such limit is the batch size."""
+    if LANE_SLICE_ATTR not in op.attributes or any(flags[1:]):
+        return fallback(fb, op, flags)
+    v = list(ir.DenseI64ArrayAttr(op.attributes[LANE_SLICE_ATTR]))
+    r = len(v) // 3
+    start, limit, strides = v[:r], [bld.DYN if x == -1 else x for x in v[r:2 * r]], v[2 * r:]
+    return [(bld.slice_(op.operands[0], [0] + start, [bld.DYN] + limit, [1] + strides), True)]
 
 
 @register("stablehlo.collective_permute")

@@ -319,16 +319,92 @@ def test_symbolic_batch_size():
         np.testing.assert_array_equal(bcast, jnp.broadcast_to(x[1], x.shape))
     assert bl._misses == 1
     assert "dynamic_iota" in bl.lower(x, s).as_text()
-    # Collectives that need the number of lanes: a typed error naming the op.
+    # Collectives that need the number of lanes other than as a dimension of
+    # its own: a typed error naming the op.
     for fn, why in [
-            (lambda x: lax.all_gather(x, "i"), "all_gather.*symbolic batch size.*dimension"),
+            (lambda x: lax.all_gather(x, "i", tiled=True),
+             "all_gather.*symbolic batch size.*k times the number of lanes"),
             (lambda x: lax.psum_scatter(jnp.tile(x, 3), "i", tiled=True),
              "psum_scatter.*divided by"),
+            (lambda x: lax.all_to_all(jnp.tile(x, 3), "i", 0, 0, tiled=True),
+             "all_to_all.*split dimension is not the number of lanes"),
             (lambda x: lax.ppermute(x, "i", [(0, 1)]), "ppermute.*pairs name lanes")]:
         with pytest.raises(sb.UnsupportedOpError, match=why):
             sb.batch_lower(fn, axis_name="i", axis_size="b")(x)
-    with pytest.raises(ValueError, match="symbolic batch size"):
-        sb.batch_lower(lambda x: x * lax.axis_size("i"), axis_name="i", axis_size="b")(x)
+    for fn in (lambda x: x * lax.axis_size("i"),
+               # a shape (slice bound) or constant from the number of lanes
+               lambda x: lax.all_gather(x, "i")[:2],
+               lambda x: jnp.mean(lax.all_gather(x, "i"), 0)):
+        with pytest.raises(ValueError, match="symbolic batch size"):
+            sb.batch_lower(fn, axis_name="i", axis_size="b")(x)
+
+
+# all_gather, psum_scatter and all_to_all over a symbolic batch size: the
+# per-example dimension that is the number of lanes is the batch size (`?`).
+SYMBOLIC_LANE_SHAPED = {
+    "gather": lambda x: lax.all_gather(x, "i"),
+    "gather_axis1": lambda x: lax.all_gather(x, "i", axis=1),
+    "gather_tiled_one": lambda x: lax.all_gather(x[:1], "i", tiled=True),
+    "gather_then": lambda x: (jnp.sin(lax.all_gather(x, "i")).sum(0) * x,
+                              lax.all_gather(x, "i") - x[None],
+                              jax.nn.softmax(lax.all_gather(x, "i") @ x)),
+    "scatter": lambda x: lax.psum_scatter(lax.all_gather(x, "i") * x, "i"),
+    "scatter_tiled": lambda x: lax.psum_scatter(lax.all_gather(x, "i") * x, "i", tiled=True),
+    "all_to_all": lambda x: lax.all_to_all(lax.all_gather(x, "i") * x, "i", 0, 0),
+    "all_to_all_concat": lambda x: lax.all_to_all(
+        (lax.all_gather(x, "i", axis=1) * x[:, None])[..., None], "i", 1, 2),
+    # a slice of the whole lane dimension, a callee (jnp.where's) given the
+    # gathered value, sorting, padding and a cond along it
+    "column": lambda x: lax.all_gather(x, "i")[:, 1] * x[0],
+    "where": lambda x: jnp.where(lax.all_gather(x, "i") > 2, lax.all_gather(x, "i"), 0.0).max(0),
+    "sort_pad_cond": lambda x: lax.cond(
+        x[0] > 1, lambda g: g + 1, lambda g: g - 1,
+        jnp.pad(jnp.sort(lax.all_gather(x, "i"), 0), ((0, 0), (1, 1)))),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SYMBOLIC_LANE_SHAPED))
+def test_symbolic_lane_shaped_collectives(name):
+    f = SYMBOLIC_LANE_SHAPED[name]
+    bl = sb.batch_lower(f, axis_name="i", axis_size="b")
+    for n in (1, 2, 3, 5):
+        x = arange(n, 4) * (1 + jnp.arange(n * 4.0).reshape(n, 4) % 3)
+        assert_same_tree(bl(x), jax.vmap(f, axis_name="i")(x), rtol=1e-5, atol=1e-5)
+    assert bl._misses == 1
+    # One serialized artifact serves every batch size.
+    exp = jax.export.deserialize(bl.lower(arange(2, 4)).exported.serialize())
+    assert "b" in str(exp.in_avals[0].shape[0])
+    for n in (1, 4, 7):
+        x = arange(n, 4) + 1
+        assert_same_tree(tuple(jax.tree.leaves(exp.call(x))),
+                         tuple(jax.tree.leaves(jax.vmap(f, axis_name="i")(x))),
+                         rtol=1e-5, atol=1e-5)
+
+
+def test_symbolic_all_gather_unbatched_result_and_derivatives():
+    def f(x):
+        g = lax.all_gather(x, "i")
+        return jnp.sin(g).sum(0) * x, g
+    bl = sb.batch_lower(f, axis_name="i", axis_size="b", out_axes=(0, None))
+    ref = jax.vmap(f, axis_name="i", out_axes=(0, None))
+    for n in (2, 3):
+        x = arange(n, 4) + 1
+        assert_same_tree(bl(x), ref(x), rtol=1e-5, atol=1e-5)
+        assert_same_tree(jax.jit(bl)(x), ref(x), rtol=1e-5, atol=1e-5)
+        loss = lambda g: lambda x: g(x)[0].sum() + (g(x)[1] ** 2).sum()
+        assert_same_tree(jax.grad(loss(bl))(x), jax.grad(loss(ref))(x), rtol=1e-5, atol=1e-5)
+        t = jnp.ones_like(x)
+        assert_same_tree(jax.jvp(bl, (x,), (t,)), jax.jvp(ref, (x,), (t,)),
+                         rtol=1e-5, atol=1e-5)
+    # Closing over a traced value: the jaxpr holds the symbolic size and
+    # cannot be lowered again at a placeholder: a typed error naming the op.
+    w = jnp.arange(4.0)
+
+    def outer(w):
+        return sb.batch_lower(lambda x: jnp.sin(lax.all_gather(x * w, "i")).sum(0),
+                              axis_name="i", axis_size="b")(arange(3, 4)).sum()
+    with pytest.raises(sb.UnsupportedOpError, match="all_gather.*closes over traced"):
+        jax.grad(outer)(w)
 
 
 def test_batch_exported_and_vmappable_take_axis_name():
@@ -464,3 +540,30 @@ def test_spmd_programs_match_their_run_on_four_devices():
                           text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("spmd ok") == 3 and "mesh ok" in proc.stdout, proc.stdout
+
+
+def test_named_axis_at_batch_size_zero():
+    # jax.vmap binds a name over 0 lanes; a mesh cannot have 0 devices (that
+    # raised jax's "shard_map requires a non-empty mesh"): lowered for one
+    # lane, reductions over the empty batch give their identity, axis_index
+    # an empty iota; collectives that need a lane: a typed error.
+    w = jnp.array([1.0, 2.0])
+    x = jnp.zeros((0, 2))
+    fs = [lambda x: (jnp.sin(w), x * w),
+          lambda x: (lax.psum(x, "i"), x - lax.pmax(x, "i"), lax.psum(w, "i") + x),
+          lambda x: x + lax.axis_index("i")]
+    outs = [(None, 0), (None, 0, 0), 0]
+    for f, o in zip(fs, outs):
+        assert_same_tree(sb.batch_lower(f, out_axes=o, axis_name="i")(x),
+                         jax.vmap(f, out_axes=o, axis_name="i")(x))
+    # jax.grad of an out_axes=None result at batch size 0 (as jax.vmap)
+    loss = lambda B: lambda w: B(lambda x: (jnp.sin(w), x * w), out_axes=(None, 0),
+                                 axis_name="i")(x)[0].sum()
+    assert_same_tree(jax.grad(loss(sb.batch_lower))(w), jax.grad(loss(jax.vmap))(w))
+    with pytest.raises(sb.UnsupportedOpError, match="all_gather.*batch size 0"):
+        sb.batch_lower(lambda x: lax.all_gather(x, "i"), axis_name="i")(x)
+    # an unbatched result that a collective computes: refused under grad
+    loss2 = lambda w: sb.batch_lower(lambda x: (lax.psum(x * w, "i"), x), out_axes=(None, 0),
+                                     axis_name="i")(x)[0].sum()
+    with pytest.raises(sb.UnsupportedOpError, match="out_axes=None at batch size 0"):
+        jax.grad(loss2)(w)

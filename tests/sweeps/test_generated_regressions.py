@@ -248,23 +248,36 @@ def test_approx_max_k_with_symbolic_batch_size():
 def test_grad_of_unbatched_result_at_batch_size_zero():
     """jax.grad through batch_lower at batch size 0 of a result with
     out_axes=None: its cotangent goes to lane 0 (it counts once), and with
-    no lanes that raised an IndexError from jnp's .at[0]. Now a typed
-    refusal (stablehlo_batch/primitive.py) rather than a dropped cotangent;
-    jax.vmap gives the gradient (open: a one-lane VJP could compute it)."""
+    no lanes that raised an IndexError from jnp's .at[0], later a typed
+    refusal. Now as jax.vmap: the unbatched result's cotangent reaches the
+    unbatched arguments (stablehlo_batch/primitive.py, _transpose_no_lanes),
+    the batched ones get empty cotangents."""
     w = jnp.array([1.0, 2.0])
     xs = jnp.ones((0, 2))
 
     def loss(w, vm):
         return jnp.sum(vm(lambda x: (jnp.sin(w), x * w), in_axes=0, out_axes=(None, 0))(xs)[0])
-    with pytest.raises(sb.UnsupportedOpError, match="out_axes=None at batch size 0"):
-        jax.grad(loss)(w, sb.batch_lower)
+    assert_same_tree(jax.grad(loss)(w, sb.batch_lower), jax.grad(loss)(w, jax.vmap))
+    np.testing.assert_allclose(jax.grad(loss)(w, sb.batch_lower), jnp.cos(w), rtol=1e-6)
+
+    # both results used, both arguments differentiated, w an argument
+    def f(x, w):
+        return jnp.sin(w) * 2.0, x * w
+
+    def loss2(vm):
+        g = vm(f, (0, None), (None, 0))
+        return lambda x, w: g(x, w)[0].sum() + g(x, w)[1].sum()
+    for argnums in (0, 1, (0, 1)):
+        got = jax.grad(loss2(sb.batch_lower), argnums)(xs, w)
+        assert_same_tree(got, jax.grad(loss2(jax.vmap), argnums)(xs, w))
+        assert_same_tree(jax.jit(jax.grad(loss2(sb.batch_lower), argnums))(xs, w), got)
     p = Program(args=[Arg(shape=(1, 1), dtype='int32', axis=0),
                       Arg(shape=(), dtype='int32', axis=0), Arg(shape=(), dtype='int32', axis=0),
                       Arg(shape=(1,), dtype='float32', axis=None, closure='traced')],
                 steps=[Step(op='index2', inputs=(0, 1, 2), params={'gap': False, 'mode': 'clip'}),
                        Step(op='approx_max_k', inputs=(3,), params={'k': 1, 'which': 0, 'max': False})],
                 outputs=[5], out_axes=[None], size=0, use='grad')
-    assert check_program(p) == "unsupported"
+    assert check_program(p) == "ok"
 
 
 def test_host_callback_with_static_argument_and_symbolic_size():
@@ -366,6 +379,41 @@ def test_generated_pmax_pmin_under_autodiff(fn, use):
                       steps=[step, Step(op='binary', inputs=(1, 0), params={'fn': 'mul'})],
                       outputs=[2], out_axes=[0], size=3, use=use)
     assert check_program(batched) == "vmap-failed-extrema"
+
+def test_users_own_derivative_of_pmax_inside_the_function_fails_as_in_jax():
+    """Our pmax / pmin derivative is for the per-example JVP / VJP we trace
+    ourselves. A jax.jvp the user takes of a pmax inside the function (here
+    in a custom_jvp rule, which only runs when jax.grad differentiates the
+    batched call) got it too while jax.vmap raises: now jax's error there as
+    well (jax_internals._ours), and grad through pmax itself still works."""
+    @jax.custom_jvp
+    def h(v):
+        return jnp.sin(v)
+
+    @h.defjvp
+    def h_jvp(primals, tangents):
+        (v,), (dv,) = primals, tangents
+        return jnp.sin(v), jax.jvp(lambda u: lax.pmax(u, "i"), (v,), (dv,))[1]
+
+    x = jnp.arange(12.0).reshape(4, 3) / 5
+    c = jnp.array([0.3, -1.0, 2.0])
+    uses = {
+        "batched": lambda B: jax.grad(lambda x: B(lambda x: h(x) * x, axis_name="i")(x).sum())(x),
+        "closed": lambda B: jax.grad(lambda c: B(lambda x: h(c) * x, axis_name="i")(x).sum())(c),
+        "vjp": lambda B: jax.vjp(B(lambda x: h(x) * x, axis_name="i"), x)[1](x),
+        "jvp": lambda B: jax.jvp(B(lambda x: h(x) * x, axis_name="i"), (x,), (x,)),
+    }
+    for name, use in uses.items():
+        for B in (jax.vmap, sb.batch_lower):
+            with pytest.raises(NotImplementedError, match="Differentiation rule for 'pmax'"):
+                use(B)
+    # the same function with pmax differentiated by jax.grad itself: ours
+    # (an unbatched operand: jax.vmap's value)
+    def g(B):
+        return jax.grad(lambda c: B(lambda x: lax.pmax(jnp.sin(c), "i") * x,
+                                    axis_name="i")(x).sum())(c)
+    assert_same_tree(g(sb.batch_lower), g(jax.vmap), rtol=1e-5)
+
 
 def test_pmax_over_an_outer_axis_stays_without_a_derivative():
     """Only pmax / pmin over batch_lower's own axis get a derivative: over an

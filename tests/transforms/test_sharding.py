@@ -217,3 +217,65 @@ def test_mesh_errors():
     # One device: still correct, and the module carries the sharding.
     got = sb.batch_lower(jnp.sin, mesh=mesh)(x)
     np.testing.assert_allclose(np.asarray(got), np.sin(np.ones((2, 3))), rtol=1e-6)
+
+
+_CONSTRAINT_CHILD = textwrap.dedent("""
+import jax, jax.numpy as jnp, numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P, Mesh
+import stablehlo_batch as sb
+assert len(jax.devices()) == 4
+mesh = Mesh(np.array(jax.devices()), ("d",))
+sh = NamedSharding(mesh, P("d"))
+
+def f(x, w):
+    return jax.lax.with_sharding_constraint(jnp.sin(x) * w, sh) + 1
+
+x = jnp.arange(32.0).reshape(4, 8) / 7
+w = jnp.arange(8.0)
+bl, vm = sb.batch_lower(f, (0, None)), jax.vmap(f, (0, None))
+cases = {
+    "eager": lambda g: g(x, w),
+    "jit": lambda g: jax.jit(g)(x, w),
+    "replicated args": lambda g: g(*jax.device_put((x, w), NamedSharding(mesh, P()))),
+    "grad": lambda g: jax.grad(lambda x, w: g(x, w).sum(), (0, 1))(x, w),
+    "jit grad": lambda g: jax.jit(jax.grad(lambda x, w: g(x, w).sum(), (0, 1)))(x, w),
+    "jvp": lambda g: jax.jvp(g, (x, w), (x, w)),
+}
+for name, case in cases.items():
+    got, want = case(bl), case(vm)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, err_msg=name)
+# Called where the batched module cannot run on the mesh's 4 devices (an
+# outer jax.vmap lowers it for one): a typed error naming the constraint
+# and the user's line, not jax's "exported for 4 devices".
+try:
+    jax.vmap(bl, (0, None))(jnp.stack([x, x]), w)
+except sb.UnsupportedOpError as e:
+    assert "sharding_constraint" in str(e) and "4 devices" in str(e), e
+    assert "<string>:10" in str(e), e
+else:
+    raise AssertionError("expected UnsupportedOpError")
+print("OK")
+""")
+
+
+def test_sharding_constraint_to_four_devices_inside_the_function():
+    # with_sharding_constraint to a 4-device mesh inside fn: jax.vmap runs on
+    # the mesh's devices; batch_lower's module keeps the constraint's device
+    # count and puts the arguments there (before: jax's raw "exported for 4
+    # devices" error).
+    _run_on_four_devices(_CONSTRAINT_CHILD)
+
+
+def test_sharding_constraint_to_an_abstract_mesh_on_one_device():
+    # One device: a constraint to an AbstractMesh of 4 is dropped, as under
+    # jax.jit(jax.vmap(fn)).
+    P = jax.sharding.PartitionSpec
+    sh = jax.sharding.NamedSharding(jax.sharding.AbstractMesh((4,), ("d",)), P("d"))
+
+    def f(x):
+        return jax.lax.with_sharding_constraint(x * 2, sh) + 1
+    x = jnp.arange(32.0).reshape(4, 8)
+    want = jax.jit(jax.vmap(f))(x)
+    np.testing.assert_allclose(sb.batch_lower(f)(x), want)
+    np.testing.assert_allclose(jax.jit(sb.batch_lower(f))(x), want)
