@@ -150,18 +150,23 @@ def batch_flat(exp: jax.export.Exported, dims: Sequence[int | None],
     n_extra_in = (1 if len(exp.platforms) > 1 else 0) + len(exp.ordered_effects)
     n_extra_out = len(exp.ordered_effects)
     start = time.perf_counter()
+    # Plain bytecode is what export_in_process stores: a module jax's
+    # lowering verified in this process (mlir.lower_jaxpr_to_module), not
+    # verified again (~0.3-2.5 ms of a first call); any other input is.
+    verified = module_io.is_plain_bytecode(exp.mlir_module_serialized)
     module = module_io.parse_module(exp.mlir_module_serialized)
     if exp.uses_global_constants and len(exp.platforms) == 1:
         # static arguments, but calls of shape-polymorphic modules inside
         # (jax.vmap or batch_lower of a batch_lower(axis_size="b") function)
         module = module_io.parse_module(
             jax_internals.refine_shapes(module_io.module_to_bytecode(module)))
+        verified = False
     symbolic = is_symbolic(size)
     result_batched, report = batch_function(
         module, "main", [dims[i] for i in exp.module_kept_var_idx], out_dims,
         "?" if symbolic else int(size), n_leading_in=n_extra_in,
         n_leading_out=n_extra_out, out_tree=exp.out_tree, out_avals=exp.out_avals,
-        what=what)
+        what=what, verify_input=not verified)
     out_pos = [ax.batch_position(d, len(a.shape))
                for a, d in zip(exp.out_avals, out_dims)]
     if summed:
