@@ -65,7 +65,8 @@ def export_in_process(fn, platforms, disabled_checks=(), keep_unused=False):
     checks = list(disabled_checks)
 
     def export(*args, **kwargs):
-        with jax_internals.plain_bytecode_exports(), jax_internals.tracing_to_batch():
+        with jax_internals.plain_bytecode_exports(context=module_io.shared_context), \
+                jax_internals.tracing_to_batch():
             return _export(*args, **kwargs)
 
     def _export(*args, **kwargs):
