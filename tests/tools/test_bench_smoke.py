@@ -47,6 +47,16 @@ def test_measure_and_write(tmp_path):
     assert "time to first result, CPU" in text
 
 
+def test_first_call_phases():
+    """bench.first_call: fresh first calls per side, jax's phases, the ratio."""
+    from bench import first_call
+    r = first_call.measure(TINY, 2, pairs=2)
+    assert len(r["ratios"]) == 2 and r["ratio_cpu"] > 0
+    bl, vm = r["median"]["batch_lower"], r["median"]["vmap"]
+    assert bl["cpu"] > 0 and bl["compile"] > 0 and bl["rewrite"] > 0
+    assert vm["trace"] > 0 and vm["lower"] > 0 and "rewrite" not in vm
+
+
 def test_workloads_are_well_formed():
     rng = np.random.default_rng(0)
     for w in BY_NAME.values():
