@@ -172,6 +172,9 @@ def test_loop_accumulators_start_from_arguments(rng, chunk):
     want = jax.vmap(_chain, (0, 0), out_axes)(x, ws)
     got = bl(x, ws)
     assert_same_tree(got, want, **TOL)
+    # inside a jit that donates the argument the accumulator starts from
+    donated = jax.jit(lambda x, ws: bl(x, ws), donate_argnums=0)(jnp.array(x), ws)
+    assert_same_tree(donated, want, **TOL)
     text = bl.lower(x, ws).as_text()
     init = text[text.index("stablehlo.while("):].split("\n", 1)[0]
     # x's type is the first result's; x.reshape(-1) * 2 has x's elements
