@@ -10,7 +10,9 @@ jax's caches cleared before each side (neither profits from the other),
 after one unmeasured jit(vmap) run that pays XLA's once-per-process costs
 and a full garbage collection:
 batch_lower's covers export + rewrite + compile + run; vmap's covers trace +
-lower + compile + run. A workload that fails to batch is reported as
+lower + compile + run. It is taken ``first_calls`` times per side (default 3),
+the order alternating, and reported as medians and the median of the
+per-pair CPU ratios. A workload that fails to batch is reported as
 ``unsupported: <error>`` instead of stopping the run.
 """
 from __future__ import annotations
@@ -71,6 +73,9 @@ class Measurement:
     ratio_vmap_best: float | None = None  # fastest bl / fastest vmap call (load adds, never subtracts)
     first_result: dict = dataclasses.field(default_factory=dict)  # seconds
     first_result_cpu: dict = dataclasses.field(default_factory=dict)  # CPU seconds (all threads)
+    # median of the per-pair CPU ratios bl / vmap of the first calls, and every sample
+    first_result_ratio_cpu: float | None = None
+    first_result_samples_cpu: dict = dataclasses.field(default_factory=dict)
     rewrite_seconds: float | None = None
     hlo_instructions: dict = dataclasses.field(default_factory=dict)
     same_hlo: bool | None = None     # same optimized HLO as vmap's, up to names
@@ -142,11 +147,12 @@ def max_diff(a, b) -> float:
 
 def measure(w: Workload, batch: int, *, budget_s: float = 2.0, min_rounds: int = 5,
             max_rounds: int = 200, seed: int = 0, with_map: bool = True,
-            map_chunks=(), with_tune: bool = False) -> Measurement:
+            map_chunks=(), with_tune: bool = False, first_calls: int = 3) -> Measurement:
     """Measures ``w`` at ``batch``; ``budget_s`` bounds the timed rounds.
     ``map_chunks``: also ``lax.map(batch_size=K)`` for each K below ``batch``;
     ``with_tune``: also ``batch_lower(tune=True)`` (its first result includes
-    the tuning; records go where ``stablehlo_batch.tuning.records_dir`` says)."""
+    the tuning; records go where ``stablehlo_batch.tuning.records_dir`` says);
+    ``first_calls``: fresh first calls per side for the time to first result."""
     m = Measurement(w.name, batch)
     args = w.make(batch, np.random.default_rng(seed))
     n = len(args)
@@ -159,31 +165,62 @@ def measure(w: Workload, batch: int, *, budget_s: float = 2.0, min_rounds: int =
     # run first pays them, or whichever side went first would. A full
     # garbage collection (gc.collect) before each side: a pending one (50 ms
     # and more once jax has built many objects) would fall on either at random.
+    # One first call per side is one sample of a 50-400 ms event on a shared
+    # machine (+-20%): ``first_calls`` fresh first calls per side, the order
+    # alternating (bl first, then vmap first, ...); reported: the medians per
+    # side and the median of the per-pair CPU ratios (first_result_ratio_cpu).
     try:
         jax.clear_caches()
         _block(jax.jit(jax.vmap(lambda *a: w.fn(*a), in_axes=w.in_axes,
                                 out_axes=w.out_axes))(*args))
     except Exception:  # noqa: BLE001 - vmap's own failure shows below
         pass
-    try:
+
+    def first_bl():
         jax.clear_caches()
         gc.collect()
         start, cpu = time.perf_counter(), time.process_time()
-        bl = sb.batch_lower(w.fn, in_axes=w.in_axes, out_axes=w.out_axes)
-        got = _block(bl(*args))
-        m.first_result["batch_lower"] = time.perf_counter() - start
-        m.first_result_cpu["batch_lower"] = time.process_time() - cpu
-    except Exception as e:  # noqa: BLE001 - any failure is reported, not raised
-        kind = "unsupported" if isinstance(e, NotImplementedError) else "error"
-        m.status = f"{kind}: {type(e).__name__}: {' '.join(str(e).split())[:300]}"
-        return m
-    jax.clear_caches()
-    gc.collect()
-    start, cpu = time.perf_counter(), time.process_time()
+        f = sb.batch_lower(lambda *a: w.fn(*a), in_axes=w.in_axes, out_axes=w.out_axes)
+        out = _block(f(*args))
+        return time.perf_counter() - start, time.process_time() - cpu, out
+
+    def first_vmap():
+        jax.clear_caches()
+        gc.collect()
+        start, cpu = time.perf_counter(), time.process_time()
+        f = jax.jit(jax.vmap(lambda *a: w.fn(*a), in_axes=w.in_axes, out_axes=w.out_axes))
+        out = _block(f(*args))
+        return time.perf_counter() - start, time.process_time() - cpu, out
+
+    samples = {"batch_lower": [], "vmap": []}
+    got = want = None
+    for i in range(max(1, first_calls)):
+        order = (("batch_lower", first_bl), ("vmap", first_vmap))
+        for side, fn in (order if i % 2 == 0 else order[::-1]):
+            try:
+                wall_s, cpu_s, out = fn()
+            except Exception as e:  # noqa: BLE001 - any failure is reported, not raised
+                if side == "vmap":
+                    raise
+                kind = "unsupported" if isinstance(e, NotImplementedError) else "error"
+                m.status = f"{kind}: {type(e).__name__}: {' '.join(str(e).split())[:300]}"
+                return m
+            samples[side].append((wall_s, cpu_s))
+            if side == "batch_lower":
+                got = out
+            else:
+                want = out
+    for side, ss in samples.items():
+        m.first_result[side] = statistics.median(s[0] for s in ss)
+        m.first_result_cpu[side] = statistics.median(s[1] for s in ss)
+    m.first_result_samples_cpu = {side: [s[1] for s in ss] for side, ss in samples.items()}
+    m.first_result_ratio_cpu = statistics.median(
+        b[1] / v[1] if v[1] > 0 else 1.0
+        for b, v in zip(samples["batch_lower"], samples["vmap"]))
+    bl = sb.batch_lower(w.fn, in_axes=w.in_axes, out_axes=w.out_axes)
+    _block(bl(*args))
     vm = jax.jit(jax.vmap(w.fn, in_axes=w.in_axes, out_axes=w.out_axes))
-    want = _block(vm(*args))
-    m.first_result["vmap"] = time.perf_counter() - start
-    m.first_result_cpu["vmap"] = time.process_time() - cpu
+    _block(vm(*args))
     m.max_abs_diff = max_diff(got, want)
     contenders = {"batch_lower": bl, "vmap": vm}
     if with_map and w.out_axes == 0:

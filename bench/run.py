@@ -33,6 +33,7 @@ QUICK_WORKLOADS = ["ensemble_mlp", "transformer_block", "newton", "embed_scatter
 SCALING = {"mlp": (3, 33, 333, 1700), "transformer": (1, 10, 50)}
 QUICK_SCALING = {"mlp": (3, 33, 333), "transformer": (1, 4)}
 MAP_CHUNKS = (8, 32)  # lax.map(batch_size=K) contenders
+FIRST_CALLS = 3  # fresh first calls per side for the time to first result (--first-calls)
 
 
 class Progress:
@@ -85,6 +86,10 @@ def _ms(s):
 
 
 def _first_cpu_ratio(m) -> str:
+    """The median of the per-pair CPU ratios of the fresh first calls."""
+    r = getattr(m, "first_result_ratio_cpu", None)
+    if r is not None:
+        return f"{r:.2f}"
     c = getattr(m, "first_result_cpu", None) or {}
     if not c.get("vmap"):
         return "-"
@@ -155,6 +160,12 @@ def targets(results) -> dict:
             "max_best_ratio_batch_ge_64": max(best_ratios) if best_ratios else float("nan"),
             "max_cpu_ratio_batch_ge_64": max(cpu_ratios) if cpu_ratios else float("nan"),
             "hlo_above_vmap": more_hlo, "temp_above_vmap": more_temp,
+            "first_result_over_1_30": sorted(
+                f"{m.workload}@{m.batch} ({m.first_result_ratio_cpu:.2f})" for m in results
+                if m.status == "ok" and (m.first_result_ratio_cpu or 0) > 1.30),
+            "max_first_result_ratio_cpu": max(
+                (m.first_result_ratio_cpu for m in results
+                 if m.status == "ok" and m.first_result_ratio_cpu), default=float("nan")),
             "unsupported": sorted({f"{m.workload}@{m.batch}: {m.status}" for m in results
                                    if m.status != "ok"})}
 
@@ -222,6 +233,11 @@ def write_markdown(path, info, results, scaling, tg, plots):
     L.append(f"- measurements whose optimized HLO is the same as vmap's: {tg['same_hlo']}")
     L.append(f"- optimized HLO instructions above vmap's: {', '.join(tg['hlo_above_vmap']) or 'none'}")
     L.append(f"- temp memory above vmap's: {', '.join(tg['temp_above_vmap']) or 'none'}")
+    if "max_first_result_ratio_cpu" in tg:
+        L.append(f"- time to first result, CPU, batch_lower / jit(vmap) (median of "
+                 f"{FIRST_CALLS} fresh pairs): largest "
+                 f"**{tg['max_first_result_ratio_cpu']:.2f}** (target <= 1.30); above 1.30: "
+                 f"{', '.join(tg['first_result_over_1_30']) or 'none'}")
     for kind in dict.fromkeys(r["kind"] for r in scaling):
         big = max((r for r in scaling if r["kind"] == kind), key=lambda r: r["ops"])
         L.append(f"- rewrite of the largest {kind} ({big['ops']} ops): "
@@ -255,8 +271,10 @@ def write_markdown(path, info, results, scaling, tg, plots):
     L.append("\n## Compilation, HLO and memory\n")
     L.append("First result = lowering + rewrite + compile + one run (batch_lower: "
              "jax.export + rewrite + XLA; vmap: trace + lower + XLA), each from a fresh "
-             "function with jax's caches cleared; the CPU ratio (this process' CPU time, all "
-             "threads) is the steadier one on a shared machine. Memory from "
+             "function with jax's caches cleared and a full garbage collection, "
+             f"{FIRST_CALLS} times per side in alternating order; seconds are medians, the CPU "
+             "ratio (this process' CPU time, all threads) is the median of the per-pair "
+             "ratios, the steadier one on a shared machine. Memory from "
              "`memory_analysis()` in MiB.\n")
     L.append("| workload | batch | first result bl (s) | first result vmap (s) "
              "| first result CPU bl / vmap | rewrite (ms) "
@@ -367,12 +385,16 @@ def plot(out_dir, results, scaling, prefix: str = "") -> list[str]:
 
 
 def main(argv=None):
+    global FIRST_CALLS
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="a subset in about a minute")
     p.add_argument("--workloads", help="comma-separated names (default: all)")
     p.add_argument("--sizes", help="comma-separated batch sizes (default 8,64,512)")
     p.add_argument("--budget", type=float, help="seconds of timed rounds per measurement")
     p.add_argument("--no-scaling", action="store_true")
+    p.add_argument("--first-calls", type=int,
+                   help=f"fresh first calls per side for the time to first result "
+                        f"(default {FIRST_CALLS}, --quick 1)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     p.add_argument("--name", default="latest", help="base name of the output files")
     p.add_argument("--no-tune", action="store_true",
@@ -388,7 +410,8 @@ def main(argv=None):
         QUICK_WORKLOADS if args.quick else [w.name for w in WORKLOADS])
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else (
         [64] if args.quick else [8, 64, 512])
-    budget = args.budget if args.budget is not None else (0.4 if args.quick else 3.0)
+    budget = args.budget if args.budget is not None else (0.4 if args.quick else 2.5)
+    FIRST_CALLS = args.first_calls if args.first_calls else (1 if args.quick else FIRST_CALLS)
     scaling_plan = {} if args.no_scaling else (QUICK_SCALING if args.quick else SCALING)
     os.makedirs(args.out, exist_ok=True)
 
@@ -402,7 +425,7 @@ def main(argv=None):
         m = harness.measure(BY_NAME[n], b, budget_s=budget,
                             min_rounds=3 if args.quick else 15,
                             map_chunks=() if args.no_tune else MAP_CHUNKS,
-                            with_tune=not args.no_tune)
+                            with_tune=not args.no_tune, first_calls=FIRST_CALLS)
         results.append(m)
         bar.step(f"{n} @ {b}: " + (f"{m.ratio_vmap:.2f}x vmap" if m.status == "ok"
                                    else m.status.split(":")[0]))

@@ -484,11 +484,14 @@ def batch_function_with_report(module: ir.Module, func_name: str,
                                in_axes: Sequence[int | None],
                                out_axes: Sequence[int | None],
                                axis_size: int, *, strict: bool | None = None,
-                               rules: RuleTable | None = None
+                               rules: RuleTable | None = None, verify_input: bool = True
                                ) -> tuple[list[bool], _report.BatchingReport]:
     """``batch_function_in_module`` that also returns the batching report
-    (passes/report.py)."""
-    verify(module, "input")
+    (passes/report.py). ``verify_input=False``: the caller knows ``module``
+    verifies (jax's lowering verified it in this process); the batched
+    module is verified either way."""
+    if verify_input:
+        verify(module, "input")
     with module.context, ir.Location.unknown(module.context):
         batcher = ModuleBatcher(module, axis_size, rules, strict=strict)
         with batcher.collector:

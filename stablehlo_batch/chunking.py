@@ -211,7 +211,7 @@ def loop_module(exp: jax.export.Exported, dims: Sequence[int | None],
             main = func_dialect.FuncOp("main", ir.FunctionType.get(in_types, out_types))
         entry = main.add_entry_block()
         with ir.InsertionPoint(entry):
-            init = [bld.splat(i32, [], 0)] + [_zeros(t) for t in out_types]
+            init = [bld.splat(i32, [], 0)] + [_initial(t, entry.arguments) for t in out_types]
             loop = bld.create("stablehlo.while", [v.type for v in init], init, regions=2)
             cond = loop.regions[0].blocks.append(*[v.type for v in init])
             with ir.InsertionPoint(cond):
@@ -295,6 +295,35 @@ def _written(acc: ir.Value, r: ir.Value, d: int | None, start: ir.Value, zero: i
     starts = [zero] * bld.rank_of(r)
     starts[d] = start
     return bld.create("stablehlo.dynamic_update_slice", [acc.type], [acc, r] + starts).result
+
+
+def _initial(t: ir.Type, arguments) -> ir.Value:
+    """The loop's initial accumulator of type ``t``. Its value is never
+    read: the chunks and the remainder write every lane of a batched result,
+    and an unbatched one is the last chunk's. So an argument of the same
+    type serves (XLA copies it: a memcpy, no kernel to compile), else zeros.
+    The zeros are a broadcast kernel that XLA:CPU compiles in 20-45 ms of
+    CPU time for a 3-D result (docs/tuning.md: the loop's compile), a
+    fifth of a small lane loop's first call."""
+    for a in arguments:
+        if a.type == t:
+            return a
+    tt = bld.ranked(t)
+    if tt is not None and tt.has_static_shape and tt.encoding is None:
+        for a in arguments:  # same elements in another shape: a reshape (a bitcast in XLA)
+            at = bld.ranked(a.type)
+            if (at is not None and at.has_static_shape and at.encoding is None
+                    and at.element_type == tt.element_type
+                    and _count(at.shape) == _count(tt.shape)):
+                return bld.reshape(a, list(tt.shape))
+    return _zeros(t)
+
+
+def _count(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
 
 
 def _zeros(t: ir.Type) -> ir.Value:

@@ -66,7 +66,8 @@ def export_in_process(fn, platforms, disabled_checks=(), keep_unused=False):
     checks = list(disabled_checks)
 
     def export(*args, **kwargs):
-        with jax_internals.plain_bytecode_exports(), jax_internals.tracing_to_batch():
+        with jax_internals.plain_bytecode_exports(context=module_io.shared_context), \
+                jax_internals.tracing_to_batch():
             return _export(*args, **kwargs)
 
     def _export(*args, **kwargs):
@@ -142,6 +143,10 @@ def batch_flat(exp: jax.export.Exported, dims: Sequence[int | None],
     ``rewrite_hook(module)`` may change the batched module before it is
     serialized (sharding annotations use it)."""
     start = time.perf_counter()
+    # Plain bytecode is what export_in_process stores: a module jax's
+    # lowering verified in this process (mlir.lower_jaxpr_to_module), not
+    # verified again (~0.3-2.5 ms of a first call); any other input is.
+    verified = module_io.is_plain_bytecode(exp.mlir_module_serialized)
     module = module_io.parse_module(exp.mlir_module_serialized)
     # A module lowered for a named axis at placeholder lane counts may take
     # arguments with the number of lanes as a dimension (the cotangent of an
@@ -161,12 +166,13 @@ def batch_flat(exp: jax.export.Exported, dims: Sequence[int | None],
         # (jax.vmap or batch_lower of a batch_lower(axis_size="b") function)
         module = module_io.parse_module(
             jax_internals.refine_shapes(module_io.module_to_bytecode(module)))
+        verified = False
     symbolic = is_symbolic(size)
     result_batched, report = batch_function(
         module, "main", [dims[i] for i in exp.module_kept_var_idx], out_dims,
         "?" if symbolic else int(size), n_leading_in=n_extra_in,
         n_leading_out=n_extra_out, out_tree=exp.out_tree, out_avals=exp.out_avals,
-        what=what)
+        what=what, verify_input=not verified)
     out_pos = [ax.batch_position(d, len(a.shape))
                for a, d in zip(exp.out_avals, out_dims)]
     if summed:

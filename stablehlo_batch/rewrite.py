@@ -39,8 +39,8 @@ def readable_mlir_errors(what: str):
 def batch_function(module: ir.Module, func: str, in_axes: Sequence[int | None],
                    out_axes: Sequence[int | None], size, *, strict: bool | None = None,
                    n_leading_in: int = 0, n_leading_out: int = 0, out_tree=None,
-                   out_avals=None,
-                   what: str = "batch_lower") -> tuple[list[bool], BatchingReport]:
+                   out_avals=None, what: str = "batch_lower",
+                   verify_input: bool = True) -> tuple[list[bool], BatchingReport]:
     """Batches @``func`` of ``module`` in place and verifies it; returns which
     results are batched (leading ones left out) and the report.
 
@@ -51,7 +51,9 @@ def batch_function(module: ir.Module, func: str, in_axes: Sequence[int | None],
     ValueError naming it like jax.vmap does; without, an AxisSpecError.
     With ``out_avals`` (the results' jax avals, unbatched, leading ones left
     out) out_axes count on their ranks, not on the IR's: a typed PRNG key's
-    IR has a hidden trailing dimension (``axes.resolve_out_axes``)."""
+    IR has a hidden trailing dimension (``axes.resolve_out_axes``).
+    ``verify_input=False`` skips verifying the input module (one jax's
+    lowering verified in this process); the result is always verified."""
     start = time.perf_counter()
     if out_avals is not None:
         out_axes = ax.resolve_out_axes(what, out_tree, out_avals, out_axes)
@@ -59,7 +61,8 @@ def batch_function(module: ir.Module, func: str, in_axes: Sequence[int | None],
         with readable_mlir_errors(what):
             flags, report = batch_function_with_report(
                 module, func, [None] * n_leading_in + list(in_axes),
-                [None] * n_leading_out + list(out_axes), size, strict=strict)
+                [None] * n_leading_out + list(out_axes), size, strict=strict,
+                verify_input=verify_input)
     except AxisSpecError as e:
         if out_tree is None or e.result_index is None:
             raise

@@ -174,6 +174,33 @@ def test_in_process_export_is_plain_bytecode_batched_one_portable():
     np.testing.assert_allclose(back.call(xs), jnp.sin(xs) * 2, rtol=1e-6)
 
 
+def test_in_process_export_copies_into_the_reused_context(monkeypatch):
+    # jax.export copies the lowered module into a new MLIR context (~3 ms);
+    # an in-process export copies it into module_io's reused context, and
+    # only there: jax's own lowerings and exports still make their own.
+    from jax._src.interpreters import mlir as jax_mlir
+    from stablehlo_batch import module_io
+    from stablehlo_batch.flat import export_in_process
+    made = []
+
+    class Counted(jax_mlir.JaxIrContext):
+        def __init__(self, *a, **k):
+            made.append(1)
+            super().__init__(*a, **k)
+    monkeypatch.setattr(jax_mlir, "JaxIrContext", Counted)  # what make_ir_context makes
+    f = lambda x: jnp.cos(x) + 3  # noqa: E731
+    spec = jax.ShapeDtypeStruct((5,), jnp.float32)
+    exp = export_in_process(f, "cpu")(spec)
+    lowering_only = len(made)  # the lowering's context; not the copy's
+    assert lowering_only == 1, made
+    made.clear()
+    jax.export.export(jax.jit(lambda x: jnp.cos(x) + 4))(spec)
+    assert len(made) == 2  # the lowering's and the copy's, as jax does it
+    m = module_io.parse_module(exp.mlir_module_serialized)
+    assert m.context is module_io.shared_context(0)
+    xs = jnp.arange(10.).reshape(2, 5)
+    np.testing.assert_allclose(sb.batch_lower(f)(xs), jnp.cos(xs) + 3, rtol=1e-6)
+
 def test_call_lowering_inlines_the_module(monkeypatch):
     # a one-device call merges the batched module itself, without lowering
     # Exported.call (primitive._inline_call); inside jit and grad too

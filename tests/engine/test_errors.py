@@ -129,6 +129,27 @@ def test_rule_building_invalid_ir_is_verification_error_with_location(rule_overr
     assert "'stablehlo.sine'" in msg and f"{HERE}:{_line_of(f, 'jnp.cos')}" in msg, msg
 
 
+
+def test_input_verified_unless_jax_lowered_it_here(monkeypatch):
+    """batch_lower's per-example module comes from jax's lowering in this
+    process, which verified it: only the batched module is verified. A
+    module from elsewhere (an Exported's portable artifact, text) is
+    verified before the rewrite too."""
+    from stablehlo_batch.passes import engine
+    stages = []
+    real = engine.verify
+    monkeypatch.setattr(engine, "verify", lambda m, stage: stages.append(stage) or real(m, stage))
+    x = np.ones((3, 2), np.float32)
+    sb.batch_lower(lambda x: jnp.sin(x) * 2)(x)
+    assert stages == ["batched"], stages
+    stages.clear()
+    exp = jax.export.export(jax.jit(lambda x: jnp.sin(x) * 2))(x[0])
+    sb.batch_exported(exp, axis_size=3)
+    assert stages == ["input", "batched"], stages
+    stages.clear()
+    sb.batch_module(MODULE, [0, None], [0], 4)
+    assert stages == ["input", "batched"], stages
+
 # ---- the CLI: one line, exit 1 ----------------------------------------------------------
 
 MODULE = """

@@ -28,6 +28,9 @@ def test_measure_and_write(tmp_path):
     assert m.rounds == 1 and set(m.times) == {"batch_lower", "vmap", "lax_map"}
     assert m.max_abs_diff < 1e-5 and m.ratio_vmap > 0 and m.rewrite_seconds > 0
     assert m.ratio_vmap_best > 0 and m.ratio_vmap_cpu > 0
+    # time to first result: 3 fresh first calls per side, the median of the pair ratios
+    assert [len(v) for v in m.first_result_samples_cpu.values()] == [3, 3]
+    assert m.first_result_ratio_cpu > 0 and m.first_result_cpu["batch_lower"] > 0
     assert m.hlo_instructions["batch_lower"] > 0 and m.same_hlo is not None
     assert m.report is not None and m.report.ops_by_rule["stablehlo.dot_general"] == 1
     # a workload that fails is reported, not raised
@@ -41,6 +44,17 @@ def test_measure_and_write(tmp_path):
     run.write_markdown(out, run.machine(), [m], scaling, tg, [])
     text = out.read_text()
     assert "| tiny | 2 |" in text and "Rewrite time against module size" in text
+    assert "time to first result, CPU" in text
+
+
+def test_first_call_phases():
+    """bench.first_call: fresh first calls per side, jax's phases, the ratio."""
+    from bench import first_call
+    r = first_call.measure(TINY, 2, pairs=2)
+    assert len(r["ratios"]) == 2 and r["ratio_cpu"] > 0
+    bl, vm = r["median"]["batch_lower"], r["median"]["vmap"]
+    assert bl["cpu"] > 0 and bl["compile"] > 0 and bl["rewrite"] > 0
+    assert vm["trace"] > 0 and vm["lower"] > 0 and "rewrite" not in vm
 
 
 def test_workloads_are_well_formed():

@@ -148,3 +148,37 @@ def test_lane_loop_of_prng_keys_takes_the_exported_route(rng):
     keys = jax.random.split(jax.random.key(0), 4)
     f = lambda k: jax.random.normal(k, (3,))  # noqa: E731
     assert_same_tree(sb.batch_lower(f, chunk_size=1)(keys), jax.vmap(f)(keys), **TOL)
+
+
+
+def _chain(x, ws):
+    for w in ws:
+        x = jnp.tanh(x @ w)
+    return x, jnp.float32(2.0), x.reshape(-1) * 2, jnp.stack([x, x]), x[:2].astype(jnp.int32)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3])  # 3: a chunk and a remainder of 2
+def test_loop_accumulators_start_from_arguments(rng, chunk):
+    """The loop's accumulators start from an argument of the same type, or
+    with as many elements of the same dtype, reshaped (XLA copies it: no
+    broadcast kernel to compile, docs/tuning.md); their values are never
+    read, every lane is written (a lane left unwritten would hold x's values).
+    Otherwise zeros. Values are vmap's."""
+    size = 5
+    x = make(rng, (4, 4), jnp.float32, 0, size)
+    ws = [make(rng, (4, 4), jnp.float32, 0, size) for _ in range(2)]
+    out_axes = (0, None, 0, 0, 0)
+    bl = sb.batch_lower(_chain, (0, 0), out_axes, chunk_size=chunk)
+    want = jax.vmap(_chain, (0, 0), out_axes)(x, ws)
+    got = bl(x, ws)
+    assert_same_tree(got, want, **TOL)
+    # inside a jit that donates the argument the accumulator starts from
+    donated = jax.jit(lambda x, ws: bl(x, ws), donate_argnums=0)(jnp.array(x), ws)
+    assert_same_tree(donated, want, **TOL)
+    text = bl.lower(x, ws).as_text()
+    init = text[text.index("stablehlo.while("):].split("\n", 1)[0]
+    # x's type is the first result's; x.reshape(-1) * 2 has x's elements
+    inits = [part.split(" = ")[1] for part in init.split("(", 1)[1].split(")")[0].split(", ")]
+    assert inits[1] == "%arg0", init
+    reshaped = inits[3]
+    assert f"{reshaped} = stablehlo.reshape %arg0 " in text, (reshaped, text)
