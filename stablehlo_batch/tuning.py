@@ -7,8 +7,10 @@ time in a loop over chunks (``chunking.chunk_flat``, like
 depends on the function, the batch size and the device: on a CPU a loop over
 small chunks often beats the full batch because its working set stays in
 cache. ``select`` builds the candidates, runs each on the real arguments on
-the real device in alternating rounds within a small time budget, keeps the
-fastest (the full batch unless another is clearly faster) and writes the
+the real device in rounds of random order within a small time budget, and
+keeps the fastest: the full batch unless another is clearly faster in a
+screening, (for ``tune=True``) a refinement around the best chunk size and a
+second, independent confirmation against the full batch. It writes the
 choice to a small JSON record on disk, so that the next process (or another
 ``batch_lower`` of the same function) reads it instead of measuring again.
 
@@ -31,6 +33,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import random
 import statistics
 import tempfile
 import threading
@@ -48,13 +51,24 @@ from stablehlo_batch.flat import BatchedExport, batch_flat, is_symbolic
 
 DEFAULT_CHUNKS = (1, 8, 32)
 ENV_DIR = "STABLEHLO_BATCH_TUNING_DIR"
-RECORD_VERSION = 1
-# A loop over chunks is kept only when it beats the full batch by this much:
-# below it, timing noise would decide, and the full batch is vmap's program.
+# 2: the three-stage protocol (random order, refinement, confirmation); a
+# record of the first protocol (fixed rotation, one measurement) is measured again.
+RECORD_VERSION = 2
+# A loop over chunks is kept only when it beats the full batch by this much,
+# in the screening and again in the confirmation: below it, timing noise
+# would decide, and the full batch is vmap's program.
 MARGIN = 0.97
-# Seconds of timed rounds (after each candidate's compile and warm-up run).
+# The screening goes on to a second stage (refinement / confirmation) when
+# the best loop is at most this much slower than the full batch: a close
+# loser in one noisy measurement may win in the next.
+SECOND_LOOK = 1.10
+# Seconds of timed rounds (after each candidate's compile and warm-up run):
+# the screening of every candidate, then the refinement around the best
+# chunk size and the confirmation, the winner against the full batch alone.
 BUDGET_S = 1.0
-MIN_ROUNDS, MAX_ROUNDS = 3, 25
+REFINE_BUDGET_S = 0.6
+CONFIRM_BUDGET_S = 0.6
+MIN_ROUNDS, MAX_ROUNDS = 3, 200
 # A candidate whose first timed run is this much slower than the best is
 # dropped before the rounds: it cannot win and would eat the budget.
 DROP_FACTOR = 3.0
@@ -69,6 +83,7 @@ class Candidate:
     build_seconds: float | None = None    # rewrite (and chunk loop export)
     first_call_seconds: float | None = None  # XLA compile + one run
     note: str = ""                   # why it was not measured, or dropped
+    ratios: dict = dataclasses.field(default_factory=dict)  # stage -> median ratio
 
     @property
     def name(self) -> str:
@@ -117,6 +132,8 @@ class TuningResult:
         for c in self.candidates:
             t = "" if c.seconds is None else f"{c.seconds * 1e3:10.3f} ms"
             r = "" if c.ratio is None else f"  x{c.ratio:.2f} of full batch"
+            if len(c.ratios) > 1:
+                r += " (" + ", ".join(f"{k} x{v:.2f}" for k, v in c.ratios.items()) + ")"
             mark = "*" if c.chunk_size == self.choice else " "
             lines.append(f"   {mark} {c.name:<16}{t:>14}{r}" + (f"  ({c.note})" if c.note else ""))
         return "\n".join(lines)
@@ -234,11 +251,13 @@ def _load(path: str, identity: dict) -> TuningResult | None:
         if not isinstance(rec, dict) or any(rec.get(k) != v for k, v in identity.items()):
             return None
         choice = rec["choice"]
-        if choice is not None and (type(choice) is not int or choice not in rec["chunk_sizes"]):
+        if choice is not None and (type(choice) is not int or not 1 <= choice < rec["batch_size"]
+                                   or choice not in [c["chunk_size"] for c in rec["candidates"]]):
             return None
         cands = [Candidate(c["chunk_size"], c.get("seconds"), c.get("ratio"),
                            c.get("build_seconds"), c.get("first_call_seconds"),
-                           str(c.get("note", ""))) for c in rec.get("candidates", [])]
+                           str(c.get("note", "")), dict(c.get("ratios") or {}))
+                 for c in rec.get("candidates", [])]
         return TuningResult(choice, "record", cands, identity["batch_size"],
                             identity["device_kind"],
                             record_path=path, seconds=rec.get("seconds"),
@@ -320,11 +339,17 @@ def _block(x):
 
 def measure(calls: dict, args: tuple, kwargs: dict, *, budget_s: float | None = None,
             min_rounds: int | None = None, max_rounds: int | None = None,
-            reference=None) -> tuple[dict, dict, dict, dict, int]:
+            reference=None, seed: int = 0) -> tuple[dict, dict, dict, dict, int]:
     """Times ``calls`` (name -> function, compiled on their first call) on the
-    same arguments in alternating rounds, rotating who goes first.
+    same arguments in rounds, each round in a new random order.
     Returns (median seconds, median of per-round ratio to ``reference``,
-    notes of dropped ones, seconds of the first call (compile), rounds)."""
+    notes of dropped ones, seconds of the first call (compile), rounds).
+
+    Random order, not a rotation of one order: a call runs measurably slower
+    right after another kind of program (after a single-threaded loop, XLA's
+    intra-op threads must wake up: 5-8% on the 2-core CPU for the same
+    executable), and a rotation gives every candidate the same predecessor in
+    all but one position -- the full batch always after the last loop."""
     budget_s = BUDGET_S if budget_s is None else budget_s
     min_rounds = MIN_ROUNDS if min_rounds is None else min_rounds
     max_rounds = MAX_ROUNDS if max_rounds is None else max_rounds
@@ -352,8 +377,11 @@ def measure(calls: dict, args: tuple, kwargs: dict, *, budget_s: float | None = 
     if one_round * rounds > 3 * budget_s:  # slow calls: fewer rounds, at least one
         rounds = max(1, int(3 * budget_s / max(one_round, 1e-6)))
     times = {n: [] for n in live}
-    for r in range(rounds):
-        for n in live[r % len(live):] + live[:r % len(live)]:
+    rng = random.Random(seed)
+    order = list(live)
+    for _ in range(rounds):
+        rng.shuffle(order)
+        for n in order:
             start = time.perf_counter()
             _block(calls[n](*args, **kwargs))
             times[n].append(time.perf_counter() - start)
@@ -377,7 +405,8 @@ def select(exp: jax.export.Exported, dims: Sequence[int | None],
            out_dims: Sequence[int | None], size: int, platform: str, *,
            args: Sequence | None = None, chunks: Sequence[int] = DEFAULT_CHUNKS,
            what: str = "batch_lower", budget_s: float | None = None,
-           coupled: bool = False) -> tuple[BatchedExport, TuningResult]:
+           coupled: bool = False, refine: bool | None = None
+           ) -> tuple[BatchedExport, TuningResult]:
     """The batched function for the fastest strategy, and what was measured.
 
     ``dims`` / ``out_dims`` as for ``flat.batch_flat`` (non-negative
@@ -389,9 +418,19 @@ def select(exp: jax.export.Exported, dims: Sequence[int | None],
     ``NeedsArguments`` unless within ``allow_untuned()`` (then: the full
     batch, ``pending``). ``coupled``: collectives over the named axis couple
     the lanes, so neither chunks nor the lane loop compute the same values:
-    the full batch, nothing measured.
+    the full batch, nothing measured. ``refine`` (default: ``chunks`` are
+    ``DEFAULT_CHUNKS``, i.e. ``tune=True``): also try the powers of two next
+    to the best chunk size of the screening.
+
+    The protocol (docs/tuning.md): a screening of every candidate; when the
+    best loop is within ``SECOND_LOOK`` of the full batch, the refinement
+    and a confirmation, the winner against the full batch alone in fresh
+    rounds. A loop is chosen only when the confirmation has it below
+    ``MARGIN``; otherwise the full batch.
     """
     size = int(size)
+    if refine is None:
+        refine = tuple(chunks) == DEFAULT_CHUNKS
     dev = _device(platform)
     device_kind = f"{platform}:{dev.device_kind}" if dev is not None else f"{platform}:none"
     fp = fingerprint(exp, dims, out_dims)
@@ -436,38 +475,74 @@ def select(exp: jax.export.Exported, dims: Sequence[int | None],
 
     start = time.perf_counter()
     a, k = tree_util.tree_unflatten(exp.in_tree, list(args))
-    built: dict = {}
-    calls: dict = {}
-    cands: dict = {}
-    full = None
-    for chunk in [None] + ks:
+    built, calls, cands = {}, {}, {}
+
+    def add(chunk):
+        """Builds ``chunk``'s candidate; False when it cannot be built."""
         t0 = time.perf_counter()
         try:
-            b = build(exp, dims, out_dims, size, chunk, what=what, full=full)
+            b = build(exp, dims, out_dims, size, chunk, what=what, full=built.get(None))
         except Exception as e:  # noqa: BLE001 - a loop we cannot build is no candidate
             if chunk is None:
                 raise
             cands[chunk] = Candidate(chunk, note=_failed(e))
-            continue
-        if chunk is None:
-            full = b
+            return False
         built[chunk] = b
-        calls[strategy_name(chunk)] = jax.jit(b.exported.call)
+        calls[chunk] = jax.jit(b.exported.call)
         cands[chunk] = Candidate(chunk, build_seconds=time.perf_counter() - t0)
-    medians, ratios, notes, warm, rounds = measure(calls, a, k, budget_s=budget_s,
-                                                   reference=strategy_name(None))
-    for chunk, c in cands.items():
-        n = c.name
-        c.seconds, c.ratio = medians.get(n), ratios.get(n)
-        c.note = notes.get(n, c.note)
-        c.first_call_seconds = warm.get(n)
+        return True
+
+    rounds = 0
+
+    def stage(label, chunks, budget, seed):
+        """One independent measurement of ``chunks`` (and the full batch):
+        their ratios to the full batch; a dropped or failed one is noted and
+        leaves the tuning."""
+        nonlocal rounds
+        chunks = [c for c in chunks if c in built and not cands[c].note]
+        named = {strategy_name(c): calls[c] for c in [None] + chunks}
+        medians, ratios, notes, warm, n = measure(
+            named, a, k, budget_s=budget, reference=strategy_name(None), seed=seed)
+        rounds += n
+        out = {}
+        for c in [None] + chunks:
+            cand, name = cands[c], strategy_name(c)
+            if cand.first_call_seconds is None:
+                cand.first_call_seconds = warm.get(name)
+            if name in notes:
+                cand.note, cand.seconds = notes[name], medians.get(name)
+                continue
+            cand.seconds, cand.ratio = medians[name], ratios[name]
+            cand.ratios[label] = round(ratios[name], 4)
+            if c is not None:
+                out[c] = ratios[name]
+        return out
+
+    for chunk in [None] + ks:
+        add(chunk)
+    # 1. screening: every candidate
+    ratios = stage("screen", ks, budget_s, 0)
     choice = None
-    live = [c for c in ks if c in built and strategy_name(c) not in notes]
-    if live:
-        fastest = min(live, key=lambda c: ratios[strategy_name(c)])
-        if ratios[strategy_name(fastest)] < MARGIN:
-            choice = fastest
-    result = TuningResult(choice, "measured", list(cands.values()), size, device_kind,
+    best = min(ratios, key=ratios.get, default=None)
+    if best is not None and ratios[best] < SECOND_LOOK:
+        # 2. refinement (tune=True): the powers of two next to the best chunk
+        # size, measured afresh with it; the best of them goes on
+        if refine and best > 0:
+            near = [n for n in (best // 2, best * 2)
+                    if 1 <= n < size and n not in cands and n == 1 << (n.bit_length() - 1)]
+            near = [n for n in near if add(n)]
+            if near:
+                again = stage("refine", sorted([best] + near), REFINE_BUDGET_S, 1)
+                if again:
+                    best = min(again, key=again.get)
+                    ratios = again
+        # 3. confirmation: the winner against the full batch alone, fresh rounds
+        if best in ratios and ratios[best] < SECOND_LOOK:
+            confirm = stage("confirm", [best], CONFIRM_BUDGET_S, 2)
+            if confirm.get(best, SECOND_LOOK) < MARGIN:
+                choice = best
+    cand_list = [cands[c] for c in [None] + sorted(c for c in cands if c is not None)]
+    result = TuningResult(choice, "measured", cand_list, size, device_kind,
                           record_path=path, seconds=time.perf_counter() - start, rounds=rounds)
     _save(path, identity, result)
     with _memory_lock:
