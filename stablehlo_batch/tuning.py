@@ -339,7 +339,8 @@ def _block(x):
 
 def measure(calls: dict, args: tuple, kwargs: dict, *, budget_s: float | None = None,
             min_rounds: int | None = None, max_rounds: int | None = None,
-            reference=None, seed: int = 0) -> tuple[dict, dict, dict, dict, int]:
+            reference=None, seed: int = 0, drop: bool = True,
+            compiled: Sequence = ()) -> tuple[dict, dict, dict, dict, int]:
     """Times ``calls`` (name -> function, compiled on their first call) on the
     same arguments in rounds, each round in a new random order.
     Returns (median seconds, median of per-round ratio to ``reference``,
@@ -349,27 +350,32 @@ def measure(calls: dict, args: tuple, kwargs: dict, *, budget_s: float | None = 
     right after another kind of program (after a single-threaded loop, XLA's
     intra-op threads must wake up: 5-8% on the 2-core CPU for the same
     executable), and a rotation gives every candidate the same predecessor in
-    all but one position -- the full batch always after the last loop."""
+    all but one position -- the full batch always after the last loop.
+    ``drop``: a candidate whose first timed run is ``DROP_FACTOR`` times the
+    fastest's leaves before the rounds (one run decides: only for a first
+    look at many candidates). ``compiled``: names already compiled and run
+    (no warm-up call)."""
     budget_s = BUDGET_S if budget_s is None else budget_s
     min_rounds = MIN_ROUNDS if min_rounds is None else min_rounds
     max_rounds = MAX_ROUNDS if max_rounds is None else max_rounds
     first, warm, failed = {}, {}, {}
     for name, fn in calls.items():
-        start = time.perf_counter()
-        try:
-            _block(fn(*args, **kwargs))  # compile and warm up
-        except Exception as e:  # noqa: BLE001 - the reference's failure is the user's
-            if name == reference:
-                raise
-            failed[name] = _failed(e)
-            continue
-        warm[name] = time.perf_counter() - start
+        if name not in compiled:
+            start = time.perf_counter()
+            try:
+                _block(fn(*args, **kwargs))  # compile and warm up
+            except Exception as e:  # noqa: BLE001 - the reference's failure is the user's
+                if name == reference:
+                    raise
+                failed[name] = _failed(e)
+                continue
+            warm[name] = time.perf_counter() - start
         start = time.perf_counter()
         _block(fn(*args, **kwargs))
         first[name] = time.perf_counter() - start
     best = min(first.values())
     notes = {n: f"dropped: first run {t / best:.1f}x the fastest" for n, t in first.items()
-             if t > DROP_FACTOR * best and n != reference}
+             if drop and t > DROP_FACTOR * best and n != reference}
     notes.update(failed)
     live = [n for n in first if n not in notes]
     one_round = sum(first[n] for n in live)
@@ -501,8 +507,13 @@ def select(exp: jax.export.Exported, dims: Sequence[int | None],
         nonlocal rounds
         chunks = [c for c in chunks if c in built and not cands[c].note]
         named = {strategy_name(c): calls[c] for c in [None] + chunks}
+        # only the screening drops on one slow first run; later stages
+        # measure what the screening kept (a load spike must not drop it)
         medians, ratios, notes, warm, n = measure(
-            named, a, k, budget_s=budget, reference=strategy_name(None), seed=seed)
+            named, a, k, budget_s=budget, reference=strategy_name(None), seed=seed,
+            drop=label == "screen",
+            compiled=[strategy_name(c) for c in [None] + chunks
+                      if cands[c].first_call_seconds is not None])
         rounds += n
         out = {}
         for c in [None] + chunks:
