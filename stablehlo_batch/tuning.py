@@ -62,12 +62,13 @@ MARGIN = 0.97
 # the best loop is at most this much slower than the full batch: a close
 # loser in one noisy measurement may win in the next.
 SECOND_LOOK = 1.10
-# Seconds of timed rounds (after each candidate's compile and warm-up run):
-# the screening of every candidate, then the refinement around the best
-# chunk size and the confirmation, the winner against the full batch alone.
+# Seconds of timed rounds of the screening of every candidate (after each
+# one's compile and warm-up run); the refinement around the best chunk size
+# and the confirmation (the winner against the full batch alone) get these
+# shares of it.
 BUDGET_S = 1.0
-REFINE_BUDGET_S = 0.6
-CONFIRM_BUDGET_S = 0.6
+REFINE_SHARE = 0.6
+CONFIRM_SHARE = 0.6
 MIN_ROUNDS, MAX_ROUNDS = 3, 200
 # A candidate whose first timed run is this much slower than the best is
 # dropped before the rounds: it cannot win and would eat the budget.
@@ -531,8 +532,9 @@ def select(exp: jax.export.Exported, dims: Sequence[int | None],
 
     for chunk in [None] + ks:
         add(chunk)
+    budget = BUDGET_S if budget_s is None else budget_s
     # 1. screening: every candidate
-    ratios = stage("screen", ks, budget_s, 0)
+    ratios = stage("screen", ks, budget, 0)
     choice = None
     best = min(ratios, key=ratios.get, default=None)
     if best is not None and ratios[best] < SECOND_LOOK:
@@ -543,13 +545,13 @@ def select(exp: jax.export.Exported, dims: Sequence[int | None],
                     if 1 <= n < size and n not in cands and n == 1 << (n.bit_length() - 1)]
             near = [n for n in near if add(n)]
             if near:
-                again = stage("refine", sorted([best] + near), REFINE_BUDGET_S, 1)
+                again = stage("refine", sorted([best] + near), REFINE_SHARE * budget, 1)
                 if again:
                     best = min(again, key=again.get)
                     ratios = again
         # 3. confirmation: the winner against the full batch alone, fresh rounds
         if best in ratios and ratios[best] < SECOND_LOOK:
-            confirm = stage("confirm", [best], CONFIRM_BUDGET_S, 2)
+            confirm = stage("confirm", [best], CONFIRM_SHARE * budget, 2)
             if confirm.get(best, SECOND_LOOK) < MARGIN:
                 choice = best
     cand_list = [cands[c] for c in [None] + sorted(c for c in cands if c is not None)]

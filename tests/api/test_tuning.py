@@ -28,8 +28,6 @@ def tuned_dir(tmp_path, monkeypatch):
     d = tmp_path / "records"
     monkeypatch.setenv(tuning.ENV_DIR, str(d))
     monkeypatch.setattr(tuning, "BUDGET_S", 0.02)
-    monkeypatch.setattr(tuning, "REFINE_BUDGET_S", 0.01)
-    monkeypatch.setattr(tuning, "CONFIRM_BUDGET_S", 0.01)
     monkeypatch.setattr(tuning, "MIN_ROUNDS", 1)
     tuning.clear_memory()
     yield d
