@@ -84,7 +84,9 @@ class Candidate:
     build_seconds: float | None = None    # rewrite (and chunk loop export)
     first_call_seconds: float | None = None  # XLA compile + one run
     note: str = ""                   # why it was not measured, or dropped
-    ratios: dict = dataclasses.field(default_factory=dict)  # stage -> median ratio
+    cpu_ratio: float | None = None   # median of per-round CPU time / full batch's
+    ratios: dict = dataclasses.field(default_factory=dict)  # stage -> median (wall) ratio
+    scores: dict = dataclasses.field(default_factory=dict)  # stage -> score (select)
 
     @property
     def name(self) -> str:
@@ -133,8 +135,10 @@ class TuningResult:
         for c in self.candidates:
             t = "" if c.seconds is None else f"{c.seconds * 1e3:10.3f} ms"
             r = "" if c.ratio is None else f"  x{c.ratio:.2f} of full batch"
-            if len(c.ratios) > 1:
-                r += " (" + ", ".join(f"{k} x{v:.2f}" for k, v in c.ratios.items()) + ")"
+            if c.cpu_ratio is not None:
+                r += f", CPU x{c.cpu_ratio:.2f}"
+            if c.scores and c.chunk_size is not None:
+                r += "; score " + ", ".join(f"{k} {v:.2f}" for k, v in c.scores.items())
             mark = "*" if c.chunk_size == self.choice else " "
             lines.append(f"   {mark} {c.name:<16}{t:>14}{r}" + (f"  ({c.note})" if c.note else ""))
         return "\n".join(lines)
@@ -257,7 +261,8 @@ def _load(path: str, identity: dict) -> TuningResult | None:
             return None
         cands = [Candidate(c["chunk_size"], c.get("seconds"), c.get("ratio"),
                            c.get("build_seconds"), c.get("first_call_seconds"),
-                           str(c.get("note", "")), dict(c.get("ratios") or {}))
+                           str(c.get("note", "")), c.get("cpu_ratio"),
+                           dict(c.get("ratios") or {}), dict(c.get("scores") or {}))
                  for c in rec.get("candidates", [])]
         return TuningResult(choice, "record", cands, identity["batch_size"],
                             identity["device_kind"],
@@ -341,11 +346,13 @@ def _block(x):
 def measure(calls: dict, args: tuple, kwargs: dict, *, budget_s: float | None = None,
             min_rounds: int | None = None, max_rounds: int | None = None,
             reference=None, seed: int = 0, drop: bool = True,
-            compiled: Sequence = ()) -> tuple[dict, dict, dict, dict, int]:
+            compiled: Sequence = ()) -> tuple[dict, dict, dict, dict, int, dict]:
     """Times ``calls`` (name -> function, compiled on their first call) on the
     same arguments in rounds, each round in a new random order.
     Returns (median seconds, median of per-round ratio to ``reference``,
-    notes of dropped ones, seconds of the first call (compile), rounds).
+    notes of dropped ones, seconds of the first call (compile), rounds,
+    {"cpu": median of per-round CPU-time ratio to ``reference``,
+    "min": fastest call / ``reference``'s fastest}).
 
     Random order, not a rotation of one order: a call runs measurably slower
     right after another kind of program (after a single-threaded loop, XLA's
@@ -384,24 +391,47 @@ def measure(calls: dict, args: tuple, kwargs: dict, *, budget_s: float | None = 
     if one_round * rounds > 3 * budget_s:  # slow calls: fewer rounds, at least one
         rounds = max(1, int(3 * budget_s / max(one_round, 1e-6)))
     times = {n: [] for n in live}
+    cpu = {n: [] for n in live}
     rng = random.Random(seed)
     order = list(live)
     for _ in range(rounds):
         rng.shuffle(order)
         for n in order:
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             _block(calls[n](*args, **kwargs))
             times[n].append(time.perf_counter() - start)
+            cpu[n].append(time.process_time() - cpu_start)
     medians = {n: statistics.median(v) for n, v in times.items()}
     for n in notes:
         if n in first:
             medians[n] = first[n]
-    ratios = {}
+    ratios, extra = {}, {"cpu": {}, "min": {}}
     if reference in times:
-        ref = times[reference]
+        ref, ref_cpu = times[reference], cpu[reference]
         ratios = {n: statistics.median(a / b for a, b in zip(v, ref) if b > 0)
                   for n, v in times.items()}
-    return medians, ratios, notes, warm, rounds
+        extra["min"] = {n: min(v) / min(ref) for n, v in times.items() if min(ref) > 0}
+        extra["cpu"] = {n: statistics.median([a / b for a, b in zip(v, ref_cpu) if b > 0]
+                                             or [1.0]) for n, v in cpu.items()}
+    return medians, ratios, notes, warm, rounds, extra
+
+
+def score(ratio: float, min_ratio: float | None = None, cpu_ratio: float | None = None
+          ) -> float:
+    """How a loop compares with the full batch, from one measurement: the
+    square root of (the loop's ratio to the full batch where the loop looks
+    worst) / (the full batch's ratio to the loop where the full batch looks
+    worst), over three views of the same rounds -- the median of the
+    per-round wall-time ratios, the ratio of the fastest calls (a quiet
+    machine: load adds, never subtracts) and the median of the per-round
+    CPU-time ratios (a loaded machine: a program that needs both cores runs
+    at about its CPU time when another process holds one). Below 1: the
+    loop's worst case is better than the full batch's (the minimax choice).
+    With the wall-time ratio alone it is that ratio."""
+    rs = [r for r in (ratio, min_ratio, cpu_ratio) if r is not None and r > 0]
+    worst_loop = max(rs)
+    worst_full = max(1 / r for r in rs)
+    return (worst_loop / worst_full) ** 0.5
 
 
 def _failed(e: Exception) -> str:
@@ -430,10 +460,10 @@ def select(exp: jax.export.Exported, dims: Sequence[int | None],
     to the best chunk size of the screening.
 
     The protocol (docs/tuning.md): a screening of every candidate; when the
-    best loop is within ``SECOND_LOOK`` of the full batch, the refinement
-    and a confirmation, the winner against the full batch alone in fresh
-    rounds. A loop is chosen only when the confirmation has it below
-    ``MARGIN``; otherwise the full batch.
+    best loop's ``score`` is below ``SECOND_LOOK``, the refinement and a
+    confirmation, the winner against the full batch alone in fresh rounds.
+    A loop is chosen only when the confirmation scores it below ``MARGIN``;
+    otherwise the full batch.
     """
     size = int(size)
     if refine is None:
@@ -503,18 +533,20 @@ def select(exp: jax.export.Exported, dims: Sequence[int | None],
 
     def stage(label, chunks, budget, seed):
         """One independent measurement of ``chunks`` (and the full batch):
-        their ratios to the full batch; a dropped or failed one is noted and
-        leaves the tuning."""
+        their scores against the full batch (``score``); a dropped or failed
+        one is noted and leaves the tuning."""
         nonlocal rounds
         chunks = [c for c in chunks if c in built and not cands[c].note]
         named = {strategy_name(c): calls[c] for c in [None] + chunks}
         # only the screening drops on one slow first run; later stages
         # measure what the screening kept (a load spike must not drop it)
-        medians, ratios, notes, warm, n = measure(
+        got = measure(
             named, a, k, budget_s=budget, reference=strategy_name(None), seed=seed,
             drop=label == "screen",
             compiled=[strategy_name(c) for c in [None] + chunks
                       if cands[c].first_call_seconds is not None])
+        medians, ratios, notes, warm, n = got[:5]
+        extra = got[5] if len(got) > 5 else {}
         rounds += n
         out = {}
         for c in [None] + chunks:
@@ -525,9 +557,11 @@ def select(exp: jax.export.Exported, dims: Sequence[int | None],
                 cand.note, cand.seconds = notes[name], medians.get(name)
                 continue
             cand.seconds, cand.ratio = medians[name], ratios[name]
+            cand.cpu_ratio = extra.get("cpu", {}).get(name)
             cand.ratios[label] = round(ratios[name], 4)
             if c is not None:
-                out[c] = ratios[name]
+                out[c] = score(ratios[name], extra.get("min", {}).get(name), cand.cpu_ratio)
+                cand.scores[label] = round(out[c], 4)
         return out
 
     for chunk in [None] + ks:

@@ -141,10 +141,12 @@ def test_chosen_chunks_agree_with_vmap(tuned_dir, monkeypatch):
     assert_same_tree(jax.jit(bl)(x, w), want)
 
 
-def scripted(monkeypatch, *stages):
+def scripted(monkeypatch, *stages, extra=None):
     """Replaces the measurement: the n-th measurement reports the ratios
     ``stages[n]`` (strategy name -> ratio to the full batch) for the
-    candidates it is given; records which candidates each one got."""
+    candidates it is given, and ``extra`` (CPU-time and fastest-call ratios,
+    as ``measure``'s sixth result) when given; records which candidates
+    each one got."""
     seen = []
 
     def fake(calls, args, kwargs, **kw):
@@ -154,7 +156,8 @@ def scripted(monkeypatch, *stages):
         script = stages[len(seen)]
         seen.append(sorted(calls))
         ratios = {n: script.get(n, 1.0) for n in calls}
-        return dict(ratios), ratios, {}, {n: 0.0 for n in calls}, 3
+        got = dict(ratios), ratios, {}, {n: 0.0 for n in calls}, 3
+        return got if extra is None else got + (extra,)
     monkeypatch.setattr(tuning, "measure", fake)
     return seen
 
@@ -171,13 +174,40 @@ def test_a_loop_must_win_the_confirmation_too(tuned_dir, monkeypatch):
     assert res.choice is None and res.source == "measured"
     loop = res.candidates[1]
     assert loop.chunk_size == 1 and loop.ratios == {"screen": 0.9, "confirm": 1.01}
-    assert "confirm x1.01" in str(res)
+    assert loop.scores == loop.ratios  # wall-time ratios alone: the score is the ratio
+    assert "score screen 0.90, confirm 1.01" in str(res)
     # confirmed: chosen
     tuning.clear_records()
     scripted(monkeypatch, {"lane loop": 0.9}, {"lane loop": 0.8})
     bl = sb.batch_lower(_f, in_axes=(None, 0), tune=(1, 4))
     assert_same_tree(bl(W, XS), jax.vmap(_f, in_axes=(None, 0))(W, XS))
     assert bl.lower(W, XS).report().tuning.choice == 1
+
+
+def test_the_score_weighs_a_quiet_and_a_loaded_machine(tuned_dir, monkeypatch):
+    """newton@512 in a loaded window: the lane loop's wall time 0.85 of the
+    full batch's, but its fastest call 1.6x the full batch's fastest (the
+    full batch runs on two cores when the second one is free; CPU time 0.86):
+    the full batch's worst case is better. transformer_block@512 in a quiet
+    window: chunks of 32 at 1.03 in wall time but 0.67 in CPU time (they
+    win on a loaded machine): the loop's worst case is better."""
+    assert tuning.score(0.9) == pytest.approx(0.9)
+    assert tuning.score(0.85, 1.6, 0.86) >= tuning.SECOND_LOOK
+    assert tuning.score(1.03, 1.03, 0.67) < tuning.MARGIN
+    assert tuning.score(1.58, 1.58, 0.96) > 1.10  # mlp_axis1@256, chunks of 8
+    newton = {"cpu": {"full batch": 1.0, "lane loop": 0.86}, "min": {"full batch": 1.0, "lane loop": 1.6}}
+    seen = scripted(monkeypatch, {"lane loop": 0.85}, extra=newton)
+    bl = sb.batch_lower(_f, in_axes=(None, 0), tune=(1,))
+    bl(W, XS)
+    res = bl.lower(W, XS).report().tuning
+    assert len(seen) == 1 and res.choice is None
+    assert res.candidates[1].cpu_ratio == 0.86 and "CPU x0.86" in str(res)
+    tuning.clear_records()
+    quiet = {"cpu": {"full batch": 1.0, "chunks of 4": 0.67}, "min": {"full batch": 1.0, "chunks of 4": 1.0}}
+    seen = scripted(monkeypatch, {"chunks of 4": 1.03}, {"chunks of 4": 1.04}, extra=quiet)
+    bl = sb.batch_lower(_f, in_axes=(None, 0), tune=(4,))
+    bl(W, XS)
+    assert len(seen) == 2 and bl.lower(W, XS).report().tuning.choice == 4
 
 
 def test_a_close_loser_gets_a_second_look_and_clear_losers_none(tuned_dir, monkeypatch):
