@@ -462,8 +462,9 @@ def select(exp: jax.export.Exported, dims: Sequence[int | None],
     The protocol (docs/tuning.md): a screening of every candidate; when the
     best loop's ``score`` is below ``SECOND_LOOK``, the refinement and a
     confirmation, the winner against the full batch alone in fresh rounds.
-    A loop is chosen only when the confirmation scores it below ``MARGIN``;
-    otherwise the full batch.
+    A loop is chosen only when the confirmation scores it below ``MARGIN``
+    (or the refinement, when the screening's best wins it again: that was
+    the second, independent measurement); otherwise the full batch.
     """
     size = int(size)
     if refine is None:
@@ -574,17 +575,23 @@ def select(exp: jax.export.Exported, dims: Sequence[int | None],
     if best is not None and ratios[best] < SECOND_LOOK:
         # 2. refinement (tune=True): the powers of two next to the best chunk
         # size, measured afresh with it; the best of them goes on
-        if refine and best > 0:
+        confirmed = False
+        if refine:
             near = [n for n in (best // 2, best * 2)
                     if 1 <= n < size and n not in cands and n == 1 << (n.bit_length() - 1)]
             near = [n for n in near if add(n)]
             if near:
                 again = stage("refine", sorted([best] + near), REFINE_SHARE * budget, 1)
                 if again:
-                    best = min(again, key=again.get)
-                    ratios = again
+                    winner = min(again, key=again.get)
+                    # the screening's best wins again in fresh rounds: that
+                    # was the second, independent measurement
+                    confirmed = winner == best and again[best] < MARGIN
+                    best, ratios = winner, again
         # 3. confirmation: the winner against the full batch alone, fresh rounds
-        if best in ratios and ratios[best] < SECOND_LOOK:
+        if confirmed:
+            choice = best
+        elif best in ratios and ratios[best] < SECOND_LOOK:
             confirm = stage("confirm", [best], CONFIRM_SHARE * budget, 2)
             if confirm.get(best, SECOND_LOOK) < MARGIN:
                 choice = best

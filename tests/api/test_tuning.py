@@ -243,6 +243,22 @@ def test_tune_true_refines_around_the_best_chunk_size(tuned_dir, monkeypatch, co
     assert_same_tree(again(W, xs), jax.vmap(_f, in_axes=(None, 0))(W, xs))
     assert counts["build"] == [16] and len(seen) == 3
     assert again.lower(W, xs).report().tuning.source == "record"
+    # the screening's best wins the refinement too: that was its second,
+    # independent measurement against the full batch, no third one
+    tuning.clear_records()
+    seen = scripted(monkeypatch, {"lane loop": 1.2, "chunks of 8": 0.9, "chunks of 32": 0.95},
+                    {"chunks of 4": 0.92, "chunks of 8": 0.85, "chunks of 16": 0.9})
+    bl = sb.batch_lower(_f, in_axes=(None, 0), tune=True)
+    bl(W, xs)
+    assert len(seen) == 2 and bl.lower(W, xs).report().tuning.choice == 8
+    # ... but not when it is no longer below the margin there
+    tuning.clear_records()
+    seen = scripted(monkeypatch, {"lane loop": 1.2, "chunks of 8": 0.9, "chunks of 32": 0.95},
+                    {"chunks of 4": 1.02, "chunks of 8": 0.99, "chunks of 16": 1.05},
+                    {"chunks of 8": 0.98})
+    bl = sb.batch_lower(_f, in_axes=(None, 0), tune=True)
+    bl(W, xs)
+    assert len(seen) == 3 and bl.lower(W, xs).report().tuning.choice is None
 
 
 def test_corrupt_foreign_and_unwritable_records_are_ignored(tuned_dir, monkeypatch, counts):
