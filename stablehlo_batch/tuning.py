@@ -8,9 +8,12 @@ depends on the function, the batch size and the device: on a CPU a loop over
 small chunks often beats the full batch because its working set stays in
 cache. ``select`` builds the candidates, runs each on the real arguments on
 the real device in rounds of random order within a small time budget, and
-keeps the fastest: the full batch unless another is clearly faster in a
+keeps the fastest: the full batch unless another is clearly better in a
 screening, (for ``tune=True``) a refinement around the best chunk size and a
-second, independent confirmation against the full batch. It writes the
+second, independent confirmation against the full batch. "Better" is a
+``score`` that weighs a quiet machine (the fastest calls) against a loaded
+one (CPU time), so that a loop is not chosen only because another process
+held the second core while we measured (docs/tuning.md). It writes the
 choice to a small JSON record on disk, so that the next process (or another
 ``batch_lower`` of the same function) reads it instead of measuring again.
 
