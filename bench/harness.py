@@ -3,8 +3,8 @@
 ``batch_lower(tune=True)``).
 
 All contenders run in one process. Run times are taken in alternating
-rounds (bl, vmap, map, bl, vmap, map, ...) so that drift on a shared machine
-hits all of them alike; we report medians and the median of the per-round
+rounds (each contender once a round, in a new random order) so that drift on
+a shared machine hits all of them alike; we report medians and the median of the per-round
 ratios. Time to first result is measured from a fresh function object,
 jax's caches cleared before each side (neither profits from the other),
 after one unmeasured jit(vmap) run that pays XLA's once-per-process costs
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import random
 import re
 import statistics
 import time
@@ -261,9 +262,15 @@ def measure(w: Workload, batch: int, *, budget_s: float = 2.0, min_rounds: int =
     times = {k: [] for k in contenders}
     cpu = {k: [] for k in contenders}
     order = list(contenders)
+    shuffle = random.Random(seed).shuffle
     for r in range(rounds):
-        # rotate who goes first: a contender must not always run after another
-        for k in order[r % len(order):] + order[:r % len(order)]:
+        # a new random order each round: a call runs 5-8% slower right after
+        # another kind of program (after a single-threaded lax.map loop XLA's
+        # intra-op threads must wake up), and a rotation of one fixed order
+        # gives each contender the same predecessor in all but one position
+        # (batch_lower(tune=True), last, always ran after lax.map(32))
+        shuffle(order)
+        for k in order:
             wall_s, cpu_s = timed(contenders[k], args)
             times[k].append(wall_s)
             cpu[k].append(cpu_s)
