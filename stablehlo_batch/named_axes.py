@@ -100,7 +100,10 @@ def export_named(fn: Callable, args, kwargs, axis_name, size, platform: str
                            "dimension; docs/named-axes.md)")
                 raise
     _refuse_lane_shaped(exps[0])
-    mods = [module_io.parse_module(e.mlir_module_serialized) for e in exps]
+    # One context for both: their types are compared with ==, which is False
+    # across contexts (the thread's shared context is renewed now and then).
+    ctx = module_io.shared_context()
+    mods = [module_io.parse_module(e.mlir_module_serialized, ctx) for e in exps]
     _lane_count_dims(mods, axis_name)
     texts = [_lane_free_text(m) for m in mods]
     if texts[0] != texts[1]:

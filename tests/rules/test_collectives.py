@@ -381,6 +381,20 @@ def test_symbolic_lane_shaped_collectives(name):
                          rtol=1e-5, atol=1e-5)
 
 
+def test_symbolic_lane_shaped_parses_in_one_context(monkeypatch):
+    """The two placeholder lowerings are compared type by type; this
+    thread's shared parsing context is renewed every few uses, and types of
+    two contexts never compare equal (an all_gather then came out as 'a
+    shape depending on the lanes' under pytest-xdist's test order)."""
+    from stablehlo_batch import module_io
+    monkeypatch.setattr(module_io, "_CONTEXT_USES", 1)  # a new context per parse
+    f = SYMBOLIC_LANE_SHAPED["scatter"]
+    bl = sb.batch_lower(f, axis_name="i", axis_size="b")
+    for n in (1, 3):
+        x = arange(n, 4) * (1 + jnp.arange(n * 4.0).reshape(n, 4) % 3)
+        assert_same_tree(bl(x), jax.vmap(f, axis_name="i")(x), rtol=1e-5, atol=1e-5)
+
+
 def test_symbolic_all_gather_unbatched_result_and_derivatives():
     def f(x):
         g = lax.all_gather(x, "i")
