@@ -27,6 +27,11 @@ def test_contract_checker_catches_violations():
     assert fuzz_cli.violation(R("timeout", "", "", 0))
     assert fuzz_cli.violation(R(0, "not a module", "", 0))
     assert fuzz_cli.violation(R(0, "module {}\n", "loc(unknown): error: x\n", 0))
+    # --report prints the report on stderr, after any warnings
+    report = "warning: w\nbatching report for @main (batch size 8)\n  2 ops batched\n"
+    assert fuzz_cli.violation(R(0, "module {}\n", report, 0), ["--report"]) is None
+    assert fuzz_cli.violation(R(0, "module {}\n", report, 0))
+    assert fuzz_cli.violation(R(0, "module {}\n", "error: x\n" + report, 0), ["--report"])
 
 
 def test_corrupt_bytecode_is_one_error_line():
