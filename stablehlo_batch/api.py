@@ -663,7 +663,7 @@ class BatchedFunction:
             bound = contextlib.nullcontext()
             if self.axis_name is not None:  # fn's collectives trace as under vmap
                 bound = jax_internals.axis_bound(
-                    self.axis_name, size if isinstance(size, int) else 2)
+                    self.axis_name, max(size, 1) if isinstance(size, int) else 2)
             with bound:
                 jaxpr = jax.jit(src).trace(*ex_args, **ex_kwargs).jaxpr.jaxpr
             forwards = tuple((j, i) for j, i in forwards

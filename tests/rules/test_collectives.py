@@ -567,3 +567,22 @@ def test_named_axis_at_batch_size_zero():
                                      axis_name="i")(x)[0].sum()
     with pytest.raises(sb.UnsupportedOpError, match="out_axes=None at batch size 0"):
         jax.grad(loss2)(w)
+
+
+def test_named_axis_at_batch_size_zero_forwarded_all_to_all():
+    # all_to_all over the one lane the size-0 module is lowered for is the
+    # operand itself (jax elides it), so the result forwards the argument;
+    # the forwarding check traced fn with the name bound to 0 lanes, where
+    # jax's all_to_all divides by the axis size: a ZeroDivisionError (found
+    # by the generated programs). The name is bound to the lane it was
+    # lowered for now; each lane's result has the operand's shape, so the
+    # empty batch is (0, 4). jax.vmap itself raises the ZeroDivisionError.
+    f = lambda x: lax.all_to_all(x, "i", 0, 0, tiled=True)
+    x = jnp.zeros((0, 4))
+    with pytest.raises(ZeroDivisionError):
+        jax.vmap(f, axis_name="i")(x)
+    got = sb.batch_lower(f, axis_name="i")(x)
+    assert got.shape == (0, 4) and got.dtype == x.dtype
+    # a psum_scatter of it is not elided: the documented typed refusal
+    with pytest.raises(sb.UnsupportedOpError, match="reduce_scatter.*batch size 0"):
+        sb.batch_lower(lambda x: lax.psum_scatter(x, "i", tiled=True), axis_name="i")(x)
