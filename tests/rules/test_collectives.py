@@ -583,6 +583,28 @@ def test_named_axis_at_batch_size_zero_forwarded_all_to_all():
         jax.vmap(f, axis_name="i")(x)
     got = sb.batch_lower(f, axis_name="i")(x)
     assert got.shape == (0, 4) and got.dtype == x.dtype
+    # traced (under jit): the name was bound to 0 lanes there too, and with
+    # axis_size="b" to the symbolic size (size 0 takes a plan of its own):
+    # jax's ValueError that 4 does not split over "b" lanes
+    for kw in ({}, dict(axis_size="b")):
+        got = jax.jit(sb.batch_lower(f, axis_name="i", **kw))(x)
+        assert got.shape == (0, 4) and got.dtype == x.dtype
     # a psum_scatter of it is not elided: the documented typed refusal
     with pytest.raises(sb.UnsupportedOpError, match="reduce_scatter.*batch size 0"):
         sb.batch_lower(lambda x: lax.psum_scatter(x, "i", tiled=True), axis_name="i")(x)
+
+
+def test_symbolic_size_all_to_all_of_an_argument_dimension_is_a_documented_error():
+    # an argument's dimension is static, so it is not "the number of lanes"
+    # of a symbolic size: refused, called directly (lowered at a placeholder
+    # lane count) and traced under jit (at the symbolic size, where jax's own
+    # ValueError had no word of the symbolic size; found by the generated
+    # programs): the same note names the cause
+    f = lambda x: lax.all_to_all(x, "i", 0, 0, tiled=True)
+    x = jnp.ones((8, 8, 3), jnp.int32)
+    np.testing.assert_array_equal(sb.batch_lower(f, axis_name="i")(x),
+                                  jax.vmap(f, axis_name="i")(x))
+    for wrap in (lambda g: g, jax.jit):
+        with pytest.raises(ValueError) as info:
+            wrap(sb.batch_lower(f, axis_name="i", axis_size="b"))(x)
+        assert "symbolic axis_size" in " ".join(getattr(info.value, "__notes__", ()))
