@@ -100,7 +100,10 @@ def export_named(fn: Callable, args, kwargs, axis_name, size, platform: str
                            "dimension; docs/named-axes.md)")
                 raise
     _refuse_lane_shaped(exps[0])
-    mods = [module_io.parse_module(e.mlir_module_serialized) for e in exps]
+    # one context for both: types of two contexts never compare equal (the
+    # shared one is replaced every so many parses: a false difference)
+    ctx = module_io.shared_context(sum(len(e.mlir_module_serialized) for e in exps))
+    mods = [module_io.parse_module(e.mlir_module_serialized, ctx) for e in exps]
     _lane_count_dims(mods, axis_name)
     texts = [_lane_free_text(m) for m in mods]
     if texts[0] != texts[1]:

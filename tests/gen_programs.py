@@ -204,7 +204,10 @@ def documented_refusal(p: "Program", e: BaseException) -> str | None:
     msg = " ".join([str(e), *getattr(e, "__notes__", ())])
     if p.size == 0 and isinstance(e, sb.UnsupportedOpError) and "batch size 0" in msg:
         return Outcome.REFUSED_SIZE0
-    if "symbolic" in p.options and p.size > 0 and isinstance(e, (sb.UnsupportedOpError, ValueError)) and (
+    # jax's own ValueError / TypeError of a shape at a placeholder lane count
+    # (or at the symbolic size, traced) carries the note naming the cause
+    if "symbolic" in p.options and p.size > 0 and isinstance(
+            e, (sb.UnsupportedOpError, ValueError, TypeError)) and (
             "symbolic batch size" in msg or "symbolic axis_size" in msg):
         return Outcome.REFUSED_SYMBOLIC
     return None

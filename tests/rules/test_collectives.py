@@ -608,3 +608,19 @@ def test_symbolic_size_all_to_all_of_an_argument_dimension_is_a_documented_error
         with pytest.raises(ValueError) as info:
             wrap(sb.batch_lower(f, axis_name="i", axis_size="b"))(x)
         assert "symbolic axis_size" in " ".join(getattr(info.value, "__notes__", ()))
+
+
+def test_symbolic_size_lowerings_compared_in_one_context(monkeypatch):
+    # the two placeholder lowerings were parsed each in the thread's shared
+    # context, which is replaced every _CONTEXT_USES parses: across a
+    # replacement every type differed (types of two contexts never compare
+    # equal), a false UnsupportedOpError on the first op (found by the
+    # generated programs, after some hundred programs in one process)
+    from stablehlo_batch import module_io
+    monkeypatch.setattr(module_io, "_CONTEXT_USES", 1)  # a new context every parse
+    f = lambda x, y: jnp.where(y > 0.5, lax.all_gather(x, "i").sum(0), y)
+    bl = sb.batch_lower(f, axis_name="i", axis_size="b")
+    for n in (3, 5):  # one artifact for both sizes
+        x, y = np.arange(4.0 * n).reshape(n, 4), np.linspace(0, 1, 4 * n).reshape(n, 4)
+        np.testing.assert_allclose(bl(x, y), jax.vmap(f, axis_name="i")(x, y), rtol=1e-6)
+    assert bl.cache_info().misses == 1
