@@ -746,6 +746,8 @@ class BatchedFunction:
                 bound.enter_context(jax_internals.traced_axis_size(self.axis_name))
             elif self.axis_name is not None:  # at size 0: the one lane it is lowered for
                 bound.enter_context(jax_internals.axis_bound(self.axis_name, max(size, 1)))
+                if size == 0:  # ... and the lane count (pmean's divisor) read as 0
+                    bound.enter_context(jax_internals.traced_axis_size(self.axis_name))
             bound.enter_context(jax_internals.tracing_to_batch())
             with bound:  # collectives over our own axis trace like under vmap
                 try:

@@ -80,8 +80,10 @@ def export_named(fn: Callable, args, kwargs, axis_name, size, platform: str
         # a batch of 0 lanes (a mesh cannot have 0 devices): lowered for 1,
         # marked; the rewrite reduces over the empty batch (collectives'
         # _lanes) and refuses what would need a lane
-        return _export_at(fn, args, kwargs, axis_name, max(size, 1), platform,
-                          empty=size == 0)
+        if size == 0:  # pmean's divisor and psum(1) count the lanes: 0, not the 1 lowered for
+            with jax_internals.traced_axis_size(axis_name):
+                return _export_at(fn, args, kwargs, axis_name, 1, platform, empty=True)
+        return _export_at(fn, args, kwargs, axis_name, size, platform)
     exps = []
     with jax_internals.traced_axis_size(axis_name):
         for n in PLACEHOLDER_LANES:

@@ -624,3 +624,21 @@ def test_symbolic_size_lowerings_compared_in_one_context(monkeypatch):
         x, y = np.arange(4.0 * n).reshape(n, 4), np.linspace(0, 1, 4 * n).reshape(n, 4)
         np.testing.assert_allclose(bl(x, y), jax.vmap(f, axis_name="i")(x, y), rtol=1e-6)
     assert bl.cache_info().misses == 1
+
+
+def test_named_axis_at_batch_size_zero_counts_no_lane():
+    # the size-0 module is lowered for one lane, and jax folded pmean's
+    # divisor and psum(1) to that 1: pmean over the empty batch gave 0 where
+    # jax.vmap gives 0 / 0 = nan, psum(1) gave 1 for 0 lanes (found by the
+    # generated programs). They count the lanes as a collective now.
+    f = lambda x: (lax.pmean(x, "i"), lax.psum(1, "i") * jnp.ones(2), x * lax.psum(1, "i"))
+    x = jnp.ones((0, 2))
+    kw = dict(out_axes=(None, None, 0), axis_name="i")
+    want = jax.vmap(f, **kw)(x)
+    assert np.isnan(want[0]).all() and (want[1] == 0).all()
+    for size_kw in ({}, dict(axis_size="b")):
+        for wrap in (lambda g: g, jax.jit):
+            assert_same_tree(wrap(sb.batch_lower(f, **kw, **size_kw))(x), want)
+        xs = jnp.ones((2, 0, 2))  # under an outer jax.vmap
+        assert_same_tree(jax.vmap(sb.batch_lower(f, **kw, **size_kw))(xs),
+                         jax.vmap(jax.vmap(f, **kw))(xs))
