@@ -413,11 +413,17 @@ def _export_at(fn, args, kwargs, axis_name, size: int, platform: str, keep_unuse
     module = module_io.parse_module(exp.mlir_module_serialized)
     lanes_module(module, size, symbolic=symbolic)
     if empty:
-        with module.context:
-            module.operation.attributes[EMPTY_ATTR] = ir.UnitAttr.get()
+        mark_empty_lanes(module)
     return dataclasses.replace(
         exp, mlir_module_serialized=module_io.module_to_portable_artifact(module),
         nr_devices=1, _get_vjp=None)
+
+
+def mark_empty_lanes(module: ir.Module) -> None:
+    """Marks a module lowered for one lane as batched at size 0 (the rewrite
+    reduces over the empty batch and refuses what needs a lane)."""
+    with module.context:
+        module.operation.attributes[EMPTY_ATTR] = ir.UnitAttr.get()
 
 
 def lanes_module(module: ir.Module, size: int, func: str = "main", *,

@@ -195,6 +195,12 @@ class Outcome:
     REFUSED_SYMBOLIC = "refused-symbolic"
 
 
+# what batch size 0 refuses (named in the error): collectives whose shape or
+# value needs a lane, and the gradient of an out_axes=None result one computes
+_NEEDS_A_LANE = ("all_gather", "reduce_scatter", "all_to_all", "collective_permute",
+                 "collective_broadcast", "out_axes=None at batch size 0")
+
+
 def documented_refusal(p: "Program", e: BaseException) -> str | None:
     """The Outcome of batch_lower's error ``e`` on ``p`` where it is a
     documented, typed refusal of a collective, else None (then an
@@ -202,7 +208,8 @@ def documented_refusal(p: "Program", e: BaseException) -> str | None:
     if not _has_collectives(p):
         return None
     msg = " ".join([str(e), *getattr(e, "__notes__", ())])
-    if p.size == 0 and isinstance(e, sb.UnsupportedOpError) and "batch size 0" in msg:
+    if p.size == 0 and isinstance(e, sb.UnsupportedOpError) and "batch size 0" in msg and any(
+            op in msg for op in _NEEDS_A_LANE):
         return Outcome.REFUSED_SIZE0
     # jax's own ValueError / TypeError of a shape at a placeholder lane count
     # (or at the symbolic size, traced) carries the note naming the cause

@@ -642,3 +642,17 @@ def test_named_axis_at_batch_size_zero_counts_no_lane():
         xs = jnp.ones((2, 0, 2))  # under an outer jax.vmap
         assert_same_tree(jax.vmap(sb.batch_lower(f, **kw, **size_kw))(xs),
                          jax.vmap(jax.vmap(f, **kw))(xs))
+
+
+def test_named_axis_at_batch_size_zero_with_host_callbacks():
+    # the host-callback route built its shard_map over a mesh of 0 devices
+    # (jax's "shard_map requires a non-empty mesh"; found by the generated
+    # programs): lowered for one lane and marked, as without callbacks
+    cb = lambda v: jax.pure_callback(np.square, jax.ShapeDtypeStruct(v.shape, v.dtype), v,
+                                     vmap_method="sequential")
+    f = lambda x, w: (lax.pmean(w, "i"), cb(x) + lax.psum(1.0, "i"), cb(w))
+    x, w = jnp.ones((0, 3)), jnp.arange(3.0)
+    kw = dict(in_axes=(0, None), out_axes=(None, 0, None), axis_name="i")
+    assert_same_tree(sb.batch_lower(f, **kw)(x, w), jax.vmap(f, **kw)(x, w))
+    with pytest.raises(sb.UnsupportedOpError, match="all_gather.*batch size 0"):
+        sb.batch_lower(lambda x: cb(lax.all_gather(x, "i")), axis_name="i")(x)
