@@ -213,8 +213,11 @@ def documented_refusal(p: "Program", e: BaseException) -> str | None:
         return Outcome.REFUSED_SIZE0
     # jax's own ValueError / TypeError of a shape at a placeholder lane count
     # (or at the symbolic size, traced) carries the note naming the cause
+    # (jax's InconclusiveDimensionOperation where a shape attribute meets the
+    # symbolic size while traced, e.g. a slice from 7 of a gathered dimension)
     if "symbolic" in p.options and p.size > 0 and isinstance(
-            e, (sb.UnsupportedOpError, ValueError, TypeError)) and (
+            e, (sb.UnsupportedOpError, ValueError, TypeError,
+                jax.errors.InconclusiveDimensionOperation)) and (
             "symbolic batch size" in msg or "symbolic axis_size" in msg):
         return Outcome.REFUSED_SYMBOLIC
     return None
