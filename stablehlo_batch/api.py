@@ -663,7 +663,7 @@ class BatchedFunction:
             bound = contextlib.nullcontext()
             if self.axis_name is not None:  # fn's collectives trace as under vmap
                 bound = jax_internals.axis_bound(
-                    self.axis_name, size if isinstance(size, int) else 2)
+                    self.axis_name, max(size, 1) if isinstance(size, int) else 2)
             with bound:
                 jaxpr = jax.jit(src).trace(*ex_args, **ex_kwargs).jaxpr.jaxpr
             forwards = tuple((j, i) for j, i in forwards
@@ -738,18 +738,33 @@ class BatchedFunction:
         if traced:
             examples = [ax.unbatched_struct(a, d) for a, d in zip(dyn_avals, dyn_dims)]
             bound = contextlib.ExitStack()
-            if self.axis_name is not None and self.symbolic:
+            if self.axis_name is not None and symbolic:
                 # the size jax.vmap would bind, pmean's divisor as a collective
                 # (named_axes.export_named)
                 bound.enter_context(jax_internals.axis_bound(
-                    self.axis_name, symbolic_size(self.symbolic)))
+                    self.axis_name, symbolic_size(symbolic)))
                 bound.enter_context(jax_internals.traced_axis_size(self.axis_name))
-            elif self.axis_name is not None:
-                bound.enter_context(jax_internals.axis_bound(self.axis_name, size))
+            elif self.axis_name is not None:  # at size 0: the one lane it is lowered for
+                bound.enter_context(jax_internals.axis_bound(self.axis_name, max(size, 1)))
+                if size == 0:  # ... and the lane count (pmean's divisor) read as 0
+                    bound.enter_context(jax_internals.traced_axis_size(self.axis_name))
             bound.enter_context(jax_internals.tracing_to_batch())
             with bound:  # collectives over our own axis trace like under vmap
-                closed, out_shape = jax.make_jaxpr(ax.checking_outputs(src),
-                                                   return_shape=True)(*examples)
+                try:
+                    closed, out_shape = jax.make_jaxpr(ax.checking_outputs(src),
+                                                       return_shape=True)(*examples)
+                except NameError:
+                    raise
+                except Exception as e:
+                    if self.axis_name is not None and symbolic:
+                        # jax's error where a collective's shape needs the number
+                        # of lanes (an all_to_all of 8 over "b" lanes), as
+                        # named_axes.export_named notes it at a placeholder count
+                        e.add_note(f"(while tracing at the symbolic batch size: axis_name="
+                                   f"{self.axis_name!r} with a symbolic axis_size takes "
+                                   "collectives whose shapes and constants need at most the "
+                                   "number of lanes as a dimension; docs/named-axes.md)")
+                    raise
             if self.axis_name is None:
                 named_axes.check_enclosing_axes(closed, None)
             consts = list(closed.consts)
@@ -760,7 +775,7 @@ class BatchedFunction:
                    RULES.generation, str(jaxpr), const_avals, out_tree,
                    jax_internals.trace_context())
             n = len(consts)
-            lane_shaped = (self.axis_name is not None and self.symbolic and
+            lane_shaped = (self.axis_name is not None and symbolic and
                            jax_internals.symbolic_shaped_eqn(jaxpr))
             if lane_shaped and n:  # the jaxpr holds the symbolic size, and its
                 # constants are tracers the function cannot be traced again without

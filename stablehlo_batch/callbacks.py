@@ -82,8 +82,13 @@ def build(fn, in_tree, avals, dims, size, platform, out_axes, what="batch_lower"
                 "stablehlo.custom_call", "main", "unknown",
                 f"host callbacks with axis_name={axis_name!r} and a symbolic batch size "
                 "(pass a static axis_size)")
-        fn = named_axes.named_wrapper(fn, in_tree, axis_name, size)
-        ctx = named_axes.named_lowering(platform)
+        # batch size 0: lowered for one lane and marked, the lane count
+        # (pmean's divisor) a collective, as named_axes.export_named does
+        fn = named_axes.named_wrapper(fn, in_tree, axis_name, max(size, 1))
+        ctx = contextlib.ExitStack()
+        ctx.enter_context(named_axes.named_lowering(platform))
+        if size == 0:
+            ctx.enter_context(jax_internals.traced_axis_size(axis_name))
     with ctx, jax_internals.tracing_to_batch():  # a mesh= batch_lower inside drops its mesh
         lowered = jax.jit(fn, keep_unused=True).trace(*ex_args, **ex_kwargs).lower(
             lowering_platforms=(platform,))
@@ -106,7 +111,9 @@ def build(fn, in_tree, avals, dims, size, platform, out_axes, what="batch_lower"
     module = module_io.parse_module(
         lowered.compiler_ir("stablehlo").operation.get_asm(enable_debug_info=True))
     if axis_name is not None:
-        named_axes.lanes_module(module, size)
+        named_axes.lanes_module(module, max(size, 1))
+        if size == 0:
+            named_axes.mark_empty_lanes(module)
     out_avals = cargs["global_out_avals"]
     result_batched, report = batch_function(
         module, "main", dims, out_dims, size, n_leading_in=n_tok, n_leading_out=n_tok,

@@ -225,6 +225,8 @@ def batched_vjp(exp, dims, out_dims, size, batched: jax.export.Exported):
 
     def bwd(*flat):
         primals, cts = list(flat[:n_in]), list(flat[n_in:])
+        if not is_symbolic(size) and size == 0 and any(to_lane0):
+            return _bwd_no_lanes(exp, vjp, dims, primals, cts, to_lane0)
         cts = [spread_to_lanes(ct, size) if z else ct for ct, z in zip(cts, to_lane0)]
         in_cts = inner.call(*primals, *cts)
         out = []
@@ -238,3 +240,30 @@ def batched_vjp(exp, dims, out_dims, size, batched: jax.export.Exported):
         [jax.ShapeDtypeStruct(a.shape, a.to_tangent_aval().dtype) for a in batched.out_avals]
     return jax.export.export(jax.jit(bwd), platforms=batched.platforms,
                              disabled_checks=batched.disabled_safety_checks)(*vjp_avals)
+
+
+def _bwd_no_lanes(exp, vjp, dims, primals, cts, to_lane0):
+    """``batched_vjp``'s backward pass at batch size 0 where results with
+    out_axes=None have cotangents: no lane 0 carries them (``spread_to_lanes``
+    has none), so, as under ``jax.vmap``, whose unbatched results are
+    computed outside the batch, they go through the per-example VJP with
+    zeros for the batched arguments (an unbatched result depends on none of
+    them) and for the batched results' cotangents (no lane: they add
+    nothing). The batched arguments' cotangents are empty."""
+    float0 = jax.dtypes.float0
+
+    def zeros(shape, a):
+        t = a.to_tangent_aval().dtype
+        return np.zeros(shape, float0) if t == float0 else jnp.zeros(shape, t)
+    example = [x if d is None else jnp.zeros(a.shape, a.dtype)
+               for x, d, a in zip(primals, dims, exp.in_avals)]
+    example_cts = [ct if z else zeros(a.shape, a) for ct, z, a in zip(cts, to_lane0, exp.out_avals)]
+    in_cts = vjp.call(*example, *example_cts)
+    out = []
+    for ct, d, a in zip(in_cts, dims, exp.in_avals):
+        if d is not None:
+            ct = zeros(ax.insert_batch(a.shape, d, 0), a)
+        elif a.to_tangent_aval().dtype == float0:
+            ct = np.zeros(a.shape, float0)
+        out.append(ct)
+    return out

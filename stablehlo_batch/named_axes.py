@@ -80,8 +80,10 @@ def export_named(fn: Callable, args, kwargs, axis_name, size, platform: str
         # a batch of 0 lanes (a mesh cannot have 0 devices): lowered for 1,
         # marked; the rewrite reduces over the empty batch (collectives'
         # _lanes) and refuses what would need a lane
-        return _export_at(fn, args, kwargs, axis_name, max(size, 1), platform,
-                          empty=size == 0)
+        if size == 0:  # pmean's divisor and psum(1) count the lanes: 0, not the 1 lowered for
+            with jax_internals.traced_axis_size(axis_name):
+                return _export_at(fn, args, kwargs, axis_name, 1, platform, empty=True)
+        return _export_at(fn, args, kwargs, axis_name, size, platform)
     exps = []
     with jax_internals.traced_axis_size(axis_name):
         for n in PLACEHOLDER_LANES:
@@ -100,9 +102,9 @@ def export_named(fn: Callable, args, kwargs, axis_name, size, platform: str
                            "dimension; docs/named-axes.md)")
                 raise
     _refuse_lane_shaped(exps[0])
-    # One context for both: their types are compared with ==, which is False
-    # across contexts (the thread's shared context is renewed now and then).
-    ctx = module_io.shared_context()
+    # one context for both: types of two contexts never compare equal (the
+    # shared one is replaced every so many parses: a false difference)
+    ctx = module_io.shared_context(sum(len(e.mlir_module_serialized) for e in exps))
     mods = [module_io.parse_module(e.mlir_module_serialized, ctx) for e in exps]
     _lane_count_dims(mods, axis_name)
     texts = [_lane_free_text(m) for m in mods]
@@ -411,11 +413,17 @@ def _export_at(fn, args, kwargs, axis_name, size: int, platform: str, keep_unuse
     module = module_io.parse_module(exp.mlir_module_serialized)
     lanes_module(module, size, symbolic=symbolic)
     if empty:
-        with module.context:
-            module.operation.attributes[EMPTY_ATTR] = ir.UnitAttr.get()
+        mark_empty_lanes(module)
     return dataclasses.replace(
         exp, mlir_module_serialized=module_io.module_to_portable_artifact(module),
         nr_devices=1, _get_vjp=None)
+
+
+def mark_empty_lanes(module: ir.Module) -> None:
+    """Marks a module lowered for one lane as batched at size 0 (the rewrite
+    reduces over the empty batch and refuses what needs a lane)."""
+    with module.context:
+        module.operation.attributes[EMPTY_ATTR] = ir.UnitAttr.get()
 
 
 def lanes_module(module: ir.Module, size: int, func: str = "main", *,

@@ -137,6 +137,8 @@ class Program:
         t |= {f"opt:{k}" for k in self.options} or {"opt:none"}
         if self.size in (0, 1):
             t |= {f"size{self.size}:{o}" for o in fams}
+        if "symbolic" in self.options:  # one artifact for every batch size
+            t |= {f"symbolic:{o}" for o in fams}
         for a in self.args:
             t.add(f"dtype:{a.dtype}")
             if a.closure:
@@ -183,6 +185,42 @@ class Outcome:
     # jax.vmap cannot differentiate pmax / pmin of a batched operand: checked
     # against jax.vmap of the program with them written as all_gather + max / min
     EXTREMA_BY_GATHER = "vmap-failed-extrema"
+    # documented typed refusals of collectives (docs/named-axes.md): at batch
+    # size 0, a collective that needs a lane (all_gather, psum_scatter,
+    # ppermute, ...); with a symbolic size, one that needs the number of
+    # lanes as a number (ppermute's pairs, a tiled all_gather of k > 1,
+    # psum_scatter / all_to_all of a dimension that is not the number of
+    # lanes, shapes or constants from the lane count)
+    REFUSED_SIZE0 = "refused-size0"
+    REFUSED_SYMBOLIC = "refused-symbolic"
+
+
+# what batch size 0 refuses (named in the error): collectives whose shape or
+# value needs a lane, and the gradient of an out_axes=None result one computes
+_NEEDS_A_LANE = ("all_gather", "reduce_scatter", "all_to_all", "collective_permute",
+                 "collective_broadcast", "out_axes=None at batch size 0")
+
+
+def documented_refusal(p: "Program", e: BaseException) -> str | None:
+    """The Outcome of batch_lower's error ``e`` on ``p`` where it is a
+    documented, typed refusal of a collective, else None (then an
+    UnsupportedOpError is "unsupported" and any other error a failure)."""
+    if not _has_collectives(p):
+        return None
+    msg = " ".join([str(e), *getattr(e, "__notes__", ())])
+    if p.size == 0 and isinstance(e, sb.UnsupportedOpError) and "batch size 0" in msg and any(
+            op in msg for op in _NEEDS_A_LANE):
+        return Outcome.REFUSED_SIZE0
+    # jax's own ValueError / TypeError of a shape at a placeholder lane count
+    # (or at the symbolic size, traced) carries the note naming the cause
+    # (jax's InconclusiveDimensionOperation where a shape attribute meets the
+    # symbolic size while traced, e.g. a slice from 7 of a gathered dimension)
+    if "symbolic" in p.options and p.size > 0 and isinstance(
+            e, (sb.UnsupportedOpError, ValueError, TypeError,
+                jax.errors.InconclusiveDimensionOperation)) and (
+            "symbolic batch size" in msg or "symbolic axis_size" in msg):
+        return Outcome.REFUSED_SYMBOLIC
+    return None
 
 
 def _merge(p, explicit, dyn):
@@ -411,8 +449,8 @@ def check_program(p: Program, rtol=1e-4, atol=1e-4) -> str:
     except ValueError:
         try:
             _apply_use(p, sb_call, *ins, sb.batch_lower)
-        except (ValueError, sb.UnsupportedOpError):
-            return Outcome.BOTH_REJECT
+        except (ValueError, sb.UnsupportedOpError) as e:
+            return documented_refusal(p, e) or Outcome.BOTH_REJECT
         raise AssertionError("jax.vmap raised ValueError but batch_lower did not")
     except Exception:  # a jax.vmap limitation (e.g. lax.clamp with only max batched)
         want = _oracle_by_gather(p, oracle)
@@ -421,21 +459,52 @@ def check_program(p: Program, rtol=1e-4, atol=1e-4) -> str:
         elif p.use != "direct" or named or p.size == 0:
             try:
                 _apply_use(p, sb_call, *ins, sb.batch_lower)
-            except Exception:
-                return Outcome.BOTH_REJECT
+            except Exception as e:
+                return documented_refusal(p, e) or Outcome.BOTH_REJECT
             return Outcome.USE_UNCHECKED
         else:
             want, outcome = per_lane(p, p.fn(closed), explicit), Outcome.VMAP_FAILED
     try:
         got = _apply_use(p, sb_call, *ins, sb.batch_lower)
-    except sb.UnsupportedOpError:
-        return Outcome.UNSUPPORTED
+    except sb.UnsupportedOpError as e:
+        return documented_refusal(p, e) or Outcome.UNSUPPORTED
     except Exception as e:
+        if documented_refusal(p, e):  # the ValueError of a symbolic size
+            return documented_refusal(p, e)
         if p.use in DIFF_USES and _unbatched_diff_fails(p, explicit, closed, type(e)):
             return Outcome.JAX_DIFF_FAILED
         raise
     assert_same_tree(_comparable(got), _comparable(want), **tol)
+    if outcome == Outcome.OK:
+        _check_symbolic_sizes(p, closed, kw, sb_kw)
     return outcome
+
+
+SYMBOLIC_SIZES = (1, 5)  # further sizes a symbolic artifact with collectives is run at
+
+
+def _check_symbolic_sizes(p: Program, closed, kw, sb_kw):
+    """With a symbolic size and collectives: the one artifact batch_lower
+    built (at p.size) runs at other batch sizes too, each checked against
+    jax.vmap at that concrete size (called directly, the closed-over values
+    concrete). A size where jax.vmap itself fails (a psum_scatter of a
+    dimension that size does not divide) is skipped."""
+    if "symbolic" not in p.options or not _has_collectives(p) or p.size == 0:
+        return
+    fn = p.fn(closed)
+    bl = sb.batch_lower(fn, **sb_kw)
+    for s in (p.size,) + tuple(x for x in SYMBOLIC_SIZES if x != p.size):
+        q = dataclasses.replace(p, size=s)
+        ex = q.make_args()[0]  # closed-over values do not depend on the size: p's
+        dyn = tuple(v for v, a in zip(ex, p.explicit) if a.dtype != STATIC)
+        try:
+            want = jax.jit(lambda *d: jax.vmap(fn, **kw)(*_merge(q, ex, d)))(*dyn)
+        except Exception:
+            continue
+        got = bl(*ex)
+        assert_same_tree(_comparable(got), _comparable(want), rtol=1e-4, atol=1e-4)
+    info = bl.cache_info()
+    assert info.misses == 1, f"a symbolic size built {info.misses} plans, not one: {info}"
 
 
 # ---- op families --------------------------------------------------------------
@@ -1123,12 +1192,16 @@ _COLLECTIVES = ("psum", "pmean", "pmax", "pmin", "all_gather", "ppermute", "axis
 @op("collective", _collective)
 def _gen_collective(b):
     """A collective over the named batch axis (batch_lower(..., axis_name=NAME))."""
-    if b.size == 0:  # a named axis of size 0 has no lanes to exchange between
-        return _gen_unary(b)
     fn = b.variant("collective", _COLLECTIVES)
     if fn in ("psum_scatter", "all_to_all"):  # the scattered dim splits over the lanes
-        rest = b.shape(0, 1)
-        x = b.operand((b.size * b.draw(st.integers(1, 2)),) + rest, (F32, I32))
+        rest = b.shape(0, 1)  # (k at size 0: no lane to split over, a typed refusal)
+        if b.size > 0 and b.draw(st.booleans()):
+            # of an all_gather: one block per lane, which also works at a
+            # symbolic size (an argument's dimension is static: refused there)
+            g = b.operand(rest, (F32, I32))
+            x = b.add(Step("collective", (g,), dict(fn="all_gather", n=b.size, shift=0)))
+        else:
+            x = b.operand((max(b.size, 1) * b.draw(st.integers(1, 2)),) + rest, (F32, I32))
     else:
         x = b.operand(dtypes=(F32,) if fn == "pmean" else (F32, I32))
     return b.add(Step("collective", (x,), dict(fn=fn, n=b.size,
@@ -1307,6 +1380,7 @@ def expected_tags() -> list[str]:
     tags += [f"op:key:{f}" for f in KEY_FNS]
     tags += ["opt:chunk", "opt:symbolic", "opt:mesh", "opt:tune", "opt:none"]
     tags += [f"dtype:{d}" for d in (F32, I32, "int8", "uint8", KEY, STATIC)]
+    tags += ["size0:collective", "symbolic:collective"]  # collectives at size 0 / symbolic
     tags += ["size:0", "size:1", "closure:concrete", "closure:traced", "closure:outer-batched",
              "key:in_axes=neg", "key:out_axes=neg"]
     tags += [f"closure:traced:{u}" for u in USES if u not in ("direct",) + DIFF_USES]
@@ -1330,11 +1404,10 @@ def programs(draw, max_steps=5, ops=None, first=None, use=None, option=None, var
     ``option`` force the first step's family, the use and the option where
     the program allows them, and ``variant`` the first step's variant
     (a stratified sample: tests/sweeps/test_generated.py)."""
-    # collectives need lanes: a forced first collective gets a batch
-    size = draw(st.sampled_from((3, 1, 3, 8) if first == "collective" else (3, 1, 0, 3, 8)))
+    # collectives at batch size 0 too: vmap binds the name over no lane
+    # (whole-axis reductions and axis_index work, the rest is a typed refusal)
+    size = draw(st.sampled_from((3, 1, 0, 3, 8)))
     names = ops or families()
-    if size == 0:
-        names = [n for n in names if n != "collective"] or names
     b = Builder(draw, size=size, families=names,
                 forced={first: variant} if variant is not None else None)
     for k in range(draw(st.integers(1, max_steps))):
@@ -1371,10 +1444,10 @@ def programs(draw, max_steps=5, ops=None, first=None, use=None, option=None, var
         p.outer = tuple(draw(st.sampled_from((0, None))) for _ in range(n))
     batched = any(a.axis is not None for a in p.explicit)
     symbolic = batched
-    # collectives refuse chunk_size and a symbolic size (documented ValueErrors)
+    # collectives refuse chunk_size (a documented ValueError); with a symbolic
+    # size they work or give the documented refusals (Outcome.REFUSED_SYMBOLIC)
     ops = p.ops()
     collective = "collective" in ops
-    symbolic = symbolic and not collective
     opts = ["none", "none"] + ["chunk"] * (not collective) + ["symbolic"] * symbolic
     # mesh=: the batch must split evenly over the devices (a documented ValueError);
     # "nested": the outer batch_lower batches the inner call without the mesh

@@ -122,6 +122,40 @@ def test_batch_exported_gradient_of_shared_weights(rng):
     assert "tensor<5x4x5xf32>" not in text and "tensor<5x5x4xf32>" not in text
 
 
+@pytest.mark.parametrize("size", [0, 3])
+@pytest.mark.parametrize("serialized", [False, True])
+def test_batch_exported_gradient_of_unbatched_result(rng, size, serialized):
+    """jax.grad of a batch_exported artifact with an out_axes=None result,
+    at batch size 0 too: that result's cotangent rode on lane 0, which size 0
+    lacks (an IndexError from ``.at[0]`` before); as under jax.vmap, whose
+    unbatched result is computed outside the batch, it reaches the unbatched
+    weight, and the batched argument's cotangent is empty. An int argument
+    (float0 cotangent) rides along."""
+    def f(w, x, k):
+        return x * w + k.astype(jnp.float32), jnp.sin(w) * jnp.sum(w), k * 2
+    w = make(rng, (4,), jnp.float32, None, 0)
+    exp = jax.export.export(jax.jit(f))(w, jnp.zeros(4), jnp.zeros(4, jnp.int32))
+    in_axes, out_axes = (None, 1, 0), (0, None, 0)
+    bexp = batch_exported(exp, in_axes, out_axes, axis_size=size)
+    if serialized:
+        bexp = jax.export.deserialize(bexp.serialize(vjp_order=1))
+    xs = make(rng, (4,), jnp.float32, 1, size)
+    ks = jnp.arange(size * 4, dtype=jnp.int32).reshape(size, 4)
+    wave = jnp.cos(jnp.arange(4.0))
+
+    def loss(call):
+        def g(w, xs):
+            a, b, _ = call(w, xs, ks)
+            return jnp.sum(a * 1.5) + jnp.sum(b * wave)
+        return g
+    ref = jax.vmap(f, in_axes, out_axes, axis_size=size)
+    got = jax.grad(loss(bexp.call), (0, 1))(w, xs)
+    want = jax.grad(loss(ref), (0, 1))(w, xs)
+    assert got[1].shape == (4, size)
+    assert_same_tree(got, want, **TOL)
+    assert np.abs(np.asarray(got[0])).sum() > 0  # the unbatched result's gradient counts
+
+
 def _cli(args, stdin=b""):
     proc = subprocess.run([sys.executable, "-m", "stablehlo_batch.cli", *args],
                           input=stdin, capture_output=True, timeout=120, cwd=ROOT)

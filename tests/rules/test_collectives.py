@@ -381,20 +381,6 @@ def test_symbolic_lane_shaped_collectives(name):
                          rtol=1e-5, atol=1e-5)
 
 
-def test_symbolic_lane_shaped_parses_in_one_context(monkeypatch):
-    """The two placeholder lowerings are compared type by type; this
-    thread's shared parsing context is renewed every few uses, and types of
-    two contexts never compare equal (an all_gather then came out as 'a
-    shape depending on the lanes' under pytest-xdist's test order)."""
-    from stablehlo_batch import module_io
-    monkeypatch.setattr(module_io, "_CONTEXT_USES", 1)  # a new context per parse
-    f = SYMBOLIC_LANE_SHAPED["scatter"]
-    bl = sb.batch_lower(f, axis_name="i", axis_size="b")
-    for n in (1, 3):
-        x = arange(n, 4) * (1 + jnp.arange(n * 4.0).reshape(n, 4) % 3)
-        assert_same_tree(bl(x), jax.vmap(f, axis_name="i")(x), rtol=1e-5, atol=1e-5)
-
-
 def test_symbolic_all_gather_unbatched_result_and_derivatives():
     def f(x):
         g = lax.all_gather(x, "i")
@@ -581,3 +567,92 @@ def test_named_axis_at_batch_size_zero():
                                      axis_name="i")(x)[0].sum()
     with pytest.raises(sb.UnsupportedOpError, match="out_axes=None at batch size 0"):
         jax.grad(loss2)(w)
+
+
+def test_named_axis_at_batch_size_zero_forwarded_all_to_all():
+    # all_to_all over the one lane the size-0 module is lowered for is the
+    # operand itself (jax elides it), so the result forwards the argument;
+    # the forwarding check traced fn with the name bound to 0 lanes, where
+    # jax's all_to_all divides by the axis size: a ZeroDivisionError (found
+    # by the generated programs). The name is bound to the lane it was
+    # lowered for now; each lane's result has the operand's shape, so the
+    # empty batch is (0, 4). jax.vmap itself raises the ZeroDivisionError.
+    f = lambda x: lax.all_to_all(x, "i", 0, 0, tiled=True)
+    x = jnp.zeros((0, 4))
+    with pytest.raises(ZeroDivisionError):
+        jax.vmap(f, axis_name="i")(x)
+    got = sb.batch_lower(f, axis_name="i")(x)
+    assert got.shape == (0, 4) and got.dtype == x.dtype
+    # traced (under jit): the name was bound to 0 lanes there too, and with
+    # axis_size="b" to the symbolic size (size 0 takes a plan of its own):
+    # jax's ValueError that 4 does not split over "b" lanes
+    for kw in ({}, dict(axis_size="b")):
+        got = jax.jit(sb.batch_lower(f, axis_name="i", **kw))(x)
+        assert got.shape == (0, 4) and got.dtype == x.dtype
+    # a psum_scatter of it is not elided: the documented typed refusal
+    with pytest.raises(sb.UnsupportedOpError, match="reduce_scatter.*batch size 0"):
+        sb.batch_lower(lambda x: lax.psum_scatter(x, "i", tiled=True), axis_name="i")(x)
+
+
+def test_symbolic_size_all_to_all_of_an_argument_dimension_is_a_documented_error():
+    # an argument's dimension is static, so it is not "the number of lanes"
+    # of a symbolic size: refused, called directly (lowered at a placeholder
+    # lane count) and traced under jit (at the symbolic size, where jax's own
+    # ValueError had no word of the symbolic size; found by the generated
+    # programs): the same note names the cause
+    f = lambda x: lax.all_to_all(x, "i", 0, 0, tiled=True)
+    x = jnp.ones((8, 8, 3), jnp.int32)
+    np.testing.assert_array_equal(sb.batch_lower(f, axis_name="i")(x),
+                                  jax.vmap(f, axis_name="i")(x))
+    for wrap in (lambda g: g, jax.jit):
+        with pytest.raises(ValueError) as info:
+            wrap(sb.batch_lower(f, axis_name="i", axis_size="b"))(x)
+        assert "symbolic axis_size" in " ".join(getattr(info.value, "__notes__", ()))
+
+
+def test_symbolic_size_lowerings_compared_in_one_context(monkeypatch):
+    # the two placeholder lowerings were parsed each in the thread's shared
+    # context, which is replaced every _CONTEXT_USES parses: across a
+    # replacement every type differed (types of two contexts never compare
+    # equal), a false UnsupportedOpError on the first op (found by the
+    # generated programs, after some hundred programs in one process)
+    from stablehlo_batch import module_io
+    monkeypatch.setattr(module_io, "_CONTEXT_USES", 1)  # a new context every parse
+    f = lambda x, y: jnp.where(y > 0.5, lax.all_gather(x, "i").sum(0), y)
+    bl = sb.batch_lower(f, axis_name="i", axis_size="b")
+    for n in (3, 5):  # one artifact for both sizes
+        x, y = np.arange(4.0 * n).reshape(n, 4), np.linspace(0, 1, 4 * n).reshape(n, 4)
+        np.testing.assert_allclose(bl(x, y), jax.vmap(f, axis_name="i")(x, y), rtol=1e-6)
+    assert bl.cache_info().misses == 1
+
+
+def test_named_axis_at_batch_size_zero_counts_no_lane():
+    # the size-0 module is lowered for one lane, and jax folded pmean's
+    # divisor and psum(1) to that 1: pmean over the empty batch gave 0 where
+    # jax.vmap gives 0 / 0 = nan, psum(1) gave 1 for 0 lanes (found by the
+    # generated programs). They count the lanes as a collective now.
+    f = lambda x: (lax.pmean(x, "i"), lax.psum(1, "i") * jnp.ones(2), x * lax.psum(1, "i"))
+    x = jnp.ones((0, 2))
+    kw = dict(out_axes=(None, None, 0), axis_name="i")
+    want = jax.vmap(f, **kw)(x)
+    assert np.isnan(want[0]).all() and (want[1] == 0).all()
+    for size_kw in ({}, dict(axis_size="b")):
+        for wrap in (lambda g: g, jax.jit):
+            assert_same_tree(wrap(sb.batch_lower(f, **kw, **size_kw))(x), want)
+        xs = jnp.ones((2, 0, 2))  # under an outer jax.vmap
+        assert_same_tree(jax.vmap(sb.batch_lower(f, **kw, **size_kw))(xs),
+                         jax.vmap(jax.vmap(f, **kw))(xs))
+
+
+def test_named_axis_at_batch_size_zero_with_host_callbacks():
+    # the host-callback route built its shard_map over a mesh of 0 devices
+    # (jax's "shard_map requires a non-empty mesh"; found by the generated
+    # programs): lowered for one lane and marked, as without callbacks
+    cb = lambda v: jax.pure_callback(np.square, jax.ShapeDtypeStruct(v.shape, v.dtype), v,
+                                     vmap_method="sequential")
+    f = lambda x, w: (lax.pmean(w, "i"), cb(x) + lax.psum(1.0, "i"), cb(w))
+    x, w = jnp.ones((0, 3)), jnp.arange(3.0)
+    kw = dict(in_axes=(0, None), out_axes=(None, 0, None), axis_name="i")
+    assert_same_tree(sb.batch_lower(f, **kw)(x, w), jax.vmap(f, **kw)(x, w))
+    with pytest.raises(sb.UnsupportedOpError, match="all_gather.*batch size 0"):
+        sb.batch_lower(lambda x: cb(lax.all_gather(x, "i")), axis_name="i")(x)

@@ -149,12 +149,16 @@ def format_tally(tally: collections.Counter) -> str:
              f"{tally['vmap-failed-extrema']}, "
              f"jax-diff-failed (jax.vjp of the unbatched function fails too) "
              f"{tally['jax-diff-failed']}, "
+             f"refused-size0 (a collective that needs a lane at batch size 0: documented) "
+             f"{tally['refused-size0']}, "
+             f"refused-symbolic (a collective that needs the number of lanes at a symbolic "
+             f"size: documented) {tally['refused-symbolic']}, "
              f"{tally['seconds']:.0f} s"]
     expected = gen_programs.expected_tags()
     missing = gen_programs.missing_features()
     rest = sorted(k[4:] for k in tally if k.startswith("tag ") and k[4:] not in expected)
     for group in ("op", "use", "opt", "dtype", "size", "closure", "key", "static", "size0",
-                  "size1"):
+                  "size1", "symbolic"):
         items = [t for t in expected + rest if t.split(":")[0] == group]
         if items:
             lines.append(f"  {group}: " + ", ".join(

@@ -536,3 +536,47 @@ def test_approx_max_k_per_lane_inside_a_batched_cond_symbolic():
          options={'symbolic': True},
          outer=(),
          out_dtypes=('float32',))) == "ok"
+
+
+def test_collectives_at_symbolic_size_and_size_zero_outcomes():
+    # Generated programs with collectives at a symbolic size and at batch
+    # size 0 (gencov): a slice from 7 of a gathered (lane-count) dimension
+    # under lax.cond is the documented refusal (jax's TypeError at a
+    # placeholder count directly, its InconclusiveDimensionOperation 'b' >=
+    # '7' traced, both with batch_lower's note), never a failure; pmean at
+    # batch size 0 under an outer vmap is nan as under jax.vmap (it was 0);
+    # a host callback next to pmean at size 0 runs (it was a shard_map over
+    # 0 devices); an all_gather at size 0 is the documented refusal.
+    steps = [Step(op='const', inputs=(), params={'shape': (), 'dtype': 'int32', 'seed': 70}),
+             Step(op='collective', inputs=(1,), params={'fn': 'all_gather', 'n': 8, 'shift': 0}),
+             Step(op='collective', inputs=(2,), params={'fn': 'psum_scatter', 'n': 8,
+                                                        'shift': 0}),
+             Step(op='iota', inputs=(2,), params={'dim': 0}),
+             Step(op='slice', inputs=(4,), params={'start': (7,), 'limit': (7,),
+                                                   'strides': (2,)}),
+             Step(op='binary', inputs=(0, 0), params={'fn': 'shl'})]
+    for use in ("direct", "cond"):
+        p = Program(args=[Arg(shape=(4, 3, 3), dtype='int32', axis=0)], steps=steps,
+                    outputs=[6], out_axes=[3], size=8, seed=3, use=use,
+                    options={'symbolic': True}, out_dtypes=('int32',))
+        assert check_program(p) == "refused-symbolic"
+    p = Program(args=[Arg(shape=(2,), dtype='float32', axis=-1)],
+                steps=[Step(op='collective', inputs=(0,), params={'fn': 'pmean', 'n': 0,
+                                                                  'shift': 1})],
+                outputs=[1, 0], out_axes=[None, 1], size=0, seed=2, use='vmap',
+                options={'symbolic': True}, outer=(0,), out_dtypes=('float32', 'float32'))
+    assert check_program(p) == "ok"
+    p = Program(args=[Arg(shape=(3, 3, 3), dtype='float32', axis=None, closure='concrete')],
+                steps=[Step(op='collective', inputs=(0,), params={'fn': 'pmean', 'n': 0,
+                                                                  'shift': 0}),
+                       Step(op='approx_max_k', inputs=(0,), params={'k': 3, 'which': 0,
+                                                                    'max': False}),
+                       Step(op='callback', inputs=(0,), params={'fn': 'square'})],
+                outputs=[3, 1], out_axes=[0, 0], size=0, seed=2, use='direct',
+                out_dtypes=('float32', 'float32'))
+    assert check_program(p) == "ok"
+    p = Program(args=[Arg(shape=(4,), dtype='float32', axis=0)],
+                steps=[Step(op='collective', inputs=(0,), params={'fn': 'all_gather', 'n': 0,
+                                                                  'shift': 0})],
+                outputs=[1], out_axes=[0], size=0, out_dtypes=('float32',))
+    assert check_program(p) == "refused-size0"
