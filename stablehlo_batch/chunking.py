@@ -304,26 +304,17 @@ def _initial(t: ir.Type, arguments) -> ir.Value:
     type serves (XLA copies it: a memcpy, no kernel to compile), else zeros.
     The zeros are a broadcast kernel that XLA:CPU compiles in 20-45 ms of
     CPU time for a 3-D result (docs/tuning.md: the loop's compile), a
-    fifth of a small lane loop's first call."""
+    fifth of a small lane loop's first call.
+
+    Not an argument of another shape reshaped to ``t``: XLA makes that
+    reshape a bitcast, and its in-place dynamic_update_slice fusion then
+    wrote the first chunk's results into the buffer its slices of the same
+    argument were still reading (a wrong value with the batch on the last
+    axis and chunks of 2 at batch 3; tests/transforms/test_chunking.py)."""
     for a in arguments:
         if a.type == t:
             return a
-    tt = bld.ranked(t)
-    if tt is not None and tt.has_static_shape and tt.encoding is None:
-        for a in arguments:  # same elements in another shape: a reshape (a bitcast in XLA)
-            at = bld.ranked(a.type)
-            if (at is not None and at.has_static_shape and at.encoding is None
-                    and at.element_type == tt.element_type
-                    and _count(at.shape) == _count(tt.shape)):
-                return bld.reshape(a, list(tt.shape))
     return _zeros(t)
-
-
-def _count(shape) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n
 
 
 def _zeros(t: ir.Type) -> ir.Value:
