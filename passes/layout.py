@@ -875,9 +875,12 @@ def moved_bytes(module_op: ir.Operation) -> int:
 
 def _trial(module_op: ir.Operation, entry: str, **kw):
     clone = module_op.clone()
-    sinker = _Sinker(clone, entry, **kw)
-    sinker.run()
-    return moved_bytes(clone), clone, sinker
+    try:
+        sinker = _Sinker(clone, entry, **kw)
+        sinker.run()
+        return moved_bytes(clone), sinker
+    finally:
+        clone.erase()
 
 
 def sink_transposes(module: ir.Module, entry: str) -> int:
@@ -885,29 +888,27 @@ def sink_transposes(module: ir.Module, entry: str) -> int:
     place; returns how many rewrites it made.
 
     The aggressive run (a transpose with several consumers sinks into each,
-    a varying while carry is carried in its consumers' layout) goes first,
-    on a clone. If it used either, the conservative run (which never adds a
-    move), the aggressive run without re-laid carries and with each re-laid
-    carry alone run too, each on a clone; the module takes the one that
-    moves the fewest bytes (``moved_bytes``; on a tie the earliest of
-    conservative, aggressive, the others)."""
+    a varying while carry is carried in its consumers' layout) is tried
+    first, on a clone. If it used either, the conservative run (which never
+    adds a move), the aggressive run without re-laid carries and with each
+    re-laid carry alone are tried too, each on a clone; the module is then
+    rewritten by the one that moves the fewest bytes (``moved_bytes``; on
+    a tie the earliest of conservative, aggressive, the others). The runs
+    are deterministic, so the module gets what its trial measured. (The
+    module itself is rewritten, not replaced by a clone's body: callers hold
+    its functions.)"""
     with module.context, ir.Location.unknown(module.context):
-        bold = _trial(module.operation, entry, aggressive=True)
-        runs = [bold]
-        if bold[2].aggressive_used:
-            runs = [_trial(module.operation, entry), bold]
-            keys = bold[2].recarry_keys
+        cost, bold = _trial(module.operation, entry, aggressive=True)
+        configs = [{}]
+        if bold.aggressive_used:
+            runs = [(_trial(module.operation, entry)[0], {}),
+                    (cost, {"aggressive": True})]
+            keys = bold.recarry_keys
             if keys:
-                runs.append(_trial(module.operation, entry, aggressive=True, recarry=set()))
-                if len(keys) > 1:
-                    runs += [_trial(module.operation, entry, aggressive=True, recarry={k})
-                             for k in keys[:4]]
-        best = min(range(len(runs)), key=lambda i: (runs[i][0], i))
-        body = module.body
-        for op in list(body.operations):
-            op.erase()
-        for op in list(runs[best][1].regions[0].blocks[0].operations):
-            body.append(op)
-        for _, clone, _ in runs:
-            clone.erase()
-        return runs[best][2].changed
+                variants = [set()] + ([{k} for k in keys[:4]] if len(keys) > 1 else [])
+                for allowed in variants:
+                    kw = {"aggressive": True, "recarry": allowed}
+                    runs.append((_trial(module.operation, entry, **kw)[0], kw))
+            best = min(range(len(runs)), key=lambda i: (runs[i][0], i))
+            configs = [runs[best][1]]
+        return _Sinker(module.operation, entry, **configs[0]).run()

@@ -126,7 +126,9 @@ def test_many_transposes_sink_in_few_sweeps(rng, monkeypatch):
     check_vmap(fn, *xs, in_axes=-1, out_axes=-1)
     walks.clear()
     assert _transposes(fn, xs, -1, -1) == 0
-    assert 0 < len(walks) <= 8, len(walks)  # 101 before
+    # two runs (the aggressive trial on a clone, then the run on the
+    # module: sink_transposes), each a handful of sweeps
+    assert 0 < len(walks) <= 16, len(walks)  # 101 before (one run)
 
 
 def test_transpose_with_several_consumers(rng):
