@@ -207,8 +207,31 @@ class _Sinker:
             if not progress:
                 break
         if self.changed:
+            self._fold_broadcasts()
             self._erase_dead()
         return self.changed
+
+    def _fold_broadcasts(self):
+        """A broadcast_in_dim of a broadcast_in_dim is one (the moves folded
+        into broadcasts often meet that way)."""
+        found = []
+
+        def visit(op):
+            if op.name == "stablehlo.broadcast_in_dim":
+                found.append(op.operation)
+            return ir.WalkResult.ADVANCE
+        for func in self._funcs().values():
+            name = ir.StringAttr(func.attributes["sym_name"]).value
+            if name == self.entry or _private(func):
+                func.walk(visit)
+        for op in found:
+            inner = _is_op(op.operands[0], "stablehlo.broadcast_in_dim")
+            if inner is None or not all(_static(v.type) for v in
+                                        (inner.operands[0], inner.results[0], op.results[0])):
+                continue
+            d_in, d_out = _i64s(inner, "broadcast_dimensions"), _i64s(op, "broadcast_dimensions")
+            op.operands[0] = inner.operands[0]
+            op.attributes["broadcast_dimensions"] = bld.i64_array([d_out[d] for d in d_in])
 
     def _erase(self, op: ir.Operation):
         self._erased.add(hash(op))
@@ -591,10 +614,18 @@ class _Sinker:
     def _dynamic_update_slice(self, t, user, index, x, perm) -> bool:
         if index > 1:
             return False
+        inv = _inverse(perm)
         new = self._operands_unmoved(user, t.results[0], x, perm, (0, 1))
+        if new is None and index == 0:
+            # an update the move only shifts unit dims of (a scan's row):
+            # reshaped into the unmoved layout, nothing moves
+            u = user.operands[1]
+            shape = bld.shape_of(u)
+            if [p for p in inv if shape[p] != 1] == sorted(p for p in inv if shape[p] != 1):
+                with ir.InsertionPoint(user), user.location:
+                    new = {0: x, 1: bld.reshape(u, _unpermute_shape(shape, perm))}
         if new is None:
             return False
-        inv = _inverse(perm)
         starts = list(user.operands)[2:]
         for i, v in new.items():
             user.operands[i] = v

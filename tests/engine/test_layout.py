@@ -210,3 +210,32 @@ def test_scan_outputs_batch_on_axis_1(rng):
     # only h's move to out_axes 1 is left: (3, 4) -> (4, 3)
     assert text.count("stablehlo.transpose") == 1
     assert "(tensor<3x4xf32>) -> tensor<4x3xf32>" in text
+
+
+def test_scan_ys_row_reshaped_into_the_carry(rng):
+    """The row written into a scan's ys is not a broadcast (a fori_loop's
+    dynamic_update_slice of a computed row): moving it only shifts unit
+    dims, so the carry is kept in out_axes' layout without any move."""
+    xs = jnp.asarray(rng.standard_normal((5, 4, 3)), jnp.float32)
+
+    def fill(xs):
+        def body(i, ys):
+            row = jnp.exp(jax.lax.dynamic_slice_in_dim(xs, i, 1, 0))
+            return jax.lax.dynamic_update_slice_in_dim(ys, row, i, 0)
+        return jax.lax.fori_loop(0, xs.shape[0], body, jnp.zeros_like(xs))
+    check_vmap(fill, xs, in_axes=1, out_axes=1)
+    check_vmap(fill, xs, in_axes=1, out_axes=0)
+    assert _transposes(fill, (xs,), 1, 1) == 0
+
+
+def test_convolution_takes_the_programs_own_move(rng):
+    """An NCHW image moved to NHWC by the program itself, kernels batched:
+    the convolution reads the image unmoved through its dimension numbers."""
+    x = jnp.asarray(rng.standard_normal((1, 2, 6, 6)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((3, 3, 3, 2, 4)), jnp.float32)
+
+    def conv(x, w):
+        return jax.lax.conv_general_dilated(jnp.transpose(x, (0, 2, 3, 1)), w, (1, 1), "SAME",
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    check_vmap(conv, x, w, in_axes=(None, 2), rtol=1e-5, atol=1e-5)
+    check_vmap(conv, jnp.stack([x, 2 * x], 1), w[:, :, :2], in_axes=(1, 2), rtol=1e-5, atol=1e-5)
