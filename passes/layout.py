@@ -14,13 +14,19 @@ tracks ``batch_dim`` — and cancels or composes it with the next transpose:
 
 - a transpose of a transpose becomes one transpose (none for the identity);
   a ``broadcast_in_dim`` takes the permutation into its dimensions;
+- a transpose of a ``broadcast_in_dim``, an ``iota`` or a splat constant is
+  that op made in the moved shape; a broadcast of a broadcast is one;
 - elementwise ops (other operands: a transpose by the same permutation, a
   ``broadcast_in_dim``, a splat constant or a scalar), ``reduce``,
   ``reduce_window``, ``sort`` (its ``dimension``), ``chlo.top_k`` (when the
-  last dim stays last), ``slice``,
-  ``dynamic_slice`` and ``dot_general`` (its dimension numbers) run on the
-  unmoved operand; the transpose moves to their results (smaller after a
-  reduce, a slice or a top_k);
+  last dim stays last), ``slice``, ``reverse``, ``pad``, ``concatenate``,
+  ``dynamic_slice``, ``dynamic_update_slice`` (an update the move only
+  shifts unit dims of is reshaped) and ``dot_general`` (its dimension
+  numbers) run on the unmoved operand; the transpose moves to their results
+  (smaller after a reduce, a slice or a top_k);
+- ``convolution`` (input or kernel) and ``gather`` (its operand, where the
+  offset dims keep their order) take the move in their dimension numbers:
+  their results do not move;
 - a private function called once (``func.call``, or the decomposition of a
   ``stablehlo.composite`` such as ``chlo.top_k``; cloned when called from
   several places) takes the unmoved argument and the transpose moves into its
@@ -30,10 +36,17 @@ tracks ``batch_dim`` — and cancels or composes it with the next transpose:
 - a transpose that only moves unit dimensions becomes a ``reshape``, and a
   reshape of a reshape one reshape.
 
-A transpose is moved only when its one use can take it (or when every use
-can take it without emitting a new one), so the pass never adds data
-movement; what is left stops where a consumer cannot absorb it, at worst
-where it started. Symbolic batch sizes are left alone.
+The conservative run moves a transpose only when its one use can take it
+(or when every use can take it without emitting a new one), so it never
+adds data movement; what is left stops where a consumer cannot absorb it,
+at worst where it started. An aggressive run also sinks a transpose into
+several different consumers (each moves its own result; the moves often
+meet again at a select or an add and cancel) and carries a varying
+``while`` carry in the layout its result is moved to (a scan's ys returned
+at out_axes 1). Either can add moves, so ``sink_transposes`` tries the
+runs on clones and rewrites the module with the one whose transposes move
+the fewest bytes (``moved_bytes``, loop bodies weighted). Symbolic batch
+sizes are left alone.
 """
 from __future__ import annotations
 
