@@ -360,6 +360,8 @@ class _Sinker:
                 d = ir.IntegerAttr(src.attributes["iota_dimension"]).value
                 new = bld.iota(shape, inv[d], bld.element_type(x))
             elif src.name == "stablehlo.constant":
+                if isinstance(bld.element_type(x), ir.ComplexType):
+                    return False  # reading complex constants back can abort
                 value = ir.DenseElementsAttr(src.attributes["value"])
                 if not value.is_splat:
                     return False
@@ -917,6 +919,18 @@ def moved_bytes(module_op: ir.Operation) -> int:
     return total
 
 
+def _has_transpose(module_op: ir.Operation) -> bool:
+    found = []
+
+    def visit(op):
+        if op.name == "stablehlo.transpose":
+            found.append(1)
+            return ir.WalkResult.INTERRUPT
+        return ir.WalkResult.ADVANCE
+    module_op.walk(visit)
+    return bool(found)
+
+
 def _trial(module_op: ir.Operation, entry: str, **kw):
     clone = module_op.clone()
     try:
@@ -942,8 +956,10 @@ def sink_transposes(module: ir.Module, entry: str) -> int:
     module itself is rewritten, not replaced by a clone's body: callers hold
     its functions.)"""
     with module.context, ir.Location.unknown(module.context):
-        cost, bold = _trial(module.operation, entry, aggressive=True)
         configs = [{}]
+        if not _has_transpose(module.operation):  # batch-first everywhere: one run
+            return _Sinker(module.operation, entry).run()
+        cost, bold = _trial(module.operation, entry, aggressive=True)
         if bold.aggressive_used:
             runs = [(_trial(module.operation, entry)[0], {}),
                     (cost, {"aggressive": True})]

@@ -239,3 +239,13 @@ def test_convolution_takes_the_programs_own_move(rng):
                                             dimension_numbers=("NHWC", "HWIO", "NHWC"))
     check_vmap(conv, x, w, in_axes=(None, 2), rtol=1e-5, atol=1e-5)
     check_vmap(conv, jnp.stack([x, 2 * x], 1), w[:, :, :2], in_axes=(1, 2), rtol=1e-5, atol=1e-5)
+
+
+def test_complex_values_with_several_consumers(rng):
+    """Complex inputs and splat constants around moved values (the pass
+    never reads complex constants back: that can abort)."""
+    x = jnp.asarray(rng.standard_normal((3, 2, 4)) + 1j, jnp.complex64)
+    fn = lambda x: jnp.where(jnp.abs(x) > 1.0, x * (1 + 2j),  # noqa: E731
+                             jnp.full(x.shape, 2j, x.dtype))
+    check_vmap(fn, x, in_axes=1, out_axes=1)
+    check_vmap(fn, x, in_axes=-1, out_axes=0)
