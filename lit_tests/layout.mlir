@@ -157,3 +157,111 @@ func.func private @row(%a: tensor<5x3xf32>, %i: tensor<i32>) -> tensor<3xf32> {
   %1 = stablehlo.reshape %0 : (tensor<1x3xf32>) -> tensor<3xf32>
   return %1 : tensor<3xf32>
 }
+
+// RUN: stablehlo-batch-opt %s --func=select_gt --axis-size=4 --in-axes=1,1 --out-axes=1 | filecheck %s --check-prefix=SEL
+// RUN: stablehlo-batch-opt %s --func=pad_reverse --axis-size=4 --in-axes=-1 --out-axes=-1 | filecheck %s --check-prefix=PAD
+// RUN: stablehlo-batch-opt %s --func=concat --axis-size=4 --in-axes=1,1 --out-axes=1 | filecheck %s --check-prefix=CAT
+// RUN: stablehlo-batch-opt %s --func=gather_rows --axis-size=4 --in-axes=1,none | filecheck %s --check-prefix=GATHER
+// RUN: stablehlo-batch-opt %s --func=conv_nchw_input --axis-size=4 --in-axes=none,0 | filecheck %s --check-prefix=CONV
+// RUN: stablehlo-batch-opt %s --func=scan_ys --axis-size=4 --in-axes=1 --out-axes=1 | filecheck %s --check-prefix=YS
+
+// Both inputs feed two consumers each (compare and select, compare and
+// multiply): the moves sink into all of them, meet at the select and cancel
+// with out_axes 1. Nothing moves.
+// SEL-LABEL: func.func @select_gt
+// SEL-NOT: transpose
+// SEL: stablehlo.compare GT, %{{.*}}, %{{.*}}, FLOAT : (tensor<3x4x6xf32>, tensor<3x4x6xf32>) -> tensor<3x4x6xi1>
+// SEL: stablehlo.broadcast_in_dim %{{.*}}, dims = [0, 2] : (tensor<3x6xf32>) -> tensor<3x4x6xf32>
+// SEL: stablehlo.select %{{.*}} : tensor<3x4x6xi1>, tensor<3x4x6xf32>
+// SEL-NOT: transpose
+// SEL: return
+func.func @select_gt(%x: tensor<3x6xf32>, %y: tensor<3x6xf32>) -> tensor<3x6xf32> {
+  %p = stablehlo.compare GT, %x, %y, FLOAT : (tensor<3x6xf32>, tensor<3x6xf32>) -> tensor<3x6xi1>
+  %c = stablehlo.constant dense<2.0> : tensor<3x6xf32>
+  %m = stablehlo.multiply %c, %y : tensor<3x6xf32>
+  %s = stablehlo.select %p, %x, %m : tensor<3x6xi1>, tensor<3x6xf32>
+  return %s : tensor<3x6xf32>
+}
+
+// reverse and pad take the move in their dimensions / paddings.
+// PAD-LABEL: func.func @pad_reverse
+// PAD-NOT: transpose
+// PAD: stablehlo.reverse %{{.*}}, dims = [0] : tensor<3x6x4xf32>
+// PAD: stablehlo.pad %{{.*}}, low = [1, 0, 0], high = [2, 3, 0], interior = [0, 1, 0] : (tensor<3x6x4xf32>, tensor<f32>) -> tensor<6x14x4xf32>
+// PAD-NOT: transpose
+// PAD: return
+func.func @pad_reverse(%x: tensor<3x6xf32>) -> tensor<6x10xf32> {
+  %z = stablehlo.constant dense<0.0> : tensor<f32>
+  %r = stablehlo.reverse %x, dims = [0] : tensor<3x6xf32>
+  %p = stablehlo.pad %r, %z, low = [1, 0], high = [2, 3], interior = [0, 1] : (tensor<3x6xf32>, tensor<f32>) -> tensor<6x14xf32>
+  %s = stablehlo.slice %p [0:6, 0:10] : (tensor<6x14xf32>) -> tensor<6x10xf32>
+  return %s : tensor<6x10xf32>
+}
+
+// CAT-LABEL: func.func @concat
+// CAT-NOT: transpose
+// CAT: stablehlo.concatenate %{{.*}}, %{{.*}}, dim = 0 : (tensor<3x4x6xf32>, tensor<2x4x6xf32>) -> tensor<5x4x6xf32>
+// CAT-NOT: transpose
+// CAT: return
+func.func @concat(%x: tensor<3x6xf32>, %y: tensor<2x6xf32>) -> tensor<5x6xf32> {
+  %c = stablehlo.concatenate %x, %y, dim = 0 : (tensor<3x6xf32>, tensor<2x6xf32>) -> tensor<5x6xf32>
+  return %c : tensor<5x6xf32>
+}
+
+// The gather slices the unmoved table: its operand dimension numbers take
+// the move (the batch is an offset dim, in the same order).
+// GATHER-LABEL: func.func @gather_rows
+// GATHER-SAME: (%[[T:[^:]+]]: tensor<5x4x6xf32>
+// GATHER-NOT: transpose
+// GATHER: "stablehlo.gather"(%[[T]], %{{.*}}) <{dimension_numbers = #stablehlo.gather<offset_dims = [0, 2], collapsed_slice_dims = [0], start_index_map = [0], index_vector_dim = 1>, indices_are_sorted = false, slice_sizes = array<i64: 1, 4, 6>}>
+// GATHER-NOT: transpose
+// GATHER: return
+func.func @gather_rows(%t: tensor<5x6xf32>, %i: tensor<3x1xi32>) -> tensor<3x6xf32> {
+  %0 = "stablehlo.gather"(%t, %i) <{dimension_numbers = #stablehlo.gather<offset_dims = [1], collapsed_slice_dims = [0], start_index_map = [0], index_vector_dim = 1>, indices_are_sorted = false, slice_sizes = array<i64: 1, 6>}> : (tensor<5x6xf32>, tensor<3x1xi32>) -> tensor<3x6xf32>
+  return %0 : tensor<3x6xf32>
+}
+
+// The program's own NCHW -> NHWC move of the (unbatched) image goes into
+// the convolution's input dimension numbers; only the batched kernel's
+// moves into the features (as vmap's) are left.
+// CONV-LABEL: func.func @conv_nchw_input
+// CONV-SAME: (%[[X:[^:]+]]: tensor<1x2x6x6xf32>
+// CONV-NOT: stablehlo.transpose %[[X]]
+// CONV: stablehlo.convolution(%[[X]], %{{.*}}) dim_numbers = [b, f, 0, 1]x[0, 1, i, o]->[b, 0, 1, f]
+// CONV-SAME: (tensor<1x2x6x6xf32>, tensor<3x3x2x16xf32>) -> tensor<1x6x6x16xf32>
+func.func @conv_nchw_input(%x: tensor<1x2x6x6xf32>, %w: tensor<3x3x2x4xf32>) -> tensor<1x6x6x4xf32> {
+  %t = stablehlo.transpose %x, dims = [0, 2, 3, 1] : (tensor<1x2x6x6xf32>) -> tensor<1x6x6x2xf32>
+  %0 = stablehlo.convolution(%t, %w) dim_numbers = [b, 0, 1, f]x[0, 1, i, o]->[b, 0, 1, f], window = {stride = [1, 1], pad = [[1, 1], [1, 1]]} {batch_group_count = 1 : i64, feature_group_count = 1 : i64} : (tensor<1x6x6x2xf32>, tensor<3x3x2x4xf32>) -> tensor<1x6x6x4xf32>
+  return %0 : tensor<1x6x6x4xf32>
+}
+
+// A scan's stacked ys (a varying while carry) returned at out_axes 1: the
+// carry is kept in that layout (its broadcast init takes it), the per-step
+// row is reshaped into it (unit dims only) and the dynamic_update_slice
+// writes it there; nothing moves before or after the loop.
+// YS-LABEL: func.func @scan_ys
+// YS-SAME: (%[[XS:[^:]+]]: tensor<5x4x3xf32>) -> tensor<5x4x3xf32>
+// YS-NOT: transpose
+// YS: stablehlo.broadcast_in_dim %{{.*}}, dims = [0, 2] : (tensor<5x3xf32>) -> tensor<5x4x3xf32>
+// YS: stablehlo.while({{.*}}) : tensor<5x4x3xf32>, tensor<i32>, tensor<5x4x3xf32>
+// YS: stablehlo.dynamic_update_slice %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} : (tensor<5x4x3xf32>, tensor<1x4x3xf32>, tensor<i32>, tensor<i32>, tensor<i32>) -> tensor<5x4x3xf32>
+// YS-NOT: transpose
+// YS: return %{{.*}} : tensor<5x4x3xf32>
+func.func @scan_ys(%xs: tensor<5x3xf32>) -> tensor<5x3xf32> {
+  %c0 = stablehlo.constant dense<0> : tensor<i32>
+  %c1 = stablehlo.constant dense<1> : tensor<i32>
+  %c5 = stablehlo.constant dense<5> : tensor<i32>
+  %z = stablehlo.constant dense<0.0> : tensor<5x3xf32>
+  %r:3 = stablehlo.while(%a = %xs, %i = %c0, %ys = %z) : tensor<5x3xf32>, tensor<i32>, tensor<5x3xf32>
+  cond {
+    %p = stablehlo.compare LT, %i, %c5, SIGNED : (tensor<i32>, tensor<i32>) -> tensor<i1>
+    stablehlo.return %p : tensor<i1>
+  } do {
+    %row = stablehlo.dynamic_slice %a, %i, %c0, sizes = [1, 3] : (tensor<5x3xf32>, tensor<i32>, tensor<i32>) -> tensor<1x3xf32>
+    %e = stablehlo.exponential %row : tensor<1x3xf32>
+    %u = stablehlo.dynamic_update_slice %ys, %e, %i, %c0 : (tensor<5x3xf32>, tensor<1x3xf32>, tensor<i32>, tensor<i32>) -> tensor<5x3xf32>
+    %j = stablehlo.add %i, %c1 : tensor<i32>
+    stablehlo.return %a, %j, %u : tensor<5x3xf32>, tensor<i32>, tensor<5x3xf32>
+  }
+  return %r#2 : tensor<5x3xf32>
+}

@@ -14,13 +14,19 @@ tracks ``batch_dim`` — and cancels or composes it with the next transpose:
 
 - a transpose of a transpose becomes one transpose (none for the identity);
   a ``broadcast_in_dim`` takes the permutation into its dimensions;
+- a transpose of a ``broadcast_in_dim``, an ``iota`` or a splat constant is
+  that op made in the moved shape; a broadcast of a broadcast is one;
 - elementwise ops (other operands: a transpose by the same permutation, a
   ``broadcast_in_dim``, a splat constant or a scalar), ``reduce``,
   ``reduce_window``, ``sort`` (its ``dimension``), ``chlo.top_k`` (when the
-  last dim stays last), ``slice``,
-  ``dynamic_slice`` and ``dot_general`` (its dimension numbers) run on the
-  unmoved operand; the transpose moves to their results (smaller after a
-  reduce, a slice or a top_k);
+  last dim stays last), ``slice``, ``reverse``, ``pad``, ``concatenate``,
+  ``dynamic_slice``, ``dynamic_update_slice`` (an update the move only
+  shifts unit dims of is reshaped) and ``dot_general`` (its dimension
+  numbers) run on the unmoved operand; the transpose moves to their results
+  (smaller after a reduce, a slice or a top_k);
+- ``convolution`` (input or kernel) and ``gather`` (its operand, where the
+  offset dims keep their order) take the move in their dimension numbers:
+  their results do not move;
 - a private function called once (``func.call``, or the decomposition of a
   ``stablehlo.composite`` such as ``chlo.top_k``; cloned when called from
   several places) takes the unmoved argument and the transpose moves into its
@@ -30,10 +36,17 @@ tracks ``batch_dim`` — and cancels or composes it with the next transpose:
 - a transpose that only moves unit dimensions becomes a ``reshape``, and a
   reshape of a reshape one reshape.
 
-A transpose is moved only when its one use can take it (or when every use
-can take it without emitting a new one), so the pass never adds data
-movement; what is left stops where a consumer cannot absorb it, at worst
-where it started. Symbolic batch sizes are left alone.
+The conservative run moves a transpose only when its one use can take it
+(or when every use can take it without emitting a new one), so it never
+adds data movement; what is left stops where a consumer cannot absorb it,
+at worst where it started. An aggressive run also sinks a transpose into
+several different consumers (each moves its own result; the moves often
+meet again at a select or an add and cancel) and carries a varying
+``while`` carry in the layout its result is moved to (a scan's ys returned
+at out_axes 1). Either can add moves, so ``sink_transposes`` tries the
+runs on clones and rewrites the module with the one whose transposes move
+the fewest bytes (``moved_bytes``, loop bodies weighted). Symbolic batch
+sizes are left alone.
 """
 from __future__ import annotations
 
@@ -49,9 +62,10 @@ from stablehlo_batch.passes.rules.elementwise import CHLO_ELEMENTWISE, STABLEHLO
 _ELEMENTWISE = frozenset([f"stablehlo.{n}" for n in STABLEHLO_ELEMENTWISE] +
                          [f"chlo.{n}" for n in CHLO_ELEMENTWISE])
 # Consumers that take every operand shaped like the transposed one.
-_MULTI = _ELEMENTWISE | {"stablehlo.reduce", "stablehlo.reduce_window", "stablehlo.sort"}
+_MULTI = _ELEMENTWISE | {"stablehlo.reduce", "stablehlo.reduce_window", "stablehlo.sort",
+                         "stablehlo.concatenate", "stablehlo.dynamic_update_slice"}
 _PURE = frozenset({"stablehlo.broadcast_in_dim", "stablehlo.constant", "stablehlo.reshape",
-                   "stablehlo.transpose"})
+                   "stablehlo.transpose", "stablehlo.iota"})
 # Ops that refer to no function; reading their dense attributes back into
 # Python can abort (complex constants), so they are not searched.
 _NO_SYMBOLS = frozenset({"stablehlo.constant", "chlo.constant", "chlo.constant_like"})
@@ -114,16 +128,29 @@ def _transpose_after(v: ir.Value, perm: Sequence[int]):
 
 
 class _Sinker:
-    def __init__(self, module: ir.Module, entry: str):
+    """``module``: a ``builtin.module`` operation. ``aggressive``: also sink a
+    transpose into several different consumers (each emits its own move
+    after it) and carry a varying ``while`` carry in the layout its result
+    is moved to; either can add moves where they do not meet again, so
+    ``sink_transposes`` keeps that run's result only where it moves fewer
+    bytes."""
+
+    def __init__(self, module: ir.Operation, entry: str, aggressive: bool = False,
+                 recarry: set | None = None):
         self.module = module
+        self.body = module.regions[0].blocks[0]
         self.entry = entry
-        self.symbols = ir.SymbolTable(module.operation)
         self.changed = 0
+        self.aggressive = aggressive
+        self.aggressive_used = False
+        self._recarried: set = set()
+        self.recarry = recarry  # the carries it may re-lay (None: any)
+        self.recarry_keys: list = []  # those it did: (while's walk index, carry)
 
     # ---- bookkeeping ------------------------------------------------------
     def _funcs(self) -> dict[str, ir.Operation]:
         return {ir.StringAttr(op.attributes["sym_name"]).value: op.operation
-                for op in self.module.body.operations
+                for op in self.body.operations
                 if op.operation.name == "func.func"}
 
     def _callers(self, name: str) -> list[ir.Operation]:
@@ -152,7 +179,7 @@ class _Sinker:
                    if op.attributes[i].name not in ("value", "padding")):
                 out.append(op.operation)
             return ir.WalkResult.ADVANCE
-        self.module.operation.walk(visit)
+        self.module.walk(visit)
         return out
 
     def _transposes(self) -> list[ir.Operation]:
@@ -193,8 +220,31 @@ class _Sinker:
             if not progress:
                 break
         if self.changed:
+            self._fold_broadcasts()
             self._erase_dead()
         return self.changed
+
+    def _fold_broadcasts(self):
+        """A broadcast_in_dim of a broadcast_in_dim is one (the moves folded
+        into broadcasts often meet that way)."""
+        found = []
+
+        def visit(op):
+            if op.name == "stablehlo.broadcast_in_dim":
+                found.append(op.operation)
+            return ir.WalkResult.ADVANCE
+        for func in self._funcs().values():
+            name = ir.StringAttr(func.attributes["sym_name"]).value
+            if name == self.entry or _private(func):
+                func.walk(visit)
+        for op in found:
+            inner = _is_op(op.operands[0], "stablehlo.broadcast_in_dim")
+            if inner is None or not all(_static(v.type) for v in
+                                        (inner.operands[0], inner.results[0], op.results[0])):
+                continue
+            d_in, d_out = _i64s(inner, "broadcast_dimensions"), _i64s(op, "broadcast_dimensions")
+            op.operands[0] = inner.operands[0]
+            op.attributes["broadcast_dimensions"] = bld.i64_array([d_out[d] for d in d_in])
 
     def _erase(self, op: ir.Operation):
         self._erased.add(hash(op))
@@ -209,7 +259,7 @@ class _Sinker:
                 if op.name in _PURE and all(not list(r.uses) for r in op.results):
                     dead.append(op.operation)
                 return ir.WalkResult.ADVANCE
-            self.module.operation.walk(visit)
+            self.module.walk(visit)
             if not dead:
                 return
             for op in dead:
@@ -232,6 +282,11 @@ class _Sinker:
             return True
         if self._unit_move(op, x, perm):
             return True
+        if self._fold_into_source(op, x, perm):
+            return True
+        if self.aggressive and self._into_while_carry(op, x, perm):
+            self.aggressive_used = True
+            return True
         # uses that take the permutation without emitting a transpose
         progress = False
         for user, _ in uses:
@@ -251,8 +306,34 @@ class _Sinker:
                 self._erase(op)
             return True
         user, index = uses[0]
-        if any(u != user for u, _ in uses) or (len(uses) > 1 and user.name not in _MULTI):
+        if all(u == user for u, _ in uses):
+            if len(uses) > 1 and user.name not in _MULTI:
+                return False
+            done = self._take(op, user, index, x, perm)
+        elif self.aggressive:
+            # several consumers: each that can take it does and moves its
+            # own result; the moves meet again downstream (and compose, or
+            # cancel) or not: sink_transposes compares
+            firsts = []
+            for u, i in uses:
+                if not any(u == f for f, _ in firsts):
+                    firsts.append((u, i))
+            done = False
+            for u, i in firsts:
+                if sum(1 for v, _ in uses if v == u) > 1 and u.name not in _MULTI:
+                    continue
+                if self._take(op, u, i, x, perm):
+                    done = True
+            self.aggressive_used |= done
+        else:
             return False
+        if done and not list(r.uses):
+            self._erase(op)
+        return bool(done)
+
+    def _take(self, t, user, index, x, perm) -> bool:
+        """``user`` takes transpose ``t`` (its operand ``index``) by working
+        on the unmoved ``x``, if its handler can."""
         handler = self._HANDLERS.get(user.name)
         if handler is None and user.name in _ELEMENTWISE:
             handler = _Sinker._elementwise
@@ -261,10 +342,36 @@ class _Sinker:
         if not all(_static(v.type) for v in list(user.operands) + list(user.results)
                    if bld.ranked(v.type) is not None):
             return False
-        done = handler(self, op, user, index, x, perm)
-        if done and not list(r.uses):
-            self._erase(op)
-        return bool(done)
+        return bool(handler(self, t, user, index, x, perm))
+
+    def _fold_into_source(self, op, x, perm) -> bool:
+        """A transpose of a broadcast_in_dim, an iota or a splat constant is
+        that op made in the moved shape (no data moves)."""
+        src = _owner(x)
+        if src is None:
+            return False
+        shape = bld.shape_of(op.results[0])
+        inv = _inverse(perm)
+        with ir.InsertionPoint(op), op.location:
+            if src.name == "stablehlo.broadcast_in_dim":
+                dims = _i64s(src, "broadcast_dimensions")
+                new = bld.broadcast_in_dim(src.operands[0], shape, [inv[d] for d in dims])
+            elif src.name == "stablehlo.iota":
+                d = ir.IntegerAttr(src.attributes["iota_dimension"]).value
+                new = bld.iota(shape, inv[d], bld.element_type(x))
+            elif src.name == "stablehlo.constant":
+                if isinstance(bld.element_type(x), ir.ComplexType):
+                    return False  # reading complex constants back can abort
+                value = ir.DenseElementsAttr(src.attributes["value"])
+                if not value.is_splat:
+                    return False
+                t = bld.tensor_type(shape, bld.element_type(x))
+                new = bld.constant(ir.DenseElementsAttr.get_splat(t, value.get_splat_value()))
+            else:
+                return False
+        op.results[0].replace_all_uses_with(new)
+        self._erase(op)
+        return True
 
     def _compose(self, user, x, perm):
         p2 = _perm_of(user)
@@ -484,6 +591,118 @@ class _Sinker:
         _transpose_after(res, q)
         return True
 
+    def _reverse(self, t, user, index, x, perm) -> bool:
+        dims = _i64s(user, "dimensions")
+        user.attributes["dimensions"] = bld.i64_array(sorted(perm[d] for d in dims))
+        user.operands[0] = x
+        res = user.results[0]
+        _retype(res, _unpermute_shape(bld.shape_of(res), perm))
+        _transpose_after(res, perm)
+        return True
+
+    def _pad(self, t, user, index, x, perm) -> bool:
+        if index != 0:
+            return False
+        inv = _inverse(perm)
+        for name in ("edge_padding_low", "edge_padding_high", "interior_padding"):
+            vals = _i64s(user, name)
+            user.attributes[name] = bld.i64_array([vals[inv[j]] for j in range(len(vals))])
+        user.operands[0] = x
+        res = user.results[0]
+        _retype(res, _unpermute_shape(bld.shape_of(res), perm))
+        _transpose_after(res, perm)
+        return True
+
+    def _concatenate(self, t, user, index, x, perm) -> bool:
+        new = self._operands_unmoved(user, t.results[0], x, perm, range(len(user.operands)))
+        if new is None:
+            return False
+        for i, v in new.items():
+            user.operands[i] = v
+        d = ir.IntegerAttr(user.attributes["dimension"]).value
+        user.attributes["dimension"] = bld.i64_attr(perm[d])
+        res = user.results[0]
+        _retype(res, _unpermute_shape(bld.shape_of(res), perm))
+        _transpose_after(res, perm)
+        return True
+
+    def _dynamic_update_slice(self, t, user, index, x, perm) -> bool:
+        if index > 1:
+            return False
+        inv = _inverse(perm)
+        new = self._operands_unmoved(user, t.results[0], x, perm, (0, 1))
+        if new is None and index == 0:
+            # an update the move only shifts unit dims of (a scan's row):
+            # reshaped into the unmoved layout, nothing moves
+            u = user.operands[1]
+            shape = bld.shape_of(u)
+            if [p for p in inv if shape[p] != 1] == sorted(p for p in inv if shape[p] != 1):
+                with ir.InsertionPoint(user), user.location:
+                    new = {0: x, 1: bld.reshape(u, _unpermute_shape(shape, perm))}
+        if new is None:
+            return False
+        starts = list(user.operands)[2:]
+        for i, v in new.items():
+            user.operands[i] = v
+        for j in range(len(perm)):
+            user.operands[2 + j] = starts[inv[j]]
+        res = user.results[0]
+        _retype(res, _unpermute_shape(bld.shape_of(res), perm))
+        _transpose_after(res, perm)
+        return True
+
+    def _convolution(self, t, user, index, x, perm) -> bool:
+        """The input's or the kernel's dimension numbers take the move; the
+        result does not change."""
+        if index > 1 or user.operands[0] == user.operands[1]:
+            return False
+        dn = stablehlo.ConvDimensionNumbers(user.attributes["dimension_numbers"])
+        kw = dict(
+            input_batch_dimension=dn.input_batch_dimension,
+            input_feature_dimension=dn.input_feature_dimension,
+            input_spatial_dimensions=list(dn.input_spatial_dimensions),
+            kernel_input_feature_dimension=dn.kernel_input_feature_dimension,
+            kernel_output_feature_dimension=dn.kernel_output_feature_dimension,
+            kernel_spatial_dimensions=list(dn.kernel_spatial_dimensions),
+            output_batch_dimension=dn.output_batch_dimension,
+            output_feature_dimension=dn.output_feature_dimension,
+            output_spatial_dimensions=list(dn.output_spatial_dimensions))
+        names = (("input_batch_dimension", "input_feature_dimension", "input_spatial_dimensions")
+                 if index == 0 else ("kernel_input_feature_dimension",
+                                     "kernel_output_feature_dimension",
+                                     "kernel_spatial_dimensions"))
+        for name in names:
+            v = kw[name]
+            kw[name] = [perm[d] for d in v] if isinstance(v, list) else perm[v]
+        user.attributes["dimension_numbers"] = stablehlo.ConvDimensionNumbers.get(**kw)
+        user.operands[index] = x
+        return True
+
+    def _gather(self, t, user, index, x, perm) -> bool:
+        """The operand's dimension numbers take the move where the offset
+        dims keep their order (the result does not change)."""
+        if index != 0 or user.operands[0] == user.operands[1]:
+            return False
+        dn = stablehlo.GatherDimensionNumbers(user.attributes["dimension_numbers"])
+        collapsed = list(dn.collapsed_slice_dims)
+        ob, sb_ = list(dn.operand_batching_dims), list(dn.start_indices_batching_dims)
+        rest = [d for d in range(len(perm)) if d not in collapsed + ob]
+        if [perm[d] for d in rest] != sorted(perm[d] for d in rest):
+            return False
+        pairs = sorted(zip([perm[d] for d in ob], sb_))
+        sizes = _i64s(user, "slice_sizes")
+        inv = _inverse(perm)
+        user.attributes["dimension_numbers"] = stablehlo.GatherDimensionNumbers.get(
+            offset_dims=list(dn.offset_dims),
+            collapsed_slice_dims=sorted(perm[d] for d in collapsed),
+            operand_batching_dims=[a for a, _ in pairs],
+            start_indices_batching_dims=[b for _, b in pairs],
+            start_index_map=[perm[d] for d in dn.start_index_map],
+            index_vector_dim=dn.index_vector_dim)
+        user.attributes["slice_sizes"] = bld.i64_array([sizes[inv[j]] for j in range(len(sizes))])
+        user.operands[0] = x
+        return True
+
     # ---- functions and loops ----------------------------------------------
     def _single_use_callee(self, user, attr) -> ir.Operation | None:
         name = ir.FlatSymbolRefAttr(user.attributes[attr]).value
@@ -493,7 +712,7 @@ class _Sinker:
             return None
         callers = self._callers(name)
         if len(callers) != 1 or callers[0] != user:
-            clone = func.clone(ip=ir.InsertionPoint(self.module.body))
+            clone = func.clone(ip=ir.InsertionPoint(self.body))
             base, i = f"{name}_t", 0
             new_name = base
             while new_name in funcs:
@@ -543,11 +762,69 @@ class _Sinker:
         _transpose_after(res, perm)
         return True
 
+    def _recarry(self, w, index, perm) -> bool:
+        """Carries ``w``'s carry ``index`` in the layout transpose(., perm):
+        its init is moved by ``perm``, the body's (and cond's) uses of it see
+        the inverse move, the updated value is moved by ``perm`` again, and
+        the result is in the moved layout. The moves then sink in the body;
+        each carry is re-laid once per run (so two rewrites cannot undo
+        each other forever)."""
+        key = (hash(w), index)
+        if key in self._recarried:
+            return False
+        whiles = []
+        self.module.walk(lambda op: (whiles.append(op.operation) if op.name == "stablehlo.while"
+                                     else None) or ir.WalkResult.ADVANCE)
+        stable = (next((k for k, o in enumerate(whiles) if o == w), -1), index)
+        if self.recarry is not None and stable not in self.recarry:
+            return False
+        self._recarried.add(key)
+        self.recarry_keys.append(stable)
+        cond, body = w.regions[0].blocks[0], w.regions[1].blocks[0]
+        ret = list(body.operations)[-1]
+        inv = _inverse(perm)
+        with ir.InsertionPoint(w), w.location:
+            init = bld.transpose(w.operands[index], perm)
+        w.operands[index] = init
+        for block in (cond, body):
+            arg = block.arguments[index]
+            arg.set_type(init.type)
+            if not list(arg.uses):
+                continue
+            with ir.InsertionPoint.at_block_begin(block), w.location:
+                back = bld.transpose(arg, inv)
+            arg.replace_all_uses_except(back, _owner(back))
+        with ir.InsertionPoint(ret), w.location:
+            ret.operands[index] = bld.transpose(ret.operands[index], perm)
+        w.results[index].set_type(init.type)
+        return True
+
+    def _into_while_carry(self, op, x, perm) -> bool:
+        """A varying while carry whose result is only moved: carried moved."""
+        w = _owner(x)
+        if w is None or w.name != "stablehlo.while" or len(list(x.uses)) != 1:
+            return False
+        index = ir.OpResult(x).result_number
+        body = w.regions[1].blocks[0]
+        if list(body.operations)[-1].operands[index] == body.arguments[index]:
+            return False  # loop-invariant: _while moves the other way
+        if not self._recarry(w, index, perm):
+            return False
+        res = op.results[0]
+        res.replace_all_uses_with(w.results[index])
+        self._erase(op)
+        return True
+
     def _while(self, t, user, index, x, perm) -> bool:
         cond, body = user.regions[0].blocks[0], user.regions[1].blocks[0]
         ret = list(body.operations)[-1]
         if ret.operands[index] != body.arguments[index]:
-            return False  # only a loop-invariant carry
+            # a varying carry: carried unmoved (aggressive runs only)
+            if not self.aggressive or not self._recarry(user, index, _inverse(perm)):
+                return False
+            self.aggressive_used = True
+            _transpose_after(user.results[index], perm)
+            return True
         user.operands[index] = x
         for block in (cond, body):
             arg = block.arguments[index]
@@ -575,6 +852,12 @@ class _Sinker:
         "stablehlo.composite": _call,
         "func.return": _return,
         "stablehlo.while": _while,
+        "stablehlo.reverse": _reverse,
+        "stablehlo.pad": _pad,
+        "stablehlo.concatenate": _concatenate,
+        "stablehlo.dynamic_update_slice": _dynamic_update_slice,
+        "stablehlo.convolution": _convolution,
+        "stablehlo.gather": _gather,
     }
 
 
@@ -598,8 +881,94 @@ def _private(func: ir.Operation) -> bool:
         ir.StringAttr(func.attributes["sym_visibility"]).value == "private"
 
 
+# A move inside a loop body counts this many times one outside (per level).
+_LOOP_WEIGHT = 16
+
+
+def moved_bytes(module_op: ir.Operation) -> int:
+    """The bytes the module's transposes (and broadcasts whose dimensions are
+    out of order) move, those in loop bodies weighted by _LOOP_WEIGHT per
+    level: what an aggressive run must lower to be kept."""
+    total = 0
+
+    def visit(op):
+        nonlocal total
+        moved = None
+        if op.name == "stablehlo.transpose":
+            moved = op.results[0]
+        elif op.name == "stablehlo.broadcast_in_dim":
+            # dims out of order: XLA moves the operand first
+            dims = _i64s(op, "broadcast_dimensions")
+            if dims != sorted(dims):
+                moved = op.operands[0]
+        if moved is not None:
+            rt = bld.ranked(moved.type)
+            if rt is None or not _static(rt):
+                return ir.WalkResult.ADVANCE
+            n = int(np.prod(list(rt.shape), dtype=np.int64))
+            elem = rt.element_type
+            bits = elem.width if hasattr(elem, "width") else 32
+            depth, parent = 0, op.parent
+            while parent is not None and parent.name != "func.func":
+                if parent.name == "stablehlo.while":
+                    depth += 1
+                parent = parent.parent
+            total += n * max(bits // 8, 1) * _LOOP_WEIGHT ** depth
+        return ir.WalkResult.ADVANCE
+    module_op.walk(visit)
+    return total
+
+
+def _has_transpose(module_op: ir.Operation) -> bool:
+    found = []
+
+    def visit(op):
+        if op.name == "stablehlo.transpose":
+            found.append(1)
+            return ir.WalkResult.INTERRUPT
+        return ir.WalkResult.ADVANCE
+    module_op.walk(visit)
+    return bool(found)
+
+
+def _trial(module_op: ir.Operation, entry: str, **kw):
+    clone = module_op.clone()
+    try:
+        sinker = _Sinker(clone, entry, **kw)
+        sinker.run()
+        return moved_bytes(clone), sinker
+    finally:
+        clone.erase()
+
+
 def sink_transposes(module: ir.Module, entry: str) -> int:
     """Runs the pass on @entry of ``module`` and the private functions, in
-    place; returns how many rewrites it made."""
+    place; returns how many rewrites it made.
+
+    The aggressive run (a transpose with several consumers sinks into each,
+    a varying while carry is carried in its consumers' layout) is tried
+    first, on a clone. If it used either, the conservative run (which never
+    adds a move), the aggressive run without re-laid carries and with each
+    re-laid carry alone are tried too, each on a clone; the module is then
+    rewritten by the one that moves the fewest bytes (``moved_bytes``; on
+    a tie the earliest of conservative, aggressive, the others). The runs
+    are deterministic, so the module gets what its trial measured. (The
+    module itself is rewritten, not replaced by a clone's body: callers hold
+    its functions.)"""
     with module.context, ir.Location.unknown(module.context):
-        return _Sinker(module, entry).run()
+        configs = [{}]
+        if not _has_transpose(module.operation):  # batch-first everywhere: one run
+            return _Sinker(module.operation, entry).run()
+        cost, bold = _trial(module.operation, entry, aggressive=True)
+        if bold.aggressive_used:
+            runs = [(_trial(module.operation, entry)[0], {}),
+                    (cost, {"aggressive": True})]
+            keys = bold.recarry_keys
+            if keys:
+                variants = [set()] + ([{k} for k in keys[:4]] if len(keys) > 1 else [])
+                for allowed in variants:
+                    kw = {"aggressive": True, "recarry": allowed}
+                    runs.append((_trial(module.operation, entry, **kw)[0], kw))
+            best = min(range(len(runs)), key=lambda i: (runs[i][0], i))
+            configs = [runs[best][1]]
+        return _Sinker(module.operation, entry, **configs[0]).run()
