@@ -733,7 +733,12 @@ class BatchedFunction:
         if symbolic:
             size = None
         consts = []
-        key = ("static", in_tree, static_key, dyn_avals, dyn_dims, size, platform,
+        # A symbolic size: one plan for every batch size (as in _plan_for),
+        # so the key holds the per-example avals
+        key_avals = dyn_avals if not symbolic else tuple(
+            a if d is None else a.update(shape=a.shape[:d] + a.shape[d + 1:])
+            for a, d in zip(dyn_avals, dyn_dims))
+        key = ("static", in_tree, static_key, key_avals, dyn_dims, size, platform,
                RULES.generation, jax_internals.trace_context())
         if traced:
             examples = [ax.unbatched_struct(a, d) for a, d in zip(dyn_avals, dyn_dims)]
@@ -771,7 +776,7 @@ class BatchedFunction:
             out_tree = tree_util.tree_structure(out_shape)
             jaxpr = closed.jaxpr
             const_avals = tuple(jax.typeof(c) for c in consts)
-            key = ("traced", in_tree, static_key, dyn_avals, dyn_dims, size, platform,
+            key = ("traced", in_tree, static_key, key_avals, dyn_dims, size, platform,
                    RULES.generation, str(jaxpr), const_avals, out_tree,
                    jax_internals.trace_context())
             n = len(consts)

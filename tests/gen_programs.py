@@ -493,6 +493,7 @@ def _check_symbolic_sizes(p: Program, closed, kw, sb_kw):
         return
     fn = p.fn(closed)
     bl = sb.batch_lower(fn, **sb_kw)
+    first = None  # plans built by the first call: later sizes must build none
     for s in (p.size,) + tuple(x for x in SYMBOLIC_SIZES if x != p.size):
         q = dataclasses.replace(p, size=s)
         ex = q.make_args()[0]  # closed-over values do not depend on the size: p's
@@ -502,9 +503,14 @@ def _check_symbolic_sizes(p: Program, closed, kw, sb_kw):
         except Exception:
             continue
         got = bl(*ex)
+        if first is None:
+            # (a Python scalar argument: the first call's dispatch may build
+            # a plan for it traced, before the static path's own)
+            first = bl.cache_info().misses
         assert_same_tree(_comparable(got), _comparable(want), rtol=1e-4, atol=1e-4)
     info = bl.cache_info()
-    assert info.misses == 1, f"a symbolic size built {info.misses} plans, not one: {info}"
+    assert first is None or info.misses == first, \
+        f"a symbolic size built plans for further batch sizes: {first} then {info}"
 
 
 # ---- op families --------------------------------------------------------------

@@ -3,6 +3,7 @@ shape-polymorphic form, that runs at every batch size with no re-export;
 each call compared with jax.vmap."""
 import io
 import sys
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -163,3 +164,28 @@ def test_bitcasts_symbolic(rng):
         fell_back = any(issubclass(w.category, sb.FallbackWarning) for w in caught)
         assert fell_back == per_lane
         assert bl.lower(v).as_text().count("stablehlo.while") == int(per_lane)
+
+
+@pytest.mark.parametrize("with_callback", [False, True])
+def test_symbolic_size_with_a_static_argument_one_plan(with_callback):
+    """make fuzz (stop 22): a Python scalar under in_axes=None takes the
+    static path, whose plan key held the batched avals, so a symbolic size
+    built a plan per batch size (values right); with a host callback too."""
+    def cb(x):
+        return jax.pure_callback(np.square, jax.ShapeDtypeStruct(x.shape, x.dtype), x,
+                                 vmap_method="sequential")
+
+    def f(x, s):
+        y = x * s
+        return cb(y) if with_callback else jnp.sin(y)
+
+    bl = sb.batch_lower(f, in_axes=(0, None), axis_size="b")
+    first = None
+    for n in (3, 1, 5, 5):
+        x = jnp.arange(2.0 * n).reshape(n, 2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", sb.FallbackWarning)  # the callback's lane loop
+            assert_same_tree(bl(x, 3), jax.vmap(f, in_axes=(0, None))(x, 3))
+        first = bl.cache_info().misses if first is None else first
+    assert bl.cache_info().misses == first
+
