@@ -580,3 +580,21 @@ def test_collectives_at_symbolic_size_and_size_zero_outcomes():
                                                                   'shift': 0})],
                 outputs=[1], out_axes=[0], size=0, out_dtypes=('float32',))
     assert check_program(p) == "refused-size0"
+
+
+def test_grad_of_clamp_with_scalar_bounds_before_a_dynamic_while():
+    """make fuzz (stop 22): jax.vmap raised the ValueError of reverse-mode
+    through a while with a dynamic trip count, and batch_lower raised jax's
+    clamp-gradient TypeError first (the per-example VJP meets the clamp
+    before the while). check_program now tells jax's bug there too; with
+    jax's rule fixed, both must raise the ValueError."""
+    jax_fails = _jax_clamp_grad_fails()
+    p = Program(args=[Arg(shape=(1, 1), dtype='float32', axis=0),
+                      Arg(shape=(), dtype='int32', axis=0),
+                      Arg(shape=(1, 1, 1), dtype='float32', axis=0),
+                      Arg(shape=(), dtype='float32', axis=0),
+                      Arg(shape=(1, 1), dtype='float32', axis=0)],
+                steps=[Step(op='clamp', inputs=(3, 2, 2), params={}),
+                       Step(op='while', inputs=(0, 4, 1), params={'fn': 'a'})],
+                outputs=[6], out_axes=[0], size=3, use='grad')
+    assert check_program(p) == ("jax-diff-failed" if jax_fails else "both-reject")
