@@ -113,6 +113,14 @@ def _unpermute_shape(shape: Sequence[int], perm: Sequence[int]) -> list[int]:
     return [shape[inv[j]] for j in range(len(shape))]
 
 
+def _permute_dim_attr(op, name: str, inv: Sequence[int]):
+    """A per-dimension i64 array attribute of ``op`` (slice limits, window
+    sizes, paddings) for its operand taken unmoved (``inv``: the inverse
+    permutation)."""
+    vals = _i64s(op, name)
+    op.attributes[name] = bld.i64_array([vals[inv[j]] for j in range(len(vals))])
+
+
 def _transpose_after(v: ir.Value, perm: Sequence[int]):
     """Inserts transpose(v, perm) right after v's definition and routes every
     other use of v through it."""
@@ -499,8 +507,7 @@ class _Sinker:
         for name in ("window_dimensions", "window_strides", "base_dilations",
                      "window_dilations"):
             if name in user.attributes:
-                vals = _i64s(user, name)
-                user.attributes[name] = bld.i64_array([vals[inv[j]] for j in range(len(vals))])
+                _permute_dim_attr(user, name, inv)
         if "padding" in user.attributes:
             pad = ir.DenseIntElementsAttr(user.attributes["padding"])
             rows = [[pad[2 * i], pad[2 * i + 1]] for i in range(len(perm))]
@@ -537,8 +544,7 @@ class _Sinker:
     def _slice(self, t, user, index, x, perm) -> bool:
         inv = _inverse(perm)
         for name in ("start_indices", "limit_indices", "strides"):
-            vals = _i64s(user, name)
-            user.attributes[name] = bld.i64_array([vals[inv[j]] for j in range(len(vals))])
+            _permute_dim_attr(user, name, inv)
         user.operands[0] = x
         res = user.results[0]
         _retype(res, _unpermute_shape(bld.shape_of(res), perm))
@@ -605,8 +611,7 @@ class _Sinker:
             return False
         inv = _inverse(perm)
         for name in ("edge_padding_low", "edge_padding_high", "interior_padding"):
-            vals = _i64s(user, name)
-            user.attributes[name] = bld.i64_array([vals[inv[j]] for j in range(len(vals))])
+            _permute_dim_attr(user, name, inv)
         user.operands[0] = x
         res = user.results[0]
         _retype(res, _unpermute_shape(bld.shape_of(res), perm))
