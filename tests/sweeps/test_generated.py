@@ -153,6 +153,8 @@ def format_tally(tally: collections.Counter) -> str:
              f"{tally['refused-size0']}, "
              f"refused-symbolic (a collective that needs the number of lanes at a symbolic "
              f"size: documented) {tally['refused-symbolic']}, "
+             f"size0-grad-nan (a gradient at batch size 0: vmap's nan, our 0: documented) "
+             f"{tally['size0-grad-nan']}, "
              f"{tally['seconds']:.0f} s"]
     expected = gen_programs.expected_tags()
     missing = gen_programs.missing_features()

@@ -598,3 +598,28 @@ def test_grad_of_clamp_with_scalar_bounds_before_a_dynamic_while():
                        Step(op='while', inputs=(0, 4, 1), params={'fn': 'a'})],
                 outputs=[6], out_axes=[0], size=3, use='grad')
     assert check_program(p) == ("jax-diff-failed" if jax_fails else "both-reject")
+
+
+def test_gradient_through_pmean_of_an_unbatched_value_at_batch_size_0():
+    """make fuzz (stop 23): jax.grad with respect to a closed-over value
+    through pmean at batch size 0 is nan under jax.vmap (its rule computes
+    pmean of an unbatched x as (x * n) / n, whose transpose is 0 / 0 * 0)
+    and 0 under batch_lower (the sum of the cotangents of no lanes). The
+    generator labels exactly that difference, and nothing more."""
+    p = Program(args=[Arg(shape=(), dtype='float32', axis=None, closure='traced')],
+                steps=[Step(op='collective', inputs=(0,), params={'fn': 'pmean', 'n': 0,
+                                                                  'shift': 0})],
+                outputs=[1, 0], out_axes=[0, 0], size=0, use='grad',
+                out_dtypes=('float32', 'float32'))
+    assert check_program(p) == "size0-grad-nan"
+
+    def run(bl, c):
+        def h(c):
+            a, b = bl(lambda: (lax.pmean(c, "i"), c), axis_name="i", axis_size=0)()
+            return jnp.sum(a) + jnp.sum(b)
+        return jax.value_and_grad(h)(c)
+    want, got = run(jax.vmap, jnp.float32(1.5)), run(sb.batch_lower, jnp.float32(1.5))
+    assert np.isnan(want[1]) and got[1] == 0 and got[0] == want[0] == 0
+    # at a batch size above 0 the two agree (the label is for size 0 only)
+    p.size = 3
+    assert check_program(p) == "ok"
