@@ -211,7 +211,7 @@ def loop_module(exp: jax.export.Exported, dims: Sequence[int | None],
             main = func_dialect.FuncOp("main", ir.FunctionType.get(in_types, out_types))
         entry = main.add_entry_block()
         with ir.InsertionPoint(entry):
-            init = [bld.splat(i32, [], 0)] + [_initial(t, entry.arguments) for t in out_types]
+            init = [bld.splat(i32, [], 0)] + [_initial(t) for t in out_types]
             loop = bld.create("stablehlo.while", [v.type for v in init], init, regions=2)
             cond = loop.regions[0].blocks.append(*[v.type for v in init])
             with ir.InsertionPoint(cond):
@@ -297,23 +297,19 @@ def _written(acc: ir.Value, r: ir.Value, d: int | None, start: ir.Value, zero: i
     return bld.create("stablehlo.dynamic_update_slice", [acc.type], [acc, r] + starts).result
 
 
-def _initial(t: ir.Type, arguments) -> ir.Value:
-    """The loop's initial accumulator of type ``t``. Its value is never
-    read: the chunks and the remainder write every lane of a batched result,
-    and an unbatched one is the last chunk's. So an argument of the same
-    type serves (XLA copies it: a memcpy, no kernel to compile), else zeros.
-    The zeros are a broadcast kernel that XLA:CPU compiles in 20-45 ms of
-    CPU time for a 3-D result (docs/tuning.md: the loop's compile), a
-    fifth of a small lane loop's first call.
+def _initial(t: ir.Type) -> ir.Value:
+    """The loop's initial accumulator of type ``t``: zeros (their values are
+    never read: the chunks and the remainder write every lane).
 
-    Not an argument of another shape reshaped to ``t``: XLA makes that
-    reshape a bitcast, and its in-place dynamic_update_slice fusion then
-    wrote the first chunk's results into the buffer its slices of the same
-    argument were still reading (a wrong value with the batch on the last
-    axis and chunks of 2 at batch 3; tests/transforms/test_chunking.py)."""
-    for a in arguments:
-        if a.type == t:
-            return a
+    Never an argument, although its values would do and XLA:CPU compiles
+    the zeros' broadcast kernel in 20-45 ms (docs/tuning.md): XLA:CPU
+    (jaxlib 0.10.2) can run the in-place dynamic_update_slice into the
+    argument's own buffer while later slices of that argument still read it
+    -- a wrong value. Seen with an argument reshaped to ``t`` (a bitcast,
+    at the top level) and with an argument of type ``t`` as it is where the
+    batched call sits in a ``lax.scan`` body (the argument a loop carry);
+    plain jax code shows the second too (tests/transforms/test_chunking.py).
+    """
     return _zeros(t)
 
 
