@@ -361,10 +361,14 @@ class BatchedFunction:
                 # without the mesh (primitive.BatchedFn.exported).
                 return primitive.call(plan.fn, plan.exported.out_tree, *call_args)
             return (plan.traced_call or plan.call)(*call_args)
-        # Python scalars under in_axes=None are static (as under vmap), but
-        # the dispatch may trace them: a function that needs them concrete
-        # raises a TypeError there and the call then takes the static path;
-        # one that does not gives the same values either way.
+        # Python scalars under in_axes=None reach fn as they are under vmap,
+        # but the dispatch traces them (weakly typed, as jax.jit does): one
+        # plan for every value. A function that needs them concrete raises a
+        # TypeError there and the call then takes the static path (a plan
+        # per value); one that does not gives the same values either way.
+        # A plan the dispatch cannot call (host callbacks, ...) is called
+        # directly with the scalars as those same arrays (_plan_and_args):
+        # the first call builds one plan.
         if not (self._direct or self.check) and not (
                 self._static_seen and not _all_jax_values((args, kwargs))):
             rules = RULES.snapshot()
@@ -420,11 +424,10 @@ class BatchedFunction:
             if not tuning.is_concrete((args, kwargs)):  # inside an outer jit
                 with tuning.allow_untuned():
                     return self._traced_call(*args, **kwargs)
-            try:
-                self._plan_for(args, kwargs, concrete=True)  # measures
-            except _HasStatic:
-                # a Python scalar under in_axes=None (jit traced it): static,
-                # so the static path builds the plan
+            # measures (Python scalars under in_axes=None as the dispatch
+            # traced them, unless fn needs them concrete: then static)
+            _, _, static = self._plan_and_args(args, kwargs, concrete=True)
+            if static:  # some argument is static: the static path's plan
                 self._static_seen = True
                 self._fast = None
             else:
@@ -445,16 +448,17 @@ class BatchedFunction:
     def _call_plan(self, args, kwargs):
         """The call without jit's dispatch: the plan's own call."""
         try:
-            plan, call_args = self._plan_and_args(args, kwargs, concrete=True)
+            plan, call_args, static = self._plan_and_args(args, kwargs, concrete=True)
         except _NeedsTuning:  # traced arguments: the record or the full batch
             with tuning.allow_untuned():
-                plan, call_args = self._plan_and_args(args, kwargs)
+                plan, call_args, static = self._plan_and_args(args, kwargs)
         out = plan.call(*call_args[0], **call_args[1])
-        if plan.forwards:
-            out = _forward(plan.forwards, tree_util.tree_leaves(call_args), out)
-        if self.check and call_args[0] is args and not getattr(plan, "checked", False):
-            check_call(self, args, kwargs, out)
+        if self.check and not static and not getattr(plan, "checked", False):
+            check_call(self, *call_args, out)
             plan.checked = True
+        if plan.forwards:  # the argument objects themselves (a Python scalar too)
+            out = _forward(plan.forwards, tree_util.tree_leaves(
+                call_args if static else (args, kwargs)), out)
         next(self._calls)
         return out
 
@@ -511,18 +515,48 @@ class BatchedFunction:
         if self._axis_size_error:
             raise TypeError(self._axis_size_error)
         with tuning.allow_untuned():  # lowering runs nothing: tune= measures on a call
-            plan, (args, kwargs) = self._plan_and_args(args, kwargs)
+            plan, (args, kwargs), _ = self._plan_and_args(args, kwargs)
         next(self._calls)
         return Lowered(plan, args, kwargs)
 
     def _plan_and_args(self, args, kwargs, concrete: bool = False):
-        """The plan and the (args, kwargs) to call it with: the arguments as
-        they are, or the flat array leaves when some are static."""
+        """The plan, the (args, kwargs) to call it with and whether some
+        argument is static: the arguments as they are; with Python scalars
+        under in_axes=None, those as the (weakly typed) arrays the dispatch's
+        jax.jit traces them as, so the plan the dispatch built (or would
+        build) serves every value of them; the flat array leaves when some
+        argument is static (not a JAX value, or a scalar ``fn`` needs
+        concrete)."""
         try:
-            return self._plan_for(args, kwargs, concrete=concrete), (args, kwargs)
+            return self._plan_for(args, kwargs, concrete=concrete), (args, kwargs), False
         except _HasStatic:
-            plan, flat = self._general_plan(args, kwargs, traced=False)
-            return plan, (flat, {})
+            pass
+        scalars = self._scalars_as_arrays(args, kwargs)
+        if scalars is not None:
+            try:
+                return self._plan_for(*scalars, concrete=concrete), scalars, False
+            except TypeError:
+                # fn needs them concrete (``jnp.tile(x, n)``, ``if flag:``):
+                # static from now on, as after the dispatch's TypeError
+                self._static_seen = True
+                self._fast = None
+        plan, flat = self._general_plan(args, kwargs, traced=False)
+        return plan, (flat, {}), True
+
+    def _scalars_as_arrays(self, args, kwargs):
+        """``(args, kwargs)`` with each Python scalar leaf as the array
+        jax.jit makes of it (``jnp.asarray``: ``~float32[]`` for a float, a
+        weak type as jit's), or None where the call must take the static
+        path: no Python scalar, another non-JAX leaf, or ``fn`` has needed
+        a scalar concrete before (``_static_seen``)."""
+        if self._static_seen:
+            return None
+        leaves = tree_util.tree_leaves((args, kwargs))
+        if not any(ax.is_static_scalar(x) for x in leaves) or not all(
+                ax.is_static_scalar(x) or ax.is_jax_value(x) for x in leaves):
+            return None
+        return tree_util.tree_map(
+            lambda x: jnp.asarray(x) if ax.is_static_scalar(x) else x, (args, kwargs))
 
     # ---- building ----------------------------------------------------------
     def _plan_for(self, args, kwargs, concrete: bool = False) -> _Plan:

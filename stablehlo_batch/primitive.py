@@ -191,8 +191,16 @@ class BatchedFn:
         return built
 
     def _cached(self, key, build: Callable[[], "BatchedFn"]) -> "BatchedFn":
-        # Derived functions build their modules with the rules in force.
-        key = (key, RULES.generation)
+        # Derived functions build their modules with the rules in force and
+        # under jax's trace configuration of the moment (matmul precision,
+        # x64, PRNG implementation: jax_internals.trace_context, as plans
+        # are keyed). jax's own transpose rules read it where they run (a
+        # transposed dot_general takes the default precision of the
+        # pullback's call), so a derivative traced under one configuration
+        # must not serve another: a pullback called under
+        # default_matmul_precision("highest") made every later gradient
+        # under the default precision HIGHEST (tests/api/test_trace_config.py).
+        key = (key, RULES.generation, jax_internals.trace_context())
         with self._lock:
             fn = self._derived.get(key)
         if fn is None:

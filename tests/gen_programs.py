@@ -546,8 +546,8 @@ def _check_symbolic_sizes(p: Program, closed, kw, sb_kw):
             continue
         got = bl(*ex)
         if first is None:
-            # (a Python scalar argument: the first call's dispatch may build
-            # a plan for it traced, before the static path's own)
+            # (the first call builds one plan, also with a Python scalar
+            # argument: tests/api/test_api.py)
             first = bl.cache_info().misses
         assert_same_tree(_comparable(got), _comparable(want), rtol=1e-4, atol=1e-4)
     info = bl.cache_info()

@@ -1,6 +1,7 @@
 """The Python API: pytrees, axis handling, kwargs, caching, jit composition,
 stages (lower / compile) and the errors vmap raises."""
 import collections
+import warnings
 
 import numpy as np
 import pytest
@@ -84,6 +85,126 @@ def test_python_scalars_and_weak_types():
     f = lambda x, s: x * s
     check_vmap(f, jnp.arange(3.), 2.0, in_axes=(0, None))
     check_vmap(f, jnp.arange(3), 2, in_axes=(0, None))
+
+
+def _count_builds(monkeypatch):
+    """Counts the per-example exports (each traces fn), the rewrites and the
+    host-callback route's builds (each compiles) from here on."""
+    from stablehlo_batch import callbacks, rewrite
+    counts = collections.Counter()
+
+    def count(module, name, key):
+        real = getattr(module, name)
+
+        def counting(*a, **k):
+            counts[key] += 1
+            return real(*a, **k)
+        monkeypatch.setattr(module, name, counting)
+    count(jax.export, "export", "export")
+    count(rewrite, "batch_function_with_report", "rewrite")
+    count(callbacks, "build", "callback")
+    return counts
+
+
+def _echo(x):
+    return jax.pure_callback(lambda v: np.asarray(v), jax.ShapeDtypeStruct(x.shape, x.dtype),
+                             x, vmap_method="sequential")
+
+
+_TRACEABLE_SCALAR_FNS = {
+    "plain": lambda x, s: x * s + 1,
+    # a host callback: the plan is called directly, not through jit's dispatch
+    "callback": lambda x, s: _echo(x * s) + 1,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_TRACEABLE_SCALAR_FNS))
+@pytest.mark.parametrize("s, other", [(2.5, -1.5), (3, 7), (True, False)])
+def test_python_scalar_first_call_builds_one_plan(monkeypatch, kind, s, other):
+    """A Python scalar under in_axes=None: the first call's dispatch traced it
+    (a weakly typed array) and built a plan; a plan that cannot run through
+    jit's dispatch (host callbacks) was then built a second time on the
+    static path (export, rewrite and compile again), and every other value
+    of the scalar built one more. Now the plan the dispatch built serves the
+    call and every value of the scalar, with jax.vmap's values and dtypes."""
+    f = _TRACEABLE_SCALAR_FNS[kind]
+    x = np.arange(6, dtype=np.int32).reshape(3, 2)
+    vm = jax.vmap(f, in_axes=(0, None))
+    counts = _count_builds(monkeypatch)
+    bl = sb.batch_lower(f, in_axes=(0, None))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sb.FallbackWarning)
+        got = bl(x, s)
+    want = vm(x, s)
+    assert_same_tree(got, want)
+    assert got.weak_type == want.weak_type
+    assert bl.cache_info().misses == 1
+    assert counts["export"] == 1 and counts["rewrite"] == 1
+    assert counts["callback"] == (kind == "callback")
+    before = dict(counts)
+    for v in (s, other, s):  # no plan for another value: the scalar is traced
+        got = bl(x, v)
+        assert_same_tree(got, vm(x, v))
+        assert got.weak_type == vm(x, v).weak_type
+    bl.lower(x, other)
+    assert dict(counts) == before and bl.cache_info().misses == 1
+
+
+_STATIC_SCALAR_FNS = {
+    "tile": lambda x, n: jnp.tile(x, n),  # n must be a Python int
+    "branch": lambda x, n: -x if n > 2 else x * n,  # a Python condition
+    "callback": lambda x, n: _echo(jnp.tile(x, n)),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_STATIC_SCALAR_FNS))
+@pytest.mark.parametrize("options", [{}, {"chunk_size": 2}])
+def test_python_scalar_needed_concrete_is_static(monkeypatch, kind, options):
+    """A scalar fn needs concrete is static (docs/dropin.md): one plan per
+    value, built once (the traced attempt fails in the trace, before any
+    rewrite); a second call with the same value builds nothing."""
+    f = _STATIC_SCALAR_FNS[kind]
+    x = np.arange(6, dtype=np.float32).reshape(3, 2)
+    vm = jax.vmap(f, in_axes=(0, None))
+    counts = _count_builds(monkeypatch)
+    bl = sb.batch_lower(f, in_axes=(0, None), **options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sb.FallbackWarning)
+        assert_same_tree(bl(x, 2), vm(x, 2))
+        assert bl.cache_info().misses == 1
+        if not options:
+            assert counts["rewrite"] == 1
+        assert counts["callback"] == (kind == "callback")
+        before = dict(counts)
+        assert_same_tree(bl(x, 2), vm(x, 2))
+        assert dict(counts) == before and bl.cache_info().misses == 1
+        assert_same_tree(bl(x, 3), vm(x, 3))
+        assert bl.cache_info().misses == 2
+
+
+def test_python_scalar_with_chunks_one_plan_for_every_value(monkeypatch):
+    """chunk_size= (the plan's own call, never jit's dispatch): a Python
+    scalar fn does not need concrete is traced there too, as the dispatch
+    traces it, so one plan serves every value."""
+    f = lambda x, s: jnp.sin(x) * s  # noqa: E731
+    x = np.arange(10, dtype=np.float32).reshape(5, 2)
+    bl = sb.batch_lower(f, in_axes=(0, None), chunk_size=2)
+    for s in (2.5, -1.0, 0.5):
+        got = bl(x, s)
+        want = jax.vmap(f, in_axes=(0, None))(x, s)
+        assert_same_tree(got, want)
+        assert got.weak_type == want.weak_type
+    assert bl.cache_info().misses == 1
+
+
+@pytest.mark.parametrize("s", [2.5, 3, True])
+def test_python_scalar_under_a_batch_axis_is_vmaps_error(monkeypatch, s):
+    counts = _count_builds(monkeypatch)
+    with pytest.raises(ValueError, match="rank should be at least 1"):
+        jax.vmap(lambda x, s: x * s)(np.ones((3, 2), np.float32), s)
+    with pytest.raises(ValueError, match="rank should be at least 1, but is only 0"):
+        sb.batch_lower(lambda x, s: x * s)(np.ones((3, 2), np.float32), s)
+    assert not counts
 
 
 def test_negative_axes():

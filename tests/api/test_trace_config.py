@@ -120,3 +120,68 @@ def test_gradient_under_two_precisions(rng):
     with jax.default_matmul_precision("highest"):
         assert_same_tree(loss(bl)(b), loss(vm)(b), rtol=1e-5, atol=1e-6)
         assert "HIGHEST" in loss(bl).lower(b).as_text()
+
+
+def _highest(fn, *args) -> int:
+    return jax.jit(fn).lower(*args).as_text().count("HIGHEST")
+
+
+def test_derivative_traced_under_another_precision_is_not_reused(rng):
+    """A derivative (here the transpose) was kept per batched function by the
+    rules alone: a pullback called under default_matmul_precision("highest")
+    traced it with HIGHEST products (as jax's own transpose does), and every
+    later gradient under the default precision reused it (jax.vmap's has
+    none). Derivatives are keyed by jax's trace configuration too."""
+    a = rng.standard_normal((5, 4, 8)).astype(np.float32)
+    b = rng.standard_normal((8, 3)).astype(np.float32)
+    ct = np.ones((5, 4, 3), np.float32)
+    bl = sb.batch_lower(_matmul, in_axes=(0, None))
+    vm = jax.vmap(_matmul, in_axes=(0, None))
+    pull = {f: jax.vjp(lambda b: f(a, b), b)[1] for f in (bl, vm)}
+    with jax.default_matmul_precision("highest"):
+        assert _highest(pull[bl], ct) == _highest(pull[vm], ct) > 0
+        assert_same_tree(pull[bl](ct), pull[vm](ct), rtol=1e-5, atol=1e-6)
+
+    def grad(f):
+        return jax.grad(lambda b: jnp.sum(jnp.tanh(f(a, b))))
+    assert _highest(grad(vm), b) == 0
+    assert _highest(grad(bl), b) == 0
+    assert_same_tree(grad(bl)(b), grad(vm)(b), rtol=1e-5, atol=1e-6)
+    assert _highest(pull[bl], ct) == _highest(pull[vm], ct) == 0
+    with jax.default_matmul_precision("highest"):  # and back: that one again
+        assert _highest(grad(bl), b) == _highest(grad(vm), b) > 0
+
+
+_DERIVATIVE_FNS = {
+    "ints": lambda x, w: jnp.cumsum(x * w) / jnp.arange(1, 4) + (jnp.argmax(x) + 1) * w,
+    "noise": lambda x, w: x * w * jax.random.normal(jax.random.key(0), x.shape),
+    "sort": lambda x, w: jnp.sort(x * w) ** 3 + jnp.mean(x * w),
+}
+
+
+@pytest.mark.parametrize("setting", ["x64", "rbg"])
+@pytest.mark.parametrize("name", sorted(_DERIVATIVE_FNS))
+def test_derivatives_across_x64_and_prng_switches(rng, setting, name):
+    """Pullbacks made under the defaults and called under x64 or the rbg
+    PRNG, then gradients under the defaults and under the switch: each as
+    jax.vmap's (values and dtypes), whichever derivative was traced first."""
+    f = _DERIVATIVE_FNS[name]
+    x = rng.standard_normal((4, 3)).astype(np.float32)
+    w = rng.standard_normal((3,)).astype(np.float32)
+    switch = (lambda: jax.enable_x64(True)) if setting == "x64" else \
+        (lambda: _config("jax_default_prng_impl", "rbg"))
+    bl = sb.batch_lower(f, in_axes=(0, None))
+    vm = jax.vmap(f, in_axes=(0, None))
+    outs, pulls = {}, {}
+    for g in (bl, vm):
+        outs[g], pulls[g] = jax.vjp(lambda w: g(x, w), w)
+    assert_same_tree(outs[bl], outs[vm], rtol=1e-5, atol=1e-5)
+    ct = np.ones(outs[vm].shape, outs[vm].dtype)
+
+    def grad(g):
+        return jax.grad(lambda w: jnp.sum(jnp.tanh(g(x, w))))(w)
+    with switch():
+        assert_same_tree(pulls[bl](ct), pulls[vm](ct), rtol=1e-5, atol=1e-5)
+        assert_same_tree(grad(bl), grad(vm), rtol=1e-5, atol=1e-5)
+    assert_same_tree(grad(bl), grad(vm), rtol=1e-5, atol=1e-5)
+    assert_same_tree(pulls[bl](ct), pulls[vm](ct), rtol=1e-5, atol=1e-5)
