@@ -701,7 +701,7 @@ def refuse_custom_vmap_when_batching(refuse: Callable[[str], Exception]) -> None
     inlined as the function, which the rewrite would batch without the rule;
     elsewhere jax's lowering runs unchanged. If jax renames the primitive or
     its lowering table, such functions are batched as their bodies again
-    (``tests/jax_ports/test_jax_custom_vmap.py`` fails)."""
+    (``tests/jax_ports/test_jax_custom_api.py`` fails)."""
     prim = custom_batching.custom_vmap_p
     entry = jax_mlir._lowerings.get(prim)
     if entry is None or getattr(entry.rule, "_stablehlo_batch", False):

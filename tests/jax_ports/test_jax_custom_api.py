@@ -1,5 +1,5 @@
-"""custom_vmap under batch_lower, after the ideas of JAX's tests/custom_api_test.py
-(CustomVmapTest, jax-v0.10.2).
+"""custom_vmap and custom_jvp under batch_lower, after the ideas of JAX's tests/custom_api_test.py
+(CustomVmapTest, CustomJVPTest; jax-v0.10.2).
 
 A ``jax.custom_batching.custom_vmap`` function lowers to its own body; its
 rule is Python that the module does not hold. jax.vmap runs the rule, so where
@@ -9,6 +9,8 @@ UnsupportedOpError (never the body's values in place of the rule's).
 ``vmappable`` (the module batched by this rewrite) batch like their bodies.
 """
 from __future__ import annotations
+
+from functools import partial
 
 import numpy as np
 import pytest
@@ -38,7 +40,7 @@ def test_custom_vmap_rule_that_differs_from_its_function_is_refused():
     # The oracle uses the rule: its values are not the function's.
     assert_same_tree(jax.vmap(f)(XS), np.cos(XS), rtol=1e-6, atol=1e-6)
     g = lambda x: f(x) * 2  # noqa: E731
-    with pytest.raises(sb.UnsupportedOpError, match=r"custom_vmap.*test_jax_custom_vmap.py:\d+"):
+    with pytest.raises(sb.UnsupportedOpError, match=r"custom_vmap.*test_jax_custom_api.py:\d+"):
         sb.batch_lower(g)(XS)
 
 
@@ -70,3 +72,34 @@ def test_vmappable_of_an_export_under_batch_lower():
     f = sb.vmappable(exp)
     xs = np.arange(12, dtype=np.float32).reshape(4, 3) / 10
     check_vmap(f, xs, w, in_axes=(0, None), rtol=1e-5, atol=1e-5)
+
+
+def _scale_with_nondiff_factor():
+    @partial(jax.custom_jvp, nondiff_argnums=(0,))
+    def f(x, y):
+        return x * y
+
+    @f.defjvp
+    def f_jvp(x, primals, tangents):
+        (y,), (t_y,) = primals, tangents
+        return f(x, y), 5 * t_y
+    return f
+
+
+def test_custom_jvp_with_a_batched_nondiff_argument():
+    f = _scale_with_nondiff_factor()
+    check_vmap(f, XS, XS + 1)
+
+
+def test_custom_jvp_rule_holding_a_traced_argument_under_jvp_is_a_typed_error():
+    # The rule sees the batched function's argument from its own trace; a
+    # derivative taken after that trace cannot (jax.jit(f) fails alike), so the
+    # error is ours, typed, not jax's ValueError from inside the export.
+    f = _scale_with_nondiff_factor()
+    ys, ts = XS + 1, np.ones(3, np.float32)
+    want = jax.jvp(lambda y: jax.vmap(f)(XS, y), (ys,), (ts,))
+    assert_same_tree(want[1], 5 * ts)
+    with pytest.raises(Exception):
+        jax.jvp(lambda y: jax.jit(f)(XS[0], y), (ys[0],), (ts[0],))
+    with pytest.raises(sb.UnsupportedOpError, match="nondiff_argnums"):
+        jax.jvp(lambda y: sb.batch_lower(f)(XS, y), (ys,), (ts,))
