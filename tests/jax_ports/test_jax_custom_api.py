@@ -103,3 +103,45 @@ def test_custom_jvp_rule_holding_a_traced_argument_under_jvp_is_a_typed_error():
         jax.jvp(lambda y: jax.jit(f)(XS[0], y), (ys[0],), (ts[0],))
     with pytest.raises(sb.UnsupportedOpError, match="nondiff_argnums"):
         jax.jvp(lambda y: sb.batch_lower(f)(XS, y), (ys,), (ts,))
+
+
+def _sum_sin_with_batched_tangent_rule(bl):
+    @jax.custom_jvp
+    def f(mat, aux):
+        return jnp.sum(jnp.sin(mat), axis=1) * aux
+
+    @f.defjvp
+    def f_jvp(primals, tangents):
+        mat, aux = primals
+        dmat, _ = tangents
+        # The batched call is applied to a tangent: jax.grad transposes it.
+        t = bl(lambda m, v: jnp.dot(jnp.cos(m), v) * aux)(mat, dmat)
+        return f(mat, aux), t
+    return f
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_batched_call_on_tangents_in_a_custom_jvp_rule_is_transposed(jit):
+    mat = np.arange(6, dtype=np.float32).reshape(2, 3) / 5
+    grads = []
+    for bl in (jax.vmap, sb.batch_lower):
+        f = _sum_sin_with_batched_tangent_rule(bl)
+        g = jax.grad(lambda m, a: jnp.sum(f(m, a) ** 2), argnums=(0, 1))
+        grads.append((jax.jit(g) if jit else g)(mat, np.float32(0.5)))
+    assert_same_tree(grads[1], grads[0], rtol=1e-5, atol=1e-5)
+
+
+def test_transposing_a_batched_call_that_is_not_linear_is_refused_as_under_vmap():
+    def make(bl):
+        @jax.custom_jvp
+        def f(x):
+            return x
+
+        @f.defjvp
+        def f_jvp(primals, tangents):
+            return primals[0], bl(jnp.sin)(tangents[0])
+        return f
+    x = np.ones(3, np.float32)
+    for bl in (jax.vmap, sb.batch_lower):
+        with pytest.raises(NotImplementedError, match="Transpose rule .* for 'sin'"):
+            jax.grad(lambda x: make(bl)(x).sum())(x)
