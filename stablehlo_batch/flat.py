@@ -106,7 +106,7 @@ def _raise_if_stale_tracer(fn, args, kwargs, error: Exception) -> None:
         return
     if any(isinstance(c, jax.core.Tracer) for c in consts):
         raise UnsupportedOpError(
-            "custom_jvp", None, "unknown",
+            "custom_jvp / custom_vjp", None, "unknown",
             reason="a custom derivative rule uses a traced value of the batched "
                    "function's own trace (a custom_jvp / custom_vjp rule that closes over "
                    "one of its arguments or takes it in nondiff_argnums), which its "
