@@ -712,8 +712,13 @@ def refuse_custom_vmap_when_batching(refuse: Callable[[str], Exception]) -> None
         if is_tracing_to_batch() and not custom_vmap_rule_batches_like_body(rule):
             frame = (source_info_util.user_frame(ctx.traceback)
                      if ctx.traceback is not None else None)
-            raise refuse(f"{frame.file_name}:{frame.start_line}" if frame is not None
-                         else str(ir.Location.current))
+            if frame is not None:
+                raise refuse(f"{frame.file_name}:{frame.start_line}")
+            debug = getattr(rule, "debug", None)  # a ClosedRule's: the rule's own source
+            if getattr(debug, "func_filename", None):
+                raise refuse(f"{debug.func_filename}:{debug.func_lineno} "
+                             f"(the custom_vmap rule {debug.func_name})")
+            raise refuse(str(ir.Location.current))
         return original(ctx, *args, rule=rule, **params)
     lowering._stablehlo_batch = True
     jax_mlir._lowerings[prim] = dataclasses.replace(entry, rule=lowering)

@@ -42,6 +42,10 @@ def test_custom_vmap_rule_that_differs_from_its_function_is_refused():
     g = lambda x: f(x) * 2  # noqa: E731
     with pytest.raises(sb.UnsupportedOpError, match=r"custom_vmap.*test_jax_custom_api.py:\d+"):
         sb.batch_lower(g)(XS)
+    # The custom_vmap function itself: no user line calls it; the rule's is named.
+    with pytest.raises(sb.UnsupportedOpError,
+                       match=r"custom_vmap.*test_jax_custom_api.py:\d+ \(the custom_vmap rule"):
+        sb.batch_lower(f)(XS)
 
 
 def test_custom_vmap_refused_under_jit_and_grad_too():
