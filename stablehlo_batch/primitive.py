@@ -377,10 +377,16 @@ def _linear_transpose(cts, args, fun: BatchedFn):
     if not any(nz) or all(type(ct) is ad.Zero for ct in cts):
         return zero_cts
     vjp = fun.linear_transpose(nz)
+    # the cotangents of the inexact results, which the transpose takes
+    cts = [ct for ct, a in zip(cts, fun.example_out_avals) if _inexact(a.dtype)]
     avals = [a.aval if u else jax.typeof(a) for a, u in zip(args, undefined)]
     size = fun.batch_size(avals)
     if size == 0:
-        return zero_cts
+        if any(lane0 and type(ct) is not ad.Zero for ct, lane0 in zip(cts, vjp.lane0)):
+            raise UnsupportedOpError(
+                batched_call_p.name, None, f"the batched call of {fun.what}",
+                "the transpose at batch size 0 of a result with out_axes=None")
+        return zero_cts  # no lane: batched results add nothing
     xs = [jnp.zeros(av.shape, av.dtype) if u else a
           for a, u, av in zip(args, undefined, avals)]
     cts = [(jnp.zeros((size,) + ct.aval.shape, ct.aval.dtype) if type(ct) is ad.Zero

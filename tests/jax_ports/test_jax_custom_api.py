@@ -149,3 +149,22 @@ def test_transposing_a_batched_call_that_is_not_linear_is_refused_as_under_vmap(
     for bl in (jax.vmap, sb.batch_lower):
         with pytest.raises(NotImplementedError, match="Transpose rule .* for 'sin'"):
             jax.grad(lambda x: make(bl)(x).sum())(x)
+
+
+def test_transposed_batched_call_with_an_integer_result():
+    # The transpose takes the cotangents of the inexact results only.
+    def make(bl):
+        @jax.custom_jvp
+        def f(x):
+            return jnp.sin(x)
+
+        @f.defjvp
+        def f_jvp(primals, tangents):
+            (x,), (t,) = primals, tangents
+            count, lin = bl(lambda c, v: (jnp.int32(1), c * v))(jnp.cos(x), t)
+            return jnp.sin(x), lin + 0 * count
+        return f
+    x = np.linspace(0, 1, 4, dtype=np.float32)
+    want = jax.grad(lambda x: make(jax.vmap)(x).sum())(x)
+    got = jax.grad(lambda x: make(sb.batch_lower)(x).sum())(x)
+    assert_same_tree(got, want, rtol=1e-6, atol=1e-6)
