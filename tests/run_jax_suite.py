@@ -71,7 +71,8 @@ def parse_args(argv):
     p.add_argument("--vmap-names", action="store_true",
                    help="accept 'batch_lower' where an error regex says 'vmap'")
     p.add_argument("--reference", action="store_true",
-                   help="run with the real jax.vmap (no substitution), for a baseline")
+                   help="run with the real jax.vmap (no substitution; stablehlo_batch "
+                        "loaded), for a baseline")
     p.add_argument("-v", "--verbose", action="count", default=0,
                    help="-v: list each failure; -vv: also print its traceback")
     p.add_argument("--list", action="store_true", help="list the selected test ids and exit")
@@ -253,6 +254,7 @@ def main(argv=None):
     from jax._src import test_util as jtu
     import stablehlo_batch as sb
 
+    batch_lower = sb.batch_lower  # loads the package (and its hooks into jax) in --reference too
     warnings.simplefilter("ignore")  # FallbackWarning, DeprecationWarning: counted as passes
     if args.vmap_names:
         rename_vmap_in_regexes()
@@ -263,7 +265,7 @@ def main(argv=None):
         modname = f[:-3] if f.endswith(".py") else f
         mod = importlib.import_module(modname)
         if not args.reference:
-            patched = patch_module(mod, sb.batch_lower)
+            patched = patch_module(mod, batch_lower)
             print(f"{modname}: batch_lower in place of {', '.join(patched) or 'nothing'}")
         loader = jtu.JaxTestLoader()
         tests = [t for t in iter_tests(loader.loadTestsFromModule(mod))
