@@ -20,6 +20,7 @@ from jax import tree_util
 
 from stablehlo_batch.passes.rules import RULES
 from stablehlo_batch import axes as ax
+from stablehlo_batch import jax_internals
 from stablehlo_batch import named_axes
 from stablehlo_batch import tuning
 from stablehlo_batch.flat import batch_flat, is_symbolic, load, symbolic_size
@@ -149,6 +150,7 @@ def vmappable(exp, *, axis_name=None) -> Any:
         return tuple(tree_util.tree_flatten(exp.call(*args, **kwargs))[0])
 
     @call_flat.def_vmap
+    @jax_internals.mark_rule_batches_like_body  # it batches this very module with the rewrite
     def rule(axis_size, in_batched, *flat):
         one = exp if axis_name is None else named_axes.lanes_exported(
             exp, axis_name, int(axis_size), "vmappable")

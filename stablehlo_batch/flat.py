@@ -23,6 +23,7 @@ from jaxlib.mlir import ir
 
 from stablehlo_batch import axes as ax
 from stablehlo_batch import jax_internals, module_io
+from stablehlo_batch.passes.errors import UnsupportedOpError
 from stablehlo_batch.passes.report import BatchingReport
 from stablehlo_batch.passes.rules.collectives import SYMBOLIC_ATTR
 from stablehlo_batch.passes.sum_lanes import sum_results_over_lanes
@@ -68,7 +69,11 @@ def export_in_process(fn, platforms, disabled_checks=(), keep_unused=False):
     def export(*args, **kwargs):
         with jax_internals.plain_bytecode_exports(context=module_io.shared_context), \
                 jax_internals.tracing_to_batch():
-            return _export(*args, **kwargs)
+            try:
+                return _export(*args, **kwargs)
+            except Exception as e:
+                _raise_if_stale_tracer(fn, args, kwargs, e)
+                raise
 
     def _export(*args, **kwargs):
         try:
@@ -85,6 +90,28 @@ def export_in_process(fn, platforms, disabled_checks=(), keep_unused=False):
             return jax.export.export(jax.jit(fn, keep_unused=keep_unused), platforms=platforms,
                                      disabled_checks=checks + more)(*args, **kwargs)
     return export
+
+
+def _raise_if_stale_tracer(fn, args, kwargs, error: Exception) -> None:
+    """After a failed export: where ``fn``'s trace holds a tracer of a trace
+    that has ended as a constant (a ``custom_jvp`` / ``custom_vjp`` rule that
+    closes over an argument of the batched function, or takes it in
+    ``nondiff_argnums``, differentiated after that function was traced: a
+    derivative of our call), raise UnsupportedOpError saying so instead of
+    jax's error from deep in the export (``jax.jit(fn)`` under ``jax.jvp``
+    fails the same way: "No constant handler for ... DynamicJaxprTracer")."""
+    try:
+        consts = jax.make_jaxpr(fn)(*args, **kwargs).consts
+    except Exception:
+        return
+    if any(isinstance(c, jax.core.Tracer) for c in consts):
+        raise UnsupportedOpError(
+            "custom_jvp / custom_vjp", None, "unknown",
+            reason="a custom derivative rule uses a traced value of the batched "
+                   "function's own trace (a custom_jvp / custom_vjp rule that closes over "
+                   "one of its arguments or takes it in nondiff_argnums), which its "
+                   "derivative cannot see (as under jax.jit(fn)); pass the value as a "
+                   "regular argument of the custom_jvp function") from error
 
 
 def unstable_targets(exp: jax.export.Exported) -> list[str]:

@@ -101,6 +101,7 @@ are what notice).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import sys
 import threading
@@ -110,6 +111,7 @@ import numpy as np
 from jax import tree_util
 from jax._src import api_util, core, sharding_impls, source_info_util, traceback_util, util
 from jax._src import config as jax_config_impl
+from jax._src import custom_batching
 from jax._src import tree_util as jax_tree_util
 from jax._src.export import _export as jax_export_impl
 from jax._src.interpreters import ad as jax_ad
@@ -644,3 +646,82 @@ def symbolic_shaped_eqn(jaxpr):
             if found is not None:
                 return found
     return None
+
+
+# ---- custom_vmap -------------------------------------------------------------
+
+_SAME_AS_BODY = "_stablehlo_batch_batches_like_its_body"
+
+
+def mark_rule_batches_like_body(rule: Callable) -> Callable:
+    """Marks a ``custom_vmap`` rule whose values are those of its function
+    batched lane by lane (our ``vmappable``'s, which batches the same module
+    with this rewrite), so a function using it can be batched by the rewrite."""
+    setattr(rule, _SAME_AS_BODY, True)
+    return rule
+
+
+def _user_rules(rule):
+    """The rules a ``custom_vmap_call``'s ``rule`` parameter applies: jax
+    wraps the user's in a ``ClosedRule`` (``.rule``) and, under ``jax.jvp``,
+    in a ``jvp_of_rule_rule`` closure over that."""
+    if isinstance(rule, custom_batching.ClosedRule):
+        yield from _user_rules(rule.rule)
+    elif getattr(rule, "__name__", "") == "jvp_of_rule_rule" and \
+            getattr(rule, "__module__", "") == custom_batching.__name__:
+        for cell in rule.__closure__ or ():
+            inner = cell.cell_contents
+            if isinstance(inner, custom_batching.ClosedRule) or callable(inner) and \
+                    getattr(inner, "__name__", "") == "jvp_of_rule_rule":
+                yield from _user_rules(inner)
+    else:
+        yield rule
+
+
+def custom_vmap_rule_batches_like_body(rule) -> bool:
+    """Whether every user rule in a ``custom_vmap_call``'s ``rule`` gives the
+    values of the function batched lane by lane: ``jax.custom_batching.
+    sequential_vmap``'s (a ``lax.map`` of the function) and the rules marked
+    by ``mark_rule_batches_like_body``. Any other rule may compute something
+    else than the function (jax.vmap uses the rule, the rewrite sees only the
+    function: a custom_vmap is inlined when lowered)."""
+    rules = list(_user_rules(rule))
+    return bool(rules) and all(
+        getattr(r, _SAME_AS_BODY, False)
+        or (getattr(r, "__module__", "") == custom_batching.__name__
+            and getattr(r, "__qualname__", "") == "sequential_vmap.<locals>.rule")
+        for r in rules)
+
+
+def refuse_custom_vmap_when_batching(refuse: Callable[[str], Exception]) -> None:
+    """Wraps jax's lowering of ``custom_vmap_call`` (once per process): while
+    a function is traced to be batched by our rewrite
+    (``is_tracing_to_batch``), a custom_vmap whose rule may differ from its
+    function raises ``refuse(location)`` (the user's "file:line") instead of being
+    inlined as the function, which the rewrite would batch without the rule;
+    elsewhere jax's lowering runs unchanged. If jax renames the primitive or
+    its lowering table, such functions are batched as their bodies again
+    (``tests/jax_ports/test_jax_custom_api.py`` fails)."""
+    prim = custom_batching.custom_vmap_p
+    entry = jax_mlir._lowerings.get(prim)
+    if entry is None or getattr(entry.rule, "_stablehlo_batch", False):
+        return
+    original = entry.rule
+
+    def lowering(ctx, *args, rule, **params):
+        if is_tracing_to_batch() and not custom_vmap_rule_batches_like_body(rule):
+            frame = (source_info_util.user_frame(ctx.traceback)
+                     if ctx.traceback is not None else None)
+            if frame is not None:
+                raise refuse(f"{frame.file_name}:{frame.start_line}")
+            debug = getattr(rule, "debug", None)  # a ClosedRule's: the rule's own source
+            if getattr(debug, "func_filename", None):
+                raise refuse(f"{debug.func_filename}:{debug.func_lineno} "
+                             f"(the custom_vmap rule {debug.func_name})")
+            raise refuse(str(ir.Location.current))
+        return original(ctx, *args, rule=rule, **params)
+    lowering._stablehlo_batch = True
+    jax_mlir._lowerings[prim] = dataclasses.replace(entry, rule=lowering)
+    # Lowered inline (not through jax's per-module cache of lowerings), the
+    # rule's context carries the equation's traceback, hence the user's line.
+    jax_mlir._uncacheable_primitives.add(prim)

@@ -240,36 +240,19 @@ class BatchedFn:
     def transpose(self) -> "BatchedFn":
         """For a tangent map: (primals..., cotangents of its results...) ->
         cotangents of its tangent arguments, one per lane."""
-        def build():
-            fun, nz = self.tangent_of
-            src, idx = fun.src, [i for i, z in enumerate(nz) if z]
-            keep = [j for j, a in enumerate(fun.example_out_avals) if _inexact(a.dtype)]
+        fun, nz = self.tangent_of
+        return self._cached("vjp", lambda: _cotangent_fn(fun, nz, self.size, self.platform))
 
-            def cotangents(*flat):
-                xs, cts = flat[:len(nz)], flat[len(nz):]
-                g = _restricted(src, xs, idx, keep)
-                if fun.axis_name is not None:
-                    g = jax_internals.differentiated(g)
-                with _extrema(fun.axis_name):
-                    return list(jax.vjp(g, *[xs[i] for i in idx])[1](list(cts)))
-
-            # A summed result's cotangent is the same for every lane; an
-            # unbatched result's goes to lane 0 only.
-            lane0 = tuple(fun.out_dims[j] is None and not fun.summed[j] for j in keep)
-            ct_dims = tuple(None if fun.summed[j] else 0 if fun.out_dims[j] is None
-                            else fun.out_dims[j] for j in keep)
-            fn = BatchedFn(
-                cotangents, fun.example_avals + tuple(_tangent_struct(fun.example_out_avals[j])
-                                                      for j in keep),
-                fun.dims + ct_dims,
-                [0 if fun.dims[i] is None else fun.dims[i] for i in idx],
-                self.size, self.platform,
-                example_out_avals=[_tangent_struct(fun.example_avals[i]) for i in idx],
-                chunk_size=fun.chunk_size, summed=[fun.dims[i] is None for i in idx],
-                what=f"gradient of {fun.what}", axis_name=fun.axis_name)
-            fn.lane0 = lane0
-            return fn
-        return self._cached("vjp", build)
+    def linear_transpose(self, nz: tuple[bool, ...]) -> "BatchedFn":
+        """This function's transpose in its arguments ``nz``, which jax found
+        it linear in (a batch_lower call on tangents inside a custom_jvp
+        rule): (arguments, zeros at ``nz``..., cotangents of its results...)
+        -> cotangents of the ``nz`` arguments, one per lane. Traced with
+        ``jax.linear_transpose``, which refuses a function that is not linear
+        in them, as jax.vmap's transpose would."""
+        return self._cached(("linear vjp", nz),
+                            lambda: _cotangent_fn(self, nz, self.size, self.platform,
+                                                  linear=True))
 
     def vmapped(self, avals, bdims, size) -> "BatchedFn":
         """This batched function, batched again (jax.vmap of it)."""
@@ -299,6 +282,43 @@ def call(fun: BatchedFn, out_tree, *args, **kwargs):
     """Calls ``fun`` with a pytree of arguments, as ``Exported.call`` would."""
     leaves = tree_util.tree_leaves((args, kwargs))
     return tree_util.tree_unflatten(out_tree, batched_call_p.bind(*leaves, fun=fun))
+
+
+def _cotangent_fn(fun: BatchedFn, nz, size, platform, *, linear: bool = False) -> BatchedFn:
+    """(arguments of ``fun``..., cotangents of its inexact results...) ->
+    cotangents of its arguments ``nz``, one per lane: the VJP of ``fun`` at
+    the arguments (the transpose of its tangent map), or with ``linear``
+    the transpose of ``fun`` itself in those arguments (they are then zeros)."""
+    src, idx = fun.src, [i for i, z in enumerate(nz) if z]
+    keep = [j for j, a in enumerate(fun.example_out_avals) if _inexact(a.dtype)]
+
+    def cotangents(*flat):
+        xs, cts = flat[:len(nz)], flat[len(nz):]
+        g = _restricted(src, xs, idx, keep)
+        if fun.axis_name is not None:
+            g = jax_internals.differentiated(g)
+        with _extrema(fun.axis_name):
+            if linear:
+                return list(jax.linear_transpose(g, *[xs[i] for i in idx])(list(cts)))
+            return list(jax.vjp(g, *[xs[i] for i in idx])[1](list(cts)))
+
+    # A summed result's cotangent is the same for every lane; an
+    # unbatched result's goes to lane 0 only.
+    lane0 = tuple(fun.out_dims[j] is None and not fun.summed[j] for j in keep)
+    ct_dims = tuple(None if fun.summed[j] else 0 if fun.out_dims[j] is None
+                    else fun.out_dims[j] for j in keep)
+    out = BatchedFn(
+        cotangents, fun.example_avals + tuple(_tangent_struct(fun.example_out_avals[j])
+                                              for j in keep),
+        fun.dims + ct_dims,
+        [0 if fun.dims[i] is None else fun.dims[i] for i in idx],
+        size, platform,
+        example_out_avals=[_tangent_struct(fun.example_avals[i]) for i in idx],
+        chunk_size=fun.chunk_size, summed=[fun.dims[i] is None for i in idx],
+        what=f"{'transpose' if linear else 'gradient'} of {fun.what}",
+        axis_name=fun.axis_name)
+    out.lane0 = lane0
+    return out
 
 
 # ---- the primitive's rules ----------------------------------------------------
@@ -331,7 +351,7 @@ def _jvp(primals, tangents, *, fun: BatchedFn):
 
 def _transpose(cts, *args, fun: BatchedFn):
     if fun.tangent_of is None:
-        raise NotImplementedError(f"{fun.what} is not linear: it has no transpose")
+        return _linear_transpose(cts, args, fun)
     n = len(fun.tangent_of[1])
     xs, ts = args[:n], args[n:]
     if any(ad.is_undefined_primal(x) for x in xs):
@@ -352,6 +372,37 @@ def _transpose(cts, *args, fun: BatchedFn):
            for ct, lane0 in zip(cts, vjp.lane0)]
     in_cts = batched_call_p.bind(*xs, *cts, fun=vjp)
     return [None] * n + [ct if u else None for ct, u in zip(in_cts, undefined)]
+
+
+def _linear_transpose(cts, args, fun: BatchedFn):
+    """The transpose of a batched call that jax found linear in its undefined
+    arguments (a batch_lower call on tangents in a custom_jvp rule, which
+    jax.grad transposes): the per-example function transposed in those
+    arguments, batched (``BatchedFn.linear_transpose``)."""
+    undefined = [ad.is_undefined_primal(a) for a in args]
+    nz = tuple(u and _inexact(a.aval.dtype) for a, u in zip(args, undefined))
+    zero_cts = [ad.Zero(a.aval) if u else None for a, u in zip(args, undefined)]
+    if not any(nz) or all(type(ct) is ad.Zero for ct in cts):
+        return zero_cts
+    vjp = fun.linear_transpose(nz)
+    # the cotangents of the inexact results, which the transpose takes
+    cts = [ct for ct, a in zip(cts, fun.example_out_avals) if _inexact(a.dtype)]
+    avals = [a.aval if u else jax.typeof(a) for a, u in zip(args, undefined)]
+    size = fun.batch_size(avals)
+    if size == 0:
+        if any(lane0 and type(ct) is not ad.Zero for ct, lane0 in zip(cts, vjp.lane0)):
+            raise UnsupportedOpError(
+                batched_call_p.name, None, f"the batched call of {fun.what}",
+                "the transpose at batch size 0 of a result with out_axes=None")
+        return zero_cts  # no lane: batched results add nothing
+    xs = [jnp.zeros(av.shape, av.dtype) if u else a
+          for a, u, av in zip(args, undefined, avals)]
+    cts = [(jnp.zeros((size,) + ct.aval.shape, ct.aval.dtype) if type(ct) is ad.Zero
+            else spread_to_lanes(ct, size)) if lane0 else ad.instantiate_zeros(ct)
+           for ct, lane0 in zip(cts, vjp.lane0)]
+    in_cts = iter(batched_call_p.bind(*xs, *cts, fun=vjp))
+    return [next(in_cts) if z else (ad.Zero(a.aval) if u else None)
+            for a, u, z in zip(args, undefined, nz)]
 
 
 def _transpose_no_lanes(cts, xs, ts, undefined, fun: BatchedFn, lane0) -> list:
