@@ -177,13 +177,26 @@ def test_forwarded_inputs_on_every_path(tuned_dir, path, batch_axis, x_kind, y_k
             assert_same_tree(got, want)
 
 
-def test_forwarded_inputs_of_a_static_call_in_chunks():
-    """A non-array argument (static) and chunk_size=: the flat call's forwards."""
+@pytest.mark.parametrize("callback", [False, True])
+@pytest.mark.parametrize("options", [{}, {"chunk_size": 4}])
+def test_forwarded_inputs_of_a_static_call(options, callback):
+    """A non-array argument (static: the plan's flat call) with chunk_size=
+    or host callbacks: the flat call's forwards."""
     x = jnp.arange(12.0).reshape(6, 2)
-    f = lambda s, x: (x, x * len(s))  # noqa: E731
-    got = sb.batch_lower(f, in_axes=(None, 0), chunk_size=4)("static", x)
-    assert got[0] is x
-    assert_same_tree(got, jax.vmap(f, in_axes=(None, 0))("static", x))
+    op = _echo if callback else (lambda v: v)
+
+    def f(s, x, y):
+        return x, op(x) * len(s), y
+    y = np.float32(2.0)
+    bl = sb.batch_lower(f, in_axes=(None, 0, None), out_axes=(0, 0, None), **options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sb.FallbackWarning)
+        for _ in range(2):
+            got = bl("static", x, y)
+            assert got[0] is x and got[2] is y
+    want = jax.vmap(f, in_axes=(None, 0, None), out_axes=(0, 0, None))("static", x, y)
+    assert want[0] is x and want[2] is y
+    assert_same_tree(got, want)
 
 
 def test_forwarded_inputs_of_the_cost_models_lane_loop():
