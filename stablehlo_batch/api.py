@@ -102,11 +102,14 @@ class _Plan:
 class Compiled:
     """An XLA executable of the batched function (mirrors jax.stages.Compiled)."""
 
-    def __init__(self, compiled: jax.stages.Compiled):
+    def __init__(self, compiled: jax.stages.Compiled, call: Callable | None = None):
         self._compiled = compiled
+        # host callbacks: the executable takes and returns flat values (its
+        # template's signature); ``call`` takes fn's arguments, returns fn's tree
+        self._call = call or compiled
 
     def __call__(self, *args, **kwargs):
-        return self._compiled(*args, **kwargs)
+        return self._call(*args, **kwargs)
 
     def as_text(self) -> str:
         """XLA's optimized HLO."""
@@ -165,7 +168,7 @@ class Lowered:
             (self._args, self._kwargs))
         args, kwargs = specs
         if self._plan.compiled is not None:  # host callbacks: already compiled
-            return Compiled(self._plan.compiled)
+            return Compiled(self._plan.compiled, self._plan.call)
         return Compiled(self._plan.call.lower(*args, **kwargs).compile())
 
 
@@ -449,6 +452,8 @@ class BatchedFunction:
                 getattr(dispatch, "_clear_cache", lambda: None)()
                 out = dispatch(*args, **kwargs)
                 next(self._calls)
+                if self._forwarding:  # the argument objects, as on every other call
+                    return self._forward_inputs(args, kwargs, out)
                 return out
         else:
             # TypeError, e.g. a non-array argument (static when its in_axes
@@ -658,7 +663,8 @@ class BatchedFunction:
             if symbolic:  # the plan serves every batch size: one executable per size
                 call = callbacks.per_size(cb, build_at, avals, dims, size)
             return _Plan(None, cb.module, cb.result_batched, cb.rewrite_seconds,
-                         call, cb.report, compiled=cb.compiled)
+                         call, cb.report, compiled=cb.compiled,
+                         forwards=self._forwards(src, cb.forwarded, ex_args, ex_kwargs, size))
         out_dims = ax.flatten_axes("batch_lower out_axes", exp.out_tree, self.out_axes)
         if symbolic:  # the one of the module's avals (named_axes: lane-count dims)
             size = next((d for a in exp.out_avals for d in a.shape if not isinstance(d, int)),
@@ -705,21 +711,33 @@ class BatchedFunction:
                 # on those; ours puts the arguments on N devices too
                 shardings = sharding.replicated_on(batched.nr_devices, platform)
             call = jax.jit(functools.partial(primitive.call, fn, batched.out_tree), **shardings)
-        forwards = _forwarded(exp, module)
-        if forwards:  # and fn returns those arguments as they are (not a copy)
-            bound = contextlib.nullcontext()
-            if self.axis_name is not None:  # fn's collectives trace as under vmap
-                bound = jax_internals.axis_bound(
-                    self.axis_name, max(size, 1) if isinstance(size, int) else 2)
-            with bound:
-                jaxpr = jax.jit(src).trace(*ex_args, **ex_kwargs).jaxpr.jaxpr
-            forwards = tuple((j, i) for j, i in forwards
-                             if jaxpr.outvars[j] is jaxpr.invars[i])
-        self._forwarding = self._forwarding or bool(forwards)
         return _Plan(batched, module, result_batched, rewrite_seconds,
                      call or jax.jit(batched.call), built.report,
                      traceable=built.call is None,
-                     fn=fn, tuning=tuned, forwards=forwards)
+                     fn=fn, tuning=tuned,
+                     forwards=self._forwards(src, built.forwarded, ex_args, ex_kwargs, size))
+
+    def _forwards(self, src, candidates, ex_args, ex_kwargs, size) -> tuple:
+        """The (flat result, flat argument) pairs of ``candidates`` -- those
+        the per-example module returns unchanged, the batch at the same place
+        (``module_io.forwarded_arguments``) -- that ``fn``'s jaxpr forwards
+        too: jax.vmap returns those input objects themselves. A copy
+        (``jnp.array(x, copy=True)``) lowers to nothing but is a new array
+        under vmap. Read from the per-example module, so every way the plan
+        is built (the full batch, chunks, a lane loop, a mesh, a symbolic
+        size, host callbacks) forwards the same results."""
+        if not candidates:
+            return ()
+        bound = contextlib.nullcontext()
+        if self.axis_name is not None:  # fn's collectives trace as under vmap
+            bound = jax_internals.axis_bound(
+                self.axis_name, max(size, 1) if isinstance(size, int) else 2)
+        with bound:
+            jaxpr = jax.jit(src).trace(*ex_args, **ex_kwargs).jaxpr.jaxpr
+        forwards = tuple((j, i) for j, i in candidates
+                         if jaxpr.outvars[j] is jaxpr.invars[i])
+        self._forwarding = self._forwarding or bool(forwards)
+        return forwards
 
 
     def _example_export(self, src, symbolic, in_tree, ex_args, ex_kwargs, platform):
@@ -969,22 +987,6 @@ def _count_of(counter: itertools.count) -> int:
     """The next value of an ``itertools.count`` (started at 0: the number of
     ``next`` calls so far), without advancing it."""
     return int(repr(counter)[len("count("):-1])
-
-
-def _forwarded(exp: jax.export.Exported, module: ir.Module) -> tuple:
-    """(flat result, flat argument) pairs of ``exp``'s function whose batched
-    ``module`` returns the argument unchanged (same value, same type). The
-    function may still have copied it (``jnp.array(x, copy=True)`` lowers to
-    nothing): jax.vmap forwards only what its jaxpr forwards."""
-    n_extra_in = (1 if len(exp.platforms) > 1 else 0) + len(exp.ordered_effects)
-    n_extra_out = len(exp.ordered_effects)
-    kept = sorted(exp.module_kept_var_idx)
-    pairs = []
-    for r, a in enumerate(module_io.returned_arguments(module)):
-        if a is None or r < n_extra_out or a < n_extra_in:
-            continue
-        pairs.append((r - n_extra_out, kept[a - n_extra_in]))
-    return tuple(pairs)
 
 
 def _forward(forwards, in_leaves, out):

@@ -29,10 +29,12 @@ import jax
 import jax.numpy as jnp
 from jax import tree_util
 # jax private APIs: only this module uses them (the ordered-effect classes,
-# the lowering's compile arguments below, the executable's C++ call).
+# the lowering's compile arguments below, the executable's C++ call, weakly
+# typed zeros for the template's results).
 from jax._src import callback as jcb
 from jax._src import debugging
 from jax._src.interpreters import pxla
+from jax._src.lax import lax as lax_internal
 from jax.experimental import io_callback
 
 from stablehlo_batch import axes as ax
@@ -55,6 +57,7 @@ class CallbackBuild:
     compiled: Any
     call: Any
     report: BatchingReport | None = None
+    forwarded: tuple = ()  # as flat.BatchedExport.forwarded
 
 
 def _ordered_twin(effect):
@@ -115,12 +118,18 @@ def build(fn, in_tree, avals, dims, size, platform, out_axes, what="batch_lower"
         if size == 0:
             named_axes.mark_empty_lanes(module)
     out_avals = cargs["global_out_avals"]
+    forwarded = module_io.forwarded_arguments(
+        module, dims, [ax.batch_position(d, len(a.shape)) for a, d in zip(out_avals, out_dims)],
+        n_leading_in=n_tok, n_leading_out=n_tok)
     result_batched, report = batch_function(
         module, "main", dims, out_dims, size, n_leading_in=n_tok, n_leading_out=n_tok,
         out_tree=out_tree, out_avals=out_avals, what=what)
     rewrite_seconds = report.rewrite_seconds
 
-    out_specs = [jax.ShapeDtypeStruct(ax.insert_batch(a.shape, d, size), a.dtype)
+    # the results' weak types are the function's (``cb(x) * 2.5`` of an int
+    # ``x`` is weakly typed, as under jax.vmap): the template's results have them
+    out_specs = [jax.ShapeDtypeStruct(ax.insert_batch(a.shape, d, size), a.dtype,
+                                      weak_type=a.weak_type)
                  for a, d in zip(out_avals, out_dims)]
     in_specs = [jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=a.weak_type)
                 for a in avals]
@@ -129,7 +138,7 @@ def build(fn, in_tree, avals, dims, size, platform, out_axes, what="batch_lower"
     def template_fn(*a):
         if ordered:  # the same ordered effect: the same tokens in main's signature
             _ordered_twin(ordered[0])()
-        return tuple(jnp.zeros(s.shape, s.dtype) for s in out_specs)
+        return tuple(_zeros(s) for s in out_specs)
 
     template = jax.jit(template_fn, keep_unused=True).trace(*in_specs).lower(
         lowering_platforms=(platform,))
@@ -153,7 +162,15 @@ def build(fn, in_tree, avals, dims, size, platform, out_axes, what="batch_lower"
                             "jax.jit / jax.grad / jax.vmap)")
         return tree_util.tree_unflatten(out_tree, list(run(*leaves)))
 
-    return CallbackBuild(module, result_batched, rewrite_seconds, compiled, call, report)
+    return CallbackBuild(module, result_batched, rewrite_seconds, compiled, call, report,
+                         forwarded)
+
+
+def _zeros(spec):
+    """Zeros of ``spec``'s shape, dtype and weak type (``jnp.zeros`` makes
+    no weakly typed array: jax's own conversion does)."""
+    z = jnp.zeros(spec.shape, spec.dtype)
+    return lax_internal._convert_element_type(z, weak_type=True) if spec.weak_type else z
 
 
 def _fast_call(compiled):

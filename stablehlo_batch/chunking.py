@@ -144,7 +144,7 @@ def _exported_loop(exp, dims, out_dims, size: int, chunk: int, *, what: str,
                                 disabled_checks=exp.disabled_safety_checks)(*args, **kwargs)
     return BatchedExport(wrapped, module_io.parse_module(wrapped.mlir_module_serialized),
                          full.result_batched, full.rewrite_seconds,
-                         full.report, chunk)
+                         full.report, chunk, forwarded=full.forwarded)
 
 
 def loop_module(exp: jax.export.Exported, dims: Sequence[int | None],
@@ -257,7 +257,7 @@ def loop_module(exp: jax.export.Exported, dims: Sequence[int | None],
         full.exported, vjp=vjp,
         mlir_module_serialized=module_io.module_to_portable_artifact(module))
     return BatchedExport(exported, module, full.result_batched, full.rewrite_seconds,
-                         full.report, chunk)
+                         full.report, chunk, forwarded=full.forwarded)
 
 
 def _resized(t: ir.Type, d: int, n: int) -> ir.Type:

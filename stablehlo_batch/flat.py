@@ -41,6 +41,11 @@ class BatchedExport:
     chunk_size: int | None = None  # lanes per chunk when computed in chunks
     call: Any = None  # how to call it when jax.jit(exported.call) is not enough
     shardings: Any = None  # (in_shardings, out_shardings) for jax.jit, with mesh=
+    # (flat result, flat argument) pairs that the function returns unchanged,
+    # its batch where the argument has it (module_io.forwarded_arguments): read
+    # on the per-example module, so chunked, looped, sharded and symbolic
+    # builds (whose modules return loop or call results) keep them too
+    forwarded: tuple = ()
 
 
 _UNSTABLE_TARGETS = "custom calls whose targets have no compatibility guarantees"
@@ -195,13 +200,18 @@ def batch_flat(exp: jax.export.Exported, dims: Sequence[int | None],
             jax_internals.refine_shapes(module_io.module_to_bytecode(module)))
         verified = False
     symbolic = is_symbolic(size)
+    out_pos = [ax.batch_position(d, len(a.shape))
+               for a, d in zip(exp.out_avals, out_dims)]
+    forwarded = tuple(
+        (j, i) for j, i in module_io.forwarded_arguments(
+            module, dims, out_pos, n_leading_in=n_extra_in, n_leading_out=n_extra_out,
+            kept=list(exp.module_kept_var_idx))
+        if j not in summed)
     result_batched, report = batch_function(
         module, "main", [dims[i] for i in exp.module_kept_var_idx], out_dims,
         "?" if symbolic else int(size), n_leading_in=n_extra_in,
         n_leading_out=n_extra_out, out_tree=exp.out_tree, out_avals=exp.out_avals,
         what=what, verify_input=not verified)
-    out_pos = [ax.batch_position(d, len(a.shape))
-               for a, d in zip(exp.out_avals, out_dims)]
     if summed:
         sum_results_over_lanes(module, "main", [n_extra_out + j for j in summed],
                                [out_pos[j] for j in summed])
@@ -221,7 +231,8 @@ def batch_flat(exp: jax.export.Exported, dims: Sequence[int | None],
                         for j, (a, d) in enumerate(zip(exp.out_avals, out_pos))),
         mlir_module_serialized=module_io.module_to_portable_artifact(module),
         uses_global_constants=exp.uses_global_constants or symbolic)
-    return BatchedExport(batched, module, result_batched, rewrite_seconds, report)
+    return BatchedExport(batched, module, result_batched, rewrite_seconds, report,
+                         forwarded=forwarded)
 
 
 def spread_to_lanes(ct, size):

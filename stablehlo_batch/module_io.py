@@ -328,3 +328,26 @@ def returned_arguments(module: ir.Module, func: str = "main") -> list[int | None
     ret = list(block.operations)[-1]
     args = list(block.arguments)
     return [next((i for i, a in enumerate(args) if a == v), None) for v in ret.operands]
+
+
+def forwarded_arguments(module: ir.Module, in_pos, out_pos, *, n_leading_in: int = 0,
+                        n_leading_out: int = 0, kept=None, func: str = "main") -> tuple:
+    """``(flat result, flat argument)`` pairs where the *per-example*
+    @``func`` of ``module`` returns an argument unchanged and that argument's
+    batch sits where the result's does (``in_pos[i]`` == ``out_pos[j]``,
+    positions in the batched values, None: unbatched): the batched function
+    returns that argument as it is, whatever way it is built (the full
+    batch, chunks, a lane loop, a symbolic size), as ``jax.vmap`` returns
+    such an input object itself. The first ``n_leading_in`` / ``n_leading_out``
+    arguments / results of @``func`` (platform index, effect tokens) are no
+    flat values; ``kept[k]``: the flat argument of the module's ``k``-th
+    (``jax.export``'s ``module_kept_var_idx``; None: all kept)."""
+    pairs = []
+    for r, a in enumerate(returned_arguments(module, func)):
+        if a is None or r < n_leading_out or a < n_leading_in:
+            continue
+        j, k = r - n_leading_out, a - n_leading_in
+        i = k if kept is None else kept[k]
+        if j < len(out_pos) and i < len(in_pos) and in_pos[i] == out_pos[j]:
+            pairs.append((j, i))
+    return tuple(pairs)

@@ -67,7 +67,8 @@ def shard_flat(exp: jax.export.Exported, dims, out_dims, size, mesh: jax.shardin
     sharded = jax.export.export(jitted, platforms=bexp.platforms,
                                 disabled_checks=bexp.disabled_safety_checks)(*args)
     built = BatchedExport(sharded, module_io.parse_module(sharded.mlir_module_serialized),
-                          full.result_batched, full.rewrite_seconds, full.report)
+                          full.result_batched, full.rewrite_seconds, full.report,
+                          forwarded=full.forwarded)
     built.call = jax.jit(sharded.call, in_shardings=tuple(in_sh_tree),
                          out_shardings=out_sh_tree)
     built.shardings = (tuple(in_sh_tree), out_sh_tree)
