@@ -115,6 +115,11 @@ def _retype(v: ir.Value, shape: Sequence[int]):
     v.set_type(bld.tensor_type(shape, bld.element_type(v), like=v.type))
 
 
+def _same_size(a: ir.Value, b: ir.Value) -> bool:
+    return int(np.prod(bld.shape_of(a), dtype=np.int64)) == \
+        int(np.prod(bld.shape_of(b), dtype=np.int64))
+
+
 def _unpermute_shape(shape: Sequence[int], perm: Sequence[int]) -> list[int]:
     """The shape of x where ``shape`` is that of transpose(x, perm)."""
     inv = _inverse(perm)
@@ -195,7 +200,8 @@ class _Sinker:
         # a conservative run: whether its last sweep stopped at a transpose
         # an aggressive run could sink (then sink_transposes tries one)
         self.missed = False
-        self.cost: int | None = None  # moved_bytes after the run (if it changed anything)
+        # after a run that changed anything: (moved_bytes, how many ops move)
+        self.cost: tuple | None = None
         self._gone: set = set()  # keys (``_key``) erased in this sweep
         self._created: dict = {}  # transposes and reshapes made in this sweep, by key
 
@@ -351,7 +357,7 @@ class _Sinker:
                         all(not list(r.uses) for r in src.results):
                     queued.add(_key(src))
                     work.append((_key(src), src))
-        return sum(cost.values())
+        return sum(cost.values()), len(cost)
 
     def _erase(self, op: ir.Operation):
         key = _key(op)
@@ -395,7 +401,12 @@ class _Sinker:
                 for k, d in enumerate(dims):
                     new[perm[k]] = d
                 user.operands[0] = x
-                user.attributes["broadcast_dimensions"] = bld.i64_array(new)
+                if new != sorted(new) and _same_size(x, user.results[0]):
+                    # it only adds unit dims (a reshape): the move goes
+                    # through it, to sink further, rather than into it
+                    self._through_broadcast(user, new)
+                else:
+                    user.attributes["broadcast_dimensions"] = bld.i64_array(new)
                 progress = True
         if progress:
             if not list(r.uses):
@@ -452,8 +463,10 @@ class _Sinker:
         inv = _inverse(perm)
         with ir.InsertionPoint(op), op.location:
             if src.name == "stablehlo.broadcast_in_dim":
-                dims = _i64s(src, "broadcast_dimensions")
-                new = bld.broadcast_in_dim(src.operands[0], shape, [inv[d] for d in dims])
+                dims = [inv[d] for d in _i64s(src, "broadcast_dimensions")]
+                if dims != sorted(dims) and _same_size(src.operands[0], x):
+                    return False  # a reshape in disguise: the move sinks on instead
+                new = bld.broadcast_in_dim(src.operands[0], shape, dims)
             elif src.name == "stablehlo.iota":
                 d = ir.IntegerAttr(src.attributes["iota_dimension"]).value
                 new = bld.iota(shape, inv[d], bld.element_type(x))
@@ -470,6 +483,21 @@ class _Sinker:
         op.results[0].replace_all_uses_with(new)
         self._erase(op)
         return True
+
+    def _through_broadcast(self, user, dims):
+        """``user``, a broadcast_in_dim of the unmoved operand with ``dims``
+        out of order, becomes one with its dims in order, moved after."""
+        order = sorted(dims)
+        res = user.results[0]
+        shape = bld.shape_of(res)
+        y_shape = list(shape)
+        q = list(range(len(shape)))
+        for j, d in enumerate(dims):
+            y_shape[order[j]] = shape[d]
+            q[d] = order[j]
+        user.attributes["broadcast_dimensions"] = bld.i64_array(order)
+        _retype(res, y_shape)
+        _transpose_after(res, q)
 
     def _compose(self, user, x, perm):
         p2 = _perm_of(user)
@@ -746,6 +774,46 @@ class _Sinker:
         _transpose_after(res, perm)
         return True
 
+    def _reshape(self, t, user, index, x, perm) -> bool:
+        """A reshape that splits dims of the moved value or merges moved dims
+        that are adjacent and in order in the unmoved one (a head split
+        ``(s, d) -> (s, h, d / h)`` with the batch elsewhere) reshapes the
+        unmoved value; the move, regrouped, goes to its result. Unit dims
+        take part only as a dim of their own on both sides."""
+        groups = _reshape_groups(bld.shape_of(t.results[0]), bld.shape_of(user.results[0]))
+        if groups is None:
+            return False
+        rank = len(perm)
+        of_t = {}
+        for g, (ts, rs) in enumerate(groups):
+            if len(ts) > 1 and [perm[d] for d in ts] != list(range(perm[ts[0]],
+                                                                   perm[ts[0]] + len(ts))):
+                return False  # merges dims the unmoved value does not hold together
+            for d in ts:
+                of_t[d] = g
+        inv = _inverse(perm)
+        r_shape = bld.shape_of(user.results[0])
+        labels, y_shape = [], []
+        for d in range(rank):
+            g = of_t[inv[d]]
+            ts, rs = groups[g]
+            if len(ts) > 1:
+                if perm[ts[0]] != d:
+                    continue  # the group's first dim stands for it
+                labels.append((g, 0))
+                y_shape.append(r_shape[rs[0]])
+            else:
+                for i, r in enumerate(rs):
+                    labels.append((g, i))
+                    y_shape.append(r_shape[r])
+        r_labels = [(g, i) for g, (ts, rs) in enumerate(groups) for i in range(len(rs))]
+        q = [labels.index(lab) for lab in r_labels]
+        user.operands[0] = x
+        res = user.results[0]
+        _retype(res, y_shape)
+        _transpose_after(res, q)
+        return True
+
     def _convolution(self, t, user, index, x, perm) -> bool:
         """The input's or the kernel's dimension numbers take the move; the
         result does not change."""
@@ -966,7 +1034,44 @@ class _Sinker:
         "stablehlo.dynamic_update_slice": _dynamic_update_slice,
         "stablehlo.convolution": _convolution,
         "stablehlo.gather": _gather,
+        "stablehlo.reshape": _reshape,
     }
+
+
+def _reshape_groups(src: Sequence[int], dst: Sequence[int]):
+    """The dims of a reshape from ``src`` to ``dst`` as groups
+    ``(src dims, dst dims)``, each one dim split into several, several
+    merged into one, or one to one (unit dims: one to one only); None where
+    the reshape is not that."""
+    groups, i, k = [], 0, 0
+    while i < len(src) and k < len(dst):
+        if src[i] == 1 or dst[k] == 1:
+            if src[i] != dst[k]:
+                return None
+            groups.append(([i], [k]))
+            i, k = i + 1, k + 1
+            continue
+        ti, rk, ps, pd = [i], [k], src[i], dst[k]
+        while ps != pd:
+            if ps < pd:
+                i += 1
+                if i >= len(src) or src[i] == 1:
+                    return None
+                ti.append(i)
+                ps *= src[i]
+            else:
+                k += 1
+                if k >= len(dst) or dst[k] == 1:
+                    return None
+                rk.append(k)
+                pd *= dst[k]
+        if len(ti) > 1 and len(rk) > 1:
+            return None
+        groups.append((ti, rk))
+        i, k = i + 1, k + 1
+    if i != len(src) or k != len(dst):
+        return None
+    return groups
 
 
 def _set_function_type(func: ir.Operation):
@@ -1000,10 +1105,15 @@ def _moved(op) -> int:
     if op.name == "stablehlo.transpose":
         moved = op.results[0]
     elif op.name == "stablehlo.broadcast_in_dim":
-        dims = _i64s(op, "broadcast_dimensions")
+        moved = op.operands[0]
+        rt = bld.ranked(moved.type)
+        if rt is None:
+            return 0
+        # dims out of order: the operand moves first, unless only its unit
+        # dims change places
+        dims = [d for d, n in zip(_i64s(op, "broadcast_dimensions"), rt.shape) if n != 1]
         if dims == sorted(dims):
             return 0
-        moved = op.operands[0]
     else:
         return 0
     rt = bld.ranked(moved.type)
@@ -1023,15 +1133,22 @@ def _moved(op) -> int:
 def moved_bytes(module_op: ir.Operation) -> int:
     """The bytes the module's transposes (and broadcasts whose dimensions are
     out of order) move, those in loop bodies weighted by _LOOP_WEIGHT per
-    level: what an aggressive run must lower to be kept."""
-    total = 0
+    level: what an aggressive run must not raise to be kept."""
+    return _move_cost(module_op)[0]
+
+
+def _move_cost(module_op: ir.Operation) -> tuple[int, int]:
+    """(``moved_bytes``, how many ops move data)."""
+    total, count = 0, 0
 
     def visit(op):
-        nonlocal total
-        total += _moved(op)
+        nonlocal total, count
+        n = _moved(op)
+        total += n
+        count += n > 0
         return ir.WalkResult.ADVANCE
     module_op.walk(visit)
-    return total
+    return total, count
 
 
 def _adopt(module_op: ir.Operation, clone: ir.Operation) -> bool:
@@ -1086,7 +1203,7 @@ def sink_transposes(module: ir.Module, entry: str) -> int:
         changed = base.run()
         if not base.missed:
             return changed
-        best_cost = base.cost if base.cost is not None else moved_bytes(module.operation)
+        best_cost = base.cost if base.cost is not None else _move_cost(module.operation)
         best, best_changed = None, 0
         best_kw: dict = {}
 
@@ -1096,7 +1213,9 @@ def sink_transposes(module: ir.Module, entry: str) -> int:
             sinker = _Sinker(clone, entry, **kw)
             n = sinker.run()
             cost = sinker.cost if n else best_cost
-            if n and cost < best_cost:
+            # against the conservative result a tie goes to the trial (its
+            # moves sank further at no cost), among trials to the first
+            if n and (cost <= best_cost if best is None else cost < best_cost):
                 if best is not None:
                     best.erase()
                 best_cost, best, best_changed, best_kw = cost, clone, n, kw
