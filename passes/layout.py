@@ -90,8 +90,10 @@ def _inverse(perm: Sequence[int]) -> list[int]:
 
 
 def _static(t: ir.Type) -> bool:
-    rt = bld.ranked(t)
-    return rt is not None and not bld.is_dynamic(list(rt.shape))
+    """A ranked tensor type of static shape (asked of every operand of every
+    step: kept cheap)."""
+    t = t.maybe_downcast() if hasattr(t, "maybe_downcast") else t
+    return isinstance(t, ir.RankedTensorType) and t.has_static_shape
 
 
 def _key(op) -> int:
