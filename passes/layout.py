@@ -33,6 +33,11 @@ tracks ``batch_dim`` — and cancels or composes it with the next transpose:
   body; a transpose returned from it moves out to the call site;
 - a loop-invariant ``while`` carry (a ``scan``'s xs) is carried unmoved and
   the transpose moves into the body, where the scan's per-step slice takes it;
+- a ``reshape`` that splits dims, or merges dims that are adjacent and in
+  order in the unmoved value (a head split ``(s, d) -> (s, h, d / h)``
+  with the batch elsewhere), reshapes the unmoved value and the move,
+  regrouped, goes to its result; a ``broadcast_in_dim`` that only adds unit
+  dims (a keepdims mean) lets the move through instead of taking it;
 - a transpose that only moves unit dimensions becomes a ``reshape``, and a
   reshape of a reshape one reshape.
 
@@ -43,10 +48,13 @@ at worst where it started. An aggressive run also sinks a transpose into
 several different consumers (each moves its own result; the moves often
 meet again at a select or an add and cancel) and carries a varying
 ``while`` carry in the layout its result is moved to (a scan's ys returned
-at out_axes 1). Either can add moves, so ``sink_transposes`` tries the
-runs on clones and rewrites the module with the one whose transposes move
-the fewest bytes (``moved_bytes``, loop bodies weighted). Symbolic batch
-sizes are left alone.
+at out_axes 1). Either can add moves. ``sink_transposes`` runs the
+conservative pass on the module; only where that stopped at a transpose
+an aggressive run could sink does it try the aggressive run on a clone
+(and, where it re-laid carries, variants), and the module adopts the
+clone's function bodies where they move no more bytes (``moved_bytes``,
+loop bodies weighted; then fewer moving ops). Symbolic batch sizes are
+left alone.
 """
 from __future__ import annotations
 
@@ -202,7 +210,7 @@ class _Sinker:
         # a conservative run: whether its last sweep stopped at a transpose
         # an aggressive run could sink (then sink_transposes tries one)
         self.missed = False
-        # after a run that changed anything: (moved_bytes, how many ops move)
+        # after a run that changed anything: _move_cost's tuple
         self.cost: tuple | None = None
         self._gone: set = set()  # keys (``_key``) erased in this sweep
         self._created: dict = {}  # transposes and reshapes made in this sweep, by key
@@ -330,7 +338,7 @@ class _Sinker:
             else:
                 n = _moved(op)
                 if n:
-                    cost[_key(op)] = n
+                    cost[_key(op)] = _cost_entry(op, n)
             return ir.WalkResult.ADVANCE
         for op in self.body.operations:
             if op.operation.name == "func.func":
@@ -359,7 +367,7 @@ class _Sinker:
                         all(not list(r.uses) for r in src.results):
                     queued.add(_key(src))
                     work.append((_key(src), src))
-        return sum(cost.values()), len(cost)
+        return tuple(sum(e[i] for e in cost.values()) for i in range(3)) + (len(cost),)
 
     def _erase(self, op: ir.Operation):
         key = _key(op)
@@ -403,7 +411,7 @@ class _Sinker:
                 for k, d in enumerate(dims):
                     new[perm[k]] = d
                 user.operands[0] = x
-                if new != sorted(new) and _same_size(x, user.results[0]):
+                if self.aggressive and new != sorted(new) and _same_size(x, user.results[0]):
                     # it only adds unit dims (a reshape): the move goes
                     # through it, to sink further, rather than into it
                     self._through_broadcast(user, new)
@@ -466,7 +474,7 @@ class _Sinker:
         with ir.InsertionPoint(op), op.location:
             if src.name == "stablehlo.broadcast_in_dim":
                 dims = [inv[d] for d in _i64s(src, "broadcast_dimensions")]
-                if dims != sorted(dims) and _same_size(src.operands[0], x):
+                if self.aggressive and dims != sorted(dims) and _same_size(src.operands[0], x):
                     return False  # a reshape in disguise: the move sinks on instead
                 new = bld.broadcast_in_dim(src.operands[0], shape, dims)
             elif src.name == "stablehlo.iota":
@@ -1132,6 +1140,17 @@ def _moved(op) -> int:
     return n * max(bits // 8, 1) * _LOOP_WEIGHT ** depth
 
 
+def _of_argument(op) -> bool:
+    """Whether ``op`` moves an argument of its function (XLA reads a moved
+    parameter through the move in the fusions that use it; a computed
+    value, a result above all, tends to be materialized moved)."""
+    v = op.operands[0]
+    if isinstance(v.owner, (ir.Operation, ir.OpView)):
+        return False
+    parent = v.owner.owner  # the block's op (a FuncOp's .name is its symbol)
+    return parent is not None and parent.operation.name == "func.func"
+
+
 def moved_bytes(module_op: ir.Operation) -> int:
     """The bytes the module's transposes (and broadcasts whose dimensions are
     out of order) move, those in loop bodies weighted by _LOOP_WEIGHT per
@@ -1139,18 +1158,31 @@ def moved_bytes(module_op: ir.Operation) -> int:
     return _move_cost(module_op)[0]
 
 
-def _move_cost(module_op: ir.Operation) -> tuple[int, int]:
-    """(``moved_bytes``, how many ops move data)."""
-    total, count = 0, 0
+def _cost_entry(op, n: int) -> tuple[int, int, int]:
+    """(bytes, those of a computed value, those of a result returned): a
+    move of an argument is read through by the fusions that use it, one of a
+    computed value tends to be materialized, and one returned always is."""
+    computed = 0 if _of_argument(op) else n
+    returned = n if any(u.owner.operation.name == "func.return"
+                        for u in op.results[0].uses) else 0
+    return n, computed, returned
+
+
+def _move_cost(module_op: ir.Operation) -> tuple[int, int, int, int]:
+    """(``moved_bytes``, those of computed values (not arguments), those of
+    returned values, how many ops move data): what sink_transposes compares,
+    in that order."""
+    total = [0, 0, 0, 0]
 
     def visit(op):
-        nonlocal total, count
         n = _moved(op)
-        total += n
-        count += n > 0
+        if n:
+            for i, v in enumerate(_cost_entry(op, n)):
+                total[i] += v
+            total[3] += 1
         return ir.WalkResult.ADVANCE
     module_op.walk(visit)
-    return total, count
+    return tuple(total)
 
 
 def _adopt(module_op: ir.Operation, clone: ir.Operation) -> bool:
