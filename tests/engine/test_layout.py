@@ -330,3 +330,21 @@ def test_pass_runs_once_where_no_trial_can_win(rng, monkeypatch):
     runs.clear()
     assert _transposes(sel, (x, x), 1, 1) == 0  # the trial won
     assert runs == [False, True]
+
+
+def test_a_tie_in_bytes_keeps_moves_of_arguments_and_off_results(rng):
+    """softmax, and a while loop, on data batched on axis 1, out at 0: the
+    aggressive trial moves the result instead of the input (the same
+    bytes); XLA reads a moved argument through its fusions but
+    materializes a moved result (softmax: 896 temp bytes against vmap's
+    128), so the tie goes to the move of the argument, or before the loop."""
+    x = jnp.asarray(rng.standard_normal((4, 8, 6)), jnp.float32)
+    soft = lambda x: jax.nn.softmax(x, axis=-1)  # noqa: E731
+    check_vmap(soft, x, in_axes=1)
+    text = sb.batch_lower(soft, in_axes=1).lower(x).as_text()
+    assert "stablehlo.transpose %arg0" in text, text
+    loop = lambda x: jax.lax.while_loop(  # noqa: E731
+        lambda c: jnp.max(c[0]) < 10.0, lambda c: (c[0] * 2.0 + 1.0, c[1] + 1), (jnp.abs(x), 0))
+    check_vmap(loop, x, in_axes=1)
+    text = sb.batch_lower(loop, in_axes=1).lower(x).as_text()
+    assert text.index("stablehlo.transpose") < text.index("stablehlo.while"), text
