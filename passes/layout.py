@@ -1229,9 +1229,11 @@ def sink_transposes(module: ir.Module, entry: str) -> int:
     carry moved before or after its loop) is the aggressive run tried, on
     a clone of the conservative result; where it re-laid carries, the
     aggressive run without re-laid carries and with each alone are tried
-    too. The module takes the body of the trial whose transposes move the
-    fewest bytes (``moved_bytes``), if fewer than the conservative
-    result's (functions keep their operations: callers hold them)."""
+    too. The module takes the bodies of the trial that moves least
+    (``_move_cost``: bytes, then bytes of computed values, then of
+    returned values, then how many ops move), where that is no more than
+    the conservative result's (functions keep their operations: callers
+    hold them)."""
     with module.context, ir.Location.unknown(module.context):
         base = _Sinker(module.operation, entry)
         changed = base.run()
