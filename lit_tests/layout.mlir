@@ -265,3 +265,74 @@ func.func @scan_ys(%xs: tensor<5x3xf32>) -> tensor<5x3xf32> {
   }
   return %r#2 : tensor<5x3xf32>
 }
+
+// RUN: stablehlo-batch-opt %s --func=head_split --axis-size=4 --in-axes=1,1 | filecheck %s --check-prefix=HEADS
+// RUN: stablehlo-batch-opt %s --func=merge_dims --axis-size=4 --in-axes=1 --out-axes=1 | filecheck %s --check-prefix=MERGE
+// RUN: stablehlo-batch-opt %s --func=merge_across_batch --axis-size=4 --in-axes=1 | filecheck %s --check-prefix=ACROSS
+// RUN: stablehlo-batch-opt %s --func=center --axis-size=4 --in-axes=-1 --out-axes=-1 | filecheck %s --check-prefix=CENTER
+
+// A head split (s, d) -> (s, h, d / h) with the batch on axis 1: the reshape
+// splits d of the unmoved input, the move goes to its result and the
+// attention-style dot_general takes it in its dimension numbers (batching
+// dims b and h): nothing moves.
+// HEADS-LABEL: func.func @head_split
+// HEADS-SAME: (%[[X:[^:]+]]: tensor<3x4x8xf32>, %[[W:[^:]+]]: tensor<3x4x8xf32>)
+// HEADS-NOT: transpose
+// HEADS-DAG: stablehlo.reshape %[[X]] : (tensor<3x4x8xf32>) -> tensor<3x4x2x4xf32>
+// HEADS-DAG: stablehlo.reshape %[[W]] : (tensor<3x4x8xf32>) -> tensor<3x4x2x4xf32>
+// HEADS: stablehlo.dot_general %{{.*}}, %{{.*}}, batching_dims = [1, 2] x [1, 2], contracting_dims = [3] x [3]{{.*}} : (tensor<3x4x2x4xf32>, tensor<3x4x2x4xf32>) -> tensor<4x2x3x3xf32>
+// HEADS-NOT: transpose
+// HEADS: return
+func.func @head_split(%x: tensor<3x8xf32>, %w: tensor<3x8xf32>) -> tensor<2x3x3xf32> {
+  %a = stablehlo.reshape %x : (tensor<3x8xf32>) -> tensor<3x2x4xf32>
+  %b = stablehlo.reshape %w : (tensor<3x8xf32>) -> tensor<3x2x4xf32>
+  %d = stablehlo.dot_general %a, %b, batching_dims = [1] x [1], contracting_dims = [2] x [2] : (tensor<3x2x4xf32>, tensor<3x2x4xf32>) -> tensor<2x3x3xf32>
+  return %d : tensor<2x3x3xf32>
+}
+
+// Merging two dims that are adjacent and in order in the unmoved input
+// (the batch elsewhere): the reshape merges them there; with out_axes 1 the
+// move cancels.
+// MERGE-LABEL: func.func @merge_dims
+// MERGE-SAME: (%[[X:[^:]+]]: tensor<3x4x2x5xf32>)
+// MERGE-NOT: transpose
+// MERGE: stablehlo.reshape %[[X]] : (tensor<3x4x2x5xf32>) -> tensor<3x4x10xf32>
+// MERGE-NOT: transpose
+// MERGE: return %{{.*}} : tensor<3x4x10xf32>
+func.func @merge_dims(%x: tensor<3x2x5xf32>) -> tensor<3x10xf32> {
+  %0 = stablehlo.reshape %x : (tensor<3x2x5xf32>) -> tensor<3x10xf32>
+  return %0 : tensor<3x10xf32>
+}
+
+// A merge of the dims on both sides of the batch cannot take the move: the
+// transpose stays before the reshape.
+// ACROSS-LABEL: func.func @merge_across_batch
+// ACROSS: stablehlo.transpose %{{.*}}, dims = [1, 0, 2] : (tensor<3x4x5xf32>) -> tensor<4x3x5xf32>
+// ACROSS: stablehlo.reshape %{{.*}} : (tensor<4x3x5xf32>) -> tensor<4x15xf32>
+// ACROSS: return
+func.func @merge_across_batch(%x: tensor<3x5xf32>) -> tensor<15xf32> {
+  %0 = stablehlo.reshape %x : (tensor<3x5xf32>) -> tensor<15xf32>
+  return %0 : tensor<15xf32>
+}
+
+// x - mean(x, keepdims) with the batch last, in and out: the reduce's result
+// goes through the keepdims broadcast (it only adds a unit dim) and the
+// broadcast back takes it; the entry and exit moves cancel.
+// CENTER-LABEL: func.func @center
+// CENTER-SAME: (%[[X:[^:]+]]: tensor<3x8x4xf32>)
+// CENTER-NOT: transpose
+// CENTER: stablehlo.reduce(%[[X]] init: %{{.*}}) applies stablehlo.add across dimensions = [1] : (tensor<3x8x4xf32>, tensor<f32>) -> tensor<3x4xf32>
+// CENTER-NOT: transpose
+// CENTER: stablehlo.subtract %[[X]], %{{.*}} : tensor<3x8x4xf32>
+// CENTER-NOT: transpose
+// CENTER: return %{{.*}} : tensor<3x8x4xf32>
+func.func @center(%x: tensor<3x8xf32>) -> tensor<3x8xf32> {
+  %c = stablehlo.constant dense<0.0> : tensor<f32>
+  %s = stablehlo.reduce(%x init: %c) applies stablehlo.add across dimensions = [1] : (tensor<3x8xf32>, tensor<f32>) -> tensor<3xf32>
+  %k = stablehlo.broadcast_in_dim %s, dims = [0] : (tensor<3xf32>) -> tensor<3x1xf32>
+  %n = stablehlo.constant dense<8.0> : tensor<3x1xf32>
+  %m = stablehlo.divide %k, %n : tensor<3x1xf32>
+  %b = stablehlo.broadcast_in_dim %m, dims = [0, 1] : (tensor<3x1xf32>) -> tensor<3x8xf32>
+  %0 = stablehlo.subtract %x, %b : tensor<3x8xf32>
+  return %0 : tensor<3x8xf32>
+}

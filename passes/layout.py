@@ -33,6 +33,11 @@ tracks ``batch_dim`` — and cancels or composes it with the next transpose:
   body; a transpose returned from it moves out to the call site;
 - a loop-invariant ``while`` carry (a ``scan``'s xs) is carried unmoved and
   the transpose moves into the body, where the scan's per-step slice takes it;
+- a ``reshape`` that splits dims, or merges dims that are adjacent and in
+  order in the unmoved value (a head split ``(s, d) -> (s, h, d / h)``
+  with the batch elsewhere), reshapes the unmoved value and the move,
+  regrouped, goes to its result; a ``broadcast_in_dim`` that only adds unit
+  dims (a keepdims mean) lets the move through instead of taking it;
 - a transpose that only moves unit dimensions becomes a ``reshape``, and a
   reshape of a reshape one reshape.
 
@@ -43,13 +48,17 @@ at worst where it started. An aggressive run also sinks a transpose into
 several different consumers (each moves its own result; the moves often
 meet again at a select or an add and cancel) and carries a varying
 ``while`` carry in the layout its result is moved to (a scan's ys returned
-at out_axes 1). Either can add moves, so ``sink_transposes`` tries the
-runs on clones and rewrites the module with the one whose transposes move
-the fewest bytes (``moved_bytes``, loop bodies weighted). Symbolic batch
-sizes are left alone.
+at out_axes 1). Either can add moves. ``sink_transposes`` runs the
+conservative pass on the module; only where that stopped at a transpose
+an aggressive run could sink does it try the aggressive run on a clone
+(and, where it re-laid carries, variants), and the module adopts the
+clone's function bodies where they move no more bytes (``moved_bytes``,
+loop bodies weighted; then fewer moving ops). Symbolic batch sizes are
+left alone.
 """
 from __future__ import annotations
 
+import threading
 from typing import Sequence
 
 import numpy as np
@@ -89,8 +98,17 @@ def _inverse(perm: Sequence[int]) -> list[int]:
 
 
 def _static(t: ir.Type) -> bool:
-    rt = bld.ranked(t)
-    return rt is not None and not bld.is_dynamic(list(rt.shape))
+    """A ranked tensor type of static shape (asked of every operand of every
+    step: kept cheap)."""
+    t = t.maybe_downcast() if hasattr(t, "maybe_downcast") else t
+    return isinstance(t, ir.RankedTensorType) and t.has_static_shape
+
+
+def _key(op) -> int:
+    """A transpose's / reshape's identity while it lives: the hash of its one
+    result (a value's hash is its address; an operation's is of its
+    contents)."""
+    return hash(op.results[0])
 
 
 def _owner(v: ir.Value):
@@ -107,6 +125,11 @@ def _retype(v: ir.Value, shape: Sequence[int]):
     v.set_type(bld.tensor_type(shape, bld.element_type(v), like=v.type))
 
 
+def _same_size(a: ir.Value, b: ir.Value) -> bool:
+    return int(np.prod(bld.shape_of(a), dtype=np.int64)) == \
+        int(np.prod(bld.shape_of(b), dtype=np.int64))
+
+
 def _unpermute_shape(shape: Sequence[int], perm: Sequence[int]) -> list[int]:
     """The shape of x where ``shape`` is that of transpose(x, perm)."""
     inv = _inverse(perm)
@@ -121,6 +144,36 @@ def _permute_dim_attr(op, name: str, inv: Sequence[int]):
     op.attributes[name] = bld.i64_array([vals[inv[j]] for j in range(len(vals))])
 
 
+# The run in progress on this thread, which registers the transposes and
+# reshapes the rewrites create (its work list).
+_current = threading.local()
+
+
+def _begin(sinker):
+    prev = getattr(_current, "sinker", None)
+    _current.sinker = sinker
+    return prev
+
+
+def _end(prev):
+    _current.sinker = prev
+
+
+def _made(v: ir.Value, out: ir.Value) -> ir.Value:
+    sinker = getattr(_current, "sinker", None)
+    if sinker is not None and out != v:  # a new op (not v returned as it was)
+        sinker._made(_owner(out))
+    return out
+
+
+def _tr(v: ir.Value, perm: Sequence[int]) -> ir.Value:
+    return _made(v, bld.transpose(v, perm))
+
+
+def _rs(v: ir.Value, shape: Sequence[int]) -> ir.Value:
+    return _made(v, bld.reshape(v, shape))
+
+
 def _transpose_after(v: ir.Value, perm: Sequence[int]):
     """Inserts transpose(v, perm) right after v's definition and routes every
     other use of v through it."""
@@ -131,7 +184,7 @@ def _transpose_after(v: ir.Value, perm: Sequence[int]):
     ip = ir.InsertionPoint.after(owner) if owner is not None else \
         ir.InsertionPoint.at_block_begin(v.owner)
     with ip, (owner.location if owner is not None else ir.Location.unknown()):
-        t = bld.transpose(v, perm)
+        t = _tr(v, perm)
     v.replace_all_uses_except(t, _owner(t))
 
 
@@ -154,6 +207,13 @@ class _Sinker:
         self._recarried: set = set()
         self.recarry = recarry  # the carries it may re-lay (None: any)
         self.recarry_keys: list = []  # those it did: (while's walk index, carry)
+        # a conservative run: whether its last sweep stopped at a transpose
+        # an aggressive run could sink (then sink_transposes tries one)
+        self.missed = False
+        # after a run that changed anything: _move_cost's tuple
+        self.cost: tuple | None = None
+        self._gone: set = set()  # keys (``_key``) erased in this sweep
+        self._created: dict = {}  # transposes and reshapes made in this sweep, by key
 
     # ---- bookkeeping ------------------------------------------------------
     def _funcs(self) -> dict[str, ir.Operation]:
@@ -208,70 +268,112 @@ class _Sinker:
     def run(self) -> int:
         # Sweeps over every transpose / reshape, each a step where it can take
         # one: restarting the walk after every step was quadratic (a
-        # 5000-op transformer took 1.1 s). A step erases only transposes and
-        # reshapes (the op, a transpose it composes into, a reshape it folds):
-        # those are recorded (by the hash of the live operation, which is its
-        # address: the bindings hand out several Python objects for one
-        # operation, and a stale one must not be touched) so that the rest of
-        # the sweep skips them; what a step creates is seen by the next sweep.
-        for _ in range(_MAX_STEPS):
-            progress = False
-            self._erased = set()
-            ops = self._transposes()
-            for op, key in zip(ops, [hash(o) for o in ops]):
-                if key in self._erased:
-                    continue
-                if self._step(op):
-                    self.changed += 1
-                    progress = True
-            self._erased = set()
-            if not progress:
-                break
+        # 5000-op transformer took 1.1 s). The module is walked once; the
+        # next sweep's work list is this one's survivors, then what its steps
+        # created (``_tr`` / ``_rs`` register those; a cloned callee's are
+        # collected). A step erases only transposes and reshapes
+        # (``_erase``). An operation is known by the hash of its one result,
+        # taken while it lives: a value's hash is its address (an
+        # operation's is of its contents, which steps change, and an erased
+        # operation must not be touched). An address is reused only after its
+        # operation is erased, so a listed key erased in this sweep is that
+        # operation gone, and a created one erased leaves the list.
+        ops = [(_key(o), o) for o in self._transposes()]
+        token = _begin(self)
+        try:
+            for _ in range(_MAX_STEPS):
+                progress = False
+                self.missed = False
+                self._gone, self._created = set(), {}
+                for key, op in ops:
+                    if key in self._gone:
+                        continue  # erased in this sweep: do not touch it
+                    if self._step(op):
+                        self.changed += 1
+                        progress = True
+                if not progress:
+                    break
+                ops = [(k, o) for k, o in ops if k not in self._gone] + \
+                    list(self._created.items())
+        finally:
+            _end(token)
+            self._gone, self._created = set(), {}
         if self.changed:
-            self._fold_broadcasts()
-            self._erase_dead()
+            self.cost = self._finish()
         return self.changed
 
-    def _fold_broadcasts(self):
-        """A broadcast_in_dim of a broadcast_in_dim is one (the moves folded
-        into broadcasts often meet that way)."""
-        found = []
+    def _made(self, op: ir.Operation):
+        self._created[_key(op)] = op
 
+    def _collect(self, func: ir.Operation):
+        """Adds a (cloned) function's transposes and reshapes to the work list."""
         def visit(op):
-            if op.name == "stablehlo.broadcast_in_dim":
-                found.append(op.operation)
+            if op.name in ("stablehlo.transpose", "stablehlo.reshape"):
+                self._made(op.operation)
             return ir.WalkResult.ADVANCE
-        for func in self._funcs().values():
-            name = ir.StringAttr(func.attributes["sym_name"]).value
-            if name == self.entry or _private(func):
-                func.walk(visit)
-        for op in found:
-            inner = _is_op(op.operands[0], "stablehlo.broadcast_in_dim")
-            if inner is None or not all(_static(v.type) for v in
-                                        (inner.operands[0], inner.results[0], op.results[0])):
-                continue
-            d_in, d_out = _i64s(inner, "broadcast_dimensions"), _i64s(op, "broadcast_dimensions")
-            op.operands[0] = inner.operands[0]
-            op.attributes["broadcast_dimensions"] = bld.i64_array([d_out[d] for d in d_in])
+        func.walk(visit)
+
+    def _finish(self) -> int:
+        """One walk over the module after the sweeps: a broadcast_in_dim of a
+        broadcast_in_dim becomes one (the moves folded into broadcasts often
+        meet that way; in the functions we change), the broadcasts,
+        transposes and constants the rewrites left without uses are dropped,
+        and what the rest move is summed (``moved_bytes``)."""
+        dead, inners, cost = [], [], {}
+
+        def visit(op, ours):
+            name = op.name
+            if ours and name == "stablehlo.broadcast_in_dim":
+                inner = _is_op(op.operands[0], "stablehlo.broadcast_in_dim")
+                if inner is not None and all(_static(v.type) for v in (
+                        inner.operands[0], inner.results[0], op.results[0])):
+                    d_in = _i64s(inner, "broadcast_dimensions")
+                    d_out = _i64s(op, "broadcast_dimensions")
+                    op.operands[0] = inner.operands[0]
+                    op.attributes["broadcast_dimensions"] = bld.i64_array(
+                        [d_out[d] for d in d_in])
+                    inners.append(inner)
+            if name in _PURE and all(not list(r.uses) for r in op.results):
+                dead.append(op.operation)
+            else:
+                n = _moved(op)
+                if n:
+                    cost[_key(op)] = _cost_entry(op, n)
+            return ir.WalkResult.ADVANCE
+        for op in self.body.operations:
+            if op.operation.name == "func.func":
+                name = ir.StringAttr(op.attributes["sym_name"]).value
+                ours = name == self.entry or _private(op.operation)
+                op.operation.walk(lambda o, ours=ours: visit(o, ours))
+            else:
+                op.operation.walk(lambda o: visit(o, False))
+        for inner in inners:
+            if all(not list(r.uses) for r in inner.results):
+                dead.append(inner)
+        # erased with a work list: an op is queued once, keyed while live
+        queued = set()
+        work = []
+        for op in dead:
+            if _key(op) not in queued:
+                queued.add(_key(op))
+                work.append((_key(op), op))
+        while work:
+            key, op = work.pop()
+            cost.pop(key, None)
+            sources = [_owner(v) for v in op.operands]
+            op.erase()
+            for src in sources:
+                if src is not None and src.name in _PURE and _key(src) not in queued and \
+                        all(not list(r.uses) for r in src.results):
+                    queued.add(_key(src))
+                    work.append((_key(src), src))
+        return tuple(sum(e[i] for e in cost.values()) for i in range(3)) + (len(cost),)
 
     def _erase(self, op: ir.Operation):
-        self._erased.add(hash(op))
+        key = _key(op)
+        self._created.pop(key, None)
+        self._gone.add(key)
         op.erase()
-
-    def _erase_dead(self):
-        """Drops the broadcasts and constants the rewrites left without uses."""
-        while True:
-            dead = []
-
-            def visit(op):
-                if op.name in _PURE and all(not list(r.uses) for r in op.results):
-                    dead.append(op.operation)
-                return ir.WalkResult.ADVANCE
-            self.module.walk(visit)
-            if not dead:
-                return
-            for op in dead:
-                op.erase()
 
     # ---- one rewrite ------------------------------------------------------
     def _step(self, op: ir.Operation) -> bool:
@@ -295,6 +397,8 @@ class _Sinker:
         if self.aggressive and self._into_while_carry(op, x, perm):
             self.aggressive_used = True
             return True
+        if not self.aggressive and not self.missed and self._varying_carry_result(x):
+            self.missed = True
         # uses that take the permutation without emitting a transpose
         progress = False
         for user, _ in uses:
@@ -307,7 +411,12 @@ class _Sinker:
                 for k, d in enumerate(dims):
                     new[perm[k]] = d
                 user.operands[0] = x
-                user.attributes["broadcast_dimensions"] = bld.i64_array(new)
+                if self.aggressive and new != sorted(new) and _same_size(x, user.results[0]):
+                    # it only adds unit dims (a reshape): the move goes
+                    # through it, to sink further, rather than into it
+                    self._through_broadcast(user, new)
+                else:
+                    user.attributes["broadcast_dimensions"] = bld.i64_array(new)
                 progress = True
         if progress:
             if not list(r.uses):
@@ -334,6 +443,8 @@ class _Sinker:
                     done = True
             self.aggressive_used |= done
         else:
+            self.missed = self.missed or any(
+                u.name in self._HANDLERS or u.name in _ELEMENTWISE for u, _ in uses)
             return False
         if done and not list(r.uses):
             self._erase(op)
@@ -362,8 +473,10 @@ class _Sinker:
         inv = _inverse(perm)
         with ir.InsertionPoint(op), op.location:
             if src.name == "stablehlo.broadcast_in_dim":
-                dims = _i64s(src, "broadcast_dimensions")
-                new = bld.broadcast_in_dim(src.operands[0], shape, [inv[d] for d in dims])
+                dims = [inv[d] for d in _i64s(src, "broadcast_dimensions")]
+                if self.aggressive and dims != sorted(dims) and _same_size(src.operands[0], x):
+                    return False  # a reshape in disguise: the move sinks on instead
+                new = bld.broadcast_in_dim(src.operands[0], shape, dims)
             elif src.name == "stablehlo.iota":
                 d = ir.IntegerAttr(src.attributes["iota_dimension"]).value
                 new = bld.iota(shape, inv[d], bld.element_type(x))
@@ -381,6 +494,21 @@ class _Sinker:
         self._erase(op)
         return True
 
+    def _through_broadcast(self, user, dims):
+        """``user``, a broadcast_in_dim of the unmoved operand with ``dims``
+        out of order, becomes one with its dims in order, moved after."""
+        order = sorted(dims)
+        res = user.results[0]
+        shape = bld.shape_of(res)
+        y_shape = list(shape)
+        q = list(range(len(shape)))
+        for j, d in enumerate(dims):
+            y_shape[order[j]] = shape[d]
+            q[d] = order[j]
+        user.attributes["broadcast_dimensions"] = bld.i64_array(order)
+        _retype(res, y_shape)
+        _transpose_after(res, q)
+
     def _compose(self, user, x, perm):
         p2 = _perm_of(user)
         q = [perm[p] for p in p2]
@@ -388,7 +516,7 @@ class _Sinker:
             user.results[0].replace_all_uses_with(x)
         else:
             with ir.InsertionPoint(user), user.location:
-                t = bld.transpose(x, q)
+                t = _tr(x, q)
             user.results[0].replace_all_uses_with(t)
         self._erase(user)
 
@@ -399,7 +527,7 @@ class _Sinker:
         if order != sorted(order):
             return False
         with ir.InsertionPoint(op), op.location:
-            new = bld.reshape(x, bld.shape_of(op.results[0]))
+            new = _rs(x, bld.shape_of(op.results[0]))
         op.results[0].replace_all_uses_with(new)
         self._erase(op)
         return True
@@ -643,7 +771,7 @@ class _Sinker:
             shape = bld.shape_of(u)
             if [p for p in inv if shape[p] != 1] == sorted(p for p in inv if shape[p] != 1):
                 with ir.InsertionPoint(user), user.location:
-                    new = {0: x, 1: bld.reshape(u, _unpermute_shape(shape, perm))}
+                    new = {0: x, 1: _rs(u, _unpermute_shape(shape, perm))}
         if new is None:
             return False
         starts = list(user.operands)[2:]
@@ -654,6 +782,46 @@ class _Sinker:
         res = user.results[0]
         _retype(res, _unpermute_shape(bld.shape_of(res), perm))
         _transpose_after(res, perm)
+        return True
+
+    def _reshape(self, t, user, index, x, perm) -> bool:
+        """A reshape that splits dims of the moved value or merges moved dims
+        that are adjacent and in order in the unmoved one (a head split
+        ``(s, d) -> (s, h, d / h)`` with the batch elsewhere) reshapes the
+        unmoved value; the move, regrouped, goes to its result. Unit dims
+        take part only as a dim of their own on both sides."""
+        groups = _reshape_groups(bld.shape_of(t.results[0]), bld.shape_of(user.results[0]))
+        if groups is None:
+            return False
+        rank = len(perm)
+        of_t = {}
+        for g, (ts, rs) in enumerate(groups):
+            if len(ts) > 1 and [perm[d] for d in ts] != list(range(perm[ts[0]],
+                                                                   perm[ts[0]] + len(ts))):
+                return False  # merges dims the unmoved value does not hold together
+            for d in ts:
+                of_t[d] = g
+        inv = _inverse(perm)
+        r_shape = bld.shape_of(user.results[0])
+        labels, y_shape = [], []
+        for d in range(rank):
+            g = of_t[inv[d]]
+            ts, rs = groups[g]
+            if len(ts) > 1:
+                if perm[ts[0]] != d:
+                    continue  # the group's first dim stands for it
+                labels.append((g, 0))
+                y_shape.append(r_shape[rs[0]])
+            else:
+                for i, r in enumerate(rs):
+                    labels.append((g, i))
+                    y_shape.append(r_shape[r])
+        r_labels = [(g, i) for g, (ts, rs) in enumerate(groups) for i in range(len(rs))]
+        q = [labels.index(lab) for lab in r_labels]
+        user.operands[0] = x
+        res = user.results[0]
+        _retype(res, y_shape)
+        _transpose_after(res, q)
         return True
 
     def _convolution(self, t, user, index, x, perm) -> bool:
@@ -726,6 +894,7 @@ class _Sinker:
             clone.attributes["sym_name"] = ir.StringAttr.get(new_name)
             user.attributes[attr] = ir.FlatSymbolRefAttr.get(new_name)
             func = clone
+            self._collect(func)
         return func
 
     def _call(self, t, user, index, x, perm) -> bool:
@@ -739,7 +908,7 @@ class _Sinker:
         arg = block.arguments[index]
         arg.set_type(x.type)
         with ir.InsertionPoint.at_block_begin(block), func.location:
-            moved = bld.transpose(arg, perm)
+            moved = _tr(arg, perm)
         arg.replace_all_uses_except(moved, _owner(moved))
         user.operands[index] = x
         _set_function_type(func)
@@ -774,7 +943,7 @@ class _Sinker:
         the result is in the moved layout. The moves then sink in the body;
         each carry is re-laid once per run (so two rewrites cannot undo
         each other forever)."""
-        key = (hash(w), index)
+        key = (_key(w), index)  # w.results[0]: stable while w lives
         if key in self._recarried:
             return False
         whiles = []
@@ -789,7 +958,7 @@ class _Sinker:
         ret = list(body.operations)[-1]
         inv = _inverse(perm)
         with ir.InsertionPoint(w), w.location:
-            init = bld.transpose(w.operands[index], perm)
+            init = _tr(w.operands[index], perm)
         w.operands[index] = init
         for block in (cond, body):
             arg = block.arguments[index]
@@ -797,12 +966,21 @@ class _Sinker:
             if not list(arg.uses):
                 continue
             with ir.InsertionPoint.at_block_begin(block), w.location:
-                back = bld.transpose(arg, inv)
+                back = _tr(arg, inv)
             arg.replace_all_uses_except(back, _owner(back))
         with ir.InsertionPoint(ret), w.location:
-            ret.operands[index] = bld.transpose(ret.operands[index], perm)
+            ret.operands[index] = _tr(ret.operands[index], perm)
         w.results[index].set_type(init.type)
         return True
+
+    @staticmethod
+    def _varying_carry_result(x) -> bool:
+        w = _owner(x)
+        if w is None or w.name != "stablehlo.while" or len(list(x.uses)) != 1:
+            return False
+        index = ir.OpResult(x).result_number
+        body = w.regions[1].blocks[0]
+        return list(body.operations)[-1].operands[index] != body.arguments[index]
 
     def _into_while_carry(self, op, x, perm) -> bool:
         """A varying while carry whose result is only moved: carried moved."""
@@ -825,7 +1003,10 @@ class _Sinker:
         ret = list(body.operations)[-1]
         if ret.operands[index] != body.arguments[index]:
             # a varying carry: carried unmoved (aggressive runs only)
-            if not self.aggressive or not self._recarry(user, index, _inverse(perm)):
+            if not self.aggressive:
+                self.missed = True
+                return False
+            if not self._recarry(user, index, _inverse(perm)):
                 return False
             self.aggressive_used = True
             _transpose_after(user.results[index], perm)
@@ -837,7 +1018,7 @@ class _Sinker:
             if not list(arg.uses):
                 continue
             with ir.InsertionPoint.at_block_begin(block), user.location:
-                moved = bld.transpose(arg, perm)
+                moved = _tr(arg, perm)
             arg.replace_all_uses_except(moved, _owner(moved))
         ret.operands[index] = body.arguments[index]
         res = user.results[index]
@@ -863,7 +1044,44 @@ class _Sinker:
         "stablehlo.dynamic_update_slice": _dynamic_update_slice,
         "stablehlo.convolution": _convolution,
         "stablehlo.gather": _gather,
+        "stablehlo.reshape": _reshape,
     }
+
+
+def _reshape_groups(src: Sequence[int], dst: Sequence[int]):
+    """The dims of a reshape from ``src`` to ``dst`` as groups
+    ``(src dims, dst dims)``, each one dim split into several, several
+    merged into one, or one to one (unit dims: one to one only); None where
+    the reshape is not that."""
+    groups, i, k = [], 0, 0
+    while i < len(src) and k < len(dst):
+        if src[i] == 1 or dst[k] == 1:
+            if src[i] != dst[k]:
+                return None
+            groups.append(([i], [k]))
+            i, k = i + 1, k + 1
+            continue
+        ti, rk, ps, pd = [i], [k], src[i], dst[k]
+        while ps != pd:
+            if ps < pd:
+                i += 1
+                if i >= len(src) or src[i] == 1:
+                    return None
+                ti.append(i)
+                ps *= src[i]
+            else:
+                k += 1
+                if k >= len(dst) or dst[k] == 1:
+                    return None
+                rk.append(k)
+                pd *= dst[k]
+        if len(ti) > 1 and len(rk) > 1:
+            return None
+        groups.append((ti, rk))
+        i, k = i + 1, k + 1
+    if i != len(src) or k != len(dst):
+        return None
+    return groups
 
 
 def _set_function_type(func: ir.Operation):
@@ -890,90 +1108,167 @@ def _private(func: ir.Operation) -> bool:
 _LOOP_WEIGHT = 16
 
 
+def _moved(op) -> int:
+    """The bytes ``op`` moves if it is a transpose (or a broadcast whose
+    dimensions are out of order: XLA moves its operand first), a move in a
+    loop body weighted by _LOOP_WEIGHT per level; else 0."""
+    if op.name == "stablehlo.transpose":
+        moved = op.results[0]
+    elif op.name == "stablehlo.broadcast_in_dim":
+        moved = op.operands[0]
+        rt = bld.ranked(moved.type)
+        if rt is None:
+            return 0
+        # dims out of order: the operand moves first, unless only its unit
+        # dims change places
+        dims = [d for d, n in zip(_i64s(op, "broadcast_dimensions"), rt.shape) if n != 1]
+        if dims == sorted(dims):
+            return 0
+    else:
+        return 0
+    rt = bld.ranked(moved.type)
+    if rt is None or not _static(rt):
+        return 0
+    n = int(np.prod(list(rt.shape), dtype=np.int64))
+    elem = rt.element_type
+    bits = elem.width if hasattr(elem, "width") else 32
+    depth, parent = 0, op.parent
+    while parent is not None and parent.name != "func.func":
+        if parent.name == "stablehlo.while":
+            depth += 1
+        parent = parent.parent
+    return n * max(bits // 8, 1) * _LOOP_WEIGHT ** depth
+
+
+def _of_argument(op) -> bool:
+    """Whether ``op`` moves an argument of its function (XLA reads a moved
+    parameter through the move in the fusions that use it; a computed
+    value, a result above all, tends to be materialized moved)."""
+    v = op.operands[0]
+    if isinstance(v.owner, (ir.Operation, ir.OpView)):
+        return False
+    parent = v.owner.owner  # the block's op (a FuncOp's .name is its symbol)
+    return parent is not None and parent.operation.name == "func.func"
+
+
 def moved_bytes(module_op: ir.Operation) -> int:
     """The bytes the module's transposes (and broadcasts whose dimensions are
     out of order) move, those in loop bodies weighted by _LOOP_WEIGHT per
-    level: what an aggressive run must lower to be kept."""
-    total = 0
+    level: what an aggressive run must not raise to be kept."""
+    return _move_cost(module_op)[0]
+
+
+def _cost_entry(op, n: int) -> tuple[int, int, int]:
+    """(bytes, those of a computed value, those of a result returned): a
+    move of an argument is read through by the fusions that use it, one of a
+    computed value tends to be materialized, and one returned always is."""
+    computed = 0 if _of_argument(op) else n
+    returned = n if any(u.owner.operation.name == "func.return"
+                        for u in op.results[0].uses) else 0
+    return n, computed, returned
+
+
+def _move_cost(module_op: ir.Operation) -> tuple[int, int, int, int]:
+    """(``moved_bytes``, those of computed values (not arguments), those of
+    returned values, how many ops move data): what sink_transposes compares,
+    in that order."""
+    total = [0, 0, 0, 0]
 
     def visit(op):
-        nonlocal total
-        moved = None
-        if op.name == "stablehlo.transpose":
-            moved = op.results[0]
-        elif op.name == "stablehlo.broadcast_in_dim":
-            # dims out of order: XLA moves the operand first
-            dims = _i64s(op, "broadcast_dimensions")
-            if dims != sorted(dims):
-                moved = op.operands[0]
-        if moved is not None:
-            rt = bld.ranked(moved.type)
-            if rt is None or not _static(rt):
-                return ir.WalkResult.ADVANCE
-            n = int(np.prod(list(rt.shape), dtype=np.int64))
-            elem = rt.element_type
-            bits = elem.width if hasattr(elem, "width") else 32
-            depth, parent = 0, op.parent
-            while parent is not None and parent.name != "func.func":
-                if parent.name == "stablehlo.while":
-                    depth += 1
-                parent = parent.parent
-            total += n * max(bits // 8, 1) * _LOOP_WEIGHT ** depth
+        n = _moved(op)
+        if n:
+            for i, v in enumerate(_cost_entry(op, n)):
+                total[i] += v
+            total[3] += 1
         return ir.WalkResult.ADVANCE
     module_op.walk(visit)
-    return total
+    return tuple(total)
 
 
-def _has_transpose(module_op: ir.Operation) -> bool:
-    found = []
-
-    def visit(op):
-        if op.name == "stablehlo.transpose":
-            found.append(1)
-            return ir.WalkResult.INTERRUPT
-        return ir.WalkResult.ADVANCE
-    module_op.walk(visit)
-    return bool(found)
-
-
-def _trial(module_op: ir.Operation, entry: str, **kw):
-    clone = module_op.clone()
-    try:
-        sinker = _Sinker(clone, entry, **kw)
-        sinker.run()
-        return moved_bytes(clone), sinker
-    finally:
-        clone.erase()
+def _adopt(module_op: ir.Operation, clone: ir.Operation) -> bool:
+    """Rewrites ``module_op`` into ``clone`` (a clone of it the pass ran on)
+    without replacing its functions: each function keeps its operation
+    (callers hold it) and takes the clone's body, ops moved over; functions
+    only the clone has (cloned callees) move over. False, with nothing
+    changed, where a body is not one block."""
+    def funcs(op):
+        return {ir.StringAttr(f.attributes["sym_name"]).value: f.operation
+                for f in op.regions[0].blocks[0].operations if f.operation.name == "func.func"}
+    mine, theirs = funcs(module_op), funcs(clone)
+    pairs = [(mine[n], f) for n, f in theirs.items() if n in mine]
+    if any(len(f.regions[0].blocks) != 1 for p in pairs for f in p):
+        return False
+    body = module_op.regions[0].blocks[0]
+    for f, c in pairs:
+        fb, cb = f.regions[0].blocks[0], c.regions[0].blocks[0]
+        old = list(fb.operations)
+        for a, b in zip(fb.arguments, cb.arguments):
+            a.set_type(b.type)
+        for op in list(cb.operations):
+            op.move_before(old[0])
+        for a, b in zip(fb.arguments, cb.arguments):
+            b.replace_all_uses_with(a)
+        for op in reversed(old):
+            op.erase()
+        f.attributes["function_type"] = c.attributes["function_type"]
+    last = list(body.operations)[-1]
+    for n, c in theirs.items():
+        if n not in mine:
+            c.move_after(last)
+            last = c
+    return True
 
 
 def sink_transposes(module: ir.Module, entry: str) -> int:
     """Runs the pass on @entry of ``module`` and the private functions, in
     place; returns how many rewrites it made.
 
-    The aggressive run (a transpose with several consumers sinks into each,
-    a varying while carry is carried in its consumers' layout) is tried
-    first, on a clone. If it used either, the conservative run (which never
-    adds a move), the aggressive run without re-laid carries and with each
-    re-laid carry alone are tried too, each on a clone; the module is then
-    rewritten by the one that moves the fewest bytes (``moved_bytes``; on
-    a tie the earliest of conservative, aggressive, the others). The runs
-    are deterministic, so the module gets what its trial measured. (The
-    module itself is rewritten, not replaced by a clone's body: callers hold
-    its functions.)"""
+    The conservative run (which never adds a move) rewrites the module
+    first. Only where it stopped at a transpose that an aggressive run
+    could sink (one with several consumers that take it, a varying while
+    carry moved before or after its loop) is the aggressive run tried, on
+    a clone of the conservative result; where it re-laid carries, the
+    aggressive run without re-laid carries and with each alone are tried
+    too. The module takes the bodies of the trial that moves least
+    (``_move_cost``: bytes, then bytes of computed values, then of
+    returned values, then how many ops move), where that is no more than
+    the conservative result's (functions keep their operations: callers
+    hold them)."""
     with module.context, ir.Location.unknown(module.context):
-        configs = [{}]
-        if not _has_transpose(module.operation):  # batch-first everywhere: one run
-            return _Sinker(module.operation, entry).run()
-        cost, bold = _trial(module.operation, entry, aggressive=True)
-        if bold.aggressive_used:
-            runs = [(_trial(module.operation, entry)[0], {}),
-                    (cost, {"aggressive": True})]
-            keys = bold.recarry_keys
-            if keys:
-                variants = [set()] + ([{k} for k in keys[:4]] if len(keys) > 1 else [])
-                for allowed in variants:
-                    kw = {"aggressive": True, "recarry": allowed}
-                    runs.append((_trial(module.operation, entry, **kw)[0], kw))
-            best = min(range(len(runs)), key=lambda i: (runs[i][0], i))
-            configs = [runs[best][1]]
-        return _Sinker(module.operation, entry, **configs[0]).run()
+        base = _Sinker(module.operation, entry)
+        changed = base.run()
+        if not base.missed:
+            return changed
+        best_cost = base.cost if base.cost is not None else _move_cost(module.operation)
+        best, best_changed = None, 0
+        best_kw: dict = {}
+
+        def trial(**kw):
+            nonlocal best_cost, best, best_changed, best_kw
+            clone = module.operation.clone()
+            sinker = _Sinker(clone, entry, **kw)
+            n = sinker.run()
+            cost = sinker.cost if n else best_cost
+            # against the conservative result a tie goes to the trial (its
+            # moves sank further at no cost), among trials to the first
+            if n and (cost <= best_cost if best is None else cost < best_cost):
+                if best is not None:
+                    best.erase()
+                best_cost, best, best_changed, best_kw = cost, clone, n, kw
+            else:
+                clone.erase()
+            return sinker
+        bold = trial(aggressive=True)
+        keys = bold.recarry_keys
+        if keys:
+            for allowed in [set()] + ([{k} for k in keys[:4]] if len(keys) > 1 else []):
+                trial(aggressive=True, recarry=allowed)
+        if best is None:
+            return changed
+        try:
+            if _adopt(module.operation, best):
+                return changed + best_changed
+        finally:
+            best.erase()
+        # not adoptable: the same (deterministic) run on the module itself
+        return changed + _Sinker(module.operation, entry, **best_kw).run()
