@@ -700,7 +700,8 @@ class BatchedFunction:
                 tree_util.tree_leaves((ex_args, ex_kwargs)), dims, out_dims, size, platform,
                 exported=batched, example_out_avals=exp.out_avals,
                 chunk_size=built.chunk_size, effects=exp.unordered_effects,
-                axis_name=self.axis_name, module=module, meshed=bool(built.shardings))
+                axis_name=self.axis_name, module=module, meshed=bool(built.shardings),
+                drop_unused=True)
             in_sh, out_sh = built.shardings or (None, None)
             # With a mesh, the shardings of the call's jit put the batch axis
             # on the devices; derivative modules inherit it by propagation.

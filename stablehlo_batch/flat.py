@@ -159,6 +159,26 @@ def replace_exported(exp: jax.export.Exported, *, vjp=None, **fields) -> jax.exp
     return dataclasses.replace(exp, _get_vjp=vjp, **fields)
 
 
+def without_unused(exp: jax.export.Exported) -> jax.export.Exported:
+    """``exp`` taking only the arguments its module uses (those of
+    ``module_kept_var_idx``; jax.export's ``keep_unused=False`` dropped the
+    others from the module), as flat positional arguments; ``exp`` itself
+    where it uses them all. For a caller that passes those arguments alone
+    (primitive.BatchedFn's ``kept``), so that a jax.jit around the call drops
+    the others, as jax.jit does for an argument its jaxpr does not use. No
+    VJP: the caller differentiates its own way."""
+    kept = tuple(exp.module_kept_var_idx)
+    if len(kept) == len(exp.in_avals):
+        return exp
+
+    def pick(xs):
+        return tuple(xs[i] for i in kept)
+    return replace_exported(
+        exp, in_tree=jax.tree_util.tree_structure((tuple(range(len(kept))), {})),
+        in_avals=pick(exp.in_avals), module_kept_var_idx=tuple(range(len(kept))),
+        **jax_internals.exported_argument_shardings(exp, kept))
+
+
 def _with_batch(a, d, size):
     return a.update(shape=ax.insert_batch(a.shape, d, size))
 

@@ -97,6 +97,11 @@ are what notice).
   guarded: a jaxlib without them still imports this package, and only
   reading or writing HLO raises ``PrivateAPIMissing`` (module_io turns it
   into a clear error). Checked by tests/tools/test_hlo_input.py.
+- ``exported_argument_shardings`` (``jax.export.Exported._in_named_shardings``,
+  a private field): an ``Exported`` restricted to the arguments its module
+  uses (flat.without_unused) restricts every per-argument field, this one
+  included. If it breaks, a ``batch_lower`` function that ignores an
+  argument fails to build (tests/api/test_unused_arguments.py).
 """
 from __future__ import annotations
 
@@ -579,6 +584,15 @@ def context_devices(ctx) -> int | None:
     if isinstance(axis_context, sharding_impls.SPMDAxisContext):
         return axis_context.mesh.size
     return None
+
+
+def exported_argument_shardings(exp, kept) -> dict:
+    """The per-argument sharding fields of the ``Exported`` ``exp`` for the
+    arguments ``kept`` alone, as keywords of ``dataclasses.replace``: its
+    HLO shardings (public) and its named shardings (a private field, one
+    entry per argument, all None unless exported with named shardings)."""
+    return dict(in_shardings_hlo=tuple(exp.in_shardings_hlo[i] for i in kept),
+                _in_named_shardings=tuple(exp._in_named_shardings[i] for i in kept))
 
 
 def refine_shapes(bytecode: bytes) -> bytes | str:

@@ -38,7 +38,8 @@ from jaxlib.mlir import ir
 from stablehlo_batch import axes as ax
 from stablehlo_batch.chunking import chunk_flat
 from stablehlo_batch import inline, jax_internals, module_io, named_axes
-from stablehlo_batch.flat import batch_flat, export_in_process, is_symbolic, spread_to_lanes
+from stablehlo_batch.flat import (batch_flat, export_in_process, is_symbolic, spread_to_lanes,
+                                  without_unused)
 from stablehlo_batch.passes.errors import UnsupportedOpError, format_location
 from stablehlo_batch.passes.rules import RULES
 
@@ -80,7 +81,23 @@ class BatchedFn:
                  example_out_avals: Sequence | None = None,
                  chunk_size: int | None = None, summed: Sequence[bool] = (),
                  what: str = "batch_lower", effects=frozenset(), axis_name=None,
-                 module: ir.Module | None = None, meshed: bool = False):
+                 module: ir.Module | None = None, meshed: bool = False,
+                 drop_unused: bool = False):
+        # drop_unused: the arguments ``exported``'s module does not use
+        # (jax.export's keep_unused=False left them out) are no arguments
+        # of the primitive: ``call`` binds the others (``kept``, indices of
+        # the flat arguments), so a jax.jit around the call (the plan's own,
+        # the dispatch's, the user's) drops them from its executable as
+        # jax.jit(jax.vmap(f)) does, donated ones included; their
+        # derivatives are zeros, as jax's for an argument a jaxpr ignores.
+        self.kept: tuple[int, ...] | None = None
+        if drop_unused and exported is not None and \
+                len(exported.module_kept_var_idx) < len(exported.in_avals):
+            self.kept = tuple(exported.module_kept_var_idx)
+            src = _without_arguments(src, example_avals, self.kept)
+            example_avals = [example_avals[i] for i in self.kept]
+            dims = [dims[i] for i in self.kept]
+            exported = without_unused(exported)
         self.src = src
         # ``exported`` was built for a device mesh (mesh=: sharding.py).
         self.meshed = meshed
@@ -266,6 +283,21 @@ class BatchedFn:
         return self._cached(key, build)
 
 
+def _without_arguments(src: Callable, avals: Sequence, kept: Sequence[int]) -> Callable:
+    """``src`` (flat arguments) as a function of its arguments ``kept`` alone;
+    the others, which it does not use, are zeros of their avals (any value
+    would do; a PRNG key's dtype makes zero keys)."""
+    avals = [_struct(a) for a in avals]
+
+    def restricted(*flat):
+        args = [None] * len(avals)
+        for i, x in zip(kept, flat):
+            args[i] = x
+        return src(*[jnp.zeros(a.shape, a.dtype) if x is None else x
+                     for x, a in zip(args, avals)])
+    return restricted
+
+
 def _extrema(axis_name):
     """pmax / pmin over the batch axis differentiable while the per-example
     derivative is traced (jax has no JVP for them; jax.vmap's rule returns
@@ -281,6 +313,8 @@ def _bind(*flat, fun: BatchedFn):
 def call(fun: BatchedFn, out_tree, *args, **kwargs):
     """Calls ``fun`` with a pytree of arguments, as ``Exported.call`` would."""
     leaves = tree_util.tree_leaves((args, kwargs))
+    if fun.kept is not None:  # the arguments its module uses
+        leaves = [leaves[i] for i in fun.kept]
     return tree_util.tree_unflatten(out_tree, batched_call_p.bind(*leaves, fun=fun))
 
 
