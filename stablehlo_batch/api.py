@@ -49,19 +49,6 @@ jax_internals.exclude_from_source_info(_PACKAGE_DIR)
 jax_internals.exclude_from_tracebacks(_PACKAGE_DIR)
 
 
-def _refuse_custom_vmap(location: str) -> UnsupportedOpError:
-    return UnsupportedOpError(
-        "custom_vmap", None, format_location(location),
-        reason="its vmap rule is Python that the lowered module does not hold "
-               "(jax.vmap runs the rule; the rewrite would batch the function "
-               "itself); use jax.vmap, or jax.custom_batching.sequential_vmap")
-
-
-# A jax.custom_batching.custom_vmap in a function we batch: the lowered module
-# holds its function, not its rule (docs/dropin.md, "custom_vmap").
-jax_internals.refuse_custom_vmap_when_batching(_refuse_custom_vmap)
-
-
 # jax's table of custom vmappable types (register_vmappable fills it in
 # place): empty unless someone registered one, so a call checks it first.
 _VMAPPABLE_TYPES = jax_internals.vmappable_types()
