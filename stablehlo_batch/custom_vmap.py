@@ -99,6 +99,12 @@ def _placeholder(ctx, args, params, location):
     return list(op.results)
 
 
+def holds_placeholders(exp: jax.export.Exported) -> bool:
+    """Whether ``exp``'s module holds a placeholder: it must go through the
+    rewrite (a lane loop running it unbatched would reach XLA with it)."""
+    return TARGET.encode() in bytes(exp.mlir_module_serialized)
+
+
 def _call_of(op) -> _Call | None:
     try:
         key = int(ir.StringAttr(op.attributes["backend_config"]).value)
@@ -171,9 +177,14 @@ def _rule(fb, op, flags):
         got = tuple(ir.RankedTensorType(r.type).shape)
         if got != want or ir.RankedTensorType(r.type).element_type != \
                 ir.RankedTensorType(op.results[j].type).element_type:
+            want_type = ir.RankedTensorType.get(list(want), ir.RankedTensorType(
+                op.results[j].type).element_type)
             raise refusal(call.location,
-                          f"its vmap rule returned {r.type} for result {j}, which is "
-                          f"{'batched' if b else 'unbatched'} of shape {a.str_short()}")
+                          f"its vmap rule returned {r.type} for result {j}, which it says is "
+                          f"{'batched' if b else 'unbatched'}; the function returns "
+                          f"{a.str_short()} there, so the rule must return {want_type} "
+                          "(the rewrite keeps the function's shapes; jax.vmap does not "
+                          "check them)")
     return list(zip(results, out_flags))
 
 

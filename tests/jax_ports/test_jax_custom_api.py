@@ -95,6 +95,7 @@ def test_custom_vmap_under_jit_and_in_a_loop():
 
     def g(x, y):
         return jax.lax.fori_loop(0, 2, lambda i, c: f(c, y)[0], x)
+    check_vmap(g, x, y, jit=True, rtol=1e-5, atol=1e-5)
     check_vmap(g, x, y[0], in_axes=(0, None), jit=True, rtol=1e-5, atol=1e-5)
     check_vmap(jax.jit(g), x, y[0], in_axes=(0, None), rtol=1e-5, atol=1e-5)
 
@@ -116,9 +117,10 @@ def test_custom_vmap_rule_traced_at_the_chunk_size():
     x = np.arange(24, dtype=np.float32).reshape(6, 4) / 10
     y = np.ones(4, np.float32)
     want = jax.vmap(f, in_axes=(0, None))(x, y)
-    got = sb.batch_lower(f, in_axes=(0, None), chunk_size=2)(x, y)
-    assert_same_tree(got, want, rtol=1e-5, atol=1e-5)
-    assert 2 in sizes
+    for chunk in (2, 4, 1):  # 4: a remainder of 2; 1: the lane loop runs the rule too
+        got = sb.batch_lower(f, in_axes=(0, None), chunk_size=chunk)(x, y)
+        assert_same_tree(got, want, rtol=1e-5, atol=1e-5)
+        assert chunk in sizes
 
 
 def test_custom_vmap_with_a_symbolic_batch_size_is_refused():
