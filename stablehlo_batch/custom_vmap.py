@@ -18,14 +18,14 @@ trace and the rewrite of its module.
   ``jax.export`` for the module's platform, merges it into the module as a
   private function and calls it; a result is batched or not as the rule's
   ``out_batched`` says. The rule is traced at the batch size the rewrite
-  uses (a chunk's size under ``chunk_size=``); a symbolic batch size is
-  refused (the rule is Python that needs a static ``axis_size``).
+  uses (a chunk's size under ``chunk_size=``; a symbolic dimension where the
+  batch size is symbolic: a rule that cannot be traced so is refused).
 - A placeholder with no batched operand is left alone by the rewrite;
   ``inline_bodies`` (rewrite.batch_function, after the rewrite) replaces it
   by the function, lowered the same way: jax.vmap does not call the rule
   there either.
 - Refused (UnsupportedOpError naming the user's line): a custom_vmap with
-  effects, with symbolic shapes, with extended dtypes (PRNG keys) or in a
+  effects, with symbolic shapes of its own, with extended dtypes (PRNG keys) or in a
   module lowered for several platforms at once.
 
 Rules that batch like their function (``sequential_vmap``'s, ``vmappable``'s)
@@ -159,21 +159,27 @@ def _rule(fb, op, flags):
     call = _call_of(op)
     if call is None:
         raise fb.unsupported(op, "a custom_vmap placeholder this process did not lower")
-    try:
-        size = fb.axis_size
-    except bld.SymbolicShapeError:
-        raise refusal(call.location, "its vmap rule needs a static axis_size and the batch "
-                                     "size is symbolic; pass a static batch size") from None
+    symbolic = fb.symbolic
+    # a symbolic batch size: the rule is traced at a symbolic axis_size (a
+    # rule that needs a number, e.g. to branch on it, is refused)
+    size = jax.export.symbolic_shape("stablehlo_batch_b")[0] if symbolic else fb.axis_size
     out_flags: list[bool] = []
 
     def batched(*xs):
         outs, got = jax_internals.apply_custom_vmap_rule(call.params, xs, flags)
         out_flags[:] = got
         return outs
-    results = _inline(op, _module_of(op), batched, _specs(call.avals_in, flags, size),
-                      call.platform, list(op.operands))
+    try:
+        results = _inline(op, _module_of(op), batched, _specs(call.avals_in, flags, size),
+                          call.platform, list(op.operands))
+    except Exception as e:  # noqa: BLE001 -- only where the size is symbolic
+        if not symbolic or isinstance(e, UnsupportedOpError):
+            raise
+        raise refusal(call.location, "its vmap rule cannot be traced at a symbolic batch size "
+                                     f"({type(e).__name__}: {str(e).splitlines()[0]}); "
+                                     "pass a static batch size") from e
     for j, (r, b, a) in enumerate(zip(results, out_flags, call.avals_out)):
-        want = ((size,) if b else ()) + tuple(a.shape)
+        want = ((bld.DYN if symbolic else size,) if b else ()) + tuple(a.shape)
         got = tuple(ir.RankedTensorType(r.type).shape)
         if got != want or ir.RankedTensorType(r.type).element_type != \
                 ir.RankedTensorType(op.results[j].type).element_type:

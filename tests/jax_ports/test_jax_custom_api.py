@@ -123,10 +123,28 @@ def test_custom_vmap_rule_traced_at_the_chunk_size():
         assert chunk in sizes
 
 
-def test_custom_vmap_with_a_symbolic_batch_size_is_refused():
-    f = _sin_with_cos_rule()
-    with pytest.raises(sb.UnsupportedOpError, match=r"custom_vmap.*symbolic"):
-        sb.batch_lower(lambda x: f(x) * 2, axis_size="b")(XS)
+@pytest.mark.parametrize("add_size", [False, True])
+def test_custom_vmap_with_a_symbolic_batch_size(add_size):
+    f, sizes = _rule_recorder(add_size=add_size)
+    y = np.ones(4, np.float32)
+    bl = sb.batch_lower(f, in_axes=(0, None), axis_size="b")
+    for n in (2, 5):
+        x = np.arange(4 * n, dtype=np.float32).reshape(n, 4) / 10
+        assert_same_tree(bl(x, y), jax.vmap(f, in_axes=(0, None))(x, y), rtol=1e-5, atol=1e-5)
+    assert any(not isinstance(s, int) for s in sizes)  # traced at the symbolic size
+
+
+def test_custom_vmap_rule_that_needs_a_static_size_is_refused_at_a_symbolic_one():
+    @jax.custom_batching.custom_vmap
+    def f(x):
+        return x
+
+    @f.def_vmap
+    def rule(axis_size, in_batched, xs):
+        return (xs * 2 if axis_size > 2 else xs), in_batched[0]
+    check_vmap(f, XS)
+    with pytest.raises(sb.UnsupportedOpError, match=r"custom_vmap.*symbolic batch size"):
+        sb.batch_lower(lambda x: f(x) + 1, axis_size="b")(XS)
 
 
 def test_custom_vmap_under_jvp_uses_jvp_of_the_rule():
