@@ -31,7 +31,7 @@ from stablehlo_batch import axes as ax
 from stablehlo_batch import (callbacks, jax_internals, levels, module_io, named_axes,
                              primitive, sharding, tuning, vmappables, xla_compat)
 from stablehlo_batch.flat import export_in_process, symbolic_size
-from stablehlo_batch.passes.errors import UnsupportedOpError, format_location
+from stablehlo_batch.passes.errors import UnsupportedOpError
 from stablehlo_batch.passes.fallback import FallbackWarning, strict_mode
 from stablehlo_batch.passes.report import BatchingReport
 from stablehlo_batch.rewrite import batch_function
