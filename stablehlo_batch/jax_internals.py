@@ -48,6 +48,13 @@ are what notice).
   ``jax.vmap`` maps with their own ``to_elt`` / ``from_elt`` (vmappables.py).
   If it breaks, such types are refused as "not a valid JAX type"
   (tests/jax_ports/test_jax_batching.py, the vmappable tests).
+- ``lower_custom_vmap_when_batching`` / ``apply_custom_vmap_rule`` /
+  ``custom_vmap_body`` / ``custom_vmap_call_location``
+  (``jax._src.custom_batching``: ``custom_vmap_p``, its lowering entry, its
+  batching rule ``custom_vmap_batching``): a custom_vmap in a function we
+  batch becomes a placeholder whose rewrite rule runs the user's rule
+  (custom_vmap.py). If it breaks, such functions fail or are batched as
+  their bodies (tests/jax_ports/test_jax_custom_api.py fails).
 - ``prefix_error_details`` (``jax._src.tree_util.prefix_errors``,
   ``jax._src.api_util.PytreeLeaf``): the
   "Mismatch details" of vmap's error for an in_axes / out_axes that is not
