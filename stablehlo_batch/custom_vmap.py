@@ -240,6 +240,18 @@ def refuse_reverse_mode(fn, args, error: Exception) -> None:
                              "works; or use jax.vmap)") from error
 
 
+def refuse_lane_check(jaxpr, what: str) -> None:
+    """``check=True`` compares a batched call with its function run per
+    lane; a custom_vmap whose rule may differ from its function (jax.vmap,
+    and so batch_lower, runs the rule) makes that comparison meaningless:
+    UnsupportedOpError naming its line, where ``jaxpr`` holds one."""
+    where = jax_internals.custom_vmap_call_location(jaxpr, differing_only=True)
+    if where is not None:
+        raise refusal(where, f"{what} compares the batched call with the function run per "
+                             "lane, and a custom_vmap's rule need not batch like its function "
+                             "(jax.vmap runs the rule, as batch_lower does): drop check=True")
+
+
 def install() -> None:
     """Once per process: jax's lowering of custom_vmap_call makes
     placeholders while tracing to batch, and the rewrite has their rule."""

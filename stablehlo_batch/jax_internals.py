@@ -657,15 +657,18 @@ def symbolic_shaped_eqn(jaxpr):
 
 # ---- custom_vmap -------------------------------------------------------------
 
-def custom_vmap_call_location(jaxpr) -> str | None:
+def custom_vmap_call_location(jaxpr, differing_only: bool = False) -> str | None:
     """The user's "file:line" of the first ``custom_vmap_call`` in ``jaxpr``
-    (a ClosedJaxpr; nested jaxprs too), None when there is none."""
+    (a ClosedJaxpr; nested jaxprs too), None when there is none; with
+    ``differing_only``, of the first whose rule may differ from its function
+    (``custom_vmap_rule_batches_like_body``)."""
     for eqn in jaxpr.jaxpr.eqns if hasattr(jaxpr, "jaxpr") else jaxpr.eqns:
-        if eqn.primitive is custom_batching.custom_vmap_p:
+        if eqn.primitive is custom_batching.custom_vmap_p and not (
+                differing_only and custom_vmap_rule_batches_like_body(eqn.params["rule"])):
             frame = source_info_util.user_frame(eqn.source_info.traceback)
             return f"{frame.file_name}:{frame.start_line}" if frame is not None else "unknown"
         for sub in core.jaxprs_in_params(eqn.params):
-            found = custom_vmap_call_location(sub)
+            found = custom_vmap_call_location(sub, differing_only)
             if found is not None:
                 return found
     return None

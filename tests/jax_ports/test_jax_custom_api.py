@@ -188,6 +188,15 @@ def test_reverse_mode_of_a_custom_vmap_is_refused():
         jax.grad(lambda w: sb.batch_lower(lambda x: f(x * w))(XS).sum())(w)
 
 
+def test_check_true_with_a_custom_vmap_is_refused():
+    # check=True compares with the function per lane; the rule need not match it
+    f = _sin_with_cos_rule()
+    with pytest.raises(sb.UnsupportedOpError, match=r"custom_vmap.*check=True"):
+        sb.batch_lower(lambda x: f(x) * 2, check=True)(XS)
+    g = jax.custom_batching.sequential_vmap(jnp.sin)  # batches like its function: checked
+    assert_same_tree(sb.batch_lower(g, check=True)(XS), np.sin(XS), rtol=1e-6, atol=1e-6)
+
+
 def test_custom_vmap_rule_with_a_wrong_shape_is_an_error():
     @jax.custom_batching.custom_vmap
     def f(x):
