@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import re
 
 import jax
 from jax.interpreters import mlir
@@ -44,8 +45,13 @@ from stablehlo_batch import jax_internals, module_io
 from stablehlo_batch.passes import builders as bld
 from stablehlo_batch.passes.errors import UnsupportedOpError, format_location
 from stablehlo_batch.passes.rules import register_rule
+from stablehlo_batch.passes.rules.structural import register_call_rule
 
 TARGET = "stablehlo_batch.custom_vmap"
+# The private function a placeholder with no batched operand becomes a call
+# of (its key follows): a later rewrite of the module (an outer batch_lower,
+# a jax.vmap of the batched call) applies the rule where it batches the call.
+BODY_PREFIX = "stablehlo_batch_cvmap_"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,14 +106,23 @@ def _placeholder(ctx, args, params, location):
 
 
 def holds_placeholders(exp: jax.export.Exported) -> bool:
-    """Whether ``exp``'s module holds a placeholder: it must go through the
-    rewrite (a lane loop running it unbatched would reach XLA with it)."""
-    return TARGET.encode() in bytes(exp.mlir_module_serialized)
+    """Whether ``exp``'s module holds a placeholder or a call that stands for
+    a custom_vmap: it must go through the rewrite (a lane loop running it
+    unbatched would reach XLA with it, or run the function, not the rule)."""
+    data = bytes(exp.mlir_module_serialized)
+    return TARGET.encode() in data or BODY_PREFIX.encode() in data
 
 
 def _call_of(op) -> _Call | None:
+    """The call a placeholder (custom call) or a call of a function that
+    stands for a custom_vmap (``@stablehlo_batch_cvmap_<key>...``) is of."""
     try:
-        key = int(ir.StringAttr(op.attributes["backend_config"]).value)
+        if op.name == "func.call":
+            m = re.match(re.escape(BODY_PREFIX) + r"(\d+)",
+                         ir.FlatSymbolRefAttr(op.attributes["callee"]).value)
+            key = int(m.group(1)) if m else -1
+        else:
+            key = int(ir.StringAttr(op.attributes["backend_config"]).value)
     except (KeyError, ValueError):
         return None
     return _CALLS.get(key)
@@ -121,15 +136,22 @@ def _module_of(op) -> ir.Operation:
     return top
 
 
-def _inline(op, module_op, fn, specs, platform, operands) -> list:
+def _inline(op, module_op, fn, specs, platform, operands, name="custom_vmap_rule") -> list:
     """``fn`` lowered for ``specs`` on ``platform``, merged into the module
     of ``op`` (``module_op``) as a private function and called with
     ``operands`` before ``op``; the call's results."""
-    with jax_internals.plain_bytecode_exports(context=lambda: op.context):
-        exp = jax.export.export(jax.jit(fn, keep_unused=True), platforms=(platform,))(*specs)
+    # traced to be batched: a custom_vmap in ``fn`` (the rule or function
+    # calls one) is a placeholder too; inline_bodies turns it into a call of
+    # its function after the rewrite, which a later rewrite of the module (an
+    # outer batch_lower, a jax.vmap of the batched call) batches by its rule
+    with jax_internals.plain_bytecode_exports(context=lambda: op.context), \
+            jax_internals.tracing_to_batch():
+        exp = jax.export.export(
+            jax.jit(fn, keep_unused=True), platforms=(platform,),
+            disabled_checks=[jax.export.DisabledSafetyCheck.custom_call(TARGET)])(*specs)
     sub = module_io.parse_module(exp.mlir_module_serialized, context=op.context)
     with op.context:
-        name = mlir.merge_mlir_modules(_ModuleView(module_op), "custom_vmap_rule", sub)
+        name = mlir.merge_mlir_modules(_ModuleView(module_op), name, sub)
         callee = ir.SymbolTable(module_op)[name]
         results = ir.FunctionType(ir.TypeAttr(callee.attributes["function_type"]).value).results
     with ir.InsertionPoint(op), op.location:
@@ -197,6 +219,11 @@ def _rule(fb, op, flags):
 def inline_bodies(module: ir.Module) -> None:
     """Replaces each placeholder left in ``module`` (no operand batched) by
     the custom_vmap's function, as jax's lowering would have inlined it."""
+    while _inline_bodies_once(module):
+        pass  # a function may hold custom_vmaps of its own: placeholders again
+
+
+def _inline_bodies_once(module: ir.Module) -> bool:
     found = []
 
     def visit(o):
@@ -215,12 +242,14 @@ def inline_bodies(module: ir.Module) -> None:
         if call is None:
             raise UnsupportedOpError(op.name, None, format_location(op.location),
                                      "a custom_vmap placeholder this process did not lower")
+        key = ir.StringAttr(op.attributes["backend_config"]).value
         results = _inline(op, module.operation, jax_internals.custom_vmap_body(call.params),
                           _specs(call.avals_in, [False] * len(call.avals_in), 0),
-                          call.platform, list(op.operands))
+                          call.platform, list(op.operands), name=f"{BODY_PREFIX}{key}")
         for old, new in zip(op.results, results):
             old.replace_all_uses_with(new)
         op.erase()
+    return bool(found)
 
 
 def refuse_reverse_mode(fn, args, error: Exception) -> None:
@@ -260,6 +289,7 @@ def install() -> None:
         register_rule(TARGET, _rule, custom_call=True, scope="process")
     except ValueError:  # this module reloaded: the first registration stands
         pass
+    register_call_rule(BODY_PREFIX, _rule)
 
 
 install()

@@ -111,6 +111,39 @@ def test_custom_vmap_nested_batch_lower():
     assert_same_tree(sb.batch_lower(jax.vmap(inner))(x), want, rtol=1e-5, atol=1e-5)
 
 
+def test_custom_vmap_unbatched_by_the_inner_batching_batched_by_the_outer():
+    # the inner batch_lower leaves f's call unbatched (its function runs); the
+    # outer batches it: f's rule, as jax.vmap(jax.vmap(h)) does
+    f = _sin_with_cos_rule()
+    h = lambda x, y: f(y) + x  # noqa: E731
+    x = np.arange(6, dtype=np.float32).reshape(2, 3) / 4
+    y = np.arange(2, dtype=np.float32)
+    want = jax.vmap(jax.vmap(h, in_axes=(0, None)))(x, y)
+    inner = sb.batch_lower(h, in_axes=(0, None))
+    assert_same_tree(sb.batch_lower(inner)(x, y), want, rtol=1e-6, atol=1e-6)
+    assert_same_tree(jax.vmap(inner)(x, y), want, rtol=1e-6, atol=1e-6)
+    assert_same_tree(inner(x[0], y[0]), jax.vmap(h, in_axes=(0, None))(x[0], y[0]),
+                     rtol=1e-6, atol=1e-6)
+
+
+def test_custom_vmap_rule_that_calls_another_custom_vmap_nested():
+    g = _sin_with_cos_rule()
+
+    @jax.custom_batching.custom_vmap
+    def f(x):
+        return x + 1.0
+
+    @f.def_vmap
+    def rule(axis_size, in_batched, xs):
+        return g(xs) * 10, in_batched[0]  # g's operand is batched only by an outer vmap
+    x = np.arange(6, dtype=np.float32).reshape(2, 3) / 4
+    want = jax.vmap(jax.vmap(f))(x)
+    assert_same_tree(sb.batch_lower(f)(x[0]), jax.vmap(f)(x[0]), rtol=1e-6, atol=1e-6)
+    for got in (sb.batch_lower(sb.batch_lower(f))(x), jax.vmap(sb.batch_lower(f))(x),
+                sb.batch_lower(jax.vmap(f))(x), jax.jit(sb.batch_lower(sb.batch_lower(f)))(x)):
+        assert_same_tree(got, want, rtol=1e-6, atol=1e-6)
+
+
 def test_custom_vmap_rule_traced_at_the_chunk_size():
     # a rule whose values depend on axis_size would see the chunk's (docs/dropin.md)
     f, sizes = _rule_recorder(add_size=False)
