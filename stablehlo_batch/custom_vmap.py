@@ -22,8 +22,12 @@ trace and the rewrite of its module.
   batch size is symbolic: a rule that cannot be traced so is refused).
 - A placeholder with no batched operand is left alone by the rewrite;
   ``inline_bodies`` (rewrite.batch_function, after the rewrite) replaces it
-  by the function, lowered the same way: jax.vmap does not call the rule
-  there either.
+  by a call of the function, lowered the same way into a private
+  ``@stablehlo_batch_cvmap_<key>``: jax.vmap does not call the rule there
+  either. A later rewrite of that module (an outer batch_lower, a jax.vmap
+  of the batched call) that batches such a call applies the rule
+  (``register_call_rule``). Rules and functions are lowered as traced to
+  batch, so custom_vmaps inside them are placeholders too.
 - Refused (UnsupportedOpError naming the user's line): a custom_vmap with
   effects, with symbolic shapes of its own, with extended dtypes (PRNG keys) or in a
   module lowered for several platforms at once.
