@@ -58,6 +58,7 @@ from jaxlib.mlir.dialects import stablehlo
 
 from stablehlo_batch.passes import builders as bld
 from stablehlo_batch.passes.rules.elementwise import CHLO_ELEMENTWISE, STABLEHLO_ELEMENTWISE
+from stablehlo_batch.passes.rules.structural import CALL_RULES
 
 _ELEMENTWISE = frozenset([f"stablehlo.{n}" for n in STABLEHLO_ELEMENTWISE] +
                          [f"chlo.{n}" for n in CHLO_ELEMENTWISE])
@@ -713,7 +714,7 @@ class _Sinker:
         name = ir.FlatSymbolRefAttr(user.attributes[attr]).value
         funcs = self._funcs()
         func = funcs.get(name)
-        if func is None or not _private(func):
+        if func is None or not _private(func) or _has_call_rule(name):
             return None
         callers = self._callers(name)
         if len(callers) != 1 or callers[0] != user:
@@ -750,7 +751,7 @@ class _Sinker:
         func = user.parent.operation
         if func.name != "func.func":
             return False
-        if not _private(func):
+        if not _private(func) or _has_call_rule(ir.StringAttr(func.attributes["sym_name"]).value):
             return False
         callers = self._callers(ir.StringAttr(func.attributes["sym_name"]).value)
         if len(callers) != 1:
@@ -977,3 +978,10 @@ def sink_transposes(module: ir.Module, entry: str) -> int:
             best = min(range(len(runs)), key=lambda i: (runs[i][0], i))
             configs = [runs[best][1]]
         return _Sinker(module.operation, entry, **configs[0]).run()
+
+
+def _has_call_rule(name: str) -> bool:
+    """A function whose calls have their own batching rule (CALL_RULES: a
+    custom_vmap's function): its signature must stay the one that rule
+    expects, so no transpose moves into or out of it."""
+    return any(name.startswith(prefix) for prefix in CALL_RULES)
