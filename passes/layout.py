@@ -67,6 +67,7 @@ from jaxlib.mlir.dialects import stablehlo
 
 from stablehlo_batch.passes import builders as bld
 from stablehlo_batch.passes.rules.elementwise import CHLO_ELEMENTWISE, STABLEHLO_ELEMENTWISE
+from stablehlo_batch.passes.rules.structural import CALL_RULES
 
 _ELEMENTWISE = frozenset([f"stablehlo.{n}" for n in STABLEHLO_ELEMENTWISE] +
                          [f"chlo.{n}" for n in CHLO_ELEMENTWISE])
@@ -881,7 +882,7 @@ class _Sinker:
         name = ir.FlatSymbolRefAttr(user.attributes[attr]).value
         funcs = self._funcs()
         func = funcs.get(name)
-        if func is None or not _private(func):
+        if func is None or not _private(func) or _has_call_rule(name):
             return None
         callers = self._callers(name)
         if len(callers) != 1 or callers[0] != user:
@@ -919,7 +920,7 @@ class _Sinker:
         func = user.parent.operation
         if func.name != "func.func":
             return False
-        if not _private(func):
+        if not _private(func) or _has_call_rule(ir.StringAttr(func.attributes["sym_name"]).value):
             return False
         callers = self._callers(ir.StringAttr(func.attributes["sym_name"]).value)
         if len(callers) != 1:
@@ -1272,3 +1273,10 @@ def sink_transposes(module: ir.Module, entry: str) -> int:
             best.erase()
         # not adoptable: the same (deterministic) run on the module itself
         return changed + _Sinker(module.operation, entry, **best_kw).run()
+
+
+def _has_call_rule(name: str) -> bool:
+    """A function whose calls have their own batching rule (CALL_RULES: a
+    custom_vmap's function): its signature must stay the one that rule
+    expects, so no transpose moves into or out of it."""
+    return any(name.startswith(prefix) for prefix in CALL_RULES)

@@ -31,7 +31,7 @@ from stablehlo_batch import axes as ax
 from stablehlo_batch import (callbacks, jax_internals, levels, module_io, named_axes,
                              primitive, sharding, tuning, vmappables, xla_compat)
 from stablehlo_batch.flat import export_in_process, symbolic_size
-from stablehlo_batch.passes.errors import UnsupportedOpError, format_location
+from stablehlo_batch.passes.errors import UnsupportedOpError
 from stablehlo_batch.passes.fallback import FallbackWarning, strict_mode
 from stablehlo_batch.passes.report import BatchingReport
 from stablehlo_batch.rewrite import batch_function
@@ -47,19 +47,6 @@ from stablehlo_batch.selfcheck import check_call
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 jax_internals.exclude_from_source_info(_PACKAGE_DIR)
 jax_internals.exclude_from_tracebacks(_PACKAGE_DIR)
-
-
-def _refuse_custom_vmap(location: str) -> UnsupportedOpError:
-    return UnsupportedOpError(
-        "custom_vmap", None, format_location(location),
-        reason="its vmap rule is Python that the lowered module does not hold "
-               "(jax.vmap runs the rule; the rewrite would batch the function "
-               "itself); use jax.vmap, or jax.custom_batching.sequential_vmap")
-
-
-# A jax.custom_batching.custom_vmap in a function we batch: the lowered module
-# holds its function, not its rule (docs/dropin.md, "custom_vmap").
-jax_internals.refuse_custom_vmap_when_batching(_refuse_custom_vmap)
 
 
 # jax's table of custom vmappable types (register_vmappable fills it in

@@ -32,7 +32,7 @@ from jaxlib.mlir import ir
 from jaxlib.mlir.dialects import func as func_dialect
 
 from stablehlo_batch import axes as ax
-from stablehlo_batch import inline, module_io
+from stablehlo_batch import custom_vmap, inline, module_io
 from stablehlo_batch.flat import BatchedExport, batch_flat, replace_exported
 from stablehlo_batch.passes import builders as bld
 
@@ -76,8 +76,9 @@ def _exported_loop(exp, dims, out_dims, size: int, chunk: int, *, what: str,
     out0 = [None if d is None else 0 for d in out_dims]
     # One lane at a time runs the unbatched function itself, as lax.map does:
     # its batch-1 form would pay for batching (selects, lane reductions of
-    # loop predicates) and gain nothing.
-    lane = chunk == 1
+    # loop predicates) and gain nothing. Not a function with a custom_vmap:
+    # jax.vmap runs its rule, here at the chunk's size 1 (custom_vmap.py).
+    lane = chunk == 1 and not custom_vmap.holds_placeholders(exp)
     # Each chunk's (and the remainder's) module is merged into the loop's
     # module as a function (inline.call): no Exported.call lowering (its
     # LAPACK set-up, its portable-artifact round trip) at the loop's export.
@@ -172,7 +173,7 @@ def loop_module(exp: jax.export.Exported, dims: Sequence[int | None],
     arg_dims = [dims[i] for i in kept]
     res_dims = [ax.batch_position(d, len(a.shape)) for a, d in zip(exp.out_avals, out_dims)]
     n_chunks, rem = divmod(size, chunk)
-    lane = chunk == 1
+    lane = chunk == 1 and not custom_vmap.holds_placeholders(exp)
     if lane:
         body_module = module_io.parse_module(exp.mlir_module_serialized)
     else:

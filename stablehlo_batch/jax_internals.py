@@ -48,6 +48,13 @@ are what notice).
   ``jax.vmap`` maps with their own ``to_elt`` / ``from_elt`` (vmappables.py).
   If it breaks, such types are refused as "not a valid JAX type"
   (tests/jax_ports/test_jax_batching.py, the vmappable tests).
+- ``lower_custom_vmap_when_batching`` / ``apply_custom_vmap_rule`` /
+  ``custom_vmap_body`` / ``custom_vmap_call_location``
+  (``jax._src.custom_batching``: ``custom_vmap_p``, its lowering entry, its
+  batching rule ``custom_vmap_batching``): a custom_vmap in a function we
+  batch becomes a placeholder whose rewrite rule runs the user's rule
+  (custom_vmap.py). If it breaks, such functions fail or are batched as
+  their bodies (tests/jax_ports/test_jax_custom_api.py fails).
 - ``prefix_error_details`` (``jax._src.tree_util.prefix_errors``,
   ``jax._src.api_util.PytreeLeaf``): the
   "Mismatch details" of vmap's error for an in_axes / out_axes that is not
@@ -664,6 +671,23 @@ def symbolic_shaped_eqn(jaxpr):
 
 # ---- custom_vmap -------------------------------------------------------------
 
+def custom_vmap_call_location(jaxpr, differing_only: bool = False) -> str | None:
+    """The user's "file:line" of the first ``custom_vmap_call`` in ``jaxpr``
+    (a ClosedJaxpr; nested jaxprs too), None when there is none; with
+    ``differing_only``, of the first whose rule may differ from its function
+    (``custom_vmap_rule_batches_like_body``)."""
+    for eqn in jaxpr.jaxpr.eqns if hasattr(jaxpr, "jaxpr") else jaxpr.eqns:
+        if eqn.primitive is custom_batching.custom_vmap_p and not (
+                differing_only and custom_vmap_rule_batches_like_body(eqn.params["rule"])):
+            frame = source_info_util.user_frame(eqn.source_info.traceback)
+            return f"{frame.file_name}:{frame.start_line}" if frame is not None else "unknown"
+        for sub in core.jaxprs_in_params(eqn.params):
+            found = custom_vmap_call_location(sub, differing_only)
+            if found is not None:
+                return found
+    return None
+
+
 _SAME_AS_BODY = "_stablehlo_batch_batches_like_its_body"
 
 
@@ -707,14 +731,32 @@ def custom_vmap_rule_batches_like_body(rule) -> bool:
         for r in rules)
 
 
-def refuse_custom_vmap_when_batching(refuse: Callable[[str], Exception]) -> None:
+def _custom_vmap_location(ctx, rule) -> str:
+    """The user's "file:line" of a ``custom_vmap_call`` being lowered: the
+    equation's user frame, else (no user line calls it: batch_lower of the
+    custom_vmap function itself) the rule's own source, else MLIR's."""
+    frame = (source_info_util.user_frame(ctx.traceback)
+             if ctx.traceback is not None else None)
+    if frame is not None:
+        return f"{frame.file_name}:{frame.start_line}"
+    debug = getattr(rule, "debug", None)  # a ClosedRule's: the rule's own source
+    if getattr(debug, "func_filename", None):
+        return (f"{debug.func_filename}:{debug.func_lineno} "
+                f"(the custom_vmap rule {debug.func_name})")
+    return str(ir.Location.current)
+
+
+def lower_custom_vmap_when_batching(placeholder: Callable) -> None:
     """Wraps jax's lowering of ``custom_vmap_call`` (once per process): while
     a function is traced to be batched by our rewrite
     (``is_tracing_to_batch``), a custom_vmap whose rule may differ from its
-    function raises ``refuse(location)`` (the user's "file:line") instead of being
-    inlined as the function, which the rewrite would batch without the rule;
-    elsewhere jax's lowering runs unchanged. If jax renames the primitive or
-    its lowering table, such functions are batched as their bodies again
+    function is lowered by ``placeholder(ctx, args, params, location)``
+    (``params``: the equation's, ``rule`` included; ``location``: the user's
+    "file:line"), which emits an op the rewrite replaces by the rule's
+    lowering (custom_vmap.py), instead of being inlined as the function,
+    which the rewrite would batch without the rule; elsewhere jax's lowering
+    runs unchanged. If jax renames the primitive or its lowering table, such
+    functions are batched as their bodies again
     (``tests/jax_ports/test_jax_custom_api.py`` fails)."""
     prim = custom_batching.custom_vmap_p
     entry = jax_mlir._lowerings.get(prim)
@@ -724,18 +766,36 @@ def refuse_custom_vmap_when_batching(refuse: Callable[[str], Exception]) -> None
 
     def lowering(ctx, *args, rule, **params):
         if is_tracing_to_batch() and not custom_vmap_rule_batches_like_body(rule):
-            frame = (source_info_util.user_frame(ctx.traceback)
-                     if ctx.traceback is not None else None)
-            if frame is not None:
-                raise refuse(f"{frame.file_name}:{frame.start_line}")
-            debug = getattr(rule, "debug", None)  # a ClosedRule's: the rule's own source
-            if getattr(debug, "func_filename", None):
-                raise refuse(f"{debug.func_filename}:{debug.func_lineno} "
-                             f"(the custom_vmap rule {debug.func_name})")
-            raise refuse(str(ir.Location.current))
+            return placeholder(ctx, list(args), dict(params, rule=rule),
+                               _custom_vmap_location(ctx, rule))
         return original(ctx, *args, rule=rule, **params)
     lowering._stablehlo_batch = True
     jax_mlir._lowerings[prim] = dataclasses.replace(entry, rule=lowering)
     # Lowered inline (not through jax's per-module cache of lowerings), the
     # rule's context carries the equation's traceback, hence the user's line.
     jax_mlir._uncacheable_primitives.add(prim)
+
+
+def custom_vmap_effects(params) -> bool:
+    """Whether a ``custom_vmap_call`` (its equation's ``params``) has effects."""
+    return bool(params["call"].effects)
+
+
+def custom_vmap_body(params) -> Callable:
+    """The function of a ``custom_vmap_call`` (its ``params``), flat:
+    what jax's own lowering inlines."""
+    return core.jaxpr_as_fun(params["call"])
+
+
+def apply_custom_vmap_rule(params, flat_args, in_batched) -> tuple[list, list[bool]]:
+    """What jax.vmap computes for a ``custom_vmap_call`` (its ``params``)
+    whose flat arguments ``flat_args`` are batched on axis 0 where
+    ``in_batched`` says: jax's batching rule of the primitive
+    (``custom_batching.custom_vmap_batching``, which calls the user's rule
+    with the axis size and the batched flags and checks its trees). Returns
+    the flat results and which are batched (on axis 0). If jax changes the
+    rule's signature, batch_lower of a custom_vmap fails
+    (tests/jax_ports/test_jax_custom_api.py)."""
+    dims = [0 if b else None for b in in_batched]
+    outs, out_dims = custom_batching.custom_vmap_batching(list(flat_args), dims, **params)
+    return list(outs), [d is not None for d in out_dims]

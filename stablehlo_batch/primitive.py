@@ -37,7 +37,7 @@ from jaxlib.mlir import ir
 
 from stablehlo_batch import axes as ax
 from stablehlo_batch.chunking import chunk_flat
-from stablehlo_batch import inline, jax_internals, module_io, named_axes
+from stablehlo_batch import custom_vmap, inline, jax_internals, module_io, named_axes
 from stablehlo_batch.flat import (batch_flat, export_in_process, is_symbolic, spread_to_lanes,
                                   without_unused)
 from stablehlo_batch.passes.errors import UnsupportedOpError, format_location
@@ -334,7 +334,12 @@ def _cotangent_fn(fun: BatchedFn, nz, size, platform, *, linear: bool = False) -
         with _extrema(fun.axis_name):
             if linear:
                 return list(jax.linear_transpose(g, *[xs[i] for i in idx])(list(cts)))
-            return list(jax.vjp(g, *[xs[i] for i in idx])[1](list(cts)))
+            try:
+                return list(jax.vjp(g, *[xs[i] for i in idx])[1](list(cts)))
+            except ValueError as e:
+                if "Linearization failed" in str(e):
+                    custom_vmap.refuse_reverse_mode(g, [xs[i] for i in idx], e)
+                raise
 
     # A summed result's cotangent is the same for every lane; an
     # unbatched result's goes to lane 0 only.

@@ -16,6 +16,7 @@ from typing import Sequence
 from jaxlib.mlir import ir
 
 from stablehlo_batch import axes as ax
+from stablehlo_batch import custom_vmap
 from stablehlo_batch.passes.engine import batch_function_with_report
 from stablehlo_batch.passes.errors import AxisSpecError, VerificationError, format_location
 from stablehlo_batch.passes.report import BatchingReport
@@ -78,5 +79,7 @@ def batch_function(module: ir.Module, func: str, in_axes: Sequence[int | None],
             raise ValueError(f"axis {axis} is out of bounds for array of dimension "
                              f"{ndim} (at {what} {path})") from None
         raise ValueError(f"at {what} {path}: {e}") from None
+    # custom_vmap placeholders no batched value reached: their function
+    custom_vmap.inline_bodies(module)
     report.rewrite_seconds = time.perf_counter() - start
     return flags[n_leading_out:], report

@@ -32,7 +32,7 @@ from jaxlib.mlir import passmanager
 from jaxlib.mlir.dialects import func as func_d
 
 from stablehlo_batch import axes as ax
-from stablehlo_batch import callbacks, module_io, xla_compat
+from stablehlo_batch import callbacks, custom_vmap, module_io, xla_compat
 from stablehlo_batch.passes import batch_function_in_module
 from stablehlo_batch.passes.builders import ranked
 from stablehlo_batch.passes.errors import BatchingError, format_location
@@ -521,6 +521,8 @@ def check_call(bf, args, kwargs, got, *, rtol=1e-5, atol=1e-5, directory=None):
     ex_args, ex_kwargs = tree_util.tree_unflatten(
         in_tree, [ax.unbatched_struct(a, d) for a, d in zip(avals, dims)])
     name = getattr(bf.fn, "__name__", "fn")
+    custom_vmap.refuse_lane_check(jax.make_jaxpr(bf.fn)(*ex_args, **ex_kwargs),
+                                  f"batch_lower({name}, check=True)")
     try:
         exp = jax.export.export(jax.jit(bf.fn))(*ex_args, **ex_kwargs)
     except NotImplementedError as e:

@@ -3,6 +3,8 @@ get_tuple_element.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 from jaxlib.mlir import ir
 
 from stablehlo_batch.passes.errors import UnsupportedOpError, format_location
@@ -11,14 +13,37 @@ from stablehlo_batch.passes.rules.helpers import materialize_operands, retype_ba
 from stablehlo_batch.passes.rules.elementwise import CHLO_ELEMENTWISE
 
 
+# Private functions that stand for a call the rewrite must not batch as its
+# body, by name prefix: ``rule(fb, op, flags)`` batches such a call instead
+# (registered from the jax glue: a custom_vmap's function, whose batched form
+# is its vmap rule, stablehlo_batch/custom_vmap.py).
+CALL_RULES: dict[str, Callable] = {}
+
+
+def register_call_rule(prefix: str, rule: Callable) -> None:
+    """Calls of functions whose name starts with ``prefix`` are batched by ``rule``."""
+    CALL_RULES[prefix] = rule
+
+
+def _call_rule(callee: str) -> Callable | None:
+    return next((r for prefix, r in CALL_RULES.items() if callee.startswith(prefix)), None)
+
+
 def _predict_call(p, op, ins):
-    """The callee's body decides which results are batched."""
-    return p.callee(ir.FlatSymbolRefAttr(op.attributes["callee"]).value, ins)
+    """The callee's body decides which results are batched (a call with its
+    own rule: every result, as for ops without a prediction)."""
+    callee = ir.FlatSymbolRefAttr(op.attributes["callee"]).value
+    if _call_rule(callee) is not None:
+        return [True] * len(op.results)
+    return p.callee(callee, ins)
 
 
 @register("func.call", predict=_predict_call, costly=True)
 def call(fb, op, flags):
     callee = ir.FlatSymbolRefAttr(op.attributes["callee"]).value
+    special = _call_rule(callee)
+    if special is not None:
+        return special(fb, op, flags)
     declared = fb.program.lookup_func(callee)
     if not len(declared.regions[0].blocks):
         # An external declaration: nothing to batch (the engine adds the call site).

@@ -36,6 +36,7 @@ LAYERS = {
     "sharding": GLUE, "scaling": GLUE, "primitive": GLUE, "inline": GLUE, "callbacks": GLUE,
     "selfcheck": GLUE, "named_axes": GLUE, "tuning": GLUE, "levels": GLUE, "costmodel": GLUE,
     "pipeline": API, "xla_compat": GLUE, "jax_internals": GLUE, "vmappables": GLUE,
+    "custom_vmap": GLUE,
 }
 # Modules that may import inside functions, and why (a measured start-up cost).
 LAZY_IMPORTS = {
