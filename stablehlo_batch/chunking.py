@@ -59,6 +59,7 @@ def chunk_flat(exp: jax.export.Exported, dims: Sequence[int | None],
         full = batch_flat(exp, dims, out_dims, size, what=what, summed=summed)
     if chunk >= size:
         return full
+    custom_vmap.refuse_chunks(exp, size, chunk)
     if not summed:
         direct = loop_module(exp, dims, out_dims, size, chunk, full, what=what)
         if direct is not None:

@@ -18,8 +18,10 @@ trace and the rewrite of its module.
   ``jax.export`` for the module's platform, merges it into the module as a
   private function and calls it; a result is batched or not as the rule's
   ``out_batched`` says. The rule is traced at the batch size the rewrite
-  uses (a chunk's size under ``chunk_size=``; a symbolic dimension where the
-  batch size is symbolic: a rule that cannot be traced so is refused).
+  uses (a symbolic dimension where the batch size is symbolic: a rule that
+  cannot be traced so is refused). Never a chunk's size: a module holding
+  a placeholder is not chunked (``refuse_chunks``), as the rule may read
+  its ``axis_size``.
 - A placeholder with no batched operand is left alone by the rewrite;
   ``inline_bodies`` (rewrite.batch_function, after the rewrite) replaces it
   by a call of the function, lowered the same way into a private
@@ -115,6 +117,34 @@ def holds_placeholders(exp: jax.export.Exported) -> bool:
     unbatched would reach XLA with it, or run the function, not the rule)."""
     data = bytes(exp.mlir_module_serialized)
     return TARGET.encode() in data or BODY_PREFIX.encode() in data
+
+
+def refuse_chunks(exp: jax.export.Exported, size: int, chunk: int) -> None:
+    """Raises where ``exp`` holds a custom_vmap and would be run ``chunk``
+    lanes at a time: its rule would be called at ``chunk`` lanes, where
+    jax.vmap calls it at ``size`` (a rule may read its ``axis_size``: a
+    mean, a normalization). The cost model and ``tune=True`` then keep the
+    full batch (a loop that does not build is no candidate)."""
+    if not holds_placeholders(exp):
+        return
+    location = "unknown"
+    module = module_io.parse_module(exp.mlir_module_serialized)
+
+    def find(op):
+        nonlocal location
+        op = op.operation
+        if (op.name == "stablehlo.custom_call" and ir.StringAttr(
+                op.attributes["call_target_name"]).value == TARGET) or op.name == "func.call":
+            call = _call_of(op)
+            if call is not None:
+                location = call.location
+                return ir.WalkResult.INTERRUPT
+        return ir.WalkResult.ADVANCE
+    module.operation.walk(find)
+    raise refusal(location, f"batched {chunk} lanes at a time (chunk_size={chunk}, or a "
+                            f"loop), its vmap rule would see {chunk} lanes where jax.vmap "
+                            f"calls it with all {size}; a rule may depend on that number, so "
+                            "a function with a custom_vmap runs as one batch")
 
 
 def _call_of(op) -> _Call | None:

@@ -144,16 +144,36 @@ def test_custom_vmap_rule_that_calls_another_custom_vmap_nested():
         assert_same_tree(got, want, rtol=1e-6, atol=1e-6)
 
 
-def test_custom_vmap_rule_traced_at_the_chunk_size():
-    # a rule whose values depend on axis_size would see the chunk's (docs/dropin.md)
-    f, sizes = _rule_recorder(add_size=False)
+@pytest.mark.parametrize("add_size", [False, True])
+def test_custom_vmap_is_never_chunked(add_size):
+    """A loop over chunks would call the rule at the chunk's size where
+    jax.vmap calls it at the batch size (a rule reading axis_size gives
+    other values): chunk_size= is a typed refusal naming the user's line;
+    chunk_size >= the batch, the cost model and tune=True run one batch,
+    the rule at the batch size, with vmap's values."""
+    f, sizes = _rule_recorder(add_size=add_size)
     x = np.arange(24, dtype=np.float32).reshape(6, 4) / 10
     y = np.ones(4, np.float32)
     want = jax.vmap(f, in_axes=(0, None))(x, y)
-    for chunk in (2, 4, 1):  # 4: a remainder of 2; 1: the lane loop runs the rule too
-        got = sb.batch_lower(f, in_axes=(0, None), chunk_size=chunk)(x, y)
+    for chunk in (2, 4, 1):
+        with pytest.raises(sb.UnsupportedOpError, match="custom_vmap") as err:
+            sb.batch_lower(f, in_axes=(0, None), chunk_size=chunk)(x, y)
+        assert "test_jax_custom_api.py" in str(err.value) and "all 6" in str(err.value)
+    del sizes[:]
+    for kw in (dict(chunk_size=6), dict(chunk_size=8), dict(tune=None), dict(tune=False)):
+        got = sb.batch_lower(f, in_axes=(0, None), **kw)(x, y)
         assert_same_tree(got, want, rtol=1e-5, atol=1e-5)
-        assert chunk in sizes
+    assert set(sizes) == {6}, sizes
+
+
+def test_custom_vmap_with_tune_runs_one_batch(tmp_path, monkeypatch):
+    monkeypatch.setenv("STABLEHLO_BATCH_TUNING_DIR", str(tmp_path))
+    f, sizes = _rule_recorder(add_size=True)
+    x = np.arange(24, dtype=np.float32).reshape(6, 4) / 10
+    y = np.ones(4, np.float32)
+    bl = sb.batch_lower(f, in_axes=(0, None), tune=True)
+    assert_same_tree(bl(x, y), jax.vmap(f, in_axes=(0, None))(x, y), rtol=1e-5, atol=1e-5)
+    assert set(sizes) == {6}, sizes
 
 
 @pytest.mark.parametrize("add_size", [False, True])
