@@ -195,6 +195,11 @@ def test_the_score_weighs_a_quiet_and_a_loaded_machine(tuned_dir, monkeypatch):
     assert tuning.score(0.85, 1.6, 0.86) >= tuning.SECOND_LOOK
     assert tuning.score(1.03, 1.03, 0.67) < tuning.MARGIN
     assert tuning.score(1.58, 1.58, 0.96) > 1.10  # mlp_axis1@256, chunks of 8
+    # slower in both wall-clock views: the CPU view (XLA's spinning worker
+    # threads in a 0.3 ms full batch) does not choose it (scan_rnn@8, stop 23)
+    assert tuning.score(1.28, 1.26, 0.17) == pytest.approx(1.28)
+    assert tuning.score(1.13, 1.08, 0.73) > tuning.SECOND_LOOK  # cnn@8's lane loop
+    assert tuning.score(1.04, 1.2, 0.5) < 1  # within WALL_SLACK in one view: CPU counts
     newton = {"cpu": {"full batch": 1.0, "lane loop": 0.86}, "min": {"full batch": 1.0, "lane loop": 1.6}}
     seen = scripted(monkeypatch, {"lane loop": 0.85}, extra=newton)
     bl = sb.batch_lower(_f, in_axes=(None, 0), tune=(1,))
