@@ -236,9 +236,7 @@ class BatchedFn:
 
             def tangents(*flat):
                 xs, ts = flat[:len(nz)], flat[len(nz):]
-                g = _restricted(src, xs, idx, keep)
-                if self.axis_name is not None:
-                    g = jax_internals.differentiated(g)
+                g = _differentiable(src, xs, idx, keep, self.axis_name)
                 with _extrema(self.axis_name):
                     return list(jax.jvp(g, [xs[i] for i in idx], list(ts))[1])
 
@@ -298,6 +296,14 @@ def _without_arguments(src: Callable, avals: Sequence, kept: Sequence[int]) -> C
     return restricted
 
 
+def _differentiable(src, xs, idx, keep, axis_name):
+    """``src`` as a function of the arguments ``idx`` alone (the others
+    ``xs``), returning its results ``keep``; with ``axis_name``, marked for
+    jax's differentiation of the collectives over the batch axis."""
+    g = _restricted(src, xs, idx, keep)
+    return g if axis_name is None else jax_internals.differentiated(g)
+
+
 def _extrema(axis_name):
     """pmax / pmin over the batch axis differentiable while the per-example
     derivative is traced (jax has no JVP for them; jax.vmap's rule returns
@@ -328,9 +334,7 @@ def _cotangent_fn(fun: BatchedFn, nz, size, platform, *, linear: bool = False) -
 
     def cotangents(*flat):
         xs, cts = flat[:len(nz)], flat[len(nz):]
-        g = _restricted(src, xs, idx, keep)
-        if fun.axis_name is not None:
-            g = jax_internals.differentiated(g)
+        g = _differentiable(src, xs, idx, keep, fun.axis_name)
         with _extrema(fun.axis_name):
             if linear:
                 return list(jax.linear_transpose(g, *[xs[i] for i in idx])(list(cts)))
